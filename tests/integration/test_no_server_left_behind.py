@@ -1,0 +1,87 @@
+"""A test session stops the servers it started, whether its tests fail, it is interrupted or killed."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from goq.devenv.processes import pid_runs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CONFTEST = """
+import importlib.util
+
+spec = importlib.util.spec_from_file_location("goq_fixtures", "{path}")
+fixtures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fixtures)
+mongo_server = fixtures.mongo_server
+"""
+
+INNER_TEST = """
+import os, time
+from pathlib import Path
+
+def test_uses_mongo(mongo_server):
+    Path(os.environ["PID_FILE"]).write_text(str(mongo_server.process.pid))
+    if os.environ["HOW"] == "fails":
+        raise AssertionError("failing on purpose")
+    time.sleep(120)
+"""
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text():
+        assert process.poll() is None, f"inner pytest ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, "inner session never started mongod"
+        time.sleep(0.1)
+    return path.read_text()
+
+
+def wait_gone(pid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_runs(pid, "mongod"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.parametrize("how", ["fails", "interrupted", "killed"])
+def test_session_leaves_no_mongod_running(how: str, tmp_path: Path) -> None:
+    # The inner session uses the real fixtures, loaded by path: the repo root must never be on
+    # sys.path, where its operator/ folder would shadow the standard library.
+    (tmp_path / "conftest.py").write_text(CONFTEST.format(path=ROOT / "tests" / "conftest.py"))
+    (tmp_path / "test_inner.py").write_text(INNER_TEST)
+    pid_file = tmp_path / "mongod.pid"
+    env = {**os.environ, "PID_FILE": str(pid_file), "HOW": how}
+    inner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    pid = int(wait_for_file(pid_file, inner))
+    if how == "interrupted":
+        inner.send_signal(signal.SIGINT)
+    elif how == "killed":
+        inner.send_signal(signal.SIGKILL)
+    output, _ = inner.communicate(timeout=60)
+    assert inner.returncode != 0, output.decode()
+    assert wait_gone(pid), f"mongod (pid {pid}) still runs after the session {how}"
