@@ -33,5 +33,6 @@ say "installing GoQ (editable) with the dev extra into .venv"
 # The machine's pip configuration may name local indexes that do not exist; their warnings are noise.
 .venv/bin/pip install -q -e '.[dev]' 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 
-say "control-plane binaries: $(.venv/bin/goq-dev build-kube 2>&1 | tail -n 1)"
+say "control-plane binaries (built once, a few minutes; progress below)"
+say "control-plane binaries in $(.venv/bin/goq-dev build-kube)"
 say "done. Run the tests with: make test"

@@ -74,9 +74,7 @@ def ensure_binaries(*, build: bool = True) -> Path:
         return directory
     if not build or "GOQ_KUBE_BIN" in os.environ:
         raise DevEnvError(f"{', '.join(missing)} missing in {directory}; run `goq-dev build-kube` first")
-    log.info(
-        "building Kubernetes %s once into %s (a few minutes; later runs reuse it)", KUBE_VERSION, directory
-    )
+    log.info("building Kubernetes %s once into %s (a few minutes; later runs reuse it)", KUBE_VERSION, directory)
     script = Path(__file__).with_name("build-kube.sh")
     env = {**os.environ, "GOQ_CACHE": str(cache_dir())}
     if subprocess.run(["bash", str(script)], env=env, check=False).returncode != 0:
@@ -125,9 +123,7 @@ class KubeControlPlane:
         try:
             for name, argv, ready in self._plan(binaries):
                 started = time.monotonic()
-                server = processes.start(
-                    name, argv, self.workdir / f"{name}.log", detached=detached, env=_server_env()
-                )
+                server = processes.start(name, argv, self.workdir / f"{name}.log", detached=detached, env=_server_env())
                 self.servers.append(server)
                 processes.wait_until(f"ready at {self.url}", ready, server, timeout)
                 timings[name] = time.monotonic() - started

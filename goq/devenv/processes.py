@@ -139,8 +139,7 @@ def wait_until(
             return time.monotonic() - start_time
         if time.monotonic() > deadline:
             raise DevEnvError(
-                f"{server.name} (pid {server.pid}) not {what} after {timeout:.0f} s; "
-                f"its log ends:\n{server.log_tail()}"
+                f"{server.name} (pid {server.pid}) not {what} after {timeout:.0f} s; its log ends:\n{server.log_tail()}"
             )
         time.sleep(interval)
 

@@ -18,9 +18,7 @@ def test_up_env_status_down_round_trip(tmp_path: Path) -> None:
     state = tmp_path / "dev"
     started = goq_dev(state, "up", "--no-kube")
     assert started.returncode == 0, started.stderr
-    uri = next(
-        line.split("=", 1)[1].strip("'") for line in started.stdout.splitlines() if "GOQ_MONGODB_URI" in line
-    )
+    uri = next(line.split("=", 1)[1].strip("'") for line in started.stdout.splitlines() if "GOQ_MONGODB_URI" in line)
     try:
         with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
             assert client.admin.command("hello")["isWritablePrimary"]

@@ -114,9 +114,7 @@ async def test_an_applied_crd_is_established_and_accepts_valid_objects_only(
 
     async def create(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
-        result: dict[str, Any] = await objects.create_namespaced_custom_object(
-            GROUP, "v1", namespace, "widgets", body
-        )
+        result: dict[str, Any] = await objects.create_namespaced_custom_object(GROUP, "v1", namespace, "widgets", body)
         return result
 
     async def create_when_served() -> dict[str, Any] | None:
@@ -140,9 +138,7 @@ async def test_an_applied_crd_is_established_and_accepts_valid_objects_only(
 
 async def test_garbage_collector_deletes_what_an_owner_owned(kube_api: k8s.ApiClient, namespace: str) -> None:
     core = k8s.CoreV1Api(kube_api)
-    owner = await core.create_namespaced_config_map(
-        namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="owner"))
-    )
+    owner = await core.create_namespaced_config_map(namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="owner")))
     reference = k8s.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
     owned = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="owned", owner_references=[reference]))
     await core.create_namespaced_config_map(namespace, owned)

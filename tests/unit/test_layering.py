@@ -69,9 +69,7 @@ def source_files() -> list[Path]:
 def violations(path: Path) -> list[str]:
     module = module_name(path)
     bad = forbidden_for(module)
-    return sorted(
-        f"{module} imports {name}" for name in imported_modules(path) if any(within(name, b) for b in bad)
-    )
+    return sorted(f"{module} imports {name}" for name in imported_modules(path) if any(within(name, b) for b in bad))
 
 
 @pytest.mark.parametrize("path", source_files(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -88,9 +86,7 @@ def test_a_component_importing_another_is_reported(tmp_path: Path, monkeypatch: 
     fake_root = tmp_path
     (fake_root / "sidecar").mkdir()
     offender = fake_root / "sidecar" / "delivery.py"
-    offender.write_text(
-        "from goq.operator import reconcile\nfrom ..webhook import patch\nimport goq.errors\n"
-    )
+    offender.write_text("from goq.operator import reconcile\nfrom ..webhook import patch\nimport goq.errors\n")
     monkeypatch.setitem(globals(), "ROOT", fake_root)
     assert violations(offender) == [
         "goq.sidecar.delivery imports goq.operator",

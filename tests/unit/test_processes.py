@@ -21,10 +21,7 @@ def test_stop_ends_the_process_it_started(tmp_path: Path) -> None:
 
 
 def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
-    code = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "print('up', flush=True); time.sleep(60)"
-    )
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
     server = processes.start("stubborn", [sys.executable, "-c", code], tmp_path / "stubborn.log")
     processes.wait_until("up", lambda: "up" in server.log_tail(), server, timeout=10)
     server.stop(timeout=0.5)
@@ -37,9 +34,7 @@ def test_waiting_on_a_server_that_exits_fails_at_once_with_its_log(tmp_path: Pat
         [sys.executable, "-c", "import sys; print('bad flag --nope'); sys.exit(3)"],
         tmp_path / "c.log",
     )
-    with pytest.raises(
-        DevEnvError, match=r"(?s)crasher exited \(code 3\) while waiting for ready.*bad flag --nope"
-    ):
+    with pytest.raises(DevEnvError, match=r"(?s)crasher exited \(code 3\) while waiting for ready.*bad flag --nope"):
         processes.wait_until("ready", lambda: False, server, timeout=30)
 
 

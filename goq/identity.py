@@ -1,0 +1,72 @@
+"""Identities and addresses: validated once, so that every layer can trust them."""
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from goq.errors import ConfigError
+
+MAX_IDENTITY_LENGTH: Final = 59
+"""The Service ``goq-<id>`` must stay a 63-character DNS label."""
+MAX_NAMESPACE_LENGTH: Final = 63
+_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+IDENTITY_PATTERN: Final = rf"^(?=.{{1,{MAX_IDENTITY_LENGTH}}}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""The same rule as a regular expression, for schemas."""
+
+
+def _label_problem(value: str, limit: int) -> str | None:
+    if not value:
+        return "must not be empty"
+    if len(value) > limit:
+        return f"is {len(value)} characters long; at most {limit} are allowed"
+    if value != value.lower() and _LABEL.fullmatch(value.lower()):
+        return "must be lower case"
+    if not _LABEL.fullmatch(value):
+        return "may contain only lower-case letters, digits and '-', and must start and end with a letter or digit"
+    return None
+
+
+def validate_identity(value: object, what: str = "identity") -> str:
+    """Return ``value`` if it is a valid identity (a DNS-1123 label of at most 59 characters)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string, got {type(value).__name__}")
+    if problem := _label_problem(value, MAX_IDENTITY_LENGTH):
+        raise ConfigError(f"{what} {value!r} {problem} (a DNS-1123 label of at most {MAX_IDENTITY_LENGTH} characters)")
+    return value
+
+
+def validate_namespace(value: object, what: str = "namespace") -> str:
+    """Return ``value`` if it is a valid Kubernetes namespace name."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string, got {type(value).__name__}")
+    if problem := _label_problem(value, MAX_NAMESPACE_LENGTH):
+        raise ConfigError(f"{what} {value!r} {problem} (a DNS-1123 label of at most {MAX_NAMESPACE_LENGTH} characters)")
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """Where a message goes: an identity, in a namespace (``None``: the sender's own)."""
+
+    identity: str
+    namespace: str | None = None
+
+    @classmethod
+    def parse(cls, text: object) -> "Address":
+        """Parse ``"<id>"`` or ``"<id>.<namespace>"``, with a message that says what is wrong."""
+        if not isinstance(text, str) or not text:
+            raise ConfigError('destination must be "<identity>" or "<identity>.<namespace>", got nothing')
+        identity, dot, namespace = text.partition(".")
+        if "." in namespace:
+            raise ConfigError(
+                f'destination {text!r} has more than one "."; use "<identity>" or "<identity>.<namespace>"'
+            )
+        validate_identity(identity, "destination identity")
+        return cls(identity, validate_namespace(namespace, "destination namespace") if dot else None)
+
+    def resolved(self, default_namespace: str) -> "Address":
+        """This address with the namespace filled in."""
+        return self if self.namespace else Address(self.identity, default_namespace)
+
+    def __str__(self) -> str:
+        return f"{self.identity}.{self.namespace}" if self.namespace else self.identity

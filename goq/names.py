@@ -1,0 +1,32 @@
+"""Names fixed by GoQ's contract: API group, annotations, labels, ports. One place, used everywhere."""
+
+from typing import Final
+
+GROUP: Final = "goq.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+GOQUEUE_KIND: Final = "GoQueue"
+GOQUEUE_PLURAL: Final = "goqueues"
+RETRYPOLICY_KIND: Final = "RetryPolicy"
+RETRYPOLICY_PLURAL: Final = "retrypolicies"
+
+ANNOTATION_ID: Final = "goq.io/id"
+"""On a pod: the identity it sends and receives as. The opt-in for sidecar injection."""
+LABEL_ID: Final = "goq.io/id"
+"""Added by the webhook: Services select labels, not annotations."""
+ANNOTATION_INJECTED: Final = "goq.io/injected"
+"""Added by the webhook: the GoQ version that injected the sidecar; its presence prevents a second injection."""
+
+PORT_REST: Final = 7700
+"""Application REST API, bound to 127.0.0.1."""
+PORT_GRPC: Final = 7701
+"""Application gRPC API (goq.v1.QueueManager), bound to 127.0.0.1."""
+PORT_PEER: Final = 7702
+"""Sidecar-to-sidecar gRPC (goq.v1.Peer), on the pod IP; the headless Service's port ``peer``."""
+PORT_HEALTH: Final = 7703
+"""/healthz, /readyz and /metrics, on the pod IP."""
+
+
+def service_name(identity: str) -> str:
+    """The headless Service of an identity: ``goq-<id>``."""
+    return f"goq-{identity}"

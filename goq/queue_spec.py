@@ -1,0 +1,92 @@
+"""The GoQueue spec: what the operator validates and every sidecar of the identity obeys."""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+from goq.errors import ConfigError
+from goq.identity import validate_identity
+from goq.specs import SpecReader
+
+QUEUE_LIMIT_MAX: Final = 10_000_000
+BUILTIN_POISON_SINKS: Final = ("mongodb", "file", "http", "log")
+BUILTIN_METRICS_SINKS: Final = ("prometheus", "pushgateway", "log", "mongodb")
+
+
+class Overflow(StrEnum):
+    """What happens to a message that does not fit its bounded queue."""
+
+    POISON = "poison"
+    """Goes to the poison queue with reason ``overflow`` (the default)."""
+    REJECT = "reject"
+    """Refused with backpressure: HTTP 429, gRPC RESOURCE_EXHAUSTED."""
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """A pluggable sink: a built-in or entry-point name, and its own options."""
+
+    type: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: object, path: str) -> "SinkSpec":
+        r = SpecReader(spec, path)
+        name = r.text("type")
+        if name is None:
+            raise ConfigError(f"{path}.type is required (a built-in sink or a plug-in's entry-point name)")
+        options = {k: v for k, v in r.data.items() if k != "type"}
+        return cls(name, options)
+
+
+@dataclass(frozen=True)
+class MetricsSpec:
+    """Where and how often a sidecar flushes its metrics."""
+
+    interval: float = 15.0
+    sinks: tuple[SinkSpec, ...] = (SinkSpec("prometheus"),)
+
+
+@dataclass(frozen=True)
+class GoQueueSpec:
+    """One identity's queue settings (the GoQueue's ``spec``)."""
+
+    retry_policy: str | None = None
+    """Name of a RetryPolicy in the same namespace; ``None``: the built-in defaults."""
+    send_queue_limit: int = 10_000
+    receive_queue_limit: int = 10_000
+    overflow: Overflow = Overflow.POISON
+    poison_queue: SinkSpec = SinkSpec("mongodb")
+    metrics: MetricsSpec = MetricsSpec()
+
+    @classmethod
+    def from_spec(cls, spec: object, path: str = "spec") -> "GoQueueSpec":
+        """Validate a GoQueue spec; defaults fill what is missing; unknown fields are refused."""
+        r = SpecReader(spec, path)
+        d = cls()
+        policy = r.text("retryPolicy")
+        if policy is not None:
+            validate_identity(policy, f"{r.field('retryPolicy')} (a RetryPolicy name)")
+        metrics = r.child("metrics")
+        sinks_raw = metrics.raw("sinks")
+        if sinks_raw is None:
+            sinks = d.metrics.sinks
+        elif isinstance(sinks_raw, list) and sinks_raw:
+            sinks = tuple(SinkSpec.from_spec(s, f"{metrics.field('sinks')}[{i}]") for i, s in enumerate(sinks_raw))
+        else:
+            raise ConfigError(f"{metrics.field('sinks')} must be a non-empty list of sinks, got {sinks_raw!r}")
+        result = cls(
+            retry_policy=policy,
+            send_queue_limit=r.integer("sendQueueLimit", d.send_queue_limit, 1, QUEUE_LIMIT_MAX),
+            receive_queue_limit=r.integer("receiveQueueLimit", d.receive_queue_limit, 1, QUEUE_LIMIT_MAX),
+            overflow=Overflow(r.choice("overflow", d.overflow.value, tuple(o.value for o in Overflow))),
+            poison_queue=(
+                SinkSpec.from_spec(r.raw("poisonQueue"), r.field("poisonQueue"))
+                if r.data.get("poisonQueue") is not None
+                else d.poison_queue
+            ),
+            metrics=MetricsSpec(interval=metrics.duration("interval", d.metrics.interval, 1.0, 3600.0), sinks=sinks),
+        )
+        metrics.reject_unknown()
+        r.reject_unknown()
+        return result
