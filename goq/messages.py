@@ -1,0 +1,117 @@
+"""The message model: ids, headers and payload limits, and the envelope's wire encoding.
+
+A message is encoded once, when its sidecar accepts it, into ``Envelope`` bytes; those bytes are
+signed, stored and sent as they are (see ``goq/api/v1/envelope.proto``).
+"""
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from google.protobuf.message import DecodeError
+
+from goq.api.v1 import envelope_pb2
+from goq.errors import ConfigError, PermanentError
+from goq.identity import Address
+
+MAX_ID_LENGTH: Final = 128
+MAX_HEADERS: Final = 64
+MAX_HEADER_NAME: Final = 256
+MAX_HEADER_VALUE: Final = 4096
+DEFAULT_MAX_PAYLOAD: Final = 4 * 1024 * 1024
+_ID: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
+_HEADER_NAME: Final = re.compile(rf"[A-Za-z0-9._:/-]{{1,{MAX_HEADER_NAME}}}")
+
+
+class MalformedMessageError(PermanentError):
+    """Bytes that do not decode as an envelope, or an envelope that breaks the model's rules."""
+
+
+def new_message_id() -> str:
+    """A unique id that sorts by creation time: 12 hex digits of milliseconds, 16 random."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
+
+
+def validate_message_id(value: object) -> str:
+    """An application's idempotency key: 1 to 128 printable ASCII characters, no spaces."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise ConfigError(
+            f"message id must be 1 to {MAX_ID_LENGTH} printable ASCII characters without spaces, got {value!r}"
+        )
+    return value
+
+
+def validate_headers(headers: object) -> dict[str, str]:
+    """At most 64 headers; names of letters, digits and ``._:/-``; values of at most 4096 characters."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, dict):
+        raise ConfigError(f"headers must be an object of strings, got {type(headers).__name__}")
+    if len(headers) > MAX_HEADERS:
+        raise ConfigError(f"at most {MAX_HEADERS} headers are allowed, got {len(headers)}")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(
+                f"header name {name!r} must be 1 to {MAX_HEADER_NAME} letters, digits or '._:/-' characters"
+            )
+        if not isinstance(value, str) or len(value) > MAX_HEADER_VALUE:
+            raise ConfigError(f"header {name!r} must be a string of at most {MAX_HEADER_VALUE} characters")
+    return dict(headers)
+
+
+@dataclass(slots=True)
+class Message:
+    """A decoded envelope: what the application sent, with where it comes from and goes to."""
+
+    id: str
+    source: Address
+    destination: Address
+    created_at_ms: int
+    payload: bytes
+    persistent: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        """The envelope bytes that are signed, stored and sent."""
+        return envelope_pb2.Envelope(
+            id=self.id,
+            source=str(self.source),
+            destination=str(self.destination),
+            created_at_ms=self.created_at_ms,
+            headers=self.headers,
+            persistent=self.persistent,
+            payload=self.payload,
+        ).SerializeToString()
+
+    @classmethod
+    def decode(cls, body: bytes) -> "Message":
+        """Decode envelope bytes received from a peer or read from a store."""
+        envelope = envelope_pb2.Envelope()
+        try:
+            envelope.ParseFromString(body)
+        except DecodeError as exc:
+            raise MalformedMessageError(f"envelope does not decode: {exc}") from exc
+        try:
+            source = _qualified(envelope.source, "source")
+            destination = _qualified(envelope.destination, "destination")
+            validate_message_id(envelope.id)
+        except ConfigError as exc:
+            raise MalformedMessageError(str(exc)) from exc
+        return cls(
+            id=envelope.id,
+            source=source,
+            destination=destination,
+            created_at_ms=envelope.created_at_ms,
+            payload=envelope.payload,
+            persistent=envelope.persistent,
+            headers=dict(envelope.headers),
+        )
+
+
+def _qualified(text: str, what: str) -> Address:
+    address = Address.parse(text)
+    if address.namespace is None:
+        raise MalformedMessageError(f"envelope {what} {text!r} has no namespace")
+    return address

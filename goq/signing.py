@@ -1,0 +1,76 @@
+"""HMAC-SHA256 signing of envelope bytes, with several keys valid at once so that keys can rotate.
+
+The sending sidecar signs with the active key; the receiving sidecar accepts any key it knows. To
+rotate: add the new key everywhere, then make it active, then, once no message signed with the old
+key can still be in flight, remove the old one.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, hmac
+
+from goq.errors import ConfigError, PermanentError
+
+MIN_KEY_BYTES: Final = 32
+ACTIVE_FILE: Final = "active"
+"""In a key directory (a mounted Secret), the file that names the active key; every other file is a key."""
+
+
+class SignatureError(PermanentError):
+    """A message's signature does not verify; ``reason`` is ``unknown-key`` or ``bad-signature``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The HMAC keys a sidecar knows, by id, and the id of the one it signs with."""
+
+    keys: Mapping[str, bytes]
+    active: str
+
+    def __post_init__(self) -> None:
+        if self.active not in self.keys:
+            raise ConfigError(f"active key {self.active!r} is not among the keys ({', '.join(sorted(self.keys))})")
+        for key_id, key in self.keys.items():
+            if len(key) < MIN_KEY_BYTES:
+                raise ConfigError(f"HMAC key {key_id!r} has {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> "Keyring":
+        """Read a mounted key Secret: one file per key (name = key id, content = raw key bytes), and a
+        file ``active`` naming the key to sign with."""
+        try:
+            active = (directory / ACTIVE_FILE).read_text().strip()
+            keys = {
+                p.name: p.read_bytes()
+                for p in directory.iterdir()
+                if p.is_file() and p.name != ACTIVE_FILE and not p.name.startswith(".")
+            }
+        except OSError as exc:
+            raise ConfigError(f"cannot read HMAC keys from {directory}: {exc}") from exc
+        return cls(keys, active)
+
+    def sign(self, body: bytes) -> tuple[str, bytes]:
+        """The active key's id and the signature of ``body``."""
+        mac = hmac.HMAC(self.keys[self.active], hashes.SHA256())
+        mac.update(body)
+        return self.active, mac.finalize()
+
+    def verify(self, body: bytes, key_id: str, signature: bytes) -> None:
+        """Raise ``SignatureError`` unless ``signature`` is ``body``'s HMAC under ``key_id`` (constant time)."""
+        key = self.keys.get(key_id)
+        if key is None:
+            raise SignatureError("unknown-key", f"signed with unknown key {key_id!r}")
+        mac = hmac.HMAC(key, hashes.SHA256())
+        mac.update(body)
+        try:
+            mac.verify(signature)
+        except InvalidSignature:
+            raise SignatureError("bad-signature", f"signature does not match (key {key_id!r})") from None
