@@ -1,9 +1,35 @@
-"""``goq-sidecar``: the queue-manager sidecar process."""
+"""``goq-sidecar``: the queue-manager sidecar process. Configured by ``GOQ_*`` variables (docs/sidecar.md)."""
 
-from goq.cli.common import not_built_yet, parser
+import asyncio
+import logging
+import sys
+
+from goq.cli.common import parser
+from goq.errors import GoQError
+from goq.sidecar.runtime import run
+from goq.sidecar.settings import SidecarSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the sidecar (not built yet: the queue manager engine comes next)."""
-    parser("goq-sidecar", "The GoQ queue-manager sidecar.").parse_args(argv)
-    return not_built_yet("goq-sidecar", "the queue manager")
+    """Run the sidecar until SIGTERM; exit 2 with a one-line reason on bad settings."""
+    parser(
+        "goq-sidecar", "The GoQ queue-manager sidecar, configured by GOQ_* variables (see docs/sidecar.md)."
+    ).parse_args(argv)
+    try:
+        settings = SidecarSettings.from_env()
+    except GoQError as exc:
+        print(f"goq-sidecar: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+    if settings.unknown:
+        logging.getLogger("goq.sidecar").warning(
+            "ignoring unknown setting(s) %s (typos?); docs/sidecar.md lists the known ones", ", ".join(settings.unknown)
+        )
+    try:
+        asyncio.run(run(settings))
+    except GoQError as exc:
+        logging.getLogger("goq.sidecar").error("%s", exc)
+        return 1
+    return 0

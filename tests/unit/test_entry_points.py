@@ -17,7 +17,7 @@ def test_version_flag_prints_the_installed_version(main, prog, capsys: pytest.Ca
     assert capsys.readouterr().out.strip() == f"{prog} {__version__}"
 
 
-@pytest.mark.parametrize("main", [sidecar.main, operator.main, goqctl.main])
+@pytest.mark.parametrize("main", [operator.main, goqctl.main])
 def test_running_an_unbuilt_component_fails_and_says_so(main, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     assert main([]) == 2
     assert "not built yet" in capsys.readouterr().err
@@ -25,3 +25,11 @@ def test_running_an_unbuilt_component_fails_and_says_so(main, capsys: pytest.Cap
 
 def test_version_is_known() -> None:
     assert __version__ != "0.0.0+unknown"
+
+
+def test_sidecar_without_settings_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GOQ_IDENTITY", raising=False)
+    assert sidecar.main([]) == 2
+    assert capsys.readouterr().err.strip() == "goq-sidecar: GOQ_IDENTITY is required"

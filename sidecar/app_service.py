@@ -1,0 +1,138 @@
+"""The application's gRPC API (``goq.v1.QueueManager``, 127.0.0.1:7701): a thin layer over the engine."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+
+from goq.api.v1 import queue_manager_pb2 as pb
+from goq.api.v1 import queue_manager_pb2_grpc
+from goq.errors import ConfigError, GoQError
+from goq.sidecar.engine import QueueManager, SendReceipt, SendRequest
+from goq.sidecar.errors import NotFoundError, QueueFullError
+from goq.sidecar.records import Incoming
+from goq.sidecar.stores.base import StoreUnavailableError
+
+DEFAULT_IN_FLIGHT = 100
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def status_of(error: GoQError) -> grpc.StatusCode:
+    """The gRPC status that means what ``error`` means."""
+    if isinstance(error, ConfigError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, QueueFullError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, StoreUnavailableError):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND
+    return grpc.StatusCode.INTERNAL
+
+
+def _request(message: pb.SendRequest) -> SendRequest:
+    return SendRequest(
+        to=message.to,
+        payload=message.payload,
+        persistent=message.persistent if message.HasField("persistent") else True,
+        headers=dict(message.headers),
+        id=message.id or None,
+    )
+
+
+def _result(outcome: SendReceipt | GoQError) -> pb.SendResult:
+    if isinstance(outcome, SendReceipt):
+        return pb.SendResult(accepted=pb.SendResponse(id=outcome.id, state=outcome.state))
+    return pb.SendResult(error=pb.SendError(code=status_of(outcome).name, message=str(outcome)))
+
+
+def received(item: Incoming) -> pb.ReceivedMessage:
+    """A leased message as the application sees it."""
+    m = item.message
+    return pb.ReceivedMessage(
+        id=m.id,
+        to=str(m.destination),
+        payload=m.payload,
+        headers=m.headers,
+        persistent=m.persistent,
+        attempt=item.deliveries,
+        sent_at_ms=m.created_at_ms,
+        **{"from": str(m.source)},
+    )
+
+
+class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
+    """Send, receive, acknowledge and inspect, for the application in the same pod."""
+
+    def __init__(self, engine: QueueManager) -> None:
+        self.engine = engine
+
+    async def Send(self, request: pb.SendRequest, context: Context) -> pb.SendResponse:  # noqa: N802
+        (outcome,) = await self.engine.send([_request(request)])
+        if isinstance(outcome, GoQError):
+            await _abort(context, outcome)
+        return pb.SendResponse(id=outcome.id, state=outcome.state)
+
+    async def SendStream(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.SendBatch], context: Context
+    ) -> AsyncIterator[pb.SendBatchResult]:
+        async for batch in request_iterator:
+            outcomes = await self.engine.send([_request(m) for m in batch.messages])
+            yield pb.SendBatchResult(results=[_result(o) for o in outcomes])
+
+    async def Receive(  # noqa: N802
+        self, request: pb.ReceiveRequest, context: Context
+    ) -> AsyncIterator[pb.ReceivedBatch]:
+        max_in_flight = request.max_in_flight or DEFAULT_IN_FLIGHT
+        max_batch = request.max_batch or DEFAULT_IN_FLIGHT
+        inbound = self.engine.inbound
+        mine: set[str] = set()
+        while True:
+            mine = {i for i in mine if i in inbound.leased}
+            credit = max_in_flight - len(mine)
+            if credit <= 0:  # the application has its fill: wait for it to acknowledge
+                released = inbound.released
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), 1.0)
+                continue
+            items = await self.engine.receive(min(credit, max_batch), wait=1.0)
+            if items:
+                mine.update(item.id for item in items)
+                yield pb.ReceivedBatch(messages=[received(i) for i in items])
+
+    async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:  # noqa: N802
+        return pb.AckResponse(unknown=self.engine.acknowledge(list(request.ids)))
+
+    async def Nack(self, request: pb.NackRequest, context: Context) -> pb.NackResponse:  # noqa: N802
+        try:
+            await self.engine.reject(
+                request.id, requeue=request.requeue, delay=request.delay_seconds, reason=request.reason
+            )
+        except GoQError as exc:
+            await _abort(context, exc)
+        return pb.NackResponse()
+
+    async def Stats(self, request: pb.StatsRequest, context: Context) -> pb.StatsResponse:  # noqa: N802
+        stats = self.engine.stats()
+        c = stats.counters
+        return pb.StatsResponse(
+            identity=stats.identity,
+            send_queue=stats.send_queue,
+            receive_queue=stats.receive_queue,
+            in_flight=stats.in_flight,
+            sent=c.sent,
+            delivered=c.delivered,
+            received=c.received,
+            acknowledged=c.acknowledged,
+            poisoned=sum(c.poisoned.values()),
+            duplicates=c.duplicates,
+            refused=sum(c.refused.values()),
+        )
+
+
+async def _abort(context: Context, error: GoQError) -> NoReturn:
+    await context.abort(status_of(error), str(error))
+    raise AssertionError("unreachable: abort raises")

@@ -1,0 +1,323 @@
+"""The queue manager: what the application APIs call. Everything else in the sidecar serves it.
+
+``send`` validates, signs and bounds, makes persistent messages durable, then hands them to
+outbound delivery; ``receive``/``acknowledge``/``reject`` serve the inbound queue; ``redrive`` hands
+poisoned messages back. REST and gRPC are thin translations of these calls.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from goq.errors import ConfigError, GoQError
+from goq.identity import Address
+from goq.messages import Message, new_message_id, validate_headers, validate_message_id
+from goq.queue_spec import GoQueueSpec, Overflow
+from goq.sidecar.counting import Counters
+from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
+from goq.sidecar.inbound import Inbound
+from goq.sidecar.outbound import Outbound
+from goq.sidecar.poison.base import BrowsablePoisonSink
+from goq.sidecar.poisoning import Poisoner
+from goq.sidecar.records import OUTBOUND, Incoming, Outgoing, PoisonRecord, inbound_key
+from goq.sidecar.stores.base import InboxStore, OutboxStore, StoreUnavailableError
+from goq.sidecar.stores.mongo import MongoStore
+from goq.signing import Keyring
+
+log = logging.getLogger("goq.sidecar")
+
+QUEUED = "queued"
+POISONED = "poisoned"
+
+
+@dataclass
+class SendRequest:
+    """What the application asks to send."""
+
+    to: str
+    payload: bytes
+    persistent: bool = True
+    headers: dict[str, str] | None = None
+    id: str | None = None
+
+
+@dataclass
+class SendReceipt:
+    """Accepted: the message's id, and ``queued`` or ``poisoned`` (send queue full, overflow ``poison``)."""
+
+    id: str
+    state: str
+
+
+@dataclass
+class Stats:
+    """Queue depths and totals, for ``/v1/stats``, gRPC ``Stats`` and the status heartbeat."""
+
+    identity: str
+    send_queue: int
+    receive_queue: int
+    in_flight: int
+    counters: Counters = field(default_factory=Counters)
+
+
+class QueueManager:
+    """One sidecar's queues and the operations its application may perform on them."""
+
+    def __init__(
+        self,
+        me: Address,
+        keyring: Callable[[], Keyring],
+        spec: Callable[[], GoQueueSpec],
+        outbound: Outbound,
+        inbound: Inbound,
+        outboxes: dict[bool, OutboxStore],
+        inboxes: dict[bool, InboxStore],
+        poisoner: Poisoner,
+        counters: Counters,
+        *,
+        max_payload: int,
+        store: MongoStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.me = me
+        self.keyring = keyring
+        self.spec = spec
+        self.outbound = outbound
+        self.inbound = inbound
+        self.outboxes = outboxes
+        self.inboxes = inboxes
+        self.poisoner = poisoner
+        self.counters = counters
+        self.max_payload = max_payload
+        self.store = store
+        self.clock = clock
+        self._reserved = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Lifecycle.
+
+    async def start(self) -> None:
+        """Resume what this sidecar held before (persistent messages, both ways), then run housekeeping."""
+        if self.store is not None:
+            await self.store.open()
+            outgoing = await self.outboxes[True].recover()
+            incoming = await self.inboxes[True].recover()
+            self.outbound.enqueue(outgoing)
+            self.inbound.recover(incoming)
+            if outgoing or incoming:
+                log.info("resumed %d outbound and %d inbound persistent message(s)", len(outgoing), len(incoming))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._expire_leases(), name="leases"))
+        if self.store is not None:
+            self._tasks.append(loop.create_task(self._heartbeat(self.store), name="heartbeat"))
+
+    async def stop(self, grace: float) -> None:
+        """Finish answers in flight within ``grace`` seconds, write what is pending, stop housekeeping."""
+        await self.outbound.close(grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for outbox in self.outboxes.values():
+            await outbox.close()
+        for inbox in self.inboxes.values():
+            await inbox.close()
+
+    # Sending.
+
+    async def send(self, requests: list[SendRequest]) -> list[SendReceipt | GoQError]:
+        """Accept messages for delivery; per request a receipt, or the error that refused it."""
+        results: list[SendReceipt | GoQError | None] = [None] * len(requests)
+        prepared: list[tuple[int, Outgoing]] = []
+        now = self.clock()
+        for index, request in enumerate(requests):
+            try:
+                prepared.append((index, self._prepare(request, now)))
+            except ConfigError as exc:
+                results[index] = exc
+        admitted = await self._bound(prepared, results)
+        await self._keep(admitted, results)
+        return [r if r is not None else GoQError("internal: no result") for r in results]
+
+    def _prepare(self, request: SendRequest, now: float) -> Outgoing:
+        destination = Address.parse(request.to).resolved(self.me.namespace or "default")
+        if not isinstance(request.payload, bytes):
+            raise ConfigError("payload must be bytes")
+        if len(request.payload) > self.max_payload:
+            raise PayloadTooLargeError(
+                f"payload is {len(request.payload)} bytes; the limit is {self.max_payload} bytes"
+            )
+        message_id = validate_message_id(request.id) if request.id else new_message_id()
+        message = Message(
+            id=message_id,
+            source=self.me,
+            destination=destination,
+            created_at_ms=int(now * 1000),
+            payload=request.payload,
+            persistent=bool(request.persistent),
+            headers=validate_headers(request.headers),
+        )
+        body = message.encode()
+        key_id, signature = self.keyring().sign(body)
+        return Outgoing(
+            id=message_id,
+            destination=destination,
+            body=body,
+            key_id=key_id,
+            signature=signature,
+            persistent=message.persistent,
+            created_at=now,
+        )
+
+    async def _bound(
+        self, prepared: list[tuple[int, Outgoing]], results: list[SendReceipt | GoQError | None]
+    ) -> list[tuple[int, Outgoing]]:
+        """Apply the send queue's bound: beyond it, poison (``overflow: poison``) or refuse (``reject``)."""
+        spec = self.spec()
+        room = max(0, spec.send_queue_limit - self.outbound.pending - self._reserved)
+        if len(prepared) <= room:
+            return prepared
+        admitted, over = prepared[:room], prepared[room:]
+        detail = f"send queue full (sendQueueLimit {spec.send_queue_limit})"
+        if spec.overflow is Overflow.REJECT:
+            for index, _ in over:
+                results[index] = QueueFullError(f"{detail}; retry later")
+            return admitted
+        now = self.clock()
+        records = [self.outbound.poison_record(m, "overflow", detail, now) for _, m in over]
+        kept = await self.poisoner.poison(records)
+        for index, item in over:
+            results[index] = (
+                SendReceipt(item.id, POISONED) if kept else QueueFullError(f"{detail} and the poison queue failed")
+            )
+        return admitted
+
+    async def _keep(self, admitted: list[tuple[int, Outgoing]], results: list[SendReceipt | GoQError | None]) -> None:
+        """Make persistent messages durable (and both kinds idempotent), then start their delivery."""
+        self._reserved += len(admitted)
+        try:
+            for persistent in (True, False):
+                group = [(i, m) for i, m in admitted if m.persistent is persistent]
+                if not group:
+                    continue
+                try:
+                    fresh = await self.outboxes[persistent].add([m for _, m in group])
+                except StoreUnavailableError as exc:
+                    for index, _ in group:
+                        results[index] = exc
+                    continue
+                new = [m for (_, m), is_new in zip(group, fresh, strict=True) if is_new]
+                for index, item in group:
+                    results[index] = SendReceipt(item.id, QUEUED)
+                self.counters.sent += len(new)
+                self.outbound.enqueue(new)
+        finally:
+            self._reserved -= len(admitted)
+
+    # Receiving.
+
+    async def receive(self, limit: int, wait: float) -> list[Incoming]:
+        """Lease up to ``limit`` messages, waiting up to ``wait`` seconds for one."""
+        return await self.inbound.receive(limit, wait)
+
+    def acknowledge(self, ids: list[str]) -> list[str]:
+        """Done with these messages; returns the ids that were not leased."""
+        return self.inbound.acknowledge(ids)
+
+    async def reject(self, message_id: str, *, requeue: bool, delay: float = 0.0, reason: str = "") -> None:
+        """Give a leased message back (after ``delay`` s) or poison it now."""
+        if delay < 0 or delay > 86400:
+            raise ConfigError(f"delay must be from 0 to 86400 seconds, got {delay}")
+        if not await self.inbound.reject(message_id, requeue=requeue, delay=delay, reason=reason):
+            raise NotFoundError(f"message {message_id!r} is not leased to the application")
+
+    def stats(self) -> Stats:
+        return Stats(
+            identity=str(self.me),
+            send_queue=self.outbound.pending,
+            receive_queue=self.inbound.depth,
+            in_flight=len(self.inbound.leased),
+            counters=self.counters,
+        )
+
+    # The poison queue.
+
+    def _browsable(self) -> BrowsablePoisonSink:
+        sink = self.poisoner.sink
+        if not isinstance(sink, BrowsablePoisonSink):
+            raise ConfigError("this sidecar's poison sink keeps nothing to list or redrive (use type: mongodb)")
+        return sink
+
+    async def poisoned(self, limit: int = 100) -> list[PoisonRecord]:
+        """The newest poisoned messages of this identity."""
+        return await self._browsable().browse(str(self.me), limit)
+
+    async def redrive(self, ids: list[str]) -> list[str]:
+        """Hand poisoned messages back for another round of delivery; returns the ids handed back."""
+        records = await self._browsable().take(str(self.me), ids)
+        now = self.clock()
+        outgoing = [self._outgoing_again(r, now) for r in records if r.direction == OUTBOUND]
+        incoming = [self._incoming_again(r, now) for r in records if r.direction != OUTBOUND]
+        for persistent in (True, False):
+            await self.outboxes[persistent].add([m for m in outgoing if m.persistent is persistent])
+            await self.inboxes[persistent].restore([m for m in incoming if m.message.persistent is persistent])
+        self.outbound.enqueue(outgoing)
+        self.inbound.recover(incoming)
+        return [r.id for r in records]
+
+    @staticmethod
+    def _outgoing_again(r: PoisonRecord, now: float) -> Outgoing:
+        return Outgoing(
+            id=r.id,
+            destination=Address.parse(r.peer),
+            body=r.body,
+            key_id=r.key_id,
+            signature=r.signature,
+            persistent=r.persistent,
+            created_at=now,
+        )
+
+    @staticmethod
+    def _incoming_again(r: PoisonRecord, now: float) -> Incoming:
+        message = Message.decode(r.body)
+        return Incoming(
+            key=inbound_key(message.source, message.id),
+            message=message,
+            body=r.body,
+            key_id=r.key_id,
+            signature=r.signature,
+            received_at=now,
+        )
+
+    # Housekeeping.
+
+    async def _expire_leases(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                await self.inbound.expire_leases()
+            except Exception:
+                log.exception("lease expiry failed; trying again")
+
+    async def _heartbeat(self, store: MongoStore, interval: float = 5.0) -> None:
+        """Keep this instance's records its own, and adopt those of replicas that died."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await store.heartbeat()
+                stale = await store.stale_instances()
+                if stale:
+                    outgoing = await store.outbox.adopt(stale)
+                    incoming = await store.inbox.adopt(stale)
+                    await store.forget_instances(stale)
+                    self.outbound.enqueue(outgoing)
+                    self.inbound.recover(incoming)
+                    log.info(
+                        "adopted %d outbound and %d inbound message(s) from stopped instance(s) %s",
+                        len(outgoing),
+                        len(incoming),
+                        ", ".join(stale),
+                    )
+            except Exception as exc:
+                log.warning("heartbeat failed (%s); trying again", exc)

@@ -1,0 +1,344 @@
+"""Inbound: what other sidecars deliver, held for the application until it acknowledges.
+
+Order of checks for each delivered message, the promise's order: verify the signature (before
+anything else), decode, check it is for this identity, de-duplicate, check the receive queue's
+bound, store it (durably if persistent), and only then answer the sender. The application gets
+messages with a lease; a lease that runs out hands the message out again, and a message handed out
+``max_deliveries`` times without an acknowledgement is poisoned.
+"""
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from goq.api.v1 import envelope_pb2, peer_pb2
+from goq.errors import GoQError
+from goq.identity import Address
+from goq.messages import Message
+from goq.queue_spec import GoQueueSpec, Overflow
+from goq.sidecar.counting import Counters
+from goq.sidecar.poisoning import Poisoner
+from goq.sidecar.records import INBOUND, Incoming, PoisonRecord, inbound_key
+from goq.sidecar.stores.base import InboxStore, StoreUnavailableError
+from goq.signing import Keyring, SignatureError
+
+log = logging.getLogger("goq.sidecar.inbound")
+
+Result = peer_pb2.MessageResult
+
+
+@dataclass
+class Arrival:
+    """One delivered batch on its way in: results so far, candidates to store, and what was stored."""
+
+    results: list[Result | None]
+    candidates: list[tuple[int, Incoming]] = field(default_factory=list)
+    stored: list[Incoming] = field(default_factory=list)
+
+
+@dataclass
+class InboundConfig:
+    """Leases and hand-over limits; see ``SidecarSettings``."""
+
+    lease: float = 30.0
+    max_deliveries: int = 10
+
+
+class Inbound:
+    """The receive queue of one sidecar: ready, waiting (nack delay), and leased messages."""
+
+    def __init__(
+        self,
+        me: Address,
+        keyring: Callable[[], Keyring],
+        spec: Callable[[], GoQueueSpec],
+        stores: dict[bool, InboxStore],
+        poisoner: Poisoner,
+        counters: Counters,
+        config: InboundConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.me = me
+        self.keyring = keyring
+        self.spec = spec
+        self.stores = stores
+        self.poisoner = poisoner
+        self.counters = counters
+        self.config = config
+        self.clock = clock
+        self.ready: deque[Incoming] = deque()
+        self.waiting: list[tuple[float, int, Incoming]] = []
+        self.leased: dict[str, Incoming] = {}
+        self.live: set[str] = set()
+        """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
+        self._order = itertools.count()
+        self.arrived = asyncio.Event()
+        """Replaced by a fresh event each time it is set: every waiter that held it wakes."""
+        self.released = asyncio.Event()
+        """Likewise, when leased messages are acknowledged, given back or expire."""
+
+    @property
+    def depth(self) -> int:
+        return len(self.live)
+
+    # From peers.
+
+    async def accept(self, envelopes: Sequence[envelope_pb2.SignedEnvelope]) -> list[Result]:
+        """Check, store and queue a delivered batch; one result per message, in order."""
+        return self.publish(await self.store(self.prepare(envelopes)))
+
+    def prepare(self, envelopes: Sequence[envelope_pb2.SignedEnvelope]) -> "Arrival":
+        """Check each message and reserve its place; synchronous, so batches keep their order."""
+        arrival = Arrival([None] * len(envelopes))
+        now = self.clock()
+        for index, envelope in enumerate(envelopes):
+            checked = self._check(envelope, now)
+            if isinstance(checked, Result):
+                arrival.results[index] = checked
+            elif checked.key in self.live:
+                self.counters.duplicates += 1
+                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
+            else:
+                self.live.add(checked.key)
+                arrival.candidates.append((index, checked))
+        return arrival
+
+    async def store(self, arrival: "Arrival") -> "Arrival":
+        """Apply the bound and store; several arrivals may be stored at once (one group commit)."""
+        admitted = await self._admit(arrival.candidates, arrival.results)
+        arrival.stored = await self._store(admitted, arrival.results)
+        return arrival
+
+    def publish(self, arrival: "Arrival") -> list[Result]:
+        """Queue what was stored, for the application; call in the order the arrivals came."""
+        self._enqueue(arrival.stored)
+        return [
+            r if r is not None else Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason="internal")
+            for r in arrival.results
+        ]
+
+    def _check(self, envelope: envelope_pb2.SignedEnvelope, now: float) -> Incoming | Result:
+        try:
+            self.keyring().verify(envelope.body, envelope.key_id, envelope.signature)
+            message = Message.decode(envelope.body)
+        except SignatureError as exc:
+            return self._refuse(exc.reason, str(exc))
+        except GoQError as exc:
+            return self._refuse("malformed", str(exc))
+        if message.destination != self.me:
+            return self._refuse("wrong-destination", f"this is {self.me}, not {message.destination}")
+        return Incoming(
+            key=inbound_key(message.source, message.id),
+            message=message,
+            body=envelope.body,
+            key_id=envelope.key_id,
+            signature=envelope.signature,
+            received_at=now,
+        )
+
+    def _refuse(self, reason: str, detail: str) -> Result:
+        self.counters.count_refused(reason)
+        log.warning("refused a delivery (%s): %s", reason, detail)
+        return Result(outcome=peer_pb2.OUTCOME_REJECTED, reason=f"{reason}: {detail}")
+
+    async def _admit(
+        self, candidates: list[tuple[int, Incoming]], results: list[Result | None]
+    ) -> list[tuple[int, Incoming]]:
+        """Apply the receive queue's bound: beyond it, poison (``overflow: poison``) or refuse for now."""
+        spec = self.spec()
+        room = spec.receive_queue_limit - (self.depth - len(candidates))
+        if len(candidates) <= room:
+            return candidates
+        admitted, over = candidates[: max(room, 0)], candidates[max(room, 0) :]
+        for _, item in over:
+            self.live.discard(item.key)
+        detail = f"receive queue full (receiveQueueLimit {spec.receive_queue_limit})"
+        if spec.overflow is Overflow.REJECT:
+            for index, _ in over:
+                results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=detail)
+            return admitted
+        kept = await self.poisoner.poison([self._poison_record(item, "overflow", detail) for _, item in over])
+        outcome = peer_pb2.OUTCOME_POISONED if kept else peer_pb2.OUTCOME_RETRY_LATER
+        for index, _ in over:
+            results[index] = Result(outcome=outcome, reason=detail)
+        return admitted
+
+    async def _store(self, admitted: list[tuple[int, Incoming]], results: list[Result | None]) -> list[Incoming]:
+        stored: list[Incoming] = []
+        for persistent in (True, False):
+            group = [(i, m) for i, m in admitted if m.message.persistent is persistent]
+            if not group:
+                continue
+            try:
+                fresh = await self.stores[persistent].add([m for _, m in group])
+            except StoreUnavailableError as exc:
+                for index, item in group:
+                    self.live.discard(item.key)
+                    results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=str(exc))
+                continue
+            for (index, item), new in zip(group, fresh, strict=True):
+                if new:
+                    stored.append(item)
+                    results[index] = Result(outcome=peer_pb2.OUTCOME_ACCEPTED)
+                else:
+                    self.live.discard(item.key)
+                    self.counters.duplicates += 1
+                    results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
+        return stored
+
+    def _enqueue(self, items: list[Incoming]) -> None:
+        if items:
+            self.counters.received += len(items)
+            self.ready.extend(items)
+            self._signal_arrived()
+
+    def recover(self, items: list[Incoming]) -> None:
+        """Queue messages a store recovered (received before a restart, never acknowledged)."""
+        fresh = [m for m in items if m.key not in self.live]
+        self.live.update(m.key for m in fresh)
+        self.ready.extend(fresh)
+        if fresh:
+            self._signal_arrived()
+
+    # To the application.
+
+    def take(self, limit: int) -> list[Incoming]:
+        """Lease up to ``limit`` ready messages to the application, now."""
+        self._promote_due()
+        now = self.clock()
+        taken: list[Incoming] = []
+        skipped: list[Incoming] = []
+        while self.ready and len(taken) < limit:
+            item = self.ready.popleft()
+            if item.id in self.leased:  # another source used the same id and it is still leased
+                skipped.append(item)
+                continue
+            item.deliveries += 1
+            if item.deliveries > 1:
+                self.counters.redelivered += 1
+            item.lease_until = now + self.config.lease
+            self.leased[item.id] = item
+            taken.append(item)
+        self.ready.extendleft(reversed(skipped))
+        return taken
+
+    async def receive(self, limit: int, wait: float) -> list[Incoming]:
+        """Lease up to ``limit`` messages, waiting up to ``wait`` seconds for the first to arrive."""
+        deadline = time.monotonic() + wait
+        while True:
+            arrived = self.arrived
+            taken = self.take(limit)
+            remaining = deadline - time.monotonic()
+            if taken or remaining <= 0:
+                return taken
+            if self.waiting:
+                remaining = min(remaining, max(0.01, self.waiting[0][0] - self.clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), remaining)
+
+    def acknowledge(self, ids: Sequence[str]) -> list[str]:
+        """Done with these; returns the ids that were not leased (unknown, or already acknowledged)."""
+        unknown, done = [], []
+        for message_id in ids:
+            item = self.leased.pop(message_id, None)
+            if item is None:
+                unknown.append(message_id)
+            else:
+                done.append(item)
+                self.live.discard(item.key)
+        for persistent in (True, False):
+            keys = [m.key for m in done if m.message.persistent is persistent]
+            if keys:
+                self.stores[persistent].acknowledge(keys)
+        self.counters.acknowledged += len(done)
+        if done:
+            self._signal_released()
+        return unknown
+
+    async def reject(self, message_id: str, *, requeue: bool, delay: float, reason: str) -> bool:
+        """Give a leased message back: requeue after ``delay`` seconds, or poison it now. False if not leased."""
+        item = self.leased.pop(message_id, None)
+        if item is None:
+            return False
+        self._signal_released()
+        if requeue:
+            self._requeue(item, delay)
+            return True
+        detail = f"rejected by the application: {reason}" if reason else "rejected by the application"
+        if await self.poisoner.poison([self._poison_record(item, "nack", detail)]):
+            self._finish(item)
+        else:
+            self._requeue(item, 5.0)
+        return True
+
+    async def expire_leases(self) -> None:
+        """Hand out again what the application held too long; poison what was handed out too often."""
+        now = self.clock()
+        expired = [item for item in self.leased.values() if item.lease_until <= now]
+        exhausted = []
+        for item in expired:
+            del self.leased[item.id]
+            if item.deliveries >= self.config.max_deliveries:
+                exhausted.append(item)
+            else:
+                self._requeue(item, 0.0)
+        if expired:
+            self._signal_released()
+        if exhausted:
+            detail = f"handed to the application {self.config.max_deliveries} times without an acknowledgement"
+            records = [self._poison_record(item, "max-deliveries", detail) for item in exhausted]
+            if await self.poisoner.poison(records):
+                for item in exhausted:
+                    self._finish(item)
+            else:
+                for item in exhausted:
+                    self._requeue(item, 5.0)
+
+    def _requeue(self, item: Incoming, delay: float) -> None:
+        if delay > 0:
+            item.visible_at = self.clock() + delay
+            heapq.heappush(self.waiting, (item.visible_at, next(self._order), item))
+        else:
+            self.ready.appendleft(item)
+        self._signal_arrived()
+
+    def _finish(self, item: Incoming) -> None:
+        """Poisoned: no longer held here; the store keeps a tombstone so a redelivery is recognised."""
+        self.live.discard(item.key)
+        self.stores[item.message.persistent].acknowledge([item.key])
+
+    def _signal_arrived(self) -> None:
+        self.arrived.set()
+        self.arrived = asyncio.Event()
+
+    def _signal_released(self) -> None:
+        self.released.set()
+        self.released = asyncio.Event()
+
+    def _promote_due(self) -> None:
+        now = self.clock()
+        while self.waiting and self.waiting[0][0] <= now:
+            self.ready.append(heapq.heappop(self.waiting)[2])
+
+    def _poison_record(self, item: Incoming, reason: str, detail: str) -> PoisonRecord:
+        return PoisonRecord(
+            id=item.id,
+            owner=str(self.me),
+            direction=INBOUND,
+            peer=str(item.message.source),
+            reason=reason,
+            detail=detail,
+            attempts=item.deliveries,
+            poisoned_at=self.clock(),
+            persistent=item.message.persistent,
+            body=item.body,
+            key_id=item.key_id,
+            signature=item.signature,
+        )

@@ -1,0 +1,304 @@
+"""Outbound delivery: a lane per destination, batches over a peer link, retry with backoff, poison.
+
+A lane keeps its destination's messages in order: those due now, and those waiting for a retry
+time. It sends what is due in batches (by count and bytes) over its ``PeerLink``, up to the link's
+window at a time. Answers decide each message's fate: forgotten (stored by the receiver), retried
+at the time ``goq.retry.after_failure`` says, or poisoned with the reason.
+"""
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from goq.api.v1 import envelope_pb2, peer_pb2
+from goq.errors import TemporaryError
+from goq.identity import Address
+from goq.retry import GiveUp, RetryPolicy, after_failure
+from goq.sidecar.counting import Counters
+from goq.sidecar.peering import PeerLink, PeerUnavailableError
+from goq.sidecar.poisoning import Poisoner
+from goq.sidecar.records import OUTBOUND, Outgoing, PoisonRecord
+from goq.sidecar.resolving import Resolver
+from goq.sidecar.stores.base import OutboxStore
+
+log = logging.getLogger("goq.sidecar.outbound")
+
+DELIVERED: Final = (peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_DUPLICATE, peer_pb2.OUTCOME_POISONED)
+POISON_RETRY: Final = 5.0
+"""Seconds before poisoning is tried again when the poison sink failed."""
+
+
+@dataclass
+class OutboundConfig:
+    """How outbound delivery batches; see ``SidecarSettings`` for the meaning of each."""
+
+    max_batch: int = 256
+    max_batch_bytes: int = 1024 * 1024
+    window: int = 8
+    max_message_bytes: int = 4 * 1024 * 1024
+
+
+class Outbound:
+    """All lanes of one sidecar, and the count of messages it still has to deliver."""
+
+    def __init__(
+        self,
+        owner: Address,
+        policy: Callable[[], RetryPolicy],
+        resolver: Resolver,
+        stores: dict[bool, OutboxStore],
+        poisoner: Poisoner,
+        counters: Counters,
+        config: OutboundConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.owner = owner
+        self.policy = policy
+        self.resolver = resolver
+        self.stores = stores
+        self.poisoner = poisoner
+        self.counters = counters
+        self.config = config
+        self.clock = clock
+        self.rand = rand
+        self.lanes: dict[Address, Lane] = {}
+        self.pending = 0
+        self._closing = False
+
+    def enqueue(self, items: list[Outgoing]) -> None:
+        """Take responsibility for ``items`` (already stored if persistent) and deliver them."""
+        self.pending += len(items)
+        for item in items:
+            lane = self.lanes.get(item.destination)
+            if lane is None:
+                lane = self.lanes[item.destination] = Lane(self, item.destination)
+            lane.push(item)
+
+    def in_flight(self) -> int:
+        return sum(lane.in_flight for lane in self.lanes.values())
+
+    async def close(self, grace: float) -> None:
+        """Stop sending new batches, let answers in flight arrive for up to ``grace`` seconds, close links."""
+        self._closing = True
+        for lane in self.lanes.values():
+            lane.stop()
+        answers = [task for lane in self.lanes.values() for task in lane.completions]
+        if answers:
+            await asyncio.wait(answers, timeout=grace)
+        for lane in self.lanes.values():
+            await lane.close()
+        transient = sum(1 for lane in self.lanes.values() for m in lane.queued() if not m.persistent)
+        self.counters.lost_transient += transient
+        if transient:
+            log.warning("shutting down with %d transient message(s) undelivered: they are lost", transient)
+
+    # What the lanes report back.
+
+    def delivered(self, items: list[Outgoing]) -> None:
+        self.pending -= len(items)
+        self.counters.delivered += len(items)
+        self._forget(items)
+
+    async def failed(self, lane: "Lane", items: list[Outgoing], error: str) -> None:
+        """A failed attempt for each of ``items``: schedule a retry, or poison what ran out of budget."""
+        policy, now = self.policy(), self.clock()
+        retry, give_up = [], []
+        self.counters.attempts_failed += len(items)
+        for item in items:
+            item.failed_attempts += 1
+            item.last_error = error
+            decision = after_failure(policy, item.failed_attempts, item.created_at, now, self.rand())
+            if isinstance(decision, GiveUp):
+                give_up.append((item, decision.reason, f"{decision.detail}; last error: {error}"))
+            else:
+                item.next_at = decision.at
+                retry.append(item)
+        for item in retry:
+            lane.push(item)
+        self.stores[True].record_failures([m for m in retry if m.persistent])
+        await self.poison(lane, give_up)
+
+    async def poison(self, lane: "Lane", items: list[tuple[Outgoing, str, str]]) -> None:
+        """Move ``items`` (message, reason, detail) to the poison queue; keep any the sink refused."""
+        if not items:
+            return
+        now = self.clock()
+        records = [self.poison_record(m, reason, detail, now) for m, reason, detail in items]
+        if await self.poisoner.poison(records):
+            self.pending -= len(items)
+            self._forget([m for m, _, _ in items])
+            return
+        for item, _, _ in items:
+            item.next_at = now + POISON_RETRY
+            lane.push(item)
+
+    def poison_record(self, m: Outgoing, reason: str, detail: str, now: float) -> PoisonRecord:
+        return PoisonRecord(
+            id=m.id,
+            owner=str(self.owner),
+            direction=OUTBOUND,
+            peer=str(m.destination),
+            reason=reason,
+            detail=detail,
+            attempts=m.failed_attempts,
+            poisoned_at=now,
+            persistent=m.persistent,
+            body=m.body,
+            key_id=m.key_id,
+            signature=m.signature,
+        )
+
+    def _forget(self, items: list[Outgoing]) -> None:
+        for persistent in (True, False):
+            ids = [m.id for m in items if m.persistent is persistent]
+            if ids:
+                self.stores[persistent].forget(ids)
+
+
+class Lane:
+    """One destination's messages, in order, and the task that delivers them."""
+
+    def __init__(self, outbound: Outbound, destination: Address) -> None:
+        self.outbound = outbound
+        self.destination = destination
+        self.ready: deque[Outgoing] = deque()
+        self.waiting: list[tuple[float, int, Outgoing]] = []
+        self._order = itertools.count()
+        self._wake = asyncio.Event()
+        self._stopped = False
+        self._link: PeerLink | None = None
+        self.in_flight = 0
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"lane {destination}")
+        self.completions: set[asyncio.Task[None]] = set()
+
+    def push(self, item: Outgoing) -> None:
+        if item.next_at <= self.outbound.clock():
+            self.ready.append(item)
+        else:
+            heapq.heappush(self.waiting, (item.next_at, next(self._order), item))
+        self._wake.set()
+
+    def queued(self) -> list[Outgoing]:
+        return [*self.ready, *(m for _, _, m in self.waiting)]
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def stopped(self) -> bool:
+        return self._stopped
+
+    async def close(self) -> None:
+        self._task.cancel()
+        for task in list(self.completions):
+            task.cancel()
+        await asyncio.gather(self._task, *self.completions, return_exceptions=True)
+        if self._link is not None:
+            await self._link.close()
+
+    async def _run(self) -> None:
+        while not self._stopped:
+            self._promote_due()
+            if not self.ready:
+                await self._sleep()
+                continue
+            try:
+                link = self._link_for_destination()
+            except TemporaryError as exc:
+                batch = self._take_batch()
+                await self.outbound.failed(self, batch, str(exc))
+                continue
+            await link.slots.acquire()
+            if self.stopped():
+                link.slots.release()
+                break
+            batch = self._take_batch()
+            if not batch:
+                link.slots.release()
+                continue
+            envelopes = [
+                envelope_pb2.SignedEnvelope(
+                    body=m.body, key_id=m.key_id, signature=m.signature, attempt=m.failed_attempts + 1
+                )
+                for m in batch
+            ]
+            self.in_flight += len(batch)
+            answer = await link.send(envelopes)
+            task = asyncio.get_running_loop().create_task(self._complete(link, batch, answer))
+            self.completions.add(task)
+            task.add_done_callback(self.completions.discard)
+
+    async def _complete(
+        self, link: PeerLink, batch: list[Outgoing], answer: "asyncio.Future[list[peer_pb2.MessageResult]]"
+    ) -> None:
+        try:
+            try:
+                results = await asyncio.wait_for(answer, self.outbound.policy().attempt_timeout)
+            except TimeoutError:
+                link.reset("no answer within attemptTimeout")
+                await self.outbound.failed(self, batch, f"{link.target}: no answer within attemptTimeout")
+                return
+            except PeerUnavailableError as exc:
+                await self.outbound.failed(self, batch, str(exc))
+                return
+            await self._settle(batch, results)
+        finally:
+            self.in_flight -= len(batch)
+            link.slots.release()
+
+    async def _settle(self, batch: list[Outgoing], results: list[peer_pb2.MessageResult]) -> None:
+        if len(results) != len(batch):
+            await self.outbound.failed(self, batch, f"peer answered {len(results)} results for {len(batch)} messages")
+            return
+        delivered, retry, rejected = [], [], []
+        for item, result in zip(batch, results, strict=True):
+            if result.outcome in DELIVERED:
+                delivered.append(item)
+            elif result.outcome == peer_pb2.OUTCOME_REJECTED:
+                rejected.append((item, "rejected", f"refused by {item.destination}: {result.reason}"))
+            else:
+                retry.append((item, result.reason or "peer asked to retry later"))
+        self.outbound.delivered(delivered)
+        for reason in {r for _, r in retry}:
+            await self.outbound.failed(self, [m for m, r in retry if r == reason], reason)
+        await self.outbound.poison(self, rejected)
+
+    def _promote_due(self) -> None:
+        now = self.outbound.clock()
+        while self.waiting and self.waiting[0][0] <= now:
+            self.ready.append(heapq.heappop(self.waiting)[2])
+
+    async def _sleep(self) -> None:
+        self._wake.clear()
+        timeout = max(0.0, self.waiting[0][0] - self.outbound.clock()) if self.waiting else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _take_batch(self) -> list[Outgoing]:
+        config = self.outbound.config
+        batch: list[Outgoing] = []
+        size = 0
+        while self.ready and len(batch) < config.max_batch:
+            if batch and size + self.ready[0].size > config.max_batch_bytes:
+                break
+            item = self.ready.popleft()
+            batch.append(item)
+            size += item.size
+        return batch
+
+    def _link_for_destination(self) -> PeerLink:
+        target = self.outbound.resolver.target(self.destination)
+        if self._link is None or self._link.target != target:
+            config = self.outbound.config
+            self._link = PeerLink(target, window=config.window, max_message_bytes=config.max_message_bytes)
+        return self._link

@@ -1,0 +1,41 @@
+"""A poison sink that writes one structured log line per message (no payload) and keeps nothing."""
+
+import json
+import logging
+
+from goq.errors import ConfigError
+from goq.sidecar.poison.base import SinkContext
+from goq.sidecar.records import PoisonRecord
+
+log = logging.getLogger("goq.poison")
+
+
+class LogPoisonSink:
+    """Logs poisoned messages' metadata at WARNING; for setups that collect logs and want no store."""
+
+    def __init__(self, context: SinkContext) -> None:
+        if context.options:
+            raise ConfigError(f"poison sink 'log' takes no options, got {', '.join(sorted(context.options))}")
+
+    async def put(self, records: list[PoisonRecord]) -> None:
+        for r in records:
+            fields = {
+                "event": "poisoned",
+                "id": r.id,
+                "owner": r.owner,
+                "direction": r.direction,
+                "peer": r.peer,
+                "reason": r.reason,
+                "detail": r.detail,
+                "attempts": r.attempts,
+                "bytes": len(r.body),
+            }
+            log.warning(json.dumps(fields))
+
+    async def close(self) -> None:
+        return None
+
+
+def create(context: SinkContext) -> LogPoisonSink:
+    """Entry point ``log`` of ``goq.poison_sinks``."""
+    return LogPoisonSink(context)

@@ -1,0 +1,172 @@
+"""The sidecar process: build the parts from settings, serve, and shut down in order on SIGTERM.
+
+Start: stores and recovery, then the peer, application and health servers; ready after that.
+Stop: not ready; stop accepting from the application and from peers; let deliveries in flight get
+their answers (``GOQ_SHUTDOWN_GRACE``); write what is pending; close. What is left stays in MongoDB
+for the next start.
+"""
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from goq.api.v1 import peer_pb2_grpc, queue_manager_pb2_grpc
+from goq.errors import ConfigError
+from goq.sidecar.app_service import AppService
+from goq.sidecar.counting import Counters
+from goq.sidecar.engine import QueueManager
+from goq.sidecar.health import health_app
+from goq.sidecar.inbound import Inbound, InboundConfig
+from goq.sidecar.metrics import EngineCollector
+from goq.sidecar.outbound import Outbound, OutboundConfig
+from goq.sidecar.peer_service import PeerService
+from goq.sidecar.peering import server_options
+from goq.sidecar.poison.base import SinkContext
+from goq.sidecar.poison.loading import load_poison_sink
+from goq.sidecar.poisoning import Poisoner
+from goq.sidecar.resolving import DnsResolver, Resolver, StaticResolver
+from goq.sidecar.settings import SidecarSettings
+from goq.sidecar.stores.absent import NoInbox, NoOutbox
+from goq.sidecar.stores.base import InboxStore, OutboxStore
+from goq.sidecar.stores.memory import MemoryInbox, MemoryOutbox
+from goq.sidecar.stores.mongo import MongoStore
+
+log = logging.getLogger("goq.sidecar")
+
+
+def build(settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] | None) -> QueueManager:
+    """Wire the engine's parts as ``settings`` say."""
+    if settings.keyring is None:
+        raise ConfigError("no HMAC keys: set GOQ_KEYS_DIR (a mounted key Secret) or GOQ_HMAC_KEYS")
+    keyring, spec, policy = settings.keyring, settings.queue_spec, settings.retry_policy
+    me, counters = settings.address, Counters()
+    store: MongoStore | None = None
+    persistent_outbox: OutboxStore = NoOutbox()
+    persistent_inbox: InboxStore = NoInbox()
+    if mongo is not None:
+        store = MongoStore(
+            mongo, settings.mongodb_database, str(me), settings.instance, dedupe_window=settings.dedupe_window
+        )
+        persistent_outbox, persistent_inbox = store.outbox, store.inbox
+    context = SinkContext(str(me), mongo=mongo, database=settings.mongodb_database)
+    poisoner = Poisoner(load_poison_sink(spec.poison_queue, context), counters)
+    resolver: Resolver = (
+        StaticResolver.parse(settings.peers, settings.namespace)
+        if settings.resolver == "static"
+        else DnsResolver(settings.cluster_domain)
+    )
+    outboxes: dict[bool, OutboxStore] = {True: persistent_outbox, False: MemoryOutbox()}
+    inboxes: dict[bool, InboxStore] = {True: persistent_inbox, False: MemoryInbox(settings.dedupe_window)}
+    outbound = Outbound(
+        me,
+        lambda: policy,
+        resolver,
+        outboxes,
+        poisoner,
+        counters,
+        OutboundConfig(max_batch=settings.batch_max, window=settings.window, max_message_bytes=settings.max_payload),
+    )
+    inbound = Inbound(
+        me,
+        lambda: keyring,
+        lambda: spec,
+        inboxes,
+        poisoner,
+        counters,
+        InboundConfig(lease=settings.lease, max_deliveries=settings.max_deliveries),
+    )
+    return QueueManager(
+        me,
+        lambda: keyring,
+        lambda: spec,
+        outbound,
+        inbound,
+        outboxes,
+        inboxes,
+        poisoner,
+        counters,
+        max_payload=settings.max_payload,
+        store=store,
+    )
+
+
+@dataclass
+class Sidecar:
+    """A running sidecar: its engine and its three servers."""
+
+    settings: SidecarSettings
+    ready: bool = False
+    engine: QueueManager | None = None
+    _mongo: AsyncMongoClient[dict[str, object]] | None = None
+    _servers: list[grpc.aio.Server] = field(default_factory=list)
+    _health: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.mongodb_uri:
+            self._mongo = AsyncMongoClient(
+                s.mongodb_uri,
+                timeoutMS=int(s.store_timeout * 1000),
+                serverSelectionTimeoutMS=int(s.store_timeout * 1000),
+            )
+        self.engine = engine = build(s, self._mongo)
+        await engine.start()
+        options = server_options(max(s.max_payload, 1024 * 1024))
+        peer = grpc.aio.server(options=options)
+        peer_pb2_grpc.add_PeerServicer_to_server(PeerService(engine.inbound), peer)
+        app = grpc.aio.server(options=options)
+        queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine), app)
+        for server, address, what in ((peer, s.peer_listen, "peer"), (app, s.grpc_listen, "application gRPC")):
+            if server.add_insecure_port(address) == 0:
+                raise ConfigError(f"cannot listen on {address} for the {what} API (in use?)")
+            await server.start()
+            self._servers.append(server)
+        registry = CollectorRegistry()
+        registry.register(EngineCollector(engine))
+        self._health = web.AppRunner(health_app(lambda: self.ready, registry), access_log=None)
+        await self._health.setup()
+        host, _, port = s.health_listen.rpartition(":")
+        await web.TCPSite(self._health, host, int(port)).start()
+        self.ready = True
+        log.info(
+            "sidecar %s (instance %s) ready: peer %s, gRPC %s, health %s, %s messages",
+            s.address,
+            s.instance,
+            s.peer_listen,
+            s.grpc_listen,
+            s.health_listen,
+            "persistent and transient" if self._mongo else "transient-only (no MongoDB)",
+        )
+
+    async def stop(self) -> None:
+        self.ready = False
+        for server in reversed(self._servers):
+            await server.stop(grace=1.0)
+        if self.engine is not None:
+            await self.engine.stop(self.settings.shutdown_grace)
+        if self._mongo is not None:
+            await self._mongo.close()
+        if self._health is not None:
+            await self._health.cleanup()
+        log.info("sidecar %s stopped", self.settings.address)
+
+
+async def run(settings: SidecarSettings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down in order."""
+    sidecar = Sidecar(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await sidecar.start()
+        await stop.wait()
+        log.info("shutting down (grace %.0f s)", settings.shutdown_grace)
+    finally:
+        await sidecar.stop()

@@ -1,0 +1,173 @@
+"""The sidecar's settings, read once from its environment (``SidecarSettings.from_env``).
+
+Every variable, its default and its meaning is in the table of ``docs/sidecar.md``; an invalid value
+fails the start with a message naming the variable and what it accepts.
+"""
+
+import base64
+import json
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from goq.durations import parse_duration
+from goq.errors import ConfigError
+from goq.identity import Address, validate_identity, validate_namespace
+from goq.names import PORT_GRPC, PORT_HEALTH, PORT_PEER, PORT_REST
+from goq.queue_spec import GoQueueSpec
+from goq.retry import RetryPolicy
+from goq.signing import Keyring
+
+MAX_PAYLOAD_LIMIT = 4 * 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    """Everything a sidecar process needs to know; see ``docs/sidecar.md``."""
+
+    identity: str
+    namespace: str = "default"
+    instance: str = "local"
+    mongodb_uri: str | None = None
+    mongodb_database: str = "goq"
+    store_timeout: float = 10.0
+    keyring: Keyring | None = None
+    resolver: str = "dns"
+    peers: str = ""
+    cluster_domain: str = "cluster.local"
+    peer_listen: str = f"0.0.0.0:{PORT_PEER}"
+    grpc_listen: str = f"127.0.0.1:{PORT_GRPC}"
+    rest_listen: str = f"127.0.0.1:{PORT_REST}"
+    health_listen: str = f"0.0.0.0:{PORT_HEALTH}"
+    queue_spec: GoQueueSpec = field(default_factory=GoQueueSpec)
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    lease: float = 30.0
+    max_deliveries: int = 10
+    dedupe_window: float = 7200.0
+    max_payload: int = 4 * 1024 * 1024
+    batch_max: int = 256
+    window: int = 8
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+    unknown: tuple[str, ...] = ()
+    """``GOQ_*`` variables in the environment that no setting reads: logged at start, as likely typos."""
+
+    @property
+    def address(self) -> Address:
+        """This sidecar's own address, namespace included."""
+        return Address(self.identity, self.namespace)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "SidecarSettings":
+        """Read and validate ``GOQ_*`` variables; ``unknown`` lists names no setting reads (likely typos)."""
+        e = _Env(os.environ if env is None else env)
+        settings = cls(
+            identity=validate_identity(e.required("GOQ_IDENTITY"), "GOQ_IDENTITY"),
+            namespace=validate_namespace(e.get("GOQ_NAMESPACE", "default"), "GOQ_NAMESPACE"),
+            instance=e.get("GOQ_INSTANCE") or e.get("GOQ_POD_NAME") or socket.gethostname(),
+            mongodb_uri=e.get("GOQ_MONGODB_URI") or None,
+            mongodb_database=e.get("GOQ_MONGODB_DATABASE", "goq"),
+            store_timeout=e.duration("GOQ_STORE_TIMEOUT", 10.0),
+            keyring=e.keyring(),
+            resolver=e.choice("GOQ_RESOLVER", "dns", ("dns", "static")),
+            peers=e.get("GOQ_PEERS", ""),
+            cluster_domain=e.get("GOQ_CLUSTER_DOMAIN", "cluster.local"),
+            peer_listen=e.listen("GOQ_PEER_LISTEN", f"0.0.0.0:{PORT_PEER}"),
+            grpc_listen=e.listen("GOQ_GRPC_LISTEN", f"127.0.0.1:{PORT_GRPC}"),
+            rest_listen=e.listen("GOQ_REST_LISTEN", f"127.0.0.1:{PORT_REST}"),
+            health_listen=e.listen("GOQ_HEALTH_LISTEN", f"0.0.0.0:{PORT_HEALTH}"),
+            queue_spec=GoQueueSpec.from_spec(e.json("GOQ_QUEUE_SPEC"), "GOQ_QUEUE_SPEC"),
+            retry_policy=RetryPolicy.from_spec(e.json("GOQ_RETRY_POLICY"), "GOQ_RETRY_POLICY"),
+            lease=e.duration("GOQ_LEASE", 30.0),
+            max_deliveries=e.integer("GOQ_MAX_DELIVERIES", 10, 1, 1000),
+            dedupe_window=e.duration("GOQ_DEDUPE_WINDOW", 7200.0),
+            max_payload=e.integer("GOQ_MAX_PAYLOAD_BYTES", 4 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
+            batch_max=e.integer("GOQ_BATCH_MAX", 256, 1, 10_000),
+            window=e.integer("GOQ_WINDOW", 8, 1, 1024),
+            shutdown_grace=e.duration("GOQ_SHUTDOWN_GRACE", 10.0),
+            log_level=e.choice("GOQ_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        )
+        if settings.resolver == "static" and not settings.peers:
+            raise ConfigError("GOQ_RESOLVER=static needs GOQ_PEERS, e.g. billing=127.0.0.1:7702")
+        return replace(settings, unknown=e.unknown())
+
+
+KNOWN_ELSEWHERE = {"GOQ_POD_NAME", "GOQ_POD_IP", "GOQ_HMAC_ACTIVE"}
+
+
+class _Env:
+    """Reads variables, remembering which, so that unknown ``GOQ_*`` names can be reported."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.read: set[str] = set(KNOWN_ELSEWHERE)
+
+    def get(self, name: str, default: str = "") -> str:
+        self.read.add(name)
+        return self.env.get(name, default)
+
+    def required(self, name: str) -> str:
+        value = self.get(name)
+        if not value:
+            raise ConfigError(f"{name} is required")
+        return value
+
+    def duration(self, name: str, default: float) -> float:
+        value = self.get(name)
+        return parse_duration(value, name) if value else default
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.get(name)
+        if not value:
+            return default
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise ConfigError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        return int(value)
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.get(name) or default
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def listen(self, name: str, default: str) -> str:
+        value = self.get(name) or default
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{name} must be <host>:<port>, got {value!r}")
+        return value
+
+    def json(self, name: str) -> object:
+        value = self.get(name)
+        if not value:
+            return {}
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{name} is not valid JSON: {exc}") from exc
+
+    def keyring(self) -> Keyring | None:
+        """``GOQ_KEYS_DIR`` (a mounted Secret) or ``GOQ_HMAC_KEYS`` (``id=base64,…`` with ``GOQ_HMAC_ACTIVE``)."""
+        directory = self.get("GOQ_KEYS_DIR")
+        inline = self.get("GOQ_HMAC_KEYS")
+        if directory and inline:
+            raise ConfigError("set GOQ_KEYS_DIR or GOQ_HMAC_KEYS, not both")
+        if directory:
+            return Keyring.from_directory(Path(directory))
+        if not inline:
+            return None
+        keys = {}
+        for item in inline.split(","):
+            key_id, equals, encoded = item.strip().partition("=")
+            try:
+                keys[key_id] = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                raise ConfigError(f"GOQ_HMAC_KEYS entry {key_id!r} is not <id>=<base64 key>") from None
+            if not equals or not key_id:
+                raise ConfigError(f"GOQ_HMAC_KEYS entry {item!r} is not <id>=<base64 key>")
+        return Keyring(keys, self.env.get("GOQ_HMAC_ACTIVE") or next(iter(keys)))
+
+    def unknown(self) -> tuple[str, ...]:
+        return tuple(sorted(k for k in self.env if k.startswith("GOQ_") and k not in self.read))

@@ -1,0 +1,281 @@
+"""The persistent store: one identity's outbox and inbox in MongoDB.
+
+Layout: every document's ``_id`` starts with the owner (``<identity>.<namespace>|``), so one
+identity's messages sit together in the ``_id`` index and recovery is one range scan, with no extra
+index to slow inserts. ``h`` names the sidecar instance that holds a record; when an instance stops
+heartbeating, another replica of the same identity adopts its records.
+
+Writes the delivery promise depends on (a send, a receipt) are majority writes, grouped; writes whose
+loss only causes a redelivery (a delete after delivery, an acknowledgement) go in the background.
+Acknowledged inbox records stay as small tombstones for the dedupe window (TTL index), so a late
+redelivery is still recognised.
+"""
+
+import datetime
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from bson import Binary
+from pymongo import AsyncMongoClient, DeleteMany, ReplaceOne, UpdateMany, UpdateOne, WriteConcern
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from goq.identity import Address
+from goq.messages import Message
+from goq.sidecar.batching import GroupCommitter
+from goq.sidecar.records import Incoming, Outgoing
+from goq.sidecar.stores.base import StoreUnavailableError
+
+log = logging.getLogger("goq.sidecar.store")
+
+Doc = dict[str, Any]
+_DUPLICATE_KEY: Final = 11000
+_AFTER_SEPARATOR: Final = "}"  # the character after "|": bounds an owner's _id range
+
+
+class MongoStore:
+    """An identity's persistent records, held by one sidecar instance."""
+
+    def __init__(
+        self,
+        client: AsyncMongoClient[Doc],
+        database: str,
+        owner: str,
+        instance: str,
+        *,
+        dedupe_window: float,
+        stale_after: float = 20.0,
+    ) -> None:
+        self.owner = owner
+        self.instance = instance
+        self.stale_after = stale_after
+        db = client[database]
+        majority = WriteConcern(w="majority")
+        background = WriteConcern(w=1)
+        self._outbox_durable: AsyncCollection[Doc] = db.get_collection("outbox", write_concern=majority)
+        self._outbox: AsyncCollection[Doc] = db.get_collection("outbox", write_concern=background)
+        self._inbox_durable: AsyncCollection[Doc] = db.get_collection("inbox", write_concern=majority)
+        self._inbox: AsyncCollection[Doc] = db.get_collection("inbox", write_concern=background)
+        self._instances: AsyncCollection[Doc] = db.get_collection("instances", write_concern=background)
+        self.outbox = MongoOutbox(self)
+        self.inbox = MongoInbox(self, dedupe_window)
+
+    def key(self, local: str) -> str:
+        """The ``_id`` of this owner's record ``local``."""
+        return f"{self.owner}|{local}"
+
+    def owned(self) -> Doc:
+        """A filter for this owner's records."""
+        return {"_id": {"$gte": f"{self.owner}|", "$lt": f"{self.owner}{_AFTER_SEPARATOR}"}}
+
+    async def open(self) -> None:
+        """Create indexes and announce this instance."""
+        try:
+            await self._inbox.create_index("t", expireAfterSeconds=0, sparse=True, name="tombstone_ttl")
+            await self.heartbeat()
+        except PyMongoError as exc:
+            raise StoreUnavailableError(f"MongoDB not reachable: {exc}") from exc
+
+    async def heartbeat(self) -> None:
+        """Tell other replicas this instance is alive (so they do not adopt its records)."""
+        now = datetime.datetime.now(datetime.UTC)
+        await self._instances.update_one(
+            {"_id": self.key(self.instance)}, {"$set": {"o": self.owner, "at": now}}, upsert=True
+        )
+
+    async def stale_instances(self) -> list[str]:
+        """Other instances of this identity that stopped heartbeating."""
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=self.stale_after)
+        docs = await self._instances.find({"o": self.owner, "at": {"$lt": cutoff}}).to_list(None)
+        return [d["_id"].split("|", 1)[1] for d in docs if d["_id"] != self.key(self.instance)]
+
+    async def claim(self, collection: str, holders: Sequence[str]) -> list[Doc]:
+        """Take over the records of ``holders`` (this instance's own earlier life included)."""
+        token = os.urandom(8).hex()
+        coll = self._outbox if collection == "outbox" else self._inbox
+        query = {**self.owned(), "h": {"$in": list(holders)}}
+        if collection == "inbox":
+            query["st"] = "r"
+        await coll.update_many(query, {"$set": {"h": self.instance, "cl": token}})
+        return await coll.find({**self.owned(), "cl": token}).to_list(None)
+
+    async def forget_instances(self, instances: Sequence[str]) -> None:
+        await self._instances.delete_many({"_id": {"$in": [self.key(i) for i in instances]}})
+
+
+def _inserted(error: BulkWriteError, count: int) -> list[bool]:
+    """Per document, whether ``insert_many(ordered=False)`` stored it; duplicates are not errors here."""
+    results = [True] * count
+    for failure in error.details.get("writeErrors", []):
+        if failure.get("code") != _DUPLICATE_KEY:
+            raise StoreUnavailableError(f"MongoDB refused a write: {failure.get('errmsg')}") from error
+        results[failure["index"]] = False
+    return results
+
+
+async def _insert_new(collection: AsyncCollection[Doc], docs: list[Doc]) -> list[bool]:
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        return _inserted(exc, len(docs))
+    except PyMongoError as exc:
+        raise StoreUnavailableError(f"MongoDB could not make the messages durable: {exc}") from exc
+    return [True] * len(docs)
+
+
+async def _background(collection: AsyncCollection[Doc], operations: list[Any]) -> list[None]:
+    try:
+        await collection.bulk_write(operations, ordered=False)
+    except PyMongoError as exc:
+        log.warning(
+            "background write of %d operation(s) failed (%s); they repeat after a restart", len(operations), exc
+        )
+    return [None] * len(operations)
+
+
+class MongoOutbox:
+    """The persistent outbox (see ``MongoStore``)."""
+
+    def __init__(self, store: MongoStore) -> None:
+        self._store = store
+        self._adds: GroupCommitter[Doc, bool] = GroupCommitter(lambda docs: _insert_new(store._outbox_durable, docs))
+        self._updates: GroupCommitter[Any, None] = GroupCommitter(lambda ops: _background(store._outbox, ops))
+
+    async def add(self, items: list[Outgoing]) -> list[bool]:
+        store = self._store
+        docs = [
+            {
+                "_id": store.key(m.id),
+                "h": store.instance,
+                "d": str(m.destination),
+                "c": m.created_at,
+                "a": m.failed_attempts,
+                "n": m.next_at,
+                "b": Binary(m.body),
+                "k": m.key_id,
+                "s": Binary(m.signature),
+            }
+            for m in items
+        ]
+        return await self._adds.submit(docs)
+
+    def forget(self, ids: list[str]) -> None:
+        if ids:
+            self._updates.submit_nowait([DeleteMany({"_id": {"$in": [self._store.key(i) for i in ids]}})])
+
+    def record_failures(self, items: list[Outgoing]) -> None:
+        self._updates.submit_nowait(
+            [
+                UpdateOne(
+                    {"_id": self._store.key(m.id)},
+                    {"$set": {"a": m.failed_attempts, "n": m.next_at, "e": m.last_error}},
+                )
+                for m in items
+            ]
+        )
+
+    async def recover(self) -> list[Outgoing]:
+        return [_outgoing(doc) for doc in await self._store.claim("outbox", [self._store.instance])]
+
+    async def adopt(self, holders: Sequence[str]) -> list[Outgoing]:
+        return [_outgoing(doc) for doc in await self._store.claim("outbox", holders)]
+
+    async def close(self) -> None:
+        await self._adds.drain()
+        await self._updates.drain()
+
+
+def _outgoing(doc: Doc) -> Outgoing:
+    return Outgoing(
+        id=doc["_id"].split("|", 1)[1],
+        destination=Address.parse(doc["d"]),
+        body=bytes(doc["b"]),
+        key_id=doc["k"],
+        signature=bytes(doc["s"]),
+        persistent=True,
+        created_at=doc["c"],
+        failed_attempts=doc.get("a", 0),
+        next_at=doc.get("n", 0.0),
+        last_error=doc.get("e", ""),
+    )
+
+
+class MongoInbox:
+    """The persistent inbox (see ``MongoStore``)."""
+
+    def __init__(self, store: MongoStore, dedupe_window: float) -> None:
+        self._store = store
+        self._window = dedupe_window
+        self._adds: GroupCommitter[Doc, bool] = GroupCommitter(lambda docs: _insert_new(store._inbox_durable, docs))
+        self._updates: GroupCommitter[Any, None] = GroupCommitter(lambda ops: _background(store._inbox, ops))
+
+    async def add(self, items: list[Incoming]) -> list[bool]:
+        return await self._adds.submit(self._documents(items))
+
+    def _documents(self, items: list[Incoming]) -> list[Doc]:
+        store = self._store
+        return [
+            {
+                "_id": store.key(m.key),
+                "h": store.instance,
+                "st": "r",
+                "r": m.received_at,
+                "dl": m.deliveries,
+                "b": Binary(m.body),
+                "k": m.key_id,
+                "s": Binary(m.signature),
+            }
+            for m in items
+        ]
+
+    def acknowledge(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        expires = datetime.datetime.fromtimestamp(time.time() + self._window, datetime.UTC)
+        ids = [self._store.key(k) for k in keys]
+        self._updates.submit_nowait(
+            [
+                # A tombstone: no payload, kept for de-duplication until the TTL index removes it.
+                UpdateMany({"_id": {"$in": ids}}, {"$set": {"st": "x", "t": expires}, "$unset": {"b": "", "s": ""}})
+            ]
+        )
+
+    async def restore(self, items: list[Incoming]) -> None:
+        operations = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in self._documents(items)]
+        if not operations:
+            return
+        try:
+            await self._store._inbox_durable.bulk_write(operations, ordered=False)
+        except PyMongoError as exc:
+            raise StoreUnavailableError(f"MongoDB could not restore the messages: {exc}") from exc
+
+    async def recover(self) -> list[Incoming]:
+        return _incoming_sorted(await self._store.claim("inbox", [self._store.instance]))
+
+    async def adopt(self, holders: Sequence[str]) -> list[Incoming]:
+        return _incoming_sorted(await self._store.claim("inbox", holders))
+
+    async def close(self) -> None:
+        await self._adds.drain()
+        await self._updates.drain()
+
+
+def _incoming_sorted(docs: list[Doc]) -> list[Incoming]:
+    records = []
+    for doc in sorted(docs, key=lambda d: d["r"]):
+        body = bytes(doc["b"])
+        records.append(
+            Incoming(
+                key=doc["_id"].split("|", 1)[1],
+                message=Message.decode(body),
+                body=body,
+                key_id=doc["k"],
+                signature=bytes(doc["s"]),
+                received_at=doc["r"],
+                deliveries=doc.get("dl", 0),
+            )
+        )
+    return records
