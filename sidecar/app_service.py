@@ -10,9 +10,10 @@ import grpc
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.errors import ConfigError, GoQError
+from goq.messages import Message
 from goq.sidecar.engine import QueueManager, SendReceipt, SendRequest
 from goq.sidecar.errors import NotFoundError, QueueFullError
-from goq.sidecar.records import Incoming
+from goq.sidecar.records import Incoming, PoisonRecord
 from goq.sidecar.stores.base import StoreUnavailableError
 
 DEFAULT_IN_FLIGHT = 100
@@ -71,7 +72,7 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
         self.engine = engine
 
     async def Send(self, request: pb.SendRequest, context: Context) -> pb.SendResponse:  # noqa: N802
-        (outcome,) = await self.engine.send([_request(request)])
+        (outcome,) = await asyncio.shield(self.engine.send([_request(request)]))
         if isinstance(outcome, GoQError):
             await _abort(context, outcome)
         return pb.SendResponse(id=outcome.id, state=outcome.state)
@@ -80,7 +81,8 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
         self, request_iterator: AsyncIterator[pb.SendBatch], context: Context
     ) -> AsyncIterator[pb.SendBatchResult]:
         async for batch in request_iterator:
-            outcomes = await self.engine.send([_request(m) for m in batch.messages])
+            # shield: once stored, messages are enqueued even if the application hangs up meanwhile.
+            outcomes = await asyncio.shield(self.engine.send([_request(m) for m in batch.messages]))
             yield pb.SendBatchResult(results=[_result(o) for o in outcomes])
 
     async def Receive(  # noqa: N802
@@ -131,6 +133,39 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
             duplicates=c.duplicates,
             refused=sum(c.refused.values()),
         )
+
+    async def ListPoisoned(  # noqa: N802
+        self, request: pb.ListPoisonedRequest, context: Context
+    ) -> pb.ListPoisonedResponse:
+        try:
+            records = await self.engine.poisoned(request.limit or 100)
+        except GoQError as exc:
+            await _abort(context, exc)
+        return pb.ListPoisonedResponse(messages=[poisoned(r) for r in records])
+
+    async def Redrive(self, request: pb.RedriveRequest, context: Context) -> pb.RedriveResponse:  # noqa: N802
+        try:
+            ids = await asyncio.shield(self.engine.redrive(list(request.ids)))
+        except GoQError as exc:
+            await _abort(context, exc)
+        return pb.RedriveResponse(ids=ids)
+
+
+def poisoned(record: PoisonRecord) -> pb.PoisonedMessage:
+    """A poison-queue entry as the application sees it (payload and headers decoded from the envelope)."""
+    message = Message.decode(record.body)
+    return pb.PoisonedMessage(
+        id=record.id,
+        direction=record.direction,
+        peer=record.peer,
+        reason=record.reason,
+        detail=record.detail,
+        attempts=record.attempts,
+        poisoned_at_ms=int(record.poisoned_at * 1000),
+        persistent=record.persistent,
+        payload=message.payload,
+        headers=message.headers,
+    )
 
 
 async def _abort(context: Context, error: GoQError) -> NoReturn:

@@ -57,11 +57,20 @@ class GroupCommitter(Generic[T, R]):
 
     def _start_writers(self) -> None:
         while self._pending and len(self._running) < self._concurrency:
-            task = asyncio.get_running_loop().create_task(self._flush())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running.add(asyncio.get_running_loop().create_task(self._flush()))
 
     async def _flush(self) -> None:
+        try:
+            await self._write_pending()
+        finally:
+            # Leave the running set in the same step that saw nothing pending: a done-callback would run
+            # later, and a submission in between would find a "running" writer that never looks again.
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.discard(task)
+            self._start_writers()
+
+    async def _write_pending(self) -> None:
         while self._pending:
             group = self._take_group()
             flat = [item for items, _ in group for item in items]

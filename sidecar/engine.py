@@ -207,11 +207,12 @@ class QueueManager:
                     for index, _ in group:
                         results[index] = exc
                     continue
-                new = [m for (_, m), is_new in zip(group, fresh, strict=True) if is_new]
                 for index, item in group:
                     results[index] = SendReceipt(item.id, QUEUED)
-                self.counters.sent += len(new)
-                self.outbound.enqueue(new)
+                self.counters.sent += sum(fresh)
+                # A known id is a repeated send: nothing new to do if it is held for delivery. If it is
+                # stored but not held (an earlier send's answer was lost to a failed write), hold it now.
+                self.outbound.enqueue([m for _, m in group])
         finally:
             self._reserved -= len(admitted)
 

@@ -112,8 +112,15 @@ class Inbound:
 
     async def store(self, arrival: "Arrival") -> "Arrival":
         """Apply the bound and store; several arrivals may be stored at once (one group commit)."""
-        admitted = await self._admit(arrival.candidates, arrival.results)
-        arrival.stored = await self._store(admitted, arrival.results)
+        try:
+            admitted = await self._admit(arrival.candidates, arrival.results)
+            arrival.stored = await self._store(admitted, arrival.results)
+        except Exception:
+            log.exception("storing a delivered batch failed; the sender will retry it")
+            for index, item in arrival.candidates:
+                self.live.discard(item.key)
+                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason="receiver error")
+            arrival.stored = []
         return arrival
 
     def publish(self, arrival: "Arrival") -> list[Result]:

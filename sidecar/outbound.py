@@ -72,12 +72,19 @@ class Outbound:
         self.clock = clock
         self.rand = rand
         self.lanes: dict[Address, Lane] = {}
-        self.pending = 0
+        self.holding: set[str] = set()
+        """Ids of the messages held in memory for delivery."""
         self._closing = False
+
+    @property
+    def pending(self) -> int:
+        """Messages still to deliver: what the send queue's bound counts."""
+        return len(self.holding)
 
     def enqueue(self, items: list[Outgoing]) -> None:
         """Take responsibility for ``items`` (already stored if persistent) and deliver them."""
-        self.pending += len(items)
+        items = [m for m in items if m.id not in self.holding]
+        self.holding.update(m.id for m in items)
         for item in items:
             lane = self.lanes.get(item.destination)
             if lane is None:
@@ -105,7 +112,7 @@ class Outbound:
     # What the lanes report back.
 
     def delivered(self, items: list[Outgoing]) -> None:
-        self.pending -= len(items)
+        self.holding.difference_update(m.id for m in items)
         self.counters.delivered += len(items)
         self._forget(items)
 
@@ -114,6 +121,7 @@ class Outbound:
         policy, now = self.policy(), self.clock()
         retry, give_up = [], []
         self.counters.attempts_failed += len(items)
+        log.info("delivery of %d message(s) to %s failed, will retry: %s", len(items), lane.destination, error)
         for item in items:
             item.failed_attempts += 1
             item.last_error = error
@@ -135,7 +143,7 @@ class Outbound:
         now = self.clock()
         records = [self.poison_record(m, reason, detail, now) for m, reason, detail in items]
         if await self.poisoner.poison(records):
-            self.pending -= len(items)
+            self.holding.difference_update(m.id for m, _, _ in items)
             self._forget([m for m, _, _ in items])
             return
         for item, _, _ in items:

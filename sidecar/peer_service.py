@@ -1,7 +1,8 @@
 """The receiving side of the peer protocol (``goq.v1.Peer``, port 7702).
 
 Batches on one stream are checked in order, stored concurrently (so consecutive batches share a
-group commit), and answered and queued in order.
+group commit), and queued and answered in order. Storing and queueing run in tasks of their own:
+once a batch is checked, it is queued even if the sender's stream breaks before the answer.
 """
 
 import asyncio
@@ -11,7 +12,7 @@ from typing import Any
 import grpc
 
 from goq.api.v1 import peer_pb2, peer_pb2_grpc
-from goq.sidecar.inbound import Arrival, Inbound
+from goq.sidecar.inbound import Arrival, Inbound, Result
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -26,25 +27,34 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     async def Deliver(  # noqa: N802 - the gRPC method's name
         self, request_iterator: AsyncIterator[peer_pb2.DeliverBatch], context: Context
     ) -> AsyncIterator[peer_pb2.DeliverAck]:
-        storing: asyncio.Queue[tuple[int, asyncio.Task[Arrival]] | None] = asyncio.Queue(self.window)
-        reader = asyncio.get_running_loop().create_task(self._read(request_iterator, storing))
+        answers: asyncio.Queue[tuple[int, asyncio.Task[list[Result]]] | None] = asyncio.Queue(self.window)
+        reader = asyncio.get_running_loop().create_task(self._read(request_iterator, answers))
         try:
-            while (entry := await storing.get()) is not None:
+            while (entry := await answers.get()) is not None:
                 seq, task = entry
-                arrival = await task
-                yield peer_pb2.DeliverAck(seq=seq, results=self.inbound.publish(arrival))
+                # shield: if the sender goes away while we wait, the batch must still be queued.
+                yield peer_pb2.DeliverAck(seq=seq, results=await asyncio.shield(task))
         finally:
             reader.cancel()
 
     async def _read(
         self,
         batches: AsyncIterator[peer_pb2.DeliverBatch],
-        storing: "asyncio.Queue[tuple[int, asyncio.Task[Arrival]] | None]",
+        answers: "asyncio.Queue[tuple[int, asyncio.Task[list[Result]]] | None]",
     ) -> None:
+        previous: asyncio.Task[list[Result]] | None = None
         try:
             async for batch in batches:
                 arrival = self.inbound.prepare(batch.messages)
-                task = asyncio.get_running_loop().create_task(self.inbound.store(arrival))
-                await storing.put((batch.seq, task))
+                previous = asyncio.get_running_loop().create_task(self._keep(arrival, previous))
+                await answers.put((batch.seq, previous))
         finally:
-            await storing.put(None)
+            await answers.put(None)
+
+    async def _keep(self, arrival: Arrival, previous: "asyncio.Task[list[Result]] | None") -> list[Result]:
+        """Store, then publish after the batch before: a task of its own, so a sender that vanishes
+        mid-stream cannot strand a stored batch unpublished."""
+        await self.inbound.store(arrival)
+        if previous is not None:
+            await asyncio.wait([previous])
+        return self.inbound.publish(arrival)

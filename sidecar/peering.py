@@ -36,6 +36,10 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
     """Client side: room for a batch of the largest messages; keepalive pings find dead peers on a quiet stream."""
     return [
         *_sizes(max_message_bytes),
+        # The RetryPolicy paces attempts; gRPC's own reconnect backoff (up to 2 min) must not add to it.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
         ("grpc.keepalive_time_ms", KEEPALIVE_MS),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
@@ -67,6 +71,7 @@ class PeerLink:
         self._pending: dict[int, asyncio.Future[Results]] = {}
         self._seq = 0
         self._reader: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def send(self, envelopes: Sequence[envelope_pb2.SignedEnvelope]) -> "asyncio.Future[Results]":
         """Write one batch; the returned future completes with its results, or fails if the stream breaks."""
@@ -123,6 +128,12 @@ class PeerLink:
                 future.set_exception(PeerUnavailableError(f"{self.target}: {reason}"))
         if isinstance(call, grpc.aio.Call):
             call.cancel()
+        # A fresh channel for the next attempt: it connects at once instead of in gRPC's backoff.
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            task = asyncio.get_running_loop().create_task(channel.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
 
 def _describe(exc: BaseException) -> str:

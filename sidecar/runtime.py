@@ -7,6 +7,7 @@ for the next start.
 """
 
 import asyncio
+import io
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -157,13 +158,24 @@ class Sidecar:
         log.info("sidecar %s stopped", self.settings.address)
 
 
+def dump_tasks() -> None:
+    """Log every asyncio task's stack: ``kill -USR1 <pid>`` shows where a sidecar waits."""
+    tasks = asyncio.all_tasks()
+    log.warning("SIGUSR1: %d asyncio task(s)", len(tasks))
+    for task in tasks:
+        stream = io.StringIO()
+        task.print_stack(limit=8, file=stream)
+        log.warning("%s\n%s", task.get_name(), stream.getvalue())
+
+
 async def run(settings: SidecarSettings) -> None:
-    """Run until SIGTERM or SIGINT, then shut down in order."""
+    """Run until SIGTERM or SIGINT, then shut down in order. SIGUSR1 logs every task's stack."""
     sidecar = Sidecar(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     try:
         await sidecar.start()
         await stop.wait()

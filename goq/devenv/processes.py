@@ -69,6 +69,12 @@ class ServerProcess:
                 os.kill(self.pid, signal.SIGKILL)
             self._wait_ended(5.0)
 
+    def kill(self) -> None:
+        """SIGKILL at once, and wait until it is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self._wait_ended(10.0)
+
     def _wait_ended(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

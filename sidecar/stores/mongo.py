@@ -213,7 +213,22 @@ class MongoInbox:
         self._updates: GroupCommitter[Any, None] = GroupCommitter(lambda ops: _background(store._inbox, ops))
 
     async def add(self, items: list[Incoming]) -> list[bool]:
-        return await self._adds.submit(self._documents(items))
+        inserted = await self._adds.submit(self._documents(items))
+        clashes = [self._store.key(m.key) for m, new in zip(items, inserted, strict=True) if not new]
+        if not clashes:
+            return inserted
+        # A clash is a true duplicate only if that message was consumed (a tombstone) or another instance
+        # holds it. An unconsumed record of ours was written by an attempt whose answer was lost (a write
+        # that failed ambiguously): the caller does not hold it in memory, so it counts as new.
+        ours = await self._unconsumed_of_this_instance(clashes)
+        return [new or self._store.key(m.key) in ours for m, new in zip(items, inserted, strict=True)]
+
+    async def _unconsumed_of_this_instance(self, ids: list[str]) -> set[str]:
+        query = {"_id": {"$in": ids}, "st": "r", "h": self._store.instance}
+        try:
+            return {d["_id"] for d in await self._store._inbox_durable.find(query, {"_id": 1}).to_list(None)}
+        except PyMongoError as exc:
+            raise StoreUnavailableError(f"MongoDB could not check for duplicates: {exc}") from exc
 
     def _documents(self, items: list[Incoming]) -> list[Doc]:
         store = self._store

@@ -65,6 +65,16 @@ class QueueManagerStub:
                 request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.StatsRequest.SerializeToString,
                 response_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.ListPoisoned = channel.unary_unary(
+                '/goq.v1.QueueManager/ListPoisoned',
+                request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.ListPoisonedRequest.SerializeToString,
+                response_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.ListPoisonedResponse.FromString,
+                _registered_method=True)
+        self.Redrive = channel.unary_unary(
+                '/goq.v1.QueueManager/Redrive',
+                request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveRequest.SerializeToString,
+                response_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveResponse.FromString,
+                _registered_method=True)
 
 
 class QueueManagerServicer:
@@ -113,6 +123,20 @@ class QueueManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPoisoned(self, request, context):
+        """The newest messages in this identity's poison queue (sinks that keep them: mongodb).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Redrive(self, request, context):
+        """Hand poisoned messages back for another round of delivery (outbound) or consumption (inbound).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +169,16 @@ def add_QueueManagerServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.StatsRequest.FromString,
                     response_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.StatsResponse.SerializeToString,
+            ),
+            'ListPoisoned': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPoisoned,
+                    request_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.ListPoisonedRequest.FromString,
+                    response_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.ListPoisonedResponse.SerializeToString,
+            ),
+            'Redrive': grpc.unary_unary_rpc_method_handler(
+                    servicer.Redrive,
+                    request_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveRequest.FromString,
+                    response_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +344,60 @@ class QueueManager:
             '/goq.v1.QueueManager/Stats',
             goq_dot_api_dot_v1_dot_queue__manager__pb2.StatsRequest.SerializeToString,
             goq_dot_api_dot_v1_dot_queue__manager__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPoisoned(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goq.v1.QueueManager/ListPoisoned',
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.ListPoisonedRequest.SerializeToString,
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.ListPoisonedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Redrive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/goq.v1.QueueManager/Redrive',
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveRequest.SerializeToString,
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveResponse.FromString,
             options,
             channel_credentials,
             insecure,

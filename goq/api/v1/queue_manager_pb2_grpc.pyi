@@ -46,6 +46,10 @@ class QueueManagerStub:
     Nack: _grpc.UnaryUnaryMultiCallable[_queue_manager_pb2.NackRequest, _queue_manager_pb2.NackResponse]
     """Give a message back: requeue it (after a delay) or send it to the poison queue now."""
     Stats: _grpc.UnaryUnaryMultiCallable[_queue_manager_pb2.StatsRequest, _queue_manager_pb2.StatsResponse]
+    ListPoisoned: _grpc.UnaryUnaryMultiCallable[_queue_manager_pb2.ListPoisonedRequest, _queue_manager_pb2.ListPoisonedResponse]
+    """The newest messages in this identity's poison queue (sinks that keep them: mongodb)."""
+    Redrive: _grpc.UnaryUnaryMultiCallable[_queue_manager_pb2.RedriveRequest, _queue_manager_pb2.RedriveResponse]
+    """Hand poisoned messages back for another round of delivery (outbound) or consumption (inbound)."""
 
 @_typing.type_check_only
 class QueueManagerAsyncStub(QueueManagerStub):
@@ -65,6 +69,10 @@ class QueueManagerAsyncStub(QueueManagerStub):
     Nack: _aio.UnaryUnaryMultiCallable[_queue_manager_pb2.NackRequest, _queue_manager_pb2.NackResponse]  # type: ignore[assignment]
     """Give a message back: requeue it (after a delay) or send it to the poison queue now."""
     Stats: _aio.UnaryUnaryMultiCallable[_queue_manager_pb2.StatsRequest, _queue_manager_pb2.StatsResponse]  # type: ignore[assignment]
+    ListPoisoned: _aio.UnaryUnaryMultiCallable[_queue_manager_pb2.ListPoisonedRequest, _queue_manager_pb2.ListPoisonedResponse]  # type: ignore[assignment]
+    """The newest messages in this identity's poison queue (sinks that keep them: mongodb)."""
+    Redrive: _aio.UnaryUnaryMultiCallable[_queue_manager_pb2.RedriveRequest, _queue_manager_pb2.RedriveResponse]  # type: ignore[assignment]
+    """Hand poisoned messages back for another round of delivery (outbound) or consumption (inbound)."""
 
 class QueueManagerServicer(metaclass=_abc_1.ABCMeta):
     """The application's API, on 127.0.0.1:7701."""
@@ -117,5 +125,21 @@ class QueueManagerServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_manager_pb2.StatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_queue_manager_pb2.StatsResponse, _abc.Awaitable[_queue_manager_pb2.StatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListPoisoned(
+        self,
+        request: _queue_manager_pb2.ListPoisonedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_manager_pb2.ListPoisonedResponse, _abc.Awaitable[_queue_manager_pb2.ListPoisonedResponse]]:
+        """The newest messages in this identity's poison queue (sinks that keep them: mongodb)."""
+
+    @_abc_1.abstractmethod
+    def Redrive(
+        self,
+        request: _queue_manager_pb2.RedriveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_manager_pb2.RedriveResponse, _abc.Awaitable[_queue_manager_pb2.RedriveResponse]]:
+        """Hand poisoned messages back for another round of delivery (outbound) or consumption (inbound)."""
 
 def add_QueueManagerServicer_to_server(servicer: QueueManagerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

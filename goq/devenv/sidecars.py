@@ -1,0 +1,117 @@
+"""Sidecars as local processes, for tests, benchmarks and demos outside Kubernetes.
+
+Each sidecar gets free loopback ports, a static peer map naming the others, and a stable instance
+name, so that a restarted process takes back its own records at once (as a pod with the same name
+would). ``kill`` is ``kill -9``; ``stop`` is SIGTERM and a clean shutdown.
+"""
+
+import base64
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from goq.devenv import processes
+from goq.devenv.ports import free_ports
+
+
+def sidecar_command() -> list[str]:
+    """How to run the installed ``goq-sidecar``."""
+    script = Path(sys.executable).with_name("goq-sidecar")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from goq.cli.sidecar import main; sys.exit(main())"]
+
+
+def hmac_keys(keys: Mapping[str, bytes]) -> str:
+    """``GOQ_HMAC_KEYS`` for ``keys``."""
+    return ",".join(f"{key_id}={base64.b64encode(key).decode()}" for key_id, key in keys.items())
+
+
+@dataclass
+class SidecarProcess:
+    """One ``goq-sidecar`` process on loopback, restartable on the same ports and data."""
+
+    identity: str
+    workdir: Path
+    env: dict[str, str]
+    namespace: str = "default"
+    peer_port: int = 0
+    grpc_port: int = 0
+    health_port: int = 0
+    process: processes.ServerProcess | None = None
+    starts: int = field(default=0)
+
+    def __post_init__(self) -> None:
+        if not self.peer_port:
+            self.peer_port, self.grpc_port, self.health_port = free_ports(3)
+
+    @property
+    def address(self) -> str:
+        return f"{self.identity}.{self.namespace}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def peer_target(self) -> str:
+        return f"127.0.0.1:{self.peer_port}"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start (or restart) the process and wait until ``/readyz`` says ready."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOQ_")}
+        env.update(self.env)
+        env.update(
+            GOQ_IDENTITY=self.identity,
+            GOQ_NAMESPACE=self.namespace,
+            GOQ_INSTANCE=f"{self.identity}-0",
+            GOQ_PEER_LISTEN=self.peer_target,
+            GOQ_GRPC_LISTEN=self.grpc_target,
+            GOQ_HEALTH_LISTEN=f"127.0.0.1:{self.health_port}",
+        )
+        self.starts += 1
+        log_path = self.workdir / f"{self.identity}.log"
+        self.process = processes.start(f"sidecar {self.identity}", sidecar_command(), log_path, env=env)
+        processes.wait_until("ready", self.is_ready, self.process, timeout)
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.health_url}/readyz", timeout=1) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown at all, as a crash or an OOM kill."""
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM and a clean shutdown."""
+        if self.process is not None:
+            self.process.stop(timeout=timeout)
+            self.process = None
+
+    def log(self) -> str:
+        return (self.workdir / f"{self.identity}.log").read_text(errors="replace")
+
+
+def local_sidecars(
+    identities: list[str], workdir: Path, common_env: Mapping[str, str], *, namespace: str = "default"
+) -> dict[str, SidecarProcess]:
+    """Sidecars that know each other through a static peer map (started by the caller)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sidecars = {i: SidecarProcess(i, workdir, {}, namespace=namespace) for i in identities}
+    peers = ",".join(f"{s.address}={s.peer_target}" for s in sidecars.values())
+    for sidecar in sidecars.values():
+        sidecar.env = {"GOQ_RESOLVER": "static", "GOQ_PEERS": peers, **common_env}
+    return sidecars

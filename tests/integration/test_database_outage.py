@@ -1,0 +1,52 @@
+"""A stopped MongoDB never loses an accepted persistent message: sends are refused while it is down
+(nothing accepted), and everything accepted before and after is delivered once it is back."""
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from goq.api.v1 import queue_manager_pb2 as pb
+from goq.devenv.mongo import MongoServer
+from goq.devenv.sidecars import SidecarProcess
+
+from .conftest import App
+
+Sidecars = Callable[..., dict[str, SidecarProcess]]
+Apps = Callable[[SidecarProcess], App]
+
+
+async def test_sends_during_an_outage_are_refused_and_nothing_accepted_is_lost(
+    sidecars: Sidecars, apps: Apps, tmp_path: Path
+) -> None:
+    mongo = MongoServer(tmp_path / "mongo")
+    mongo.start()
+    try:
+        patient = json.dumps({"maxAttempts": 1000, "initialBackoff": "100ms", "maxBackoff": "500ms"})
+        group = sidecars(
+            "orders", "billing", GOQ_MONGODB_URI=mongo.uri, GOQ_STORE_TIMEOUT="2s", GOQ_RETRY_POLICY=patient
+        )
+        orders, billing = apps(group["orders"]), apps(group["billing"])
+        before = await orders.send("billing", [f"before-{i}".encode() for i in range(200)])
+        assert all(r.WhichOneof("result") == "accepted" for r in before)
+
+        await asyncio.to_thread(mongo.stop)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await orders.stub.Send(pb.SendRequest(to="billing", payload=b"during"))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "MongoDB could not make the messages durable" in (refused.value.details() or "")
+
+        await asyncio.to_thread(mongo.start)
+        after = await orders.send("billing", [f"after-{i}".encode() for i in range(200)])
+        assert all(r.WhichOneof("result") == "accepted" for r in after)
+
+        got = await billing.receive(400, within=60, distinct=True)
+        payloads = {m.payload for m in got}
+        expected = {f"before-{i}".encode() for i in range(200)} | {f"after-{i}".encode() for i in range(200)}
+        assert payloads == expected
+        assert b"during" not in payloads
+    finally:
+        mongo.stop()

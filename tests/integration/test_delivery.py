@@ -1,0 +1,144 @@
+"""At-least-once delivery between real sidecar processes over real MongoDB, with and without faults."""
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from goq.devenv.sidecars import SidecarProcess
+
+from .conftest import App
+
+Sidecars = Callable[..., dict[str, SidecarProcess]]
+Apps = Callable[[SidecarProcess], App]
+
+
+def payloads(count: int, size: int = 1024) -> list[bytes]:
+    """Numbered payloads, so order and completeness can be checked from what arrives."""
+    return [f"{i:08d}".encode().ljust(size, b".") for i in range(count)]
+
+
+def numbers(messages: list) -> list[int]:  # type: ignore[type-arg]
+    return [int(m.payload[:8]) for m in messages]
+
+
+async def test_ten_thousand_persistent_messages_arrive_once_each_in_order(sidecars: Sidecars, apps: Apps) -> None:
+    group = sidecars("orders", "billing")
+    orders, billing = apps(group["orders"]), apps(group["billing"])
+
+    receiving = asyncio.create_task(billing.receive(10_000, within=120))
+    results = await orders.send("billing", payloads(10_000))
+    got = await receiving
+
+    assert all(r.WhichOneof("result") == "accepted" for r in results)
+    assert numbers(got) == list(range(10_000)), "not each exactly once, in order"
+    assert {getattr(m, "from") for m in got} == {"orders.default"}
+    assert all(m.persistent and m.attempt == 1 for m in got)
+    stats = await orders.stats()
+    assert (stats.sent, stats.delivered, stats.send_queue) == (10_000, 10_000, 0)
+
+
+@pytest.mark.parametrize("victim", ["billing", "orders"])
+async def test_a_sidecar_killed_mid_flow_loses_no_persistent_message(
+    victim: str, sidecars: Sidecars, apps: Apps, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = sidecars("orders", "billing", GOQ_LEASE="2s")
+    orders = apps(group["orders"])
+    total, messages, accepted = 6000, payloads(6000), 0
+    for start in range(0, total, 1000):
+        results = await orders.send("billing", messages[start : start + 1000])
+        accepted += sum(r.WhichOneof("result") == "accepted" for r in results)
+        if start == 2000:  # a third of the way: kill -9, then start it again
+            group[victim].kill()
+            await asyncio.to_thread(group[victim].start)
+            orders = apps(group["orders"])  # a fresh connection, as an application would make
+
+    got = await apps(group["billing"]).receive(total, within=120, distinct=True)
+    seen = Counter(numbers(got))
+    assert accepted == total
+    assert set(seen) == set(range(total)), f"lost: {sorted(set(range(total)) - set(seen))[:20]}"
+    duplicates = sum(n - 1 for n in seen.values())
+    with capsys.disabled():
+        print(f"\n[{victim} killed] {accepted} accepted, {len(got)} received, {duplicates} duplicate(s) at the app")
+
+
+async def test_unreachable_destination_poisons_each_message_with_reason_attempts_and_last_error(
+    sidecars: Sidecars, apps: Apps, mongo_uri: str, database: str
+) -> None:
+    policy = {"maxAttempts": 3, "initialBackoff": "50ms", "maxBackoff": "100ms", "attemptTimeout": "1s"}
+    group = sidecars("orders", "billing", start=False, GOQ_RETRY_POLICY=json.dumps(policy))
+    group["orders"].start()  # billing never starts: unreachable
+    orders = apps(group["orders"])
+
+    results = await orders.send("billing", payloads(20))
+    ids = [r.accepted.id for r in results]
+
+    async with AsyncMongoClient[dict[str, object]](mongo_uri) as client:
+        poison = client[database]["poison"]
+        for _ in range(100):
+            if await poison.count_documents({}) == 20:
+                break
+            await asyncio.sleep(0.1)
+        docs = await poison.find({}).to_list(None)
+    assert sorted(d["id"] for d in docs) == sorted(ids)
+    for doc in docs:
+        assert doc["reason"] == "max-attempts"
+        assert doc["attempts"] == 3
+        assert doc["dir"] == "outbound"
+        assert doc["peer"] == "billing.default"
+        assert "3 attempts failed (maxAttempts 3); last error: 127.0.0.1:" in doc["detail"]
+        assert "UNAVAILABLE" in doc["detail"]
+    stats = await orders.stats()
+    assert (stats.poisoned, stats.send_queue) == (20, 0)
+
+
+async def test_transient_messages_never_touch_mongodb(
+    sidecars: Sidecars, apps: Apps, mongo_uri: str, database: str
+) -> None:
+    group = sidecars("orders", "billing")
+    orders, billing = apps(group["orders"]), apps(group["billing"])
+    receiving = asyncio.create_task(billing.receive(500, within=60))
+    await orders.send("billing", payloads(500), persistent=False)
+    got = await receiving
+    assert numbers(got) == list(range(500))
+    assert not any(m.persistent for m in got)
+    async with AsyncMongoClient[dict[str, object]](mongo_uri) as client:
+        db = client[database]
+        assert await db["outbox"].count_documents({}) == 0
+        assert await db["inbox"].count_documents({}) == 0
+        assert await db["poison"].count_documents({}) == 0
+
+
+async def test_send_overflow_poisons_by_default_and_refuses_when_told(sidecars: Sidecars, apps: Apps) -> None:
+    limited = json.dumps({"sendQueueLimit": 5})
+    rejecting = json.dumps({"sendQueueLimit": 5, "overflow": "reject"})
+    poisoning = sidecars("orders", start=False, GOQ_QUEUE_SPEC=limited)["orders"]
+    poisoning.start()  # its destination never runs, so the send queue only fills
+    results = await apps(poisoning).send("nobody", payloads(8))
+    states = [r.accepted.state for r in results]
+    assert states == ["queued"] * 5 + ["poisoned"] * 3
+
+    refusing = sidecars("billing", start=False, GOQ_QUEUE_SPEC=rejecting)["billing"]
+    refusing.start()
+    results = await apps(refusing).send("nobody", payloads(8))
+    assert [r.WhichOneof("result") for r in results] == ["accepted"] * 5 + ["error"] * 3
+    assert {r.error.code for r in results[5:]} == {"RESOURCE_EXHAUSTED"}
+    assert "send queue full (sendQueueLimit 5); retry later" in results[5].error.message
+
+
+async def test_receive_overflow_poisons_by_default_and_pushes_back_when_told(sidecars: Sidecars, apps: Apps) -> None:
+    small = json.dumps({"receiveQueueLimit": 10})
+    group = sidecars("orders", "billing", GOQ_QUEUE_SPEC=small)
+    orders, billing = apps(group["orders"]), apps(group["billing"])
+    await orders.send("billing", payloads(15))
+    for _ in range(100):
+        if (await orders.stats()).send_queue == 0:
+            break
+        await asyncio.sleep(0.05)
+    stats = await billing.stats()
+    assert (stats.receive_queue, stats.poisoned) == (10, 5)
+    got = await billing.receive(10, within=10)
+    assert len(got) == 10
