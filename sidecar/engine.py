@@ -79,6 +79,7 @@ class QueueManager:
         *,
         max_payload: int,
         store: MongoStore | None = None,
+        heartbeat: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.me = me
@@ -92,6 +93,7 @@ class QueueManager:
         self.counters = counters
         self.max_payload = max_payload
         self.store = store
+        self.heartbeat = heartbeat
         self.clock = clock
         self._reserved = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -111,7 +113,7 @@ class QueueManager:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._expire_leases(), name="leases"))
         if self.store is not None:
-            self._tasks.append(loop.create_task(self._heartbeat(self.store), name="heartbeat"))
+            self._tasks.append(loop.create_task(self._heartbeat(self.store, self.heartbeat), name="heartbeat"))
 
     async def stop(self, grace: float) -> None:
         """Finish answers in flight within ``grace`` seconds, write what is pending, stop housekeeping."""
@@ -301,7 +303,7 @@ class QueueManager:
             except Exception:
                 log.exception("lease expiry failed; trying again")
 
-    async def _heartbeat(self, store: MongoStore, interval: float = 5.0) -> None:
+    async def _heartbeat(self, store: MongoStore, interval: float) -> None:
         """Keep this instance's records its own, and adopt those of replicas that died."""
         while True:
             await asyncio.sleep(interval)

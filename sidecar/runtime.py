@@ -52,7 +52,12 @@ def build(settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] 
     persistent_inbox: InboxStore = NoInbox()
     if mongo is not None:
         store = MongoStore(
-            mongo, settings.mongodb_database, str(me), settings.instance, dedupe_window=settings.dedupe_window
+            mongo,
+            settings.mongodb_database,
+            str(me),
+            settings.instance,
+            dedupe_window=settings.dedupe_window,
+            stale_after=settings.adopt_after,
         )
         persistent_outbox, persistent_inbox = store.outbox, store.inbox
     context = SinkContext(str(me), mongo=mongo, database=settings.mongodb_database)
@@ -94,6 +99,7 @@ def build(settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] 
         counters,
         max_payload=settings.max_payload,
         store=store,
+        heartbeat=settings.heartbeat,
     )
 
 

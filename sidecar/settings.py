@@ -50,6 +50,8 @@ class SidecarSettings:
     batch_max: int = 256
     window: int = 8
     shutdown_grace: float = 10.0
+    heartbeat: float = 5.0
+    adopt_after: float = 20.0
     log_level: str = "INFO"
     unknown: tuple[str, ...] = ()
     """``GOQ_*`` variables in the environment that no setting reads: logged at start, as likely typos."""
@@ -87,8 +89,15 @@ class SidecarSettings:
             batch_max=e.integer("GOQ_BATCH_MAX", 256, 1, 10_000),
             window=e.integer("GOQ_WINDOW", 8, 1, 1024),
             shutdown_grace=e.duration("GOQ_SHUTDOWN_GRACE", 10.0),
+            heartbeat=e.duration("GOQ_HEARTBEAT", 5.0),
+            adopt_after=e.duration("GOQ_ADOPT_AFTER", 20.0),
             log_level=e.choice("GOQ_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
+        if settings.adopt_after <= 2 * settings.heartbeat:
+            raise ConfigError(
+                f"GOQ_ADOPT_AFTER must be more than twice GOQ_HEARTBEAT, or a live replica's messages are adopted "
+                f"(got {settings.adopt_after:g}s and {settings.heartbeat:g}s)"
+            )
         if settings.resolver == "static" and not settings.peers:
             raise ConfigError("GOQ_RESOLVER=static needs GOQ_PEERS, e.g. billing=127.0.0.1:7702")
         return replace(settings, unknown=e.unknown())

@@ -68,11 +68,11 @@ class SidecarProcess:
     def start(self, timeout: float = 30.0) -> None:
         """Start (or restart) the process and wait until ``/readyz`` says ready."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOQ_")}
+        env["GOQ_INSTANCE"] = f"{self.identity}-0"
         env.update(self.env)
         env.update(
             GOQ_IDENTITY=self.identity,
             GOQ_NAMESPACE=self.namespace,
-            GOQ_INSTANCE=f"{self.identity}-0",
             GOQ_PEER_LISTEN=self.peer_target,
             GOQ_GRPC_LISTEN=self.grpc_target,
             GOQ_HEALTH_LISTEN=f"127.0.0.1:{self.health_port}",
