@@ -17,6 +17,8 @@ from goq.sidecar.records import Incoming, PoisonRecord
 from goq.sidecar.stores.base import StoreUnavailableError
 
 DEFAULT_IN_FLIGHT = 100
+PIPELINE = 64
+"""Send batches of one stream being accepted at once."""
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -80,10 +82,30 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
     async def SendStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.SendBatch], context: Context
     ) -> AsyncIterator[pb.SendBatchResult]:
-        async for batch in request_iterator:
-            # shield: once stored, messages are enqueued even if the application hangs up meanwhile.
-            outcomes = await asyncio.shield(self.engine.send([_request(m) for m in batch.messages]))
-            yield pb.SendBatchResult(results=[_result(o) for o in outcomes])
+        """Batches are accepted concurrently (so they share MongoDB group commits) and answered in order."""
+        answers: asyncio.Queue[asyncio.Task[list[SendReceipt | GoQError]] | None] = asyncio.Queue(PIPELINE)
+        reader = asyncio.get_running_loop().create_task(self._read_sends(request_iterator, answers))
+        try:
+            while (task := await answers.get()) is not None:
+                # shield: once stored, messages are enqueued even if the application hangs up meanwhile.
+                outcomes = await asyncio.shield(task)
+                yield pb.SendBatchResult(results=[_result(o) for o in outcomes])
+        finally:
+            reader.cancel()
+
+    async def _read_sends(
+        self,
+        batches: AsyncIterator[pb.SendBatch],
+        answers: "asyncio.Queue[asyncio.Task[list[SendReceipt | GoQError]] | None]",
+    ) -> None:
+        # Started at once, in order: durable writes complete in the order they were submitted (one group
+        # committer), so a stream's messages of the same persistence are enqueued in the order sent.
+        try:
+            async for batch in batches:
+                requests = [_request(m) for m in batch.messages]
+                await answers.put(asyncio.get_running_loop().create_task(self.engine.send(requests)))
+        finally:
+            await answers.put(None)
 
     async def Receive(  # noqa: N802
         self, request: pb.ReceiveRequest, context: Context

@@ -3,7 +3,8 @@
 While one write is in flight, new requests gather; the next write takes them all. Under load this
 turns thousands of single-document round trips into a few large ones; at low load a request is
 written at once, with no timer adding latency. With one writer (the default) results come back in
-the order requests were submitted, which per-sender message order relies on.
+the order requests were submitted, which per-sender message order relies on. Writes nobody waits for
+(acknowledgements, deletes after delivery) may ``linger`` a few milliseconds to be written together.
 """
 
 import asyncio
@@ -19,9 +20,15 @@ class GroupCommitter(Generic[T, R]):
     """Calls ``write`` with the items of many ``submit`` calls at once; each caller gets its own results."""
 
     def __init__(
-        self, write: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int = 1000, concurrency: int = 1
+        self,
+        write: Callable[[list[T]], Awaitable[list[R]]],
+        *,
+        max_batch: int = 1000,
+        concurrency: int = 1,
+        linger: float = 0.0,
     ) -> None:
         self._write = write
+        self._linger = linger
         self._max_batch = max_batch
         self._concurrency = concurrency
         self._pending: deque[tuple[list[T], asyncio.Future[list[R]]]] = deque()
@@ -61,6 +68,8 @@ class GroupCommitter(Generic[T, R]):
 
     async def _flush(self) -> None:
         try:
+            if self._linger:  # background writes may wait a little, to be written together
+                await asyncio.sleep(self._linger)
             await self._write_pending()
         finally:
             # Leave the running set in the same step that saw nothing pending: a done-callback would run

@@ -26,11 +26,14 @@ from goq.sidecar.counting import Counters
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import INBOUND, Incoming, PoisonRecord, inbound_key
 from goq.sidecar.stores.base import InboxStore, StoreUnavailableError
+from goq.sidecar.stores.memory import RecentKeys
 from goq.signing import Keyring, SignatureError
 
 log = logging.getLogger("goq.sidecar.inbound")
 
 Result = peer_pb2.MessageResult
+CONSUMED_MEMORY = 60.0
+"""Seconds a consumed key is remembered in memory, well past the store's tombstone write."""
 
 
 @dataclass
@@ -78,6 +81,8 @@ class Inbound:
         self.leased: dict[str, Incoming] = {}
         self.live: set[str] = set()
         """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
+        self.consumed = RecentKeys(CONSUMED_MEMORY, 200_000)
+        """Keys acknowledged or poisoned lately: a redelivery racing the store's tombstone is still a duplicate."""
         self._order = itertools.count()
         self.arrived = asyncio.Event()
         """Replaced by a fresh event each time it is set: every waiter that held it wakes."""
@@ -102,7 +107,7 @@ class Inbound:
             checked = self._check(envelope, now)
             if isinstance(checked, Result):
                 arrival.results[index] = checked
-            elif checked.key in self.live:
+            elif checked.key in self.live or checked.key in self.consumed:
                 self.counters.duplicates += 1
                 arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
             else:
@@ -260,6 +265,7 @@ class Inbound:
             else:
                 done.append(item)
                 self.live.discard(item.key)
+                self.consumed.add(item.key)
         for persistent in (True, False):
             keys = [m.key for m in done if m.message.persistent is persistent]
             if keys:
@@ -319,6 +325,7 @@ class Inbound:
     def _finish(self, item: Incoming) -> None:
         """Poisoned: no longer held here; the store keeps a tombstone so a redelivery is recognised."""
         self.live.discard(item.key)
+        self.consumed.add(item.key)
         self.stores[item.message.persistent].acknowledge([item.key])
 
     def _signal_arrived(self) -> None:

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from goq.sidecar.records import Incoming, Outgoing
 
 
-class _RecentKeys:
+class RecentKeys:
     """Keys remembered for ``window`` seconds, and at most ``limit`` of them (oldest dropped first)."""
 
     def __init__(self, window: float, limit: int) -> None:
@@ -31,6 +31,10 @@ class _RecentKeys:
 
     def discard(self, key: str) -> None:
         self._seen.pop(key, None)
+
+    def __contains__(self, key: str) -> bool:
+        self._expire()
+        return key in self._seen
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -72,7 +76,7 @@ class MemoryInbox:
     """De-duplication of transient deliveries, for the dedupe window (bounded in size)."""
 
     def __init__(self, dedupe_window: float, limit: int = 1_000_000) -> None:
-        self._keys = _RecentKeys(dedupe_window, limit)
+        self._keys = RecentKeys(dedupe_window, limit)
 
     async def add(self, items: list[Incoming]) -> list[bool]:
         return [self._keys.add(item.key) for item in items]

@@ -34,6 +34,8 @@ log = logging.getLogger("goq.sidecar.store")
 Doc = dict[str, Any]
 _DUPLICATE_KEY: Final = 11000
 _AFTER_SEPARATOR: Final = "}"  # the character after "|": bounds an owner's _id range
+BACKGROUND_LINGER: Final = 0.025
+"""Seconds background writes wait to be grouped: deletes after delivery and acknowledgements."""
 
 
 class MongoStore:
@@ -142,7 +144,9 @@ class MongoOutbox:
     def __init__(self, store: MongoStore) -> None:
         self._store = store
         self._adds: GroupCommitter[Doc, bool] = GroupCommitter(lambda docs: _insert_new(store._outbox_durable, docs))
-        self._updates: GroupCommitter[Any, None] = GroupCommitter(lambda ops: _background(store._outbox, ops))
+        self._updates: GroupCommitter[Any, None] = GroupCommitter(
+            lambda ops: _background(store._outbox, ops), linger=BACKGROUND_LINGER
+        )
 
     async def add(self, items: list[Outgoing]) -> list[bool]:
         store = self._store
@@ -210,7 +214,9 @@ class MongoInbox:
         self._store = store
         self._window = dedupe_window
         self._adds: GroupCommitter[Doc, bool] = GroupCommitter(lambda docs: _insert_new(store._inbox_durable, docs))
-        self._updates: GroupCommitter[Any, None] = GroupCommitter(lambda ops: _background(store._inbox, ops))
+        self._updates: GroupCommitter[Any, None] = GroupCommitter(
+            lambda ops: _background(store._inbox, ops), linger=BACKGROUND_LINGER
+        )
 
     async def add(self, items: list[Incoming]) -> list[bool]:
         inserted = await self._adds.submit(self._documents(items))
