@@ -1,6 +1,6 @@
 # GoQ developer commands. `make help` lists them.
 .DEFAULT_GOAL := help
-.PHONY: help setup test cluster-up cluster-down cluster-status
+.PHONY: help setup test bench bench-quick proto cluster-up cluster-down cluster-status
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -10,6 +10,15 @@ setup:  ## set up a fresh machine: system packages, .venv, control-plane binarie
 
 test:  ## run everything CI runs: ruff, ruff format, mypy and the whole test suite
 	bash scripts/test.sh $(ARGS)
+
+bench:  ## the end-to-end benchmark: two sidecars and MongoDB, throughput and latency (minutes)
+	.venv/bin/python bench/run.py
+
+bench-quick:  ## the same, small: about a minute
+	.venv/bin/python bench/run.py --quick
+
+proto:  ## regenerate the Python code for goq/api/v1/*.proto
+	bash scripts/gen-proto.sh
 
 cluster-up:  ## start a local MongoDB and Kubernetes control plane that outlive the command
 	.venv/bin/goq-dev up

@@ -160,3 +160,19 @@ async def test_a_replica_adopts_what_a_dead_replica_of_its_identity_held(sidecar
     got = await apps(group["billing"]).receive(100, within=30, distinct=True)
     assert sorted(numbers(got)) == list(range(100))
     assert "adopted 0 outbound and 100 inbound message(s) from stopped instance(s) billing-0" in group["billing"].log()
+
+
+async def test_sigterm_stops_cleanly_and_the_next_start_delivers_what_was_left(sidecars: Sidecars, apps: Apps) -> None:
+    group = sidecars("orders", "billing", start=False)
+    group["orders"].start()  # billing is down: everything stays in orders' send queue
+    await apps(group["orders"]).send("billing", payloads(300))
+    group["orders"].stop()  # SIGTERM
+    log = group["orders"].log()
+    assert "shutting down (grace 10 s)" in log
+    assert "sidecar orders.default stopped" in log
+
+    group["billing"].start()
+    group["orders"].start()
+    assert "resumed 300 outbound and 0 inbound persistent message(s)" in group["orders"].log()
+    got = await apps(group["billing"]).receive(300, within=60, distinct=True)
+    assert sorted(numbers(got)) == list(range(300))
