@@ -17,7 +17,7 @@ def test_version_flag_prints_the_installed_version(main, prog, capsys: pytest.Ca
     assert capsys.readouterr().out.strip() == f"{prog} {__version__}"
 
 
-@pytest.mark.parametrize("main", [operator.main, goqctl.main])
+@pytest.mark.parametrize("main", [operator.main])
 def test_running_an_unbuilt_component_fails_and_says_so(main, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     assert main([]) == 2
     assert "not built yet" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+"""The Python client of a GoQ sidecar's application API (gRPC, 127.0.0.1:7701).
+
+    async with AsyncClient() as goq:
+        receipt = await goq.send("billing", b"invoice 42")
+        async for message in goq.receive():
+            handle(message.payload)
+            await goq.ack(message.id)
+
+``Client`` offers the same calls without asyncio. Errors are ``goq.client.errors`` types.
+"""
+
+from goq.client.asynchronous import AsyncClient
+from goq.client.errors import ClientError, InvalidMessageError, MessageNotFoundError, QueueFullError, UnavailableError
+from goq.client.models import Outgoing, Poisoned, Receipt, Received
+from goq.client.synchronous import Client
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "InvalidMessageError",
+    "MessageNotFoundError",
+    "Outgoing",
+    "Poisoned",
+    "QueueFullError",
+    "Receipt",
+    "Received",
+    "UnavailableError",
+]

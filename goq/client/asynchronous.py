@@ -1,0 +1,121 @@
+"""The asyncio client."""
+
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import Final
+
+import grpc
+
+from goq.api.v1 import queue_manager_pb2 as pb
+from goq.api.v1 import queue_manager_pb2_grpc
+from goq.client import models
+from goq.client.errors import ClientError, translate
+from goq.client.models import Outgoing, Poisoned, Receipt, Received
+
+DEFAULT_TARGET: Final = "127.0.0.1:7701"
+BATCH: Final = 500
+
+
+class AsyncClient:
+    """Talks to the sidecar at ``target`` (its application gRPC port)."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 30.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = queue_manager_pb2_grpc.QueueManagerStub(self._channel)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def send(
+        self,
+        to: str,
+        payload: bytes,
+        *,
+        persistent: bool = True,
+        headers: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> Receipt:
+        """Send one message; returns once it is queued (durably, if persistent)."""
+        request = models.send_request(Outgoing(to, payload, persistent, headers or {}, id))
+        try:
+            response = await self._stub.Send(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return Receipt(response.id, response.state)
+
+    async def send_many(self, messages: Iterable[Outgoing]) -> list[Receipt | ClientError]:
+        """Send many messages on one stream, in batches; per message a receipt or the error that refused it."""
+        pending = list(messages)
+
+        async def batches() -> AsyncIterator[pb.SendBatch]:
+            for start in range(0, len(pending), BATCH):
+                yield pb.SendBatch(messages=[models.send_request(m) for m in pending[start : start + BATCH]])
+
+        results: list[Receipt | ClientError] = []
+        try:
+            async for answer in self._stub.SendStream(batches()):
+                results.extend(models.receipt_or_error(r) for r in answer.results)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return results
+
+    async def receive(self, *, max_in_flight: int = 100) -> AsyncIterator[Received]:
+        """Messages as they arrive; at most ``max_in_flight`` unacknowledged at a time."""
+        call = self._stub.Receive(pb.ReceiveRequest(max_in_flight=max_in_flight, max_batch=max_in_flight))
+        try:
+            async for batch in call:
+                for message in batch.messages:
+                    yield models.received(message)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        finally:
+            call.cancel()
+
+    async def ack(self, *ids: str) -> list[str]:
+        """Done with these messages; returns the ids the sidecar did not hold."""
+        try:
+            response = await self._stub.Ack(pb.AckRequest(ids=ids), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return list(response.unknown)
+
+    async def nack(self, id: str, *, requeue: bool = True, delay: float = 0.0, reason: str = "") -> None:
+        """Give a message back (after ``delay`` seconds), or send it to the poison queue (``requeue=False``)."""
+        request = pb.NackRequest(id=id, requeue=requeue, delay_seconds=delay, reason=reason)
+        try:
+            await self._stub.Nack(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+
+    async def stats(self) -> dict[str, int | str]:
+        """Queue depths and totals."""
+        try:
+            return models.stats(await self._stub.Stats(pb.StatsRequest(), timeout=self.timeout))
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+
+    async def poisoned(self, limit: int = 100) -> list[Poisoned]:
+        """The newest messages in this identity's poison queue."""
+        try:
+            response = await self._stub.ListPoisoned(pb.ListPoisonedRequest(limit=limit), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return [models.poisoned(m) for m in response.messages]
+
+    async def redrive(self, ids: Iterable[str]) -> list[str]:
+        """Hand poisoned messages back; returns the ids handed back."""
+        try:
+            response = await self._stub.Redrive(pb.RedriveRequest(ids=list(ids)), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return list(response.ids)

@@ -1,0 +1,115 @@
+"""The client's values, and their conversion to and from the wire (one place for both clients)."""
+
+from dataclasses import dataclass, field
+
+from goq.api.v1 import queue_manager_pb2 as pb
+from goq.client.errors import ClientError, error_for
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send."""
+
+    to: str
+    payload: bytes
+    persistent: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The sidecar took the message: its id, and ``queued`` or ``poisoned`` (send queue full)."""
+
+    id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message leased to this application: acknowledge it, or it comes back."""
+
+    id: str
+    sender: str
+    to: str
+    payload: bytes
+    headers: dict[str, str]
+    persistent: bool
+    attempt: int
+    sent_at_ms: int
+
+
+@dataclass(frozen=True)
+class Poisoned:
+    """A message in the poison queue, with why it is there."""
+
+    id: str
+    direction: str
+    peer: str
+    reason: str
+    detail: str
+    attempts: int
+    poisoned_at_ms: int
+    persistent: bool
+    payload: bytes
+    headers: dict[str, str]
+
+
+def send_request(message: Outgoing) -> pb.SendRequest:
+    return pb.SendRequest(
+        to=message.to,
+        payload=message.payload,
+        persistent=message.persistent,
+        headers=message.headers,
+        id=message.id or "",
+    )
+
+
+def receipt_or_error(result: pb.SendResult) -> Receipt | ClientError:
+    if result.WhichOneof("result") == "accepted":
+        return Receipt(result.accepted.id, result.accepted.state)
+    return error_for(result.error.code, result.error.message)
+
+
+def received(m: pb.ReceivedMessage) -> Received:
+    return Received(
+        id=m.id,
+        sender=getattr(m, "from"),
+        to=m.to,
+        payload=m.payload,
+        headers=dict(m.headers),
+        persistent=m.persistent,
+        attempt=m.attempt,
+        sent_at_ms=m.sent_at_ms,
+    )
+
+
+def poisoned(m: pb.PoisonedMessage) -> Poisoned:
+    return Poisoned(
+        id=m.id,
+        direction=m.direction,
+        peer=m.peer,
+        reason=m.reason,
+        detail=m.detail,
+        attempts=m.attempts,
+        poisoned_at_ms=m.poisoned_at_ms,
+        persistent=m.persistent,
+        payload=m.payload,
+        headers=dict(m.headers),
+    )
+
+
+def stats(response: pb.StatsResponse) -> dict[str, int | str]:
+    return {
+        "identity": response.identity,
+        "sendQueue": response.send_queue,
+        "receiveQueue": response.receive_queue,
+        "inFlight": response.in_flight,
+        "sent": response.sent,
+        "delivered": response.delivered,
+        "received": response.received,
+        "acknowledged": response.acknowledged,
+        "poisoned": response.poisoned,
+        "duplicates": response.duplicates,
+        "refused": response.refused,
+    }

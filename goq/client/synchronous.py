@@ -1,0 +1,113 @@
+"""The blocking client: the same calls as ``AsyncClient``, for code without asyncio."""
+
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+
+import grpc
+
+from goq.api.v1 import queue_manager_pb2 as pb
+from goq.api.v1 import queue_manager_pb2_grpc
+from goq.client import models
+from goq.client.asynchronous import BATCH, DEFAULT_TARGET
+from goq.client.errors import ClientError, translate
+from goq.client.models import Outgoing, Poisoned, Receipt, Received
+
+
+class Client:
+    """Talks to the sidecar at ``target`` (its application gRPC port), blocking."""
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 30.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(target)
+        self._stub = queue_manager_pb2_grpc.QueueManagerStub(self._channel)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def send(
+        self,
+        to: str,
+        payload: bytes,
+        *,
+        persistent: bool = True,
+        headers: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> Receipt:
+        """Send one message; returns once it is queued (durably, if persistent)."""
+        request = models.send_request(Outgoing(to, payload, persistent, headers or {}, id))
+        try:
+            response = self._stub.Send(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return Receipt(response.id, response.state)
+
+    def send_many(self, messages: Iterable[Outgoing]) -> list[Receipt | ClientError]:
+        """Send many messages on one stream, in batches; per message a receipt or the error that refused it."""
+        pending = list(messages)
+        batches = (
+            pb.SendBatch(messages=[models.send_request(m) for m in pending[start : start + BATCH]])
+            for start in range(0, len(pending), BATCH)
+        )
+        try:
+            return [models.receipt_or_error(r) for answer in self._stub.SendStream(batches) for r in answer.results]
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+
+    def receive(self, *, max_in_flight: int = 100, within: float | None = None) -> Iterator[Received]:
+        """Messages as they arrive, for ``within`` seconds (None: until closed); at most ``max_in_flight``
+        unacknowledged at a time."""
+        request = pb.ReceiveRequest(max_in_flight=max_in_flight, max_batch=max_in_flight)
+        call = self._stub.Receive(request, timeout=within)
+        try:
+            for batch in call:
+                yield from (models.received(m) for m in batch.messages)
+        except grpc.RpcError as exc:
+            if translate(exc).code not in ("CANCELLED", "DEADLINE_EXCEEDED"):
+                raise translate(exc) from exc
+        finally:
+            call.cancel()
+
+    def ack(self, *ids: str) -> list[str]:
+        """Done with these messages; returns the ids the sidecar did not hold."""
+        try:
+            return list(self._stub.Ack(pb.AckRequest(ids=ids), timeout=self.timeout).unknown)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+
+    def nack(self, id: str, *, requeue: bool = True, delay: float = 0.0, reason: str = "") -> None:
+        """Give a message back (after ``delay`` seconds), or send it to the poison queue (``requeue=False``)."""
+        try:
+            self._stub.Nack(
+                pb.NackRequest(id=id, requeue=requeue, delay_seconds=delay, reason=reason), timeout=self.timeout
+            )
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+
+    def stats(self) -> dict[str, int | str]:
+        """Queue depths and totals."""
+        try:
+            return models.stats(self._stub.Stats(pb.StatsRequest(), timeout=self.timeout))
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+
+    def poisoned(self, limit: int = 100) -> list[Poisoned]:
+        """The newest messages in this identity's poison queue."""
+        try:
+            response = self._stub.ListPoisoned(pb.ListPoisonedRequest(limit=limit), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return [models.poisoned(m) for m in response.messages]
+
+    def redrive(self, ids: Iterable[str]) -> list[str]:
+        """Hand poisoned messages back; returns the ids handed back."""
+        try:
+            return list(self._stub.Redrive(pb.RedriveRequest(ids=list(ids)), timeout=self.timeout).ids)
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc

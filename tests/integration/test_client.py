@@ -1,0 +1,65 @@
+"""The Python client, async and blocking, against real sidecars: what the examples and tests rely on."""
+
+from collections.abc import Callable
+
+import pytest
+
+from goq.client import AsyncClient, Client, InvalidMessageError, MessageNotFoundError, Outgoing, UnavailableError
+from goq.devenv.sidecars import SidecarProcess
+
+Sidecars = Callable[..., dict[str, SidecarProcess]]
+
+
+async def test_async_client_sends_receives_and_acknowledges(sidecars: Sidecars) -> None:
+    group = sidecars("orders", "billing")
+    async with AsyncClient(group["orders"].grpc_target) as orders, AsyncClient(group["billing"].grpc_target) as billing:
+        receipt = await orders.send("billing", b"invoice 42", headers={"kind": "invoice"}, id="inv-42")
+        assert (receipt.id, receipt.state) == ("inv-42", "queued")
+        results = await orders.send_many(
+            [Outgoing("billing", f"n{i}".encode()) for i in range(3)] + [Outgoing("", b"x")]
+        )
+        assert [type(r).__name__ for r in results] == ["Receipt"] * 3 + ["InvalidMessageError"]
+
+        got = []
+        async for message in billing.receive(max_in_flight=10):
+            got.append(message)
+            assert await billing.ack(message.id) == []
+            if len(got) == 4:
+                break
+        assert got[0].payload == b"invoice 42"
+        assert (got[0].sender, got[0].headers, got[0].attempt) == ("orders.default", {"kind": "invoice"}, 1)
+        assert [m.payload for m in got[1:]] == [b"n0", b"n1", b"n2"]
+        stats = await billing.stats()
+        assert (stats["received"], stats["acknowledged"]) == (4, 4)
+
+
+async def test_async_client_errors_are_typed(sidecars: Sidecars) -> None:
+    orders = sidecars("orders")["orders"]
+    async with AsyncClient(orders.grpc_target) as client:
+        with pytest.raises(InvalidMessageError, match="destination identity 'Nope' must be lower case"):
+            await client.send("Nope", b"x")
+        with pytest.raises(MessageNotFoundError, match="not leased"):
+            await client.nack("missing")
+    async with AsyncClient("127.0.0.1:1", timeout=2) as nowhere:
+        with pytest.raises(UnavailableError):
+            await nowhere.send("billing", b"x")
+
+
+def test_blocking_client_round_trip(sidecars: Sidecars) -> None:
+    group = sidecars("orders", "billing")
+    with Client(group["orders"].grpc_target) as orders, Client(group["billing"].grpc_target) as billing:
+        receipt = orders.send("billing", b"sync hello", persistent=False)
+        (message,) = list(billing.receive(within=5.0))[:1]
+        assert (message.id, message.payload, message.persistent) == (receipt.id, b"sync hello", False)
+        billing.nack(message.id, requeue=False, reason="testing")
+        (entry,) = billing.poisoned()
+        assert (entry.id, entry.reason, entry.detail) == (receipt.id, "nack", "rejected by the application: testing")
+        assert billing.redrive([receipt.id]) == [receipt.id]
+        again = next(iter(billing.receive(within=5.0)))
+        assert again.id == receipt.id
+        assert billing.ack(again.id) == []
+
+
+def test_async_and_blocking_clients_are_the_same_api() -> None:
+    public = {n for n in dir(AsyncClient) if not n.startswith("_")}
+    assert public == {n for n in dir(Client) if not n.startswith("_")}
