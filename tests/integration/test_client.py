@@ -49,13 +49,13 @@ def test_blocking_client_round_trip(sidecars: Sidecars) -> None:
     group = sidecars("orders", "billing")
     with Client(group["orders"].grpc_target) as orders, Client(group["billing"].grpc_target) as billing:
         receipt = orders.send("billing", b"sync hello", persistent=False)
-        (message,) = list(billing.receive(within=5.0))[:1]
+        (message,) = list(billing.receive(within=30.0))[:1]
         assert (message.id, message.payload, message.persistent) == (receipt.id, b"sync hello", False)
         billing.nack(message.id, requeue=False, reason="testing")
         (entry,) = billing.poisoned()
         assert (entry.id, entry.reason, entry.detail) == (receipt.id, "nack", "rejected by the application: testing")
         assert billing.redrive([receipt.id]) == [receipt.id]
-        again = next(iter(billing.receive(within=5.0)))
+        again = next(iter(billing.receive(within=30.0)))
         assert again.id == receipt.id
         assert billing.ack(again.id) == []
 

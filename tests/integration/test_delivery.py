@@ -78,7 +78,7 @@ async def test_unreachable_destination_poisons_each_message_with_reason_attempts
 
     async with AsyncMongoClient[dict[str, object]](mongo_uri) as client:
         poison = client[database]["poison"]
-        for _ in range(100):
+        for _ in range(600):
             if await poison.count_documents({}) == 20:
                 break
             await asyncio.sleep(0.1)
@@ -134,13 +134,13 @@ async def test_receive_overflow_poisons_by_default_and_pushes_back_when_told(sid
     group = sidecars("orders", "billing", GOQ_QUEUE_SPEC=small)
     orders, billing = apps(group["orders"]), apps(group["billing"])
     await orders.send("billing", payloads(15))
-    for _ in range(100):
+    for _ in range(600):
         if (await orders.stats()).send_queue == 0:
             break
         await asyncio.sleep(0.05)
     stats = await billing.stats()
     assert (stats.receive_queue, stats.poisoned) == (10, 5)
-    got = await billing.receive(10, within=10)
+    got = await billing.receive(10, within=60)
     assert len(got) == 10
 
 
@@ -149,7 +149,7 @@ async def test_a_replica_adopts_what_a_dead_replica_of_its_identity_held(sidecar
     group = sidecars("orders", "billing", GOQ_LEASE="1s", **timing)
     orders, billing = apps(group["orders"]), apps(group["billing"])
     await orders.send("billing", payloads(100))
-    for _ in range(100):
+    for _ in range(600):
         if (await billing.stats()).receive_queue == 100:
             break
         await asyncio.sleep(0.05)

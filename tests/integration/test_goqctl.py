@@ -31,7 +31,7 @@ def test_send_then_receive_prints_the_message_and_acknowledges_it(sidecars: Side
     receipt = json.loads(sent.stdout)
     assert receipt["state"] == "queued"
 
-    received = goqctl(group["billing"], "receive", "--wait", "10")
+    received = goqctl(group["billing"], "receive", "--wait", "60")
     assert received.returncode == 0, received.stderr
     assert received.stdout.startswith(f"{receipt['id']}  from orders.default  attempt 1  hello there")
     stats = json.loads(goqctl(group["billing"], "-o", "json", "stats").stdout)
@@ -41,7 +41,7 @@ def test_send_then_receive_prints_the_message_and_acknowledges_it(sidecars: Side
 def test_payload_from_standard_input_and_json_output(sidecars: Sidecars) -> None:
     group = sidecars("orders", "billing")
     assert goqctl(group["orders"], "send", "billing", "-", "--transient", stdin=b"from stdin").returncode == 0
-    (line,) = goqctl(group["billing"], "-o", "json", "receive", "--wait", "10").stdout.splitlines()
+    (line,) = goqctl(group["billing"], "-o", "json", "receive", "--wait", "60").stdout.splitlines()
     message = json.loads(line)
     assert (message["from"], message["persistent"]) == ("orders.default", False)
     assert message["payload"] == "ZnJvbSBzdGRpbg=="  # base64 of "from stdin"
@@ -52,7 +52,7 @@ def test_poison_list_show_and_redrive_a_really_poisoned_message(sidecars: Sideca
     group = sidecars("orders", "billing", start=False, GOQ_RETRY_POLICY=policy)
     group["orders"].start()  # billing is down: the message is poisoned
     receipt = json.loads(goqctl(group["orders"], "-o", "json", "send", "billing", "lost letter").stdout)
-    for _ in range(100):
+    for _ in range(600):
         listed = json.loads(goqctl(group["orders"], "-o", "json", "poison", "list").stdout)
         if listed:
             break
@@ -68,7 +68,7 @@ def test_poison_list_show_and_redrive_a_really_poisoned_message(sidecars: Sideca
     redriven = goqctl(group["orders"], "poison", "redrive", receipt["id"])
     assert redriven.returncode == 0, redriven.stderr
     assert redriven.stdout.strip() == f"{receipt['id']} redriven"
-    received = goqctl(group["billing"], "receive", "--wait", "10")
+    received = goqctl(group["billing"], "receive", "--wait", "60")
     assert "lost letter" in received.stdout
     assert goqctl(group["orders"], "poison", "list").stdout.strip() == "the poison queue is empty"
 

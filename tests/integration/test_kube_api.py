@@ -50,12 +50,14 @@ async def test_a_watch_sees_a_created_configmap(kube_api: k8s.ApiClient, namespa
         )
         await core.create_namespaced_config_map(namespace, body)
 
-        async def first_event() -> dict[str, Any]:
+        async def event_for_greeting() -> dict[str, Any]:
+            # Other objects may appear too: the controller manager publishes kube-root-ca.crt in every namespace.
             async for event in stream:
-                return dict(event)
-            raise AssertionError("the watch ended without an event")
+                if event["object"].metadata.name == "greeting":
+                    return dict(event)
+            raise AssertionError("the watch ended without an event for the ConfigMap")
 
-        event = await asyncio.wait_for(first_event(), timeout=10)
+        event = await asyncio.wait_for(event_for_greeting(), timeout=30)
     assert event["type"] == "ADDED"
     assert event["object"].metadata.name == "greeting"
     assert event["object"].data == {"hello": "world"}
