@@ -1,6 +1,7 @@
 """Helpers for tests against the real kube-apiserver: CRDs, namespaces, waiting, the operator process."""
 
 import asyncio
+import base64
 import contextlib
 import os
 import sys
@@ -35,7 +36,7 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 30.0, in
 async def apply_crds(api: k8s.ApiClient) -> None:
     """Create (or replace) GoQ's CRDs from crds/ and wait until they are served."""
     ext = k8s.ApiextensionsV1Api(api)
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
+    for path in (ROOT / "crds" / "goqueues.yaml", ROOT / "crds" / "retrypolicies.yaml"):
         crd = yaml.safe_load(path.read_text())
         name = crd["metadata"]["name"]
         try:
@@ -116,14 +117,77 @@ class OperatorProcess:
 OPERATOR_CODE = "import sys; from goq.cli.operator import main; sys.exit(main())"
 
 
+async def apply_rbac(api: k8s.ApiClient, file: str, namespace: str | None = None) -> None:
+    """Create or replace the objects of ``manifests/rbac/<file>``, moved from goq-system to ``namespace``."""
+    text = (ROOT / "manifests" / "rbac" / file).read_text()
+    if namespace:
+        text = text.replace("goq-system", namespace)
+    rbac, core = k8s.RbacAuthorizationV1Api(api), k8s.CoreV1Api(api)
+    for doc in yaml.safe_load_all(text):
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        if kind == "ServiceAccount":
+            with contextlib.suppress(ApiException):
+                await core.create_namespaced_service_account(doc["metadata"]["namespace"], doc)
+            continue
+        create, replace = {
+            "ClusterRole": (rbac.create_cluster_role, rbac.replace_cluster_role),
+            "ClusterRoleBinding": (rbac.create_cluster_role_binding, rbac.replace_cluster_role_binding),
+        }[kind]
+        try:
+            await create(doc)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            await replace(name, doc)
+
+
+async def service_account_kubeconfig(api: k8s.ApiClient, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount with its token: RBAC applies for real."""
+    core = k8s.CoreV1Api(api)
+
+    async def token_secret() -> str | None:
+        found = await core.read_namespaced_service_account(account, namespace)
+        return found.secrets[0].name if found.secrets else None
+
+    secret_name = await eventually(token_secret)
+    assert secret_name, f"ServiceAccount {namespace}/{account} got no token"
+    secret = await core.read_namespaced_secret(secret_name, namespace)
+    token = base64.b64decode(secret.data["token"]).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": api.configuration.host, "certificate-authority-data": secret.data["ca.crt"]},
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": account}}],
+        "current-context": "c",
+    }
+    await asyncio.to_thread(_write_private, path, yaml.safe_dump(config))
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o600)
+
+
 @contextlib.asynccontextmanager
 async def running_operator(api: k8s.ApiClient, kubeconfig: Path, workdir: Path) -> AsyncIterator[OperatorProcess]:
     """The real operator as a process against the test cluster, with its webhook on a loopback port.
 
-    Quick timings (stale after 2 s, sweep every 0.5 s) keep the tests short. On exit the process is
-    stopped and its webhook registrations are removed, so later tests see a cluster without them.
+    It runs as the ServiceAccount goq-operator with exactly the RBAC of manifests/rbac/operator.yaml, so
+    the tests also prove that RBAC sufficient. Quick timings (stale after 2 s, sweep every 0.5 s) keep
+    the tests short. On exit the process is stopped and its webhook registrations are removed, so later
+    tests see a cluster without them.
     """
+    del kubeconfig  # the admin's: the operator gets its own below
     async with namespace(api, "goq-system", {"goq.io/injection": "disabled"}) as ns:
+        await apply_rbac(api, "operator.yaml", ns)
+        kubeconfig = await service_account_kubeconfig(api, ns, "goq-operator", workdir / "operator.kubeconfig")
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env |= {
