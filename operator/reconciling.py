@@ -130,6 +130,9 @@ async def reconcile(
         facts = pod_facts(identity, [api.sanitize_for_serialization(p) for p in pods.items])
         ready = await _ready_condition(api, goqueue)
     except ApiException as exc:
+        if exc.status == 403 and "being terminated" in str(exc.body):
+            log.debug("namespace %s is being deleted; nothing to reconcile for %s", ns, identity)
+            return
         raise translate(f"reconciling GoQueue {ns}/{identity}", exc) from exc
     now = datetime.datetime.now(datetime.UTC)
     patch, newly_stale = status_patch(goqueue, facts, ready, now, stale_after)

@@ -176,67 +176,79 @@ def _write_private(path: Path, text: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(api: k8s.ApiClient, kubeconfig: Path, workdir: Path) -> AsyncIterator[OperatorProcess]:
-    """The real operator as a process against the test cluster, with its webhook on a loopback port.
-
-    It runs as the ServiceAccount goq-operator with exactly the RBAC of manifests/rbac/operator.yaml, so
-    the tests also prove that RBAC sufficient. Quick timings (stale after 2 s, sweep every 0.5 s) keep
-    the tests short. On exit the process is stopped and its webhook registrations are removed, so later
-    tests see a cluster without them.
-    """
-    del kubeconfig  # the admin's: the operator gets its own below
+async def operator_namespace(api: k8s.ApiClient, workdir: Path) -> AsyncIterator[tuple[str, Path]]:
+    """The operator's namespace (never injected) with the ServiceAccount goq-operator bound to exactly the
+    RBAC of manifests/rbac/operator.yaml, and a kubeconfig that authenticates as it."""
     async with namespace(api, "goq-system", {"goq.io/injection": "disabled"}) as ns:
         await apply_rbac(api, "operator.yaml", ns)
-        kubeconfig = await service_account_kubeconfig(api, ns, "goq-operator", workdir / "operator.kubeconfig")
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        env |= {
-            "KUBECONFIG": str(kubeconfig),
-            "GOQ_OPERATOR_NAMESPACE": ns,
-            "GOQ_WEBHOOK_HOST": "127.0.0.1",
-            "GOQ_WEBHOOK_PORT": str(port),
-            "GOQ_WEBHOOK_URL": f"https://127.0.0.1:{port}",
-            "GOQ_STALE_AFTER": "2s",
-            "GOQ_SWEEP_INTERVAL": "500ms",
-            "GOQ_SIDECAR_IMAGE": "example/goq-sidecar:test",
-        }
-        server = processes.start(
-            "goq-operator", [sys.executable, "-c", OPERATOR_CODE], workdir / "operator.log", env=env
-        )
-        handle = OperatorProcess(ns, port, server)
-        try:
+        yield ns, await service_account_kubeconfig(api, ns, "goq-operator", workdir / "operator.kubeconfig")
 
-            async def healthy() -> bool:
-                if not server.alive():
-                    raise AssertionError(f"the operator exited; its log:\n{handle.log()}")
-                try:
-                    async with (
-                        aiohttp.ClientSession() as session,
-                        session.get(f"https://127.0.0.1:{port}/healthz", ssl=False) as resp,
-                    ):
-                        return resp.status == 200
-                except aiohttp.ClientError:
-                    return False
 
-            assert await eventually(healthy, within=60), f"the operator never served; its log:\n{handle.log()}"
-            admission = k8s.AdmissionregistrationV1Api(api)
+@contextlib.asynccontextmanager
+async def operator_process(
+    api: k8s.ApiClient, ns: str, kubeconfig: Path, workdir: Path, log_name: str = "operator.log"
+) -> AsyncIterator[OperatorProcess]:
+    """``goq-operator`` as a process, its webhook on a loopback port, ready once it serves and registered.
 
-            async def registered() -> bool:
-                try:
-                    await admission.read_mutating_webhook_configuration("goq-sidecar-injector")
-                    await admission.read_validating_webhook_configuration("goq-validator")
-                except ApiException:
-                    return False
-                return True
+    Quick timings (stale after 2 s, sweep every 0.5 s) keep the tests short. On exit the process is
+    stopped and its webhook registrations are removed, so later tests see a cluster without them.
+    """
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env |= {
+        "KUBECONFIG": str(kubeconfig),
+        "GOQ_OPERATOR_NAMESPACE": ns,
+        "GOQ_WEBHOOK_HOST": "127.0.0.1",
+        "GOQ_WEBHOOK_PORT": str(port),
+        "GOQ_WEBHOOK_URL": f"https://127.0.0.1:{port}",
+        "GOQ_STALE_AFTER": "2s",
+        "GOQ_SWEEP_INTERVAL": "500ms",
+        "GOQ_SIDECAR_IMAGE": "example/goq-sidecar:test",
+    }
+    server = processes.start("goq-operator", [sys.executable, "-c", OPERATOR_CODE], workdir / log_name, env=env)
+    handle = OperatorProcess(ns, port, server)
+    admission = k8s.AdmissionregistrationV1Api(api)
+    try:
 
-            assert await eventually(registered), f"the webhooks were never registered; the log:\n{handle.log()}"
-            yield handle
-        finally:
-            await asyncio.to_thread(server.stop)
-            admission = k8s.AdmissionregistrationV1Api(api)
-            for delete in (
-                admission.delete_mutating_webhook_configuration("goq-sidecar-injector"),
-                admission.delete_validating_webhook_configuration("goq-validator"),
-            ):
-                with contextlib.suppress(ApiException):
-                    await delete
+        async def healthy() -> bool:
+            if not server.alive():
+                raise AssertionError(f"the operator exited; its log:\n{handle.log()}")
+            try:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(f"https://127.0.0.1:{port}/healthz", ssl=False) as resp,
+                ):
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        async def registered() -> bool:
+            try:
+                mutating = await admission.read_mutating_webhook_configuration("goq-sidecar-injector")
+                validating = await admission.read_validating_webhook_configuration("goq-validator")
+            except ApiException:
+                return False
+            urls = [mutating.webhooks[0].client_config.url, validating.webhooks[0].client_config.url]
+            return all(f"127.0.0.1:{port}/" in (url or "") for url in urls)
+
+        assert await eventually(healthy, within=60), f"the operator never served; its log:\n{handle.log()}"
+        assert await eventually(registered), f"the webhooks were never registered; the log:\n{handle.log()}"
+        yield handle
+    finally:
+        await asyncio.to_thread(server.stop)
+        for delete in (
+            admission.delete_mutating_webhook_configuration("goq-sidecar-injector"),
+            admission.delete_validating_webhook_configuration("goq-validator"),
+        ):
+            with contextlib.suppress(ApiException):
+                await delete
+
+
+@contextlib.asynccontextmanager
+async def running_operator(api: k8s.ApiClient, workdir: Path) -> AsyncIterator[OperatorProcess]:
+    """A fresh operator namespace with the operator running in it."""
+    async with (
+        operator_namespace(api, workdir) as (ns, kubeconfig),
+        operator_process(api, ns, kubeconfig, workdir) as op,
+    ):
+        yield op

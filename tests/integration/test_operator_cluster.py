@@ -26,11 +26,9 @@ GROUP, VERSION = "goq.io", "v1alpha1"
 
 
 @pytest.fixture(scope="module")
-async def operator(
-    kube_api: k8s.ApiClient, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[OperatorProcess]:
+async def operator(kube_api: k8s.ApiClient, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OperatorProcess]:
     await apply_crds(kube_api)
-    async with running_operator(kube_api, kubeconfig, tmp_path_factory.mktemp("operator")) as handle:
+    async with running_operator(kube_api, tmp_path_factory.mktemp("operator")) as handle:
         yield handle
 
 
