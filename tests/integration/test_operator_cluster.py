@@ -101,6 +101,9 @@ async def test_a_goqueue_gets_its_headless_service_owned_by_it_and_deleting_it_r
     ready = await eventually(lambda: _ready_reason(kube_api, ns, "orders", "Reconciled"))
     assert ready, f"GoQueue never Ready: {await read_goqueue(kube_api, ns, 'orders')}"
     assert {e.reason for e in await events_about(kube_api, ns, "orders")} >= {"ServiceReady", "Reconciled"}
+    reconciled = await read_goqueue(kube_api, ns, "orders")
+    assert reconciled is not None
+    assert not reconciled["metadata"].get("finalizers"), "deleting a GoQueue must never wait for the operator"
 
     await objects(kube_api).delete_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", "orders")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from goq.sidecar.kube import PodFigures, QueueSettings, QueueSettingsWatcher, StatusReporter
+from goq.sidecar.kube import PodFigures, QueueSettings, QueueSettingsWatcher, StatusReporter, heartbeat
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -15,7 +15,7 @@ from goq.errors import PermanentError
 from goq.queue_spec import GoQueueSpec, Overflow
 from goq.retry import RetryPolicy
 
-from .operator_kube import ROOT, apply_crds, namespace
+from .operator_kube import ROOT, apply_crds, eventually, namespace
 
 GROUP, VERSION = "goq.io", "v1alpha1"
 
@@ -166,3 +166,56 @@ async def test_a_missing_goqueue_means_the_built_in_defaults(kube_api: k8s.ApiCl
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
     assert settings == QueueSettings(GoQueueSpec(), RetryPolicy(), goqueue_found=False)
+
+
+async def test_settings_that_fail_validation_later_never_replace_good_ones(
+    kube_api: k8s.ApiClient, ns: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without the operator's validating webhook the server accepts initialBackoff > maxBackoff (the
+    # schema cannot say it on 1.20); the watcher must not hand such a policy to the engine.
+    await create(kube_api, ns, "RetryPolicy", "patient", {"maxAttempts": 3})
+    await create(kube_api, ns, "GoQueue", "orders", {"retryPolicy": "patient"})
+    policies = k8s.CustomObjectsApi(kube_api)
+
+    async def patch_policy(spec: dict[str, Any]) -> None:
+        await policies.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, "retrypolicies", "patient", {"spec": spec}, _content_type="application/merge-patch+json"
+        )
+
+    stream = aiter(QueueSettingsWatcher(kube_api, ns, "orders"))
+    try:
+        assert (await next_settings(stream)).retry.max_attempts == 3
+        following = asyncio.create_task(next_settings(stream))
+        await patch_policy({"initialBackoff": "1m", "maxBackoff": "30s"})
+
+        async def refused() -> bool:
+            return any("keeping the current settings" in r.getMessage() for r in caplog.records)
+
+        assert await eventually(refused), "the watcher did not notice the broken RetryPolicy"
+        assert not following.done()
+        await patch_policy({"initialBackoff": "1s", "maxAttempts": 4})
+        fixed = await following
+        assert (fixed.retry.max_attempts, fixed.retry.initial_backoff, fixed.retry.max_backoff) == (4, 1.0, 30.0)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_the_heartbeat_loop_reports_until_stopped(kube_api: k8s.ApiClient, ns: str) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {})
+    reporter = StatusReporter(kube_api, ns, "orders")
+    delivered = iter(range(1000))
+    stop = asyncio.Event()
+    loop = asyncio.create_task(
+        heartbeat(reporter, "orders-1", lambda: PodFigures(ready=True, delivered=next(delivered)), 0.05, stop)
+    )
+
+    async def beaten_thrice() -> bool:
+        status = await status_of(kube_api, ns, "orders")
+        return status.get("delivered", 0) >= 2
+
+    try:
+        assert await eventually(beaten_thrice, within=20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=5)
+    assert loop.done()

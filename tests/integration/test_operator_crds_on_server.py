@@ -10,7 +10,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .operator_kube import apply_crds, namespace
+from .operator_kube import apply_crds, eventually, namespace
 
 GROUP, VERSION = "goq.io", "v1alpha1"
 
@@ -20,8 +20,9 @@ async def crds(kube_api: k8s.ApiClient) -> None:
     await apply_crds(kube_api)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def ns(kube_api: k8s.ApiClient, crds: None) -> AsyncIterator[str]:
+    """One namespace for the module (each test names its objects apart): less work for the controllers."""
     async with namespace(kube_api, "crd") as name:
         yield name
 
@@ -36,7 +37,7 @@ async def create(api: k8s.ApiClient, ns: str, kind: str, name: str, spec: dict[s
 
 
 async def test_an_empty_goqueue_gets_every_default(kube_api: k8s.ApiClient, ns: str) -> None:
-    created = await create(kube_api, ns, "GoQueue", "orders", {})
+    created = await create(kube_api, ns, "GoQueue", "defaulted", {})
     assert created["spec"] == {
         "sendQueueLimit": 10000,
         "receiveQueueLimit": 10000,
@@ -65,7 +66,7 @@ async def test_the_design_example_is_accepted_as_written(kube_api: k8s.ApiClient
         "poisonQueue": {"type": "mongodb"},
         "metrics": {"interval": "15s", "sinks": [{"type": "prometheus"}, {"type": "log", "level": "info"}]},
     }
-    assert (await create(kube_api, ns, "GoQueue", "orders", spec))["spec"] == spec
+    assert (await create(kube_api, ns, "GoQueue", "design", spec))["spec"] == spec
 
 
 @pytest.mark.parametrize(
@@ -104,9 +105,21 @@ def kubectl(kubeconfig: Path, *args: str) -> str:
 async def test_kubectl_shows_the_columns_and_explains_the_fields(
     kube_api: k8s.ApiClient, ns: str, kubeconfig: Path
 ) -> None:
-    await create(kube_api, ns, "GoQueue", "orders", {})
-    table = await asyncio.to_thread(kubectl, kubeconfig, "get", "gq", "-n", ns)
+    await create(kube_api, ns, "GoQueue", "listed", {})
+    table = await asyncio.to_thread(kubectl, kubeconfig, "get", "gq", "listed", "-n", ns)
     assert table.split("\n")[0].split() == ["NAME", "READY", "PODS", "SENDQ", "RECVQ", "DELIVERED", "POISONED", "AGE"]
-    assert table.split("\n")[1].split()[0] == "orders"
-    explained = await asyncio.to_thread(kubectl, kubeconfig, "explain", "goqueue.spec.overflow")
-    assert "poison (to the poison queue" in explained
+    assert table.split("\n")[1].split()[0] == "listed"
+
+    async def explained() -> str:
+        # The API server publishes a new CRD's OpenAPI schema a few seconds after it is established.
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["kubectl", f"--kubeconfig={kubeconfig}", "explain", "goqueue.spec.overflow"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done.stdout if done.returncode == 0 else ""
+
+    assert "poison (to the poison queue" in await eventually(explained, within=60, interval=1.0)
