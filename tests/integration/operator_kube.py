@@ -186,7 +186,12 @@ async def operator_namespace(api: k8s.ApiClient, workdir: Path) -> AsyncIterator
 
 @contextlib.asynccontextmanager
 async def operator_process(
-    api: k8s.ApiClient, ns: str, kubeconfig: Path, workdir: Path, log_name: str = "operator.log"
+    api: k8s.ApiClient,
+    ns: str,
+    kubeconfig: Path,
+    workdir: Path,
+    log_name: str = "operator.log",
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[OperatorProcess]:
     """``goq-operator`` as a process, its webhook on a loopback port, ready once it serves and registered.
 
@@ -204,6 +209,7 @@ async def operator_process(
         "GOQ_STALE_AFTER": "2s",
         "GOQ_SWEEP_INTERVAL": "500ms",
         "GOQ_SIDECAR_IMAGE": "example/goq-sidecar:test",
+        **(extra_env or {}),
     }
     server = processes.start("goq-operator", [sys.executable, "-c", OPERATOR_CODE], workdir / log_name, env=env)
     handle = OperatorProcess(ns, port, server)
