@@ -6,7 +6,8 @@ watched, never written: no kopf state lands on user pods.
 """
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -16,7 +17,8 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from goq import names
-from goq.errors import GoQError, PermanentError, TemporaryError
+from goq.errors import ConfigError, GoQError, PermanentError, TemporaryError
+from goq.identity import validate_identity
 
 log = logging.getLogger("goq.operator")
 
@@ -56,13 +58,48 @@ def default_goqueue(identity: str, namespace: str) -> dict[str, Any]:
     }
 
 
-async def ensure_goqueue_for_pod(api: k8s.ApiClient, pod: dict[str, Any]) -> None:
-    """A pod uses an identity with no GoQueue: make one with defaults, and say so on the pod."""
+@dataclass(frozen=True)
+class PodFinding:
+    """What a pod that asks for GoQ needs: a GoQueue for ``identity``, and a Warning if ``reason`` is set."""
+
+    identity: str | None
+    reason: str | None = None
+    message: str = ""
+
+
+def examine_pod(pod: Mapping[str, Any]) -> PodFinding:
+    """Judge a pod annotated ``goq.io/id``. Pure.
+
+    A refused pod never exists, so a pod with an invalid identity or without the sidecar got past the
+    webhook while it was unavailable (or the pod opted out of injection): both deserve a word.
+    """
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if names.ANNOTATION_ID not in annotations:
+        return PodFinding(None)
+    try:
+        identity = validate_identity(annotations[names.ANNOTATION_ID], f"annotation {names.ANNOTATION_ID}")
+    except ConfigError as exc:
+        return PodFinding(None, "InvalidIdentity", f"GoQ cannot serve this pod: {exc}")
+    if names.ANNOTATION_INJECTED in annotations:
+        return PodFinding(identity)
+    return PodFinding(
+        identity,
+        "NotInjected",
+        "this pod asks for GoQ but runs without the sidecar (the webhook was unavailable, or the pod or its "
+        "namespace is labelled goq.io/injection=disabled); recreate it to get the sidecar",
+    )
+
+
+async def handle_pod(api: k8s.ApiClient, pod: dict[str, Any]) -> None:
+    """A new pod asks for GoQ: make a default GoQueue if its identity has none, and tell the pod what is wrong."""
     meta = pod.get("metadata") or {}
-    identity, ns = (meta.get("annotations") or {}).get(names.ANNOTATION_ID), meta.get("namespace")
-    if not identity or not ns or names.ANNOTATION_INJECTED not in (meta.get("annotations") or {}):
-        return  # not injected (or refused): the GoQueue's Injected condition reports it, if there is one
-    if await get_goqueue(api, ns, identity) is not None:
+    ns = meta.get("namespace")
+    finding = examine_pod(pod)
+    involved = {"apiVersion": "v1", "kind": "Pod", "metadata": meta}
+    if finding.reason:
+        await post_event(api, involved, "Warning", finding.reason, finding.message)
+    identity = finding.identity
+    if not identity or not ns or await get_goqueue(api, ns, identity) is not None:
         return
     try:
         await custom(api).create_namespaced_custom_object(
@@ -74,7 +111,7 @@ async def ensure_goqueue_for_pod(api: k8s.ApiClient, pod: dict[str, Any]) -> Non
         raise translate(f"creating a default GoQueue {ns}/{identity}", exc) from exc
     await post_event(
         api,
-        {"apiVersion": "v1", "kind": "Pod", "metadata": meta},
+        involved,
         "Normal",
         "GoQueueCreated",
         f"created GoQueue {identity} with default settings: no GoQueue existed for this identity",
@@ -103,10 +140,10 @@ def build_registry(api: k8s.ApiClient, reconcile: Reconciler) -> kopf.OperatorRe
 
     @kopf.on.event("", "v1", "pods", annotations={names.ANNOTATION_ID: kopf.PRESENT}, registry=registry)
     async def _pod_seen(event: kopf.RawEvent, **_: Any) -> None:
-        if event.get("type") not in (None, "ADDED", "MODIFIED"):
+        if event.get("type") not in (None, "ADDED"):  # new pods, and every pod once at (re)start
             return
         try:
-            await ensure_goqueue_for_pod(api, dict(event["object"]))
+            await handle_pod(api, dict(event["object"]))
         except GoQError as exc:  # the sweeper and the next event try again; nothing to retry here
             log.warning("%s", exc)
 

@@ -254,6 +254,28 @@ async def test_a_pod_that_escaped_injection_is_reported_on_its_goqueue_and_as_an
     assert goqueue["status"]["notInjected"] == ["escaped"]
     events = await events_about(kube_api, ns, "orders")
     assert any(e.reason == "NotInjected" and "escaped" in e.message and e.type == "Warning" for e in events)
+    on_pod = await eventually(lambda: events_about(kube_api, ns, "escaped"))
+    assert [(e.type, e.reason) for e in on_pod] == [("Warning", "NotInjected")]
+
+
+async def test_an_escaped_pod_of_an_identity_without_a_goqueue_is_still_reported(
+    kube_api: k8s.ApiClient, ns: str
+) -> None:
+    opted_out = {"goq.io/injection": "disabled"}
+    await create_pod(kube_api, ns, simple_pod("stray", {"goq.io/id": "strays"}, opted_out))
+
+    async def reported() -> bool:
+        return condition(await read_goqueue(kube_api, ns, "strays"), "Injected").get("reason") == "NotInjected"
+
+    assert await eventually(reported), "no default GoQueue reported the pod without the sidecar"
+
+
+async def test_an_escaped_pod_with_an_invalid_identity_gets_a_warning_event(kube_api: k8s.ApiClient, ns: str) -> None:
+    opted_out = {"goq.io/injection": "disabled"}
+    await create_pod(kube_api, ns, simple_pod("odd", {"goq.io/id": "Not_Valid"}, opted_out))
+    [event] = await eventually(lambda: events_about(kube_api, ns, "odd"))
+    assert (event.type, event.reason) == ("Warning", "InvalidIdentity")
+    assert "annotation goq.io/id 'Not_Valid' may contain only lower-case letters" in event.message
 
 
 def kubectl(kubeconfig: Path, *args: str) -> str:
