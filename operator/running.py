@@ -19,6 +19,7 @@ from goq.operator.handlers import build_registry
 from goq.operator.kube import call, connect, custom
 from goq.operator.reconciling import reconcile
 from goq.operator.settings import OperatorSettings
+from goq.operator.sidecar_specs import SidecarSpecLookup, SidecarSpecs
 from kubernetes_asyncio import client as k8s
 
 from goq import names
@@ -28,17 +29,19 @@ log = logging.getLogger("goq.operator")
 WEBHOOK_CHECK_INTERVAL: Final = 3600.0
 """How often the webhook certificate's expiry and the registrations are checked."""
 
-MutatorFactory = Callable[[str, str], Mutator]
-"""Server (major, minor) version -> the pod mutator for that server."""
+MutatorFactory = Callable[[str, str, SidecarSpecLookup], Mutator]
+"""(server major and minor version, GoQueue sidecar overrides) -> the pod mutator for that server."""
 
 
-async def sweep_once(api: k8s.ApiClient, settings: OperatorSettings) -> int:
+async def sweep_once(api: k8s.ApiClient, settings: OperatorSettings, specs: SidecarSpecs | None = None) -> int:
     """Reconcile every GoQueue once; return how many failed (each is logged, none stops the others)."""
     key_data = await keys.ensure_master(api, settings)
     listed = await call(
         "listing GoQueues",
         custom(api).list_cluster_custom_object(names.GROUP, names.VERSION, names.GOQUEUE_PLURAL),
     )
+    if specs is not None:
+        specs.replace_all(listed.get("items", []))
     failed = 0
     for goqueue in listed.get("items", []):
         if goqueue["metadata"].get("deletionTimestamp"):
@@ -51,12 +54,14 @@ async def sweep_once(api: k8s.ApiClient, settings: OperatorSettings) -> int:
     return failed
 
 
-async def _sweep_forever(api: k8s.ApiClient, settings: OperatorSettings, server: AdmissionServer) -> None:
+async def _sweep_forever(
+    api: k8s.ApiClient, settings: OperatorSettings, server: AdmissionServer, specs: SidecarSpecs
+) -> None:
     last_webhook_check = time.monotonic()
     while True:
         await asyncio.sleep(settings.sweep_interval)
         try:
-            await sweep_once(api, settings)
+            await sweep_once(api, settings, specs)
             if time.monotonic() - last_webhook_check > WEBHOOK_CHECK_INTERVAL:
                 await registration.ensure_webhook(api, settings, server)
                 last_webhook_check = time.monotonic()
@@ -74,18 +79,19 @@ async def run(
     async with connect() as api:
         version = await call("reading the server version", k8s.VersionApi(api).get_code())
         log.info("Kubernetes %s", version.git_version)
-        server = AdmissionServer(mutator_for(version.major, version.minor), validator)
+        specs = SidecarSpecs()
+        server = AdmissionServer(mutator_for(version.major, version.minor, specs.get), validator)
         cert = await registration.current_certificate(api, settings)
         registration.load_into(server, cert)
         await server.start(settings.webhook.host, settings.webhook.port)  # listening before it is registered
         await registration.apply_configurations(api, settings, cert.ca)
-        key_data = await keys.ensure_master(api, settings)
-        del key_data  # made or checked; the sweeper copies it where needed
+        await sweep_once(api, settings, specs)  # keys made, sidecar overrides known before pods arrive
 
         async def reconcile_one(goqueue: dict[str, Any]) -> None:
+            specs.update(goqueue)
             await reconcile(api, goqueue, await keys.ensure_master(api, settings), settings.stale_after)
 
-        sweeper = asyncio.create_task(_sweep_forever(api, settings, server), name="goq-sweeper")
+        sweeper = asyncio.create_task(_sweep_forever(api, settings, server, specs), name="goq-sweeper")
         try:
             await kopf.operator(
                 registry=build_registry(api, reconcile_one),

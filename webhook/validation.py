@@ -8,6 +8,8 @@ on every rule (for example ``initialBackoff <= maxBackoff``, which a 1.20 schema
 from collections.abc import Mapping
 from typing import Any
 
+from goq.webhook.overrides import SidecarOverrides, split_spec
+
 from goq import names
 from goq.errors import ConfigError
 from goq.identity import validate_identity
@@ -26,7 +28,9 @@ def validate_custom_object(obj: Mapping[str, Any]) -> None:
         if meta.get("name"):  # generateName objects are named later; the schema's pattern checks them
             validate_identity(meta["name"], "the name")
         if kind == names.GOQUEUE_KIND:
-            GoQueueSpec.from_spec(obj.get("spec"))
+            queue_spec, sidecar = split_spec(obj.get("spec"))
+            GoQueueSpec.from_spec(queue_spec)
+            SidecarOverrides.from_spec(sidecar)
         else:
             RetryPolicy.from_spec(obj.get("spec"))
     except ConfigError as exc:

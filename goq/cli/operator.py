@@ -11,11 +11,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from goq.cli.common import parser
-from goq.errors import GoQError
+from goq.errors import ConfigError, GoQError
 from goq.operator.admission import Mutator
 from goq.operator.running import MutatorFactory, run
 from goq.operator.settings import OperatorSettings
-from goq.webhook import InjectionSettings, injection_patch, supports_native_sidecars, validate_custom_object
+from goq.operator.sidecar_specs import SidecarSpecLookup
+from goq.webhook import (
+    InjectionSettings,
+    SidecarOverrides,
+    identity_of,
+    injection_patch,
+    supports_native_sidecars,
+    validate_custom_object,
+)
+
+log = logging.getLogger("goq.operator")
 
 
 def injection_settings(settings: OperatorSettings, major: str, minor: str) -> InjectionSettings:
@@ -30,17 +40,28 @@ def injection_settings(settings: OperatorSettings, major: str, minor: str) -> In
     )
 
 
+def for_goqueue(injection: InjectionSettings, pod: Mapping[str, Any], specs: SidecarSpecLookup) -> InjectionSettings:
+    """The settings with the pod's GoQueue's ``spec.sidecar`` applied (the defaults if it has none)."""
+    identity, namespace = identity_of(pod), (pod.get("metadata") or {}).get("namespace")
+    sidecar = specs(str(namespace), identity) if identity and namespace else None
+    if sidecar is None:
+        return injection
+    try:
+        return SidecarOverrides.from_spec(sidecar).apply_to(injection)
+    except ConfigError as exc:  # refused at admission; only an object from before the webhook existed gets here
+        log.warning("ignoring GoQueue %s/%s spec.sidecar: %s", namespace, identity, exc)
+        return injection
+
+
 def mutator_for(settings: OperatorSettings) -> MutatorFactory:
     """The factory ``run`` calls once it knows the server's version."""
 
-    def factory(major: str, minor: str) -> Mutator:
+    def factory(major: str, minor: str, sidecar_specs: SidecarSpecLookup) -> Mutator:
         injection = injection_settings(settings, major, minor)
-        logging.getLogger("goq.operator").info(
-            "injecting %s as a %s", injection.image, "native sidecar" if injection.native_sidecar else "container"
-        )
+        log.info("injecting %s as a %s", injection.image, "native sidecar" if injection.native_sidecar else "container")
 
         def mutate(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
-            return injection_patch(pod, injection)
+            return injection_patch(pod, for_goqueue(injection, pod, sidecar_specs))
 
         return mutate
 

@@ -23,6 +23,8 @@ from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
 
 log = logging.getLogger("goq.sidecar.kube")
+INJECTION_ONLY_FIELD: Final = "sidecar"
+"""``spec.sidecar`` (image, resources) is read by the webhook at injection time, not by the engine."""
 WATCH_SECONDS: Final = 240
 """Server-side watch timeout; the watch is renewed from its last resourceVersion."""
 
@@ -61,7 +63,9 @@ class QueueSettingsWatcher:
     async def read(self) -> QueueSettings:
         """The settings now; ConfigError if the GoQueue or RetryPolicy is invalid."""
         goqueue = await self._get(names.GOQUEUE_PLURAL, self.identity)
-        spec = GoQueueSpec.from_spec((goqueue or {}).get("spec"), f"GoQueue {self.identity} spec")
+        raw = dict((goqueue or {}).get("spec") or {})
+        raw.pop(INJECTION_ONLY_FIELD, None)  # the image and resources the webhook injected: not the engine's
+        spec = GoQueueSpec.from_spec(raw, f"GoQueue {self.identity} spec")
         if spec.retry_policy is None:
             return QueueSettings(spec, RetryPolicy(), goqueue is not None)
         policy = await self._get(names.RETRYPOLICY_PLURAL, spec.retry_policy)

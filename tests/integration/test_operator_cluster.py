@@ -335,3 +335,13 @@ async def test_the_entry_of_a_deleted_pod_is_removed(kube_api: k8s.ApiClient, ns
         return bool(goqueue) and "short-lived" not in (goqueue or {}).get("status", {}).get("pods", {})
 
     assert await eventually(pruned)
+
+
+async def test_a_goqueue_can_choose_its_own_sidecar_image_and_resources(kube_api: k8s.ApiClient, ns: str) -> None:
+    sidecar = {"image": "example/goq-sidecar:orders", "resources": {"limits": {"memory": "512Mi"}}}
+    await create_goqueue(kube_api, ns, "orders", {"sidecar": sidecar})
+    assert await eventually(lambda: _ready_reason(kube_api, ns, "orders", "Reconciled"))
+    created = await create_pod(kube_api, ns, simple_pod("custom", {"goq.io/id": "orders"}))
+    [injected] = [c for c in created["spec"]["containers"] if c["name"] == "goq-sidecar"]
+    assert injected["image"] == "example/goq-sidecar:orders"
+    assert injected["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}

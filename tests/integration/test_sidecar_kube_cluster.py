@@ -219,3 +219,16 @@ async def test_the_heartbeat_loop_reports_until_stopped(kube_api: k8s.ApiClient,
         stop.set()
         await asyncio.wait_for(loop, timeout=5)
     assert loop.done()
+
+
+async def test_the_injection_only_sidecar_field_does_not_trouble_the_engine_settings(
+    kube_api: k8s.ApiClient, ns: str
+) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {"overflow": "reject", "sidecar": {"image": "mine:1"}})
+    stream = aiter(QueueSettingsWatcher(kube_api, ns, "orders"))
+    try:
+        settings = await next_settings(stream)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert settings.spec.overflow is Overflow.REJECT
+    assert settings.goqueue_found is True
