@@ -5,6 +5,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Final, TypeVar
 
+import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -42,7 +43,7 @@ async def call(what: str, awaitable: Awaitable[T]) -> T:
         return await awaitable
     except ApiException as exc:
         raise translate(what, exc) from exc
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, aiohttp.ClientError) as exc:
         raise TemporaryError(f"{what}: the API server did not answer ({exc})", delay=2.0) from exc
 
 

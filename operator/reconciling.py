@@ -7,7 +7,7 @@ they never overwrite a sidecar's heartbeat that came in between (a conflict is s
 
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ class PodFacts:
     """Annotated with this identity, running, without the sidecar."""
 
 
-def pod_facts(identity: str, pods: list[Mapping[str, Any]]) -> PodFacts:
+def pod_facts(identity: str, pods: Sequence[Mapping[str, Any]]) -> PodFacts:
     """Sort the namespace's pods (as dicts). Pure."""
     missing = []
     for pod in pods:
@@ -115,22 +115,49 @@ async def _ready_condition(api: k8s.ApiClient, goqueue: Mapping[str, Any]) -> Co
     return Condition("Ready", True, "Reconciled", f"Service {service} and the HMAC key ring are in place")
 
 
+@dataclass
+class NamespaceView:
+    """What a sweep reads once per namespace rather than once per GoQueue."""
+
+    pods: list[dict[str, Any]]
+    """Every pod of the namespace, as dicts (the key ring copy was brought in line when it was read)."""
+
+
+async def view_namespace(api: k8s.ApiClient, namespace: str, key_data: dict[str, str]) -> NamespaceView:
+    """Bring the namespace's key ring copy in line and read its pods."""
+    if await ensure_copy(api, namespace, key_data):
+        log.info("HMAC key ring copied to namespace %s", namespace)
+    pods = await k8s.CoreV1Api(api).list_namespaced_pod(namespace)
+    return NamespaceView([api.sanitize_for_serialization(p) for p in pods.items])
+
+
+def namespace_terminating(exc: ApiException) -> bool:
+    """The API refused because the namespace is being deleted: nothing left to do there."""
+    return exc.status == 403 and "being terminated" in str(exc.body)
+
+
 async def reconcile(
-    api: k8s.ApiClient, goqueue: Mapping[str, Any], key_data: dict[str, str], stale_after: float
+    api: k8s.ApiClient,
+    goqueue: Mapping[str, Any],
+    key_data: dict[str, str],
+    stale_after: float,
+    view: NamespaceView | None = None,
 ) -> None:
-    """Service, key ring copy, then status and Events for one GoQueue (a dict as read from the API)."""
+    """Service, key ring copy, then status and Events for one GoQueue (a dict as read from the API).
+
+    ``view``: the namespace as a sweep already read it; ``None``: read it now.
+    """
     meta = goqueue["metadata"]
     ns, identity = meta["namespace"], meta["name"]
     try:
         if await ensure_service(api, goqueue):
             await post_event(api, goqueue, "Normal", "ServiceReady", f"Service {names.service_name(identity)} in place")
-        if await ensure_copy(api, ns, key_data):
-            log.info("HMAC key ring copied to namespace %s", ns)
-        pods = await k8s.CoreV1Api(api).list_namespaced_pod(ns)
-        facts = pod_facts(identity, [api.sanitize_for_serialization(p) for p in pods.items])
+        if view is None:
+            view = await view_namespace(api, ns, key_data)
+        facts = pod_facts(identity, view.pods)
         ready = await _ready_condition(api, goqueue)
     except ApiException as exc:
-        if exc.status == 403 and "being terminated" in str(exc.body):
+        if namespace_terminating(exc):
             log.debug("namespace %s is being deleted; nothing to reconcile for %s", ns, identity)
             return
         raise translate(f"reconciling GoQueue {ns}/{identity}", exc) from exc

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -17,10 +18,11 @@ from goq.operator import keys, registration
 from goq.operator.admission import AdmissionServer, Mutator, Validator
 from goq.operator.handlers import build_registry
 from goq.operator.kube import call, connect, custom
-from goq.operator.reconciling import reconcile
+from goq.operator.reconciling import namespace_terminating, reconcile, view_namespace
 from goq.operator.settings import OperatorSettings
 from goq.operator.sidecar_specs import SidecarSpecLookup, SidecarSpecs
 from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from goq import names
 from goq.errors import GoQError
@@ -42,15 +44,29 @@ async def sweep_once(api: k8s.ApiClient, settings: OperatorSettings, specs: Side
     )
     if specs is not None:
         specs.replace_all(listed.get("items", []))
-    failed = 0
+    by_namespace: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for goqueue in listed.get("items", []):
-        if goqueue["metadata"].get("deletionTimestamp"):
-            continue
+        if not goqueue["metadata"].get("deletionTimestamp"):
+            by_namespace[goqueue["metadata"]["namespace"]].append(goqueue)
+    failed = 0
+    for namespace, goqueues in sorted(by_namespace.items()):
         try:
-            await reconcile(api, goqueue, key_data, settings.stale_after)
+            view = await view_namespace(api, namespace, key_data)
+        except ApiException as exc:
+            if not namespace_terminating(exc):
+                failed += len(goqueues)
+                log.warning("namespace %s skipped in this sweep: %s %s", namespace, exc.status, exc.reason)
+            continue
         except GoQError as exc:
-            failed += 1
-            log.warning("%s", exc)
+            failed += len(goqueues)
+            log.warning("namespace %s skipped in this sweep: %s", namespace, exc)
+            continue
+        for goqueue in goqueues:
+            try:
+                await reconcile(api, goqueue, key_data, settings.stale_after, view)
+            except GoQError as exc:
+                failed += 1
+                log.warning("%s", exc)
     return failed
 
 
