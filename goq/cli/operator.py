@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = OperatorSettings.from_env()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one INFO line per handled pod is noise
         asyncio.run(run(settings, mutator_for(settings), validate_custom_object))
     except GoQError as exc:
         print(f"goq-operator: {exc}", file=sys.stderr)
