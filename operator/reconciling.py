@@ -13,7 +13,7 @@ from typing import Any
 
 from goq.operator.conditions import Condition, merge_conditions
 from goq.operator.events import post_event
-from goq.operator.keys import ensure_copy
+from goq.operator.keys import KeyData, ensure_copy
 from goq.operator.kube import custom, get_or_none, patch_goqueue_status, translate
 from goq.operator.services import ensure_service
 from kubernetes_asyncio import client as k8s
@@ -123,7 +123,7 @@ class NamespaceView:
     """Every pod of the namespace, as dicts (the key ring copy was brought in line when it was read)."""
 
 
-async def view_namespace(api: k8s.ApiClient, namespace: str, key_data: dict[str, str]) -> NamespaceView:
+async def view_namespace(api: k8s.ApiClient, namespace: str, key_data: KeyData) -> NamespaceView:
     """Bring the namespace's key ring copy in line and read its pods."""
     if await ensure_copy(api, namespace, key_data):
         log.info("HMAC key ring copied to namespace %s", namespace)
@@ -139,7 +139,7 @@ def namespace_terminating(exc: ApiException) -> bool:
 async def reconcile(
     api: k8s.ApiClient,
     goqueue: Mapping[str, Any],
-    key_data: dict[str, str],
+    key_data: KeyData,
     stale_after: float,
     view: NamespaceView | None = None,
 ) -> None:

@@ -34,7 +34,7 @@ def sidecar_container(identity: str, settings: InjectionSettings) -> dict[str, A
         _field_env("GOQ_NAMESPACE", "metadata.namespace"),
         _field_env("GOQ_POD_NAME", "metadata.name"),
         _field_env("GOQ_POD_IP", "status.podIP"),
-        {"name": "GOQ_HMAC_KEYS_DIR", "value": KEYS_MOUNT_PATH},
+        {"name": "GOQ_KEYS_DIR", "value": KEYS_MOUNT_PATH},
     ]
     if settings.mongodb_secret:
         env.append(

@@ -155,7 +155,10 @@ async def test_the_hmac_key_ring_is_made_once_and_copied_into_the_goqueue_namesp
     assert copied is not None
     master = await core.read_namespaced_secret(SECRET_NAME, operator.namespace)
     assert copied.data == master.data
-    ring = KeyRing.from_secret_data({k: base64.b64decode(v) for k, v in copied.data.items()})
+    assert copied.metadata.annotations == master.metadata.annotations
+    assert set(copied.data) == {"active", master_key_id := base64.b64decode(copied.data["active"]).decode()}
+    ring = KeyRing.from_secret({k: base64.b64decode(v) for k, v in copied.data.items()}, copied.metadata.annotations)
+    assert ring.keys[0].id == master_key_id
     assert len(ring.keys[0].material) == 32
     log = operator.server.log_path.read_text()
     assert base64.b64encode(ring.keys[0].material).decode() not in log

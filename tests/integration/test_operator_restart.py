@@ -50,6 +50,11 @@ def decoded(secret: k8s.V1Secret) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
 
+async def read_ring(core: k8s.CoreV1Api, namespace: str) -> KeyRing:
+    secret = await core.read_namespaced_secret(SECRET_NAME, namespace)
+    return KeyRing.from_secret(decoded(secret), secret.metadata.annotations)
+
+
 async def test_an_expiring_webhook_certificate_is_renewed_and_the_ca_bundle_trusts_old_and_new(
     kube_api: k8s.ApiClient, tmp_path: Path
 ) -> None:
@@ -91,16 +96,19 @@ async def test_keys_rotate_on_schedule_and_every_copy_follows_the_master(
     ):
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GoQueue", "metadata": {"name": "orders"}, "spec": {}}
         await k8s.CustomObjectsApi(kube_api).create_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", body)
-        first = KeyRing.from_secret_data(decoded(await core.read_namespaced_secret(SECRET_NAME, op_ns)))
+        first = await read_ring(core, op_ns)
 
         async def rotated_and_copied() -> KeyRing | None:
-            master = decoded(await core.read_namespaced_secret(SECRET_NAME, op_ns))
+            master = await core.read_namespaced_secret(SECRET_NAME, op_ns)
             try:
-                copy = decoded(await core.read_namespaced_secret(SECRET_NAME, ns))
+                copy = await core.read_namespaced_secret(SECRET_NAME, ns)
             except ApiException:
                 return None
-            ring = KeyRing.from_secret_data(master)
-            return ring if len(ring.keys) >= 3 and copy == master else None
+            ring = await read_ring(core, op_ns)
+            active = decoded(master)["active"].decode()
+            moved = active != first.keys[0].id  # a newer key signs once its propagation delay passed
+            same = copy.data == master.data and copy.metadata.annotations == master.metadata.annotations
+            return ring if len(ring.keys) >= 3 and moved and same else None
 
         ring = await eventually(rotated_and_copied, within=30)
         assert ring is not None, "the key ring did not rotate or its copy did not follow"

@@ -1,9 +1,11 @@
 """The HMAC key ring rotates without a gap: new keys sign late, old keys verify long."""
 
+import json
+
 import pytest
 
 from goq.errors import ConfigError
-from goq.keyring import INDEX_KEY, KEY_BYTES, KeyRing
+from goq.keyring import ACTIVE_ENTRY, KEY_BYTES, SCHEDULE_ANNOTATION, KeyRing
 
 DAY = 86400.0
 
@@ -18,7 +20,7 @@ def test_a_fresh_ring_has_one_256_bit_key_that_signs_at_once() -> None:
 def test_key_material_never_shows_in_repr() -> None:
     ring = KeyRing.generate(now=0.0, material=b"\x01" * 32)
     assert "\\x01" not in repr(ring)
-    assert "material" not in repr(ring)
+    assert "\\x01" not in repr(ring.to_secret(0.0))
 
 
 def test_two_rings_get_different_keys() -> None:
@@ -41,22 +43,37 @@ def test_keys_past_retention_are_dropped_but_never_the_one_that_signs() -> None:
     assert [k.id for k in ring.keys] == ["k2", "k3"]  # k1 made 5 days ago: gone; k2 still signs until k3 may
 
 
-def test_the_secret_layout_round_trips() -> None:
-    ring = KeyRing.generate(0.0).rotated(100.0, 10.0, DAY)
-    data = ring.to_secret_data()
-    assert INDEX_KEY in data
-    assert KeyRing.from_secret_data(data) == ring
+def test_the_secret_is_one_entry_per_key_and_active_naming_the_signer_as_the_sidecar_reads_it() -> None:
+    ring = KeyRing.generate(0.0, key_id="k1", material=b"a" * 32).rotated(100.0, 10.0, DAY, "k2", b"b" * 32)
+    before = ring.to_secret(105.0)
+    assert before.data == {"k1": b"a" * 32, "k2": b"b" * 32, ACTIVE_ENTRY: b"k1"}
+    assert ring.to_secret(111.0).data[ACTIVE_ENTRY] == b"k2"
+    schedule = json.loads(before.annotations[SCHEDULE_ANNOTATION])
+    assert [k["id"] for k in schedule["keys"]] == ["k1", "k2"]
+    assert KeyRing.from_secret(before.data, before.annotations) == ring
+
+
+def test_a_hand_made_secret_without_schedule_signs_with_its_active_key() -> None:
+    ring = KeyRing.from_secret({"a": b"x" * 32, "b": b"y" * 32, ACTIVE_ENTRY: b"b\n"})
+    assert ring.signing_key(0.0).id == "b"
+    assert {k.id for k in ring.keys} == {"a", "b"}
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({}, "damaged"),
-        ({INDEX_KEY: b'{"keys": []}'}, "lists no keys"),
-        ({INDEX_KEY: b'{"keys": [{"id": "a", "created": 0, "notBefore": 0}]}'}, "damaged"),
-        ({INDEX_KEY: b'{"keys": [{"id": "a", "created": 0, "notBefore": 0}]}', "key-a": b"short"}, "5 bytes long"),
+        ({ACTIVE_ENTRY: b"a"}, "lists no keys"),
+        ({ACTIVE_ENTRY: b"z", "a": b"x" * 32}, "active key 'z' is not among its keys"),
+        ({ACTIVE_ENTRY: b"a", "a": b"short"}, "5 bytes long"),
     ],
 )
 def test_a_damaged_secret_is_a_clear_error(data: dict[str, bytes], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        KeyRing.from_secret_data(data)
+        KeyRing.from_secret(data)
+
+
+@pytest.mark.parametrize("key_id", ["active", ".hidden", "a/b", "-x"])
+def test_key_ids_must_be_secret_entries_other_than_active(key_id: str) -> None:
+    with pytest.raises(ConfigError, match="must be a Secret key"):
+        KeyRing.generate(0.0, key_id=key_id)

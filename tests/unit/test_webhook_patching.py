@@ -71,7 +71,7 @@ def test_the_sidecar_container_carries_identity_downward_api_ports_probes_and_lo
         "GOQ_NAMESPACE": "metadata.namespace",
         "GOQ_POD_NAME": "metadata.name",
         "GOQ_POD_IP": "status.podIP",
-        "GOQ_HMAC_KEYS_DIR": KEYS_MOUNT_PATH,
+        "GOQ_KEYS_DIR": KEYS_MOUNT_PATH,
     }
     assert {p["name"]: p["containerPort"] for p in sidecar["ports"]} == {
         "goq-rest": 7700,
