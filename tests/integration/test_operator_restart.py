@@ -1,10 +1,13 @@
 """Over time and restarts: the operator keeps keys, certificate and objects, and renews and rotates on schedule."""
 
+import asyncio
 import base64
 import datetime
+import json
 import uuid
 from pathlib import Path
 
+import pytest
 from goq.operator import certificates
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -114,3 +117,26 @@ async def test_keys_rotate_on_schedule_and_every_copy_follows_the_master(
         assert ring is not None, "the key ring did not rotate or its copy did not follow"
         assert ring.keys[0] == first.keys[0], "the first key must stay valid within the retention"
         assert len({k.id for k in ring.keys}) == len(ring.keys)
+
+
+async def test_with_the_operator_down_pods_are_still_created_and_goq_objects_wait_for_it(
+    kube_api: k8s.ApiClient, tmp_path: Path
+) -> None:
+    await apply_crds(kube_api)
+    core = k8s.CoreV1Api(kube_api)
+    async with (
+        operator_namespace(kube_api, tmp_path) as (op_ns, kubeconfig),
+        namespace(kube_api, "down") as ns,
+        operator_process(kube_api, op_ns, kubeconfig, tmp_path) as operator,
+    ):
+        await asyncio.to_thread(operator.server.stop)  # its webhook configurations stay registered
+
+        plain = await core.create_namespaced_pod(ns, simple_pod("plain"))
+        asking = await core.create_namespaced_pod(ns, simple_pod("asking", {"goq.io/id": "orders"}))
+        assert [c.name for c in plain.spec.containers] == ["app"]
+        assert [c.name for c in asking.spec.containers] == ["app"]  # reported once the operator is back
+
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GoQueue", "metadata": {"name": "orders"}, "spec": {}}
+        with pytest.raises(ApiException) as refused:
+            await k8s.CustomObjectsApi(kube_api).create_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", body)
+        assert 'failed calling webhook "validate.goq.io"' in json.loads(refused.value.body)["message"]
