@@ -4,6 +4,9 @@ import asyncio
 import base64
 import datetime
 import json
+import os
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -140,3 +143,23 @@ async def test_with_the_operator_down_pods_are_still_created_and_goq_objects_wai
         with pytest.raises(ApiException) as refused:
             await k8s.CustomObjectsApi(kube_api).create_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", body)
         assert 'failed calling webhook "validate.goq.io"' in json.loads(refused.value.body)["message"]
+
+
+async def test_a_hung_webhook_delays_a_pod_by_at_most_its_timeout(kube_api: k8s.ApiClient, tmp_path: Path) -> None:
+    await apply_crds(kube_api)
+    core = k8s.CoreV1Api(kube_api)
+    async with (
+        operator_namespace(kube_api, tmp_path) as (op_ns, kubeconfig),
+        namespace(kube_api, "hung") as ns,
+        operator_process(kube_api, op_ns, kubeconfig, tmp_path) as operator,
+    ):
+        os.kill(operator.server.pid, signal.SIGSTOP)  # accepts connections, never answers
+        try:
+            started = time.monotonic()
+            pod = await core.create_namespaced_pod(ns, simple_pod("patient"))
+            waited = time.monotonic() - started
+        finally:
+            os.kill(operator.server.pid, signal.SIGCONT)
+        assert [c.name for c in pod.spec.containers] == ["app"]
+        assert waited >= 4.5, f"{waited:.1f} s: the API server did not wait for the webhook at all"
+        assert waited < 5 + 3, f"pod creation took {waited:.1f} s with a 5 s webhook timeout"
