@@ -1,6 +1,7 @@
 """The HMAC key ring rotates without a gap: new keys sign late, old keys verify long."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,15 @@ def test_a_damaged_secret_is_a_clear_error(data: dict[str, bytes], message: str)
 def test_key_ids_must_be_secret_entries_other_than_active(key_id: str) -> None:
     with pytest.raises(ConfigError, match="must be a Secret key"):
         KeyRing.generate(0.0, key_id=key_id)
+
+
+def test_mounted_as_a_volume_the_secret_is_what_goq_keys_dir_expects(tmp_path: Path) -> None:
+    """The sidecar reads GOQ_KEYS_DIR as one file per key (name = id, >= 32 raw bytes) and ``active``."""
+    ring = KeyRing.generate(0.0).rotated(100.0, 10.0, DAY)
+    for name, content in ring.to_secret(200.0).data.items():  # what the kubelet writes for a Secret volume
+        (tmp_path / name).write_bytes(content)
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    active = files.pop("active").decode()
+    assert active == ring.signing_key(200.0).id
+    assert set(files) == {k.id for k in ring.keys}
+    assert all(len(content) >= 32 and not name.startswith(".") for name, content in files.items())
