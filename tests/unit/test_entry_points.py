@@ -1,4 +1,4 @@
-"""The console scripts say what they are and, until their component exists, say so plainly."""
+"""The console scripts say what they are, and refuse bad settings by name before doing anything."""
 
 import pytest
 
@@ -17,12 +17,6 @@ def test_version_flag_prints_the_installed_version(main, prog, capsys: pytest.Ca
     assert capsys.readouterr().out.strip() == f"{prog} {__version__}"
 
 
-@pytest.mark.parametrize("main", [operator.main])
-def test_running_an_unbuilt_component_fails_and_says_so(main, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
-    assert main([]) == 2
-    assert "not built yet" in capsys.readouterr().err
-
-
 def test_version_is_known() -> None:
     assert __version__ != "0.0.0+unknown"
 
@@ -33,3 +27,21 @@ def test_sidecar_without_settings_names_what_is_missing(
     monkeypatch.delenv("GOQ_IDENTITY", raising=False)
     assert sidecar.main([]) == 2
     assert capsys.readouterr().err.strip() == "goq-sidecar: GOQ_IDENTITY is required"
+
+
+def test_the_operator_refuses_a_bad_setting_by_name_before_it_connects(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOQ_NATIVE_SIDECAR", "maybe")
+    assert operator.main([]) == 1
+    assert "goq-operator: GOQ_NATIVE_SIDECAR must be auto, true or false, got 'maybe'" in capsys.readouterr().err
+
+
+def test_the_operator_picks_the_sidecar_kind_by_server_version() -> None:
+    from goq.operator.settings import OperatorSettings
+
+    settings = OperatorSettings()
+    assert operator.injection_settings(settings, "1", "20").native_sidecar is False
+    assert operator.injection_settings(settings, "1", "29").native_sidecar is True
+    forced = OperatorSettings.from_env({"GOQ_NATIVE_SIDECAR": "false"})
+    assert operator.injection_settings(forced, "1", "31").native_sidecar is False

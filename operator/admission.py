@@ -1,0 +1,142 @@
+"""The admission server: AdmissionReview over HTTPS in, allowed/denied (with a JSON Patch) out.
+
+It knows nothing about pods or GoQ's rules: ``goq.cli`` hands it a mutator and a validator (the pure
+functions of ``goq.webhook``). A mutator that fails unexpectedly lets the pod through unchanged (the
+operator later reports the pod as not injected) rather than blocking it; a ConfigError from either
+function is a refusal whose message the user sees.
+"""
+
+import base64
+import json
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from aiohttp import web
+
+from goq.errors import ConfigError
+
+log = logging.getLogger("goq.operator.admission")
+
+Mutator = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
+"""Pod (with ``metadata.namespace`` filled in) -> JSON Patch; raises ConfigError to refuse."""
+Validator = Callable[[Mapping[str, Any]], None]
+"""Custom object -> nothing; raises ConfigError to refuse."""
+
+MUTATE_PATH: Final = "/mutate-pods"
+VALIDATE_PATH: Final = "/validate-goq"
+HEALTH_PATH: Final = "/healthz"
+
+
+def _response(
+    uid: str, allowed: bool, message: str | None = None, patch: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if message is not None:
+        response["status"] = {"code": 403, "reason": "Forbidden", "message": message}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+def review_mutation(review: Mapping[str, Any], mutator: Mutator, outcomes: Counter[str]) -> dict[str, Any]:
+    """Answer one pod AdmissionReview."""
+    request = review.get("request") or {}
+    uid = str(request.get("uid", ""))
+    pod = dict(request.get("object") or {})
+    pod["metadata"] = {**(pod.get("metadata") or {}), "namespace": request.get("namespace")}
+    try:
+        patch = mutator(pod)
+    except ConfigError as exc:
+        outcomes["refused"] += 1
+        return _response(uid, False, str(exc))
+    except Exception:  # never block a pod because of our own bug; the operator reports it as not injected
+        outcomes["error"] += 1
+        log.exception(
+            "mutating pod %s/%s failed; letting it through unchanged", request.get("namespace"), request.get("name")
+        )
+        return _response(uid, True)
+    outcomes["injected" if patch else "untouched"] += 1
+    return _response(uid, True, patch=patch)
+
+
+def review_validation(review: Mapping[str, Any], validator: Validator, outcomes: Counter[str]) -> dict[str, Any]:
+    """Answer one custom-object AdmissionReview; an update that leaves the spec alone always passes
+    (so metadata and finalizer changes never get stuck on an object that an older rule allowed)."""
+    request = review.get("request") or {}
+    uid = str(request.get("uid", ""))
+    obj = request.get("object") or {}
+    old = request.get("oldObject") or {}
+    if request.get("operation") == "UPDATE" and old.get("spec") == obj.get("spec"):
+        outcomes["unchanged"] += 1
+        return _response(uid, True)
+    try:
+        validator(obj)
+    except ConfigError as exc:
+        outcomes["refused"] += 1
+        return _response(uid, False, str(exc))
+    outcomes["valid"] += 1
+    return _response(uid, True)
+
+
+class AdmissionServer:
+    """An aiohttp HTTPS server; its certificate can be swapped while it runs (``load_certificate``)."""
+
+    def __init__(self, mutator: Mutator, validator: Validator) -> None:
+        self.mutator = mutator
+        self.validator = validator
+        self.outcomes: Counter[str] = Counter()
+        """Count of answers by outcome (injected, untouched, refused, error, valid, unchanged)."""
+        self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._runner: web.AppRunner | None = None
+
+    def load_certificate(self, cert_file: str, key_file: str) -> None:
+        """Serve with this certificate from the next handshake on."""
+        self.ssl.load_cert_chain(cert_file, key_file)
+
+    def app(self) -> web.Application:
+        """The routes, for serving or for tests."""
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post(MUTATE_PATH, self._mutate)
+        app.router.add_post(VALIDATE_PATH, self._validate)
+        app.router.add_get(HEALTH_PATH, self._health)
+        return app
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on ``host:port`` with TLS."""
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port, ssl_context=self.ssl).start()
+        log.info("admission server listening on https://%s:%d", host, port)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _read(self, request: web.Request) -> Mapping[str, Any] | None:
+        try:
+            review = await request.json()
+        except ValueError:
+            return None
+        return review if isinstance(review, dict) else None
+
+    async def _mutate(self, request: web.Request) -> web.Response:
+        review = await self._read(request)
+        if review is None:
+            return web.json_response({"error": "expected an AdmissionReview JSON object"}, status=400)
+        return web.json_response(review_mutation(review, self.mutator, self.outcomes))
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        review = await self._read(request)
+        if review is None:
+            return web.json_response({"error": "expected an AdmissionReview JSON object"}, status=400)
+        return web.json_response(review_validation(review, self.validator, self.outcomes))
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "outcomes": dict(self.outcomes)})

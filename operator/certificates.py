@@ -1,0 +1,110 @@
+"""The admission webhook's certificates: a private CA and a serving certificate it signs. Pure.
+
+The operator makes them itself (no cert-manager needed), keeps them in a Secret so that restarts reuse
+them, and renews them well before they expire; the caBundle of the webhook configurations follows.
+"""
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALIDITY: Final = datetime.timedelta(days=365)
+RENEW_BEFORE: Final = datetime.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class ServingCertificate:
+    """PEM bytes: the CA the API server trusts (``caBundle``), and the server's certificate and key."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+
+    def to_secret_data(self) -> dict[str, bytes]:
+        """The Secret layout (``kubernetes.io/tls`` plus ``ca.crt``)."""
+        return {"ca.crt": self.ca, "tls.crt": self.cert, "tls.key": self.key}
+
+    @classmethod
+    def from_secret_data(cls, data: dict[str, bytes]) -> "ServingCertificate | None":
+        """Read it back; ``None`` when a part is missing."""
+        parts = [data.get(k) for k in ("ca.crt", "tls.crt", "tls.key")]
+        if not all(parts):
+            return None
+        ca, cert, key = (p or b"" for p in parts)
+        return cls(ca, cert, key)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def issue(hosts: tuple[str, ...], now: datetime.datetime) -> ServingCertificate:
+    """A new CA and a serving certificate for ``hosts`` (DNS names or IP addresses)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("goq-webhook-ca"))
+        .issuer_name(_name("goq-webhook-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return ServingCertificate(
+        ca=ca_cert.public_bytes(pem),
+        cert=cert.public_bytes(pem),
+        key=key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+
+
+def needs_renewal(current: ServingCertificate | None, hosts: tuple[str, ...], now: datetime.datetime) -> bool:
+    """Whether to issue anew: missing, unreadable, expiring within RENEW_BEFORE, or for other hosts."""
+    if current is None:
+        return True
+    try:
+        cert = x509.load_pem_x509_certificate(current.cert)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return True
+    names = {str(v) for v in sans.get_values_for_type(x509.DNSName)}
+    names |= {str(v) for v in sans.get_values_for_type(x509.IPAddress)}
+    return cert.not_valid_after_utc - now < RENEW_BEFORE or not set(hosts) <= names
+
+
+def ca_bundle(new: ServingCertificate, previous: ServingCertificate | None) -> bytes:
+    """The new CA, plus the previous one while it is valid: a renewal never breaks a call in between."""
+    if previous is None or previous.ca.startswith(new.ca):
+        return new.ca
+    end = b"-----END CERTIFICATE-----\n"
+    newest_previous = previous.ca.split(end)[0] + end  # only one generation back
+    return new.ca + newest_previous

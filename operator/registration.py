@@ -1,0 +1,210 @@
+"""Registering the admission webhooks with the API server, and keeping their certificate current.
+
+Choices that keep a broken or slow webhook from blocking unrelated pods (docs/operator.md explains):
+- pod injection: ``failurePolicy: Ignore``, ``timeoutSeconds`` 5, CREATE only, and namespaces or pods
+  labelled ``goq.io/injection=disabled`` (the operator's own namespace, kube-system) are never sent.
+  A pod that slips through uninjected is reported by the operator on its GoQueue and as an Event.
+- GoQ custom resources: ``failurePolicy: Fail`` (an unchecked GoQueue could break its sidecars), but
+  only GoQ's own kinds are sent, and updates that leave the spec alone always pass.
+"""
+
+import base64
+import datetime
+import logging
+import os
+import tempfile
+from dataclasses import replace
+from typing import Any, Final
+from urllib.parse import urlparse
+
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from goq import names
+from goq.errors import TemporaryError
+from goq.operator import certificates
+from goq.operator.admission import MUTATE_PATH, VALIDATE_PATH, AdmissionServer
+from goq.operator.kube import body as as_body
+from goq.operator.kube import call, get_or_none
+from goq.operator.settings import OperatorSettings
+
+log = logging.getLogger("goq.operator")
+
+OPT_OUT_LABEL: Final = "goq.io/injection"
+_NOT_DISABLED: Final = {"matchExpressions": [{"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["disabled"]}]}
+
+
+def webhook_hosts(settings: OperatorSettings) -> tuple[str, ...]:
+    """The names the serving certificate must carry."""
+    if settings.webhook.url:
+        host = urlparse(settings.webhook.url).hostname
+        return (host or "localhost",)
+    svc, ns = settings.webhook.service, settings.namespace
+    return (f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local", f"{svc}.{ns}", svc)
+
+
+def _client_config(settings: OperatorSettings, path: str, ca: bytes) -> dict[str, Any]:
+    config: dict[str, Any] = {"caBundle": base64.b64encode(ca).decode()}
+    if settings.webhook.url:
+        config["url"] = settings.webhook.url.rstrip("/") + path
+    else:
+        config["service"] = {
+            "name": settings.webhook.service,
+            "namespace": settings.namespace,
+            "path": path,
+            "port": 443,
+        }
+    return config
+
+
+def mutating_configuration(settings: OperatorSettings, ca: bytes) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration for sidecar injection."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": settings.webhook.mutating_name, "labels": {"app.kubernetes.io/part-of": "goq"}},
+        "webhooks": [
+            {
+                "name": "inject.goq.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Ignore",
+                "timeoutSeconds": settings.webhook.timeout,
+                "reinvocationPolicy": "Never",
+                "matchPolicy": "Equivalent",
+                "namespaceSelector": _NOT_DISABLED,
+                "objectSelector": _NOT_DISABLED,
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "clientConfig": _client_config(settings, MUTATE_PATH, ca),
+            }
+        ],
+    }
+
+
+def validating_configuration(settings: OperatorSettings, ca: bytes) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration for GoQueue and RetryPolicy."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": settings.webhook.validating_name, "labels": {"app.kubernetes.io/part-of": "goq"}},
+        "webhooks": [
+            {
+                "name": "validate.goq.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": settings.webhook.timeout,
+                "matchPolicy": "Equivalent",
+                "rules": [
+                    {
+                        "operations": ["CREATE", "UPDATE"],
+                        "apiGroups": [names.GROUP],
+                        "apiVersions": [names.VERSION],
+                        "resources": [names.GOQUEUE_PLURAL, names.RETRYPOLICY_PLURAL],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "clientConfig": _client_config(settings, VALIDATE_PATH, ca),
+            }
+        ],
+    }
+
+
+async def ensure_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> certificates.ServingCertificate:
+    """The serving certificate from its Secret, issued (or renewed) first when needed."""
+    core = k8s.CoreV1Api(api)
+    name, ns = settings.webhook.tls_secret, settings.namespace
+    secret = await get_or_none(f"reading Secret {ns}/{name}", core.read_namespaced_secret(name, ns))
+    current = None
+    if secret is not None:
+        current = certificates.ServingCertificate.from_secret_data(
+            {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        )
+    hosts = webhook_hosts(settings)
+    now = datetime.datetime.now(datetime.UTC)
+    if not certificates.needs_renewal(current, hosts, now):
+        assert current is not None
+        return current
+    fresh = certificates.issue(hosts, now)
+    fresh = replace(fresh, ca=certificates.ca_bundle(fresh, current))
+    data = {k: base64.b64encode(v).decode() for k, v in fresh.to_secret_data().items()}
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/part-of": "goq"}},
+        "type": "Opaque",
+        "data": data,
+    }
+    try:
+        if secret is None:
+            await core.create_namespaced_secret(ns, as_body(body))
+        else:
+            body["metadata"]["resourceVersion"] = secret.metadata.resource_version
+            await core.replace_namespaced_secret(name, ns, as_body(body))
+    except ApiException as exc:
+        if exc.status == 409:  # another replica won the race: use its certificate
+            raise TemporaryError("the webhook certificate changed meanwhile; reading it again", delay=0.5) from exc
+        raise
+    log.info("issued the webhook's serving certificate for %s", ", ".join(hosts))
+    return fresh
+
+
+def load_into(server: AdmissionServer, cert: certificates.ServingCertificate) -> None:
+    """Give the server the certificate (ssl needs files: a private temporary directory, removed at once)."""
+    with tempfile.TemporaryDirectory(prefix="goq-tls-") as tmp:
+        cert_path, key_path = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        for path, content in ((cert_path, cert.cert), (key_path, cert.key)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+        server.load_certificate(cert_path, key_path)
+
+
+async def apply_configurations(api: k8s.ApiClient, settings: OperatorSettings, ca: bytes) -> None:
+    """Create or update both webhook configurations with the current caBundle."""
+    admission = k8s.AdmissionregistrationV1Api(api)
+    plans: list[tuple[dict[str, Any], Any, Any, Any]] = [
+        (
+            mutating_configuration(settings, ca),
+            admission.read_mutating_webhook_configuration,
+            admission.create_mutating_webhook_configuration,
+            admission.replace_mutating_webhook_configuration,
+        ),
+        (
+            validating_configuration(settings, ca),
+            admission.read_validating_webhook_configuration,
+            admission.create_validating_webhook_configuration,
+            admission.replace_validating_webhook_configuration,
+        ),
+    ]
+    for config, read, create, replace_ in plans:
+        name = config["metadata"]["name"]
+        existing = await get_or_none(f"reading webhook configuration {name}", read(name))
+        if existing is None:
+            await call(f"creating webhook configuration {name}", create(config))
+        else:
+            config["metadata"]["resourceVersion"] = existing.metadata.resource_version
+            await call(f"updating webhook configuration {name}", replace_(name, config))
+
+
+async def current_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> certificates.ServingCertificate:
+    """``ensure_certificate``, trying again when another replica renewed it at the same moment."""
+    for _ in range(2):
+        try:
+            return await ensure_certificate(api, settings)
+        except TemporaryError:
+            continue
+    return await ensure_certificate(api, settings)
+
+
+async def ensure_webhook(api: k8s.ApiClient, settings: OperatorSettings, server: AdmissionServer) -> None:
+    """Certificate current, served, and registered with a matching caBundle (idempotent; run periodically)."""
+    cert = await current_certificate(api, settings)
+    load_into(server, cert)
+    await apply_configurations(api, settings, cert.ca)

@@ -1,0 +1,122 @@
+"""The operator process: admission server, webhook registration, kopf handlers and the sweeper.
+
+The sweeper is the level-triggered half: every ``sweep_interval`` it reconciles every GoQueue (stale
+pods, pods gone, pods not injected, Service and key ring repairs) and renews what is due (key
+rotation, the webhook certificate). kopf is the event-triggered half, for quick reactions.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, Final
+
+import kopf
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from goq import names
+from goq.errors import GoQError
+from goq.operator import keys, registration
+from goq.operator.admission import AdmissionServer, Mutator, Validator
+from goq.operator.handlers import build_registry
+from goq.operator.kube import call, connect, custom
+from goq.operator.reconciling import namespace_terminating, reconcile, view_namespace
+from goq.operator.settings import OperatorSettings
+from goq.operator.sidecar_specs import SidecarSpecLookup, SidecarSpecs
+
+log = logging.getLogger("goq.operator")
+WEBHOOK_CHECK_INTERVAL: Final = 3600.0
+"""How often the webhook certificate's expiry and the registrations are checked."""
+
+MutatorFactory = Callable[[str, str, SidecarSpecLookup], Mutator]
+"""(server major and minor version, GoQueue sidecar overrides) -> the pod mutator for that server."""
+
+
+async def sweep_once(api: k8s.ApiClient, settings: OperatorSettings, specs: SidecarSpecs | None = None) -> int:
+    """Reconcile every GoQueue once; return how many failed (each is logged, none stops the others)."""
+    key_data = await keys.ensure_master(api, settings)
+    listed = await call(
+        "listing GoQueues",
+        custom(api).list_cluster_custom_object(names.GROUP, names.VERSION, names.GOQUEUE_PLURAL),
+    )
+    if specs is not None:
+        specs.replace_all(listed.get("items", []))
+    by_namespace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for goqueue in listed.get("items", []):
+        if not goqueue["metadata"].get("deletionTimestamp"):
+            by_namespace[goqueue["metadata"]["namespace"]].append(goqueue)
+    failed = 0
+    for namespace, goqueues in sorted(by_namespace.items()):
+        try:
+            view = await view_namespace(api, namespace, key_data)
+        except ApiException as exc:
+            if not namespace_terminating(exc):
+                failed += len(goqueues)
+                log.warning("namespace %s skipped in this sweep: %s %s", namespace, exc.status, exc.reason)
+            continue
+        except GoQError as exc:
+            failed += len(goqueues)
+            log.warning("namespace %s skipped in this sweep: %s", namespace, exc)
+            continue
+        for goqueue in goqueues:
+            try:
+                await reconcile(api, goqueue, key_data, settings.stale_after, view)
+            except GoQError as exc:
+                failed += 1
+                log.warning("%s", exc)
+    return failed
+
+
+async def _sweep_forever(
+    api: k8s.ApiClient, settings: OperatorSettings, server: AdmissionServer, specs: SidecarSpecs
+) -> None:
+    last_webhook_check = time.monotonic()
+    while True:
+        await asyncio.sleep(settings.sweep_interval)
+        try:
+            await sweep_once(api, settings, specs)
+            if time.monotonic() - last_webhook_check > WEBHOOK_CHECK_INTERVAL:
+                await registration.ensure_webhook(api, settings, server)
+                last_webhook_check = time.monotonic()
+        except GoQError as exc:
+            log.warning("sweep failed, trying again in %.0f s: %s", settings.sweep_interval, exc)
+
+
+async def run(
+    settings: OperatorSettings,
+    mutator_for: MutatorFactory,
+    validator: Validator,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the operator until ``stop`` is set (or the process is signalled, through kopf)."""
+    async with connect() as api:
+        version = await call("reading the server version", k8s.VersionApi(api).get_code())
+        log.info("Kubernetes %s", version.git_version)
+        specs = SidecarSpecs()
+        server = AdmissionServer(mutator_for(version.major, version.minor, specs.get), validator)
+        cert = await registration.current_certificate(api, settings)
+        registration.load_into(server, cert)
+        await server.start(settings.webhook.host, settings.webhook.port)  # listening before it is registered
+        await registration.apply_configurations(api, settings, cert.ca)
+        await sweep_once(api, settings, specs)  # keys made, sidecar overrides known before pods arrive
+
+        async def reconcile_one(goqueue: dict[str, Any]) -> None:
+            specs.update(goqueue)
+            await reconcile(api, goqueue, await keys.ensure_master(api, settings), settings.stale_after)
+
+        sweeper = asyncio.create_task(_sweep_forever(api, settings, server, specs), name="goq-sweeper")
+        try:
+            await kopf.operator(
+                registry=build_registry(api, reconcile_one),
+                clusterwide=True,
+                standalone=True,
+                stop_flag=stop,
+            )
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await server.stop()

@@ -1,0 +1,131 @@
+"""The operator's settings, read once from the environment (``OperatorSettings.from_env``)."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from goq import __version__
+from goq.durations import parse_duration
+from goq.errors import ConfigError
+from goq.identity import validate_namespace
+
+DEFAULT_NAMESPACE: Final = "goq-system"
+
+
+def _pairs(text: str, what: str) -> dict[str, str]:
+    """``cpu=50m,memory=64Mi`` as a dict."""
+    result = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key or not value:
+            raise ConfigError(f"{what} must look like 'cpu=50m,memory=64Mi', got {text!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Where the admission server listens and how the API server reaches it."""
+
+    host: str = "0.0.0.0"
+    port: int = 8443
+    url: str | None = None
+    """Base URL the API server calls (development: ``https://127.0.0.1:8443``); ``None``: the Service."""
+    service: str = "goq-webhook"
+    """The Service in front of the operator (in the operator's namespace), port 443."""
+    timeout: int = 5
+    """Seconds the API server waits for the webhook (1-30); short, so a slow webhook delays pods little."""
+    tls_secret: str = "goq-webhook-tls"
+    """Secret (operator's namespace) with the webhook's CA and serving certificate; made and renewed by the operator."""
+    mutating_name: str = "goq-sidecar-injector"
+    validating_name: str = "goq-validator"
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    """The injected sidecar."""
+
+    image: str = f"ghcr.io/goq-io/goq-sidecar:{__version__}"
+    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "50m", "memory": "64Mi"})
+    limits: dict[str, str] = field(default_factory=lambda: {"memory": "256Mi"})
+    native: str = "auto"
+    """``auto`` (native sidecar from Kubernetes 1.29), ``true`` or ``false``."""
+    mongodb_secret: str | None = None
+    """Secret in each pod's namespace whose key ``uri`` the sidecar uses to reach MongoDB."""
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """The HMAC key ring."""
+
+    rotation: float = 0.0
+    """Seconds between automatic rotations of the HMAC key; 0: never."""
+    propagation: float = 120.0
+    """A new key signs only after this many seconds, once every sidecar has it (kubelet sync delay)."""
+    retention: float = 7 * 86400.0
+    """An old key verifies for this long after the rotation: longer than any message may live."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything the operator reads from its environment, with the defaults a cluster install uses."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    """The operator's own namespace: master key Secret, webhook TLS Secret, webhook Service."""
+    stale_after: float = 30.0
+    """A pod whose sidecar has not reported for this many seconds is marked stale."""
+    sweep_interval: float = 10.0
+    """How often every GoQueue's status, Service and keys are checked (level-triggered repair)."""
+    webhook: WebhookSettings = WebhookSettings()
+    sidecar: SidecarSettings = SidecarSettings()
+    keys: KeySettings = KeySettings()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
+        """Read ``GOQ_*`` variables (see docs/operator.md); a bad value is a ConfigError naming it."""
+        e = os.environ if env is None else env
+        d = cls()
+
+        def seconds(name: str, default: float) -> float:
+            return parse_duration(e[name], name) if e.get(name) else default
+
+        native = e.get("GOQ_NATIVE_SIDECAR", d.sidecar.native)
+        if native not in ("auto", "true", "false"):
+            raise ConfigError(f"GOQ_NATIVE_SIDECAR must be auto, true or false, got {native!r}")
+        try:
+            port = int(e.get("GOQ_WEBHOOK_PORT", d.webhook.port))
+            timeout = int(e.get("GOQ_WEBHOOK_TIMEOUT", d.webhook.timeout))
+        except ValueError as exc:
+            raise ConfigError(f"GOQ_WEBHOOK_PORT and GOQ_WEBHOOK_TIMEOUT must be integers ({exc})") from exc
+        if not 1 <= timeout <= 30:
+            raise ConfigError(f"GOQ_WEBHOOK_TIMEOUT must be from 1 to 30 seconds, got {timeout}")
+        return cls(
+            namespace=validate_namespace(e.get("GOQ_OPERATOR_NAMESPACE", d.namespace), "GOQ_OPERATOR_NAMESPACE"),
+            stale_after=seconds("GOQ_STALE_AFTER", d.stale_after),
+            sweep_interval=seconds("GOQ_SWEEP_INTERVAL", d.sweep_interval),
+            webhook=WebhookSettings(
+                host=e.get("GOQ_WEBHOOK_HOST", d.webhook.host),
+                port=port,
+                url=e.get("GOQ_WEBHOOK_URL") or None,
+                service=e.get("GOQ_WEBHOOK_SERVICE", d.webhook.service),
+                timeout=timeout,
+                tls_secret=e.get("GOQ_WEBHOOK_TLS_SECRET", d.webhook.tls_secret),
+            ),
+            sidecar=SidecarSettings(
+                image=e.get("GOQ_SIDECAR_IMAGE", d.sidecar.image),
+                requests=_pairs(e["GOQ_SIDECAR_REQUESTS"], "GOQ_SIDECAR_REQUESTS")
+                if "GOQ_SIDECAR_REQUESTS" in e
+                else d.sidecar.requests,
+                limits=_pairs(e["GOQ_SIDECAR_LIMITS"], "GOQ_SIDECAR_LIMITS")
+                if "GOQ_SIDECAR_LIMITS" in e
+                else d.sidecar.limits,
+                native=native,
+                mongodb_secret=e.get("GOQ_MONGODB_SECRET") or None,
+            ),
+            keys=KeySettings(
+                rotation=seconds("GOQ_KEY_ROTATION", d.keys.rotation),
+                propagation=seconds("GOQ_KEY_PROPAGATION", d.keys.propagation),
+                retention=seconds("GOQ_KEY_RETENTION", d.keys.retention),
+            ),
+        )

@@ -1,0 +1,13 @@
+"""The sidecar's Kubernetes side (``goq.sidecar.kube``): its GoQueue and RetryPolicy in, heartbeats out.
+
+The engine calls two small interfaces: ``QueueSettingsWatcher`` (the settings at start, then every
+change, without a restart) and ``StatusReporter.report(pod, figures)`` (a heartbeat into the GoQueue's
+status subresource, merged with the other pods' entries). Kubernetes API errors become GoQ errors here.
+"""
+
+from goq.queue_status import PodFigures
+from goq.sidecar.kube.connecting import connect
+from goq.sidecar.kube.reporting import StatusReporter, heartbeat
+from goq.sidecar.kube.watching import QueueSettings, QueueSettingsWatcher
+
+__all__ = ["PodFigures", "QueueSettings", "QueueSettingsWatcher", "StatusReporter", "connect", "heartbeat"]

@@ -1,0 +1,234 @@
+"""The sidecar's Kubernetes side against the real API server, with the sidecar's real RBAC."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from goq.errors import PermanentError
+from goq.queue_spec import GoQueueSpec, Overflow
+from goq.retry import RetryPolicy
+from goq.sidecar.kube import PodFigures, QueueSettings, QueueSettingsWatcher, StatusReporter, heartbeat
+
+from .operator_kube import ROOT, apply_crds, eventually, namespace
+
+GROUP, VERSION = "goq.io", "v1alpha1"
+
+
+@pytest.fixture(scope="module")
+async def sidecar_role(kube_api: k8s.ApiClient) -> None:
+    await apply_crds(kube_api)
+    role = yaml.safe_load((ROOT / "manifests" / "rbac" / "sidecar.yaml").read_text())
+    rbac = k8s.RbacAuthorizationV1Api(kube_api)
+    try:
+        await rbac.create_cluster_role(role)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        await rbac.replace_cluster_role(role["metadata"]["name"], role)
+
+
+@pytest.fixture
+async def ns(kube_api: k8s.ApiClient, sidecar_role: None) -> AsyncIterator[str]:
+    async with namespace(kube_api, "sc") as name:
+        yield name
+
+
+@contextlib.asynccontextmanager
+async def as_app_service_account(api: k8s.ApiClient, ns: str) -> AsyncIterator[k8s.ApiClient]:
+    """A client that impersonates ServiceAccount ``app``, bound to ClusterRole goq-sidecar as the docs say."""
+    core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+    await core.create_namespaced_service_account(ns, {"metadata": {"name": "app"}})
+    await rbac.create_namespaced_role_binding(
+        ns,
+        {
+            "metadata": {"name": "goq-sidecar"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "goq-sidecar"},
+            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}],
+        },
+    )
+    async with k8s.ApiClient(api.configuration) as impersonating:
+        impersonating.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:app")
+        impersonating.set_default_header("Impersonate-Group", "system:serviceaccounts")
+        yield impersonating
+
+
+async def create(api: k8s.ApiClient, ns: str, kind: str, name: str, spec: dict[str, Any]) -> None:
+    plural = {"GoQueue": "goqueues", "RetryPolicy": "retrypolicies"}[kind]
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
+    await k8s.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
+
+
+async def status_of(api: k8s.ApiClient, ns: str, name: str) -> dict[str, Any]:
+    found = await k8s.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", name)
+    return dict(found.get("status") or {})
+
+
+async def test_the_sidecar_account_can_heartbeat_but_not_read_secrets_or_change_specs(
+    kube_api: k8s.ApiClient, ns: str
+) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {})
+    async with as_app_service_account(kube_api, ns) as sidecar:
+        await StatusReporter(sidecar, ns, "orders").report("orders-1", PodFigures(ready=True, delivered=3))
+        assert (await status_of(kube_api, ns, "orders"))["pods"]["orders-1"]["delivered"] == 3
+
+        with pytest.raises(ApiException) as secrets:
+            await k8s.CoreV1Api(sidecar).list_namespaced_secret(ns)
+        assert secrets.value.status == 403
+        with pytest.raises(ApiException) as secret:
+            await k8s.CoreV1Api(sidecar).read_namespaced_secret("goq-hmac-keys", ns)
+        assert secret.value.status == 403
+        with pytest.raises(ApiException) as spec:
+            await k8s.CustomObjectsApi(sidecar).patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                "goqueues",
+                "orders",
+                {"spec": {"overflow": "reject"}},
+                _content_type="application/merge-patch+json",
+            )
+        assert spec.value.status == 403
+        with pytest.raises(ApiException) as policy:
+            await create(sidecar, ns, "RetryPolicy", "mine", {})
+        assert policy.value.status == 403
+
+
+async def test_without_the_role_binding_a_heartbeat_fails_permanently_with_what_to_do(
+    kube_api: k8s.ApiClient, ns: str
+) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {})
+    async with k8s.ApiClient(kube_api.configuration) as stranger:
+        stranger.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:default")
+        with pytest.raises(PermanentError, match="bind ClusterRole goq-sidecar"):
+            await StatusReporter(stranger, ns, "orders").report("p", PodFigures(ready=True))
+
+
+async def test_concurrent_heartbeats_of_many_pods_all_land_and_the_totals_add_up(
+    kube_api: k8s.ApiClient, ns: str
+) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {})
+    reporter = StatusReporter(kube_api, ns, "orders", attempts=20)
+    await asyncio.gather(
+        *(reporter.report(f"orders-{i}", PodFigures(ready=i % 2 == 0, send_queue=i, delivered=10)) for i in range(6))
+    )
+    status = await status_of(kube_api, ns, "orders")
+    assert sorted(status["pods"]) == [f"orders-{i}" for i in range(6)]
+    assert (status["ready"], status["podCount"], status["sendQueue"], status["delivered"]) == ("3/6", 6, 15, 60)
+
+
+async def next_settings(stream: AsyncIterator[QueueSettings]) -> QueueSettings:
+    return await asyncio.wait_for(anext(stream), timeout=20)
+
+
+async def test_the_watcher_gives_the_settings_at_start_and_follows_changes_without_a_restart(
+    kube_api: k8s.ApiClient, ns: str
+) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {"retryPolicy": "patient"})
+    async with as_app_service_account(kube_api, ns) as sidecar:
+        stream = aiter(QueueSettingsWatcher(sidecar, ns, "orders"))
+        try:
+            first = await next_settings(stream)
+            assert first.spec.retry_policy == "patient"
+            assert first.retry == RetryPolicy()
+            assert first.retry_policy_found is False
+
+            await create(kube_api, ns, "RetryPolicy", "patient", {"maxAttempts": 3, "initialBackoff": "1s"})
+            second = await next_settings(stream)
+            assert (second.retry.max_attempts, second.retry.initial_backoff) == (3, 1.0)
+            assert second.retry_policy_found is True
+
+            await k8s.CustomObjectsApi(kube_api).patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                ns,
+                "goqueues",
+                "orders",
+                {"spec": {"overflow": "reject", "sendQueueLimit": 5}},
+                _content_type="application/merge-patch+json",
+            )
+            third = await next_settings(stream)
+            assert (third.spec.overflow, third.spec.send_queue_limit) == (Overflow.REJECT, 5)
+            assert third.retry == second.retry
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_missing_goqueue_means_the_built_in_defaults(kube_api: k8s.ApiClient, ns: str) -> None:
+    stream = aiter(QueueSettingsWatcher(kube_api, ns, "nobody"))
+    try:
+        settings = await next_settings(stream)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert settings == QueueSettings(GoQueueSpec(), RetryPolicy(), goqueue_found=False)
+
+
+async def test_settings_that_fail_validation_later_never_replace_good_ones(
+    kube_api: k8s.ApiClient, ns: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without the operator's validating webhook the server accepts initialBackoff > maxBackoff (the
+    # schema cannot say it on 1.20); the watcher must not hand such a policy to the engine.
+    await create(kube_api, ns, "RetryPolicy", "patient", {"maxAttempts": 3})
+    await create(kube_api, ns, "GoQueue", "orders", {"retryPolicy": "patient"})
+    policies = k8s.CustomObjectsApi(kube_api)
+
+    async def patch_policy(spec: dict[str, Any]) -> None:
+        await policies.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, "retrypolicies", "patient", {"spec": spec}, _content_type="application/merge-patch+json"
+        )
+
+    stream = aiter(QueueSettingsWatcher(kube_api, ns, "orders"))
+    try:
+        assert (await next_settings(stream)).retry.max_attempts == 3
+        following = asyncio.create_task(next_settings(stream))
+        await patch_policy({"initialBackoff": "1m", "maxBackoff": "30s"})
+
+        async def refused() -> bool:
+            return any("keeping the current settings" in r.getMessage() for r in caplog.records)
+
+        assert await eventually(refused), "the watcher did not notice the broken RetryPolicy"
+        assert not following.done()
+        await patch_policy({"initialBackoff": "1s", "maxAttempts": 4})
+        fixed = await following
+        assert (fixed.retry.max_attempts, fixed.retry.initial_backoff, fixed.retry.max_backoff) == (4, 1.0, 30.0)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_the_heartbeat_loop_reports_until_stopped(kube_api: k8s.ApiClient, ns: str) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {})
+    reporter = StatusReporter(kube_api, ns, "orders")
+    delivered = iter(range(1000))
+    stop = asyncio.Event()
+    loop = asyncio.create_task(
+        heartbeat(reporter, "orders-1", lambda: PodFigures(ready=True, delivered=next(delivered)), 0.05, stop)
+    )
+
+    async def beaten_thrice() -> bool:
+        status = await status_of(kube_api, ns, "orders")
+        return status.get("delivered", 0) >= 2
+
+    try:
+        assert await eventually(beaten_thrice, within=20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=5)
+    assert loop.done()
+
+
+async def test_the_injection_only_sidecar_field_does_not_trouble_the_engine_settings(
+    kube_api: k8s.ApiClient, ns: str
+) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {"overflow": "reject", "sidecar": {"image": "mine:1"}})
+    stream = aiter(QueueSettingsWatcher(kube_api, ns, "orders"))
+    try:
+        settings = await next_settings(stream)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    assert settings.spec.overflow is Overflow.REJECT
+    assert settings.goqueue_found is True

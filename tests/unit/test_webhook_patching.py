@@ -1,0 +1,197 @@
+"""The pod mutation: what it adds, what it leaves alone, and what it refuses. Table-driven, no server."""
+
+import copy
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from goq import names
+from goq.webhook import InjectionRefusedError, InjectionSettings, injection_patch, is_injected, supports_native_sidecars
+from goq.webhook.settings import CONTAINER_NAME, KEYS_MOUNT_PATH, KEYS_VOLUME
+
+SETTINGS = InjectionSettings(image="example/goq-sidecar:1.2.3", version="1.2.3")
+NATIVE = InjectionSettings(image="example/goq-sidecar:1.2.3", version="1.2.3", native_sidecar=True)
+
+
+def pod(annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "app-1", "namespace": "shop"}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"containers": [{"name": "app", "image": "shop/app:1"}], **spec},
+    }
+
+
+def applied(original: dict[str, Any], settings: InjectionSettings = SETTINGS) -> dict[str, Any]:
+    result: dict[str, Any] = jsonpatch.apply_patch(original, injection_patch(original, settings))
+    return result
+
+
+def sidecar_of(p: dict[str, Any]) -> dict[str, Any]:
+    containers = [*p["spec"].get("initContainers", []), *p["spec"]["containers"]]
+    [found] = [c for c in containers if c["name"] == CONTAINER_NAME]
+    return found
+
+
+@pytest.mark.parametrize(
+    "untouched",
+    [
+        pod(),
+        pod({"other.io/thing": "x"}),
+        pod({names.ANNOTATION_ID: "orders", names.ANNOTATION_INJECTED: "0.9.0"}),
+        {**pod({names.ANNOTATION_ID: "orders"}), "spec": {"containers": [{"name": CONTAINER_NAME, "image": "mine"}]}},
+    ],
+    ids=["no-annotations", "other-annotations", "already-injected", "user-brought-a-goq-sidecar"],
+)
+def test_pods_that_did_not_opt_in_or_have_it_already_get_an_empty_patch(untouched: dict[str, Any]) -> None:
+    assert injection_patch(untouched, SETTINGS) == []
+
+
+def test_an_opted_in_pod_gets_label_annotation_sidecar_and_key_volume() -> None:
+    result = applied(pod({names.ANNOTATION_ID: "orders"}))
+    assert result["metadata"]["labels"] == {names.LABEL_ID: "orders"}
+    assert result["metadata"]["annotations"] == {names.ANNOTATION_ID: "orders", names.ANNOTATION_INJECTED: "1.2.3"}
+    assert [c["name"] for c in result["spec"]["containers"]] == ["app", CONTAINER_NAME]
+    assert "initContainers" not in result["spec"]
+    assert result["spec"]["volumes"] == [
+        {"name": KEYS_VOLUME, "secret": {"secretName": "goq-hmac-keys", "defaultMode": 0o440}}
+    ]
+
+
+def test_the_sidecar_container_carries_identity_downward_api_ports_probes_and_lockdown() -> None:
+    sidecar = sidecar_of(applied(pod({names.ANNOTATION_ID: "orders"})))
+    assert sidecar["image"] == "example/goq-sidecar:1.2.3"
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"] for e in sidecar["env"]}
+    assert env == {
+        "GOQ_IDENTITY": "orders",
+        "GOQ_NAMESPACE": "metadata.namespace",
+        "GOQ_POD_NAME": "metadata.name",
+        "GOQ_POD_IP": "status.podIP",
+        "GOQ_KEYS_DIR": KEYS_MOUNT_PATH,
+    }
+    assert {p["name"]: p["containerPort"] for p in sidecar["ports"]} == {
+        "goq-rest": 7700,
+        "goq-grpc": 7701,
+        "goq-peer": 7702,
+        "goq-health": 7703,
+    }
+    assert sidecar["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 7703}
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 7703}
+    assert sidecar["startupProbe"]["httpGet"] == {"path": "/healthz", "port": 7703}
+    security = sidecar["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert sidecar["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    assert sidecar["volumeMounts"] == [{"name": KEYS_VOLUME, "mountPath": KEYS_MOUNT_PATH, "readOnly": True}]
+    assert "restartPolicy" not in sidecar
+
+
+def test_the_mongodb_secret_is_referenced_not_copied() -> None:
+    settings = InjectionSettings(mongodb_secret="goq-mongodb")
+    sidecar = sidecar_of(applied(pod({names.ANNOTATION_ID: "orders"}), settings))
+    [uri] = [e for e in sidecar["env"] if e["name"] == "GOQ_MONGODB_URI"]
+    assert uri["valueFrom"] == {"secretKeyRef": {"name": "goq-mongodb", "key": "uri"}}
+
+
+def test_applying_the_patch_twice_changes_nothing() -> None:
+    once = applied(pod({names.ANNOTATION_ID: "orders"}))
+    assert is_injected(once)
+    assert injection_patch(once, SETTINGS) == []
+    assert applied(copy.deepcopy(once)) == once
+
+
+@pytest.mark.parametrize(
+    ("given", "check"),
+    [
+        (
+            pod({names.ANNOTATION_ID: "orders"})
+            | {"metadata": {"annotations": {names.ANNOTATION_ID: "orders"}, "labels": {"app": "shop"}}},
+            lambda p: p["metadata"]["labels"] == {"app": "shop", names.LABEL_ID: "orders"},
+        ),
+        (
+            pod({names.ANNOTATION_ID: "orders"}, volumes=[{"name": KEYS_VOLUME, "emptyDir": {}}]),
+            lambda p: p["spec"]["volumes"] == [{"name": KEYS_VOLUME, "emptyDir": {}}],
+        ),
+        (
+            pod({names.ANNOTATION_ID: "orders"}, volumes=[{"name": "data", "emptyDir": {}}]),
+            lambda p: [v["name"] for v in p["spec"]["volumes"]] == ["data", KEYS_VOLUME],
+        ),
+        (
+            pod({names.ANNOTATION_ID: "orders"})
+            | {"metadata": {"annotations": {names.ANNOTATION_ID: "orders"}, "labels": {names.LABEL_ID: "orders"}}},
+            lambda p: p["metadata"]["labels"] == {names.LABEL_ID: "orders"},
+        ),
+    ],
+    ids=["other-labels-kept", "user-volume-of-that-name-kept", "other-volumes-kept", "matching-label-kept"],
+)
+def test_what_the_user_set_is_never_overridden(given: dict[str, Any], check: Any) -> None:
+    result = applied(given)
+    assert check(result)
+    assert result["spec"]["containers"][0] == {"name": "app", "image": "shop/app:1"}
+
+
+def test_a_native_sidecar_is_the_first_init_container_and_restarts_always() -> None:
+    result = applied(pod({names.ANNOTATION_ID: "orders"}, initContainers=[{"name": "migrate", "image": "m"}]), NATIVE)
+    assert [c["name"] for c in result["spec"]["initContainers"]] == [CONTAINER_NAME, "migrate"]
+    assert result["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+    assert [c["name"] for c in result["spec"]["containers"]] == ["app"]
+
+
+def test_a_native_sidecar_creates_the_init_container_list_when_missing() -> None:
+    result = applied(pod({names.ANNOTATION_ID: "orders"}), NATIVE)
+    assert [c["name"] for c in result["spec"]["initContainers"]] == [CONTAINER_NAME]
+
+
+@pytest.mark.parametrize(
+    ("identity", "message"),
+    [
+        ("Orders", "must be lower case"),
+        ("orders_v2", "may contain only lower-case letters, digits and '-'"),
+        ("", "must not be empty"),
+        ("o" * 60, "is 60 characters long; at most 59 are allowed"),
+        ("-orders", "must start and end with a letter or digit"),
+    ],
+)
+def test_an_invalid_identity_is_refused_with_what_is_wrong(identity: str, message: str) -> None:
+    with pytest.raises(InjectionRefusedError, match=r"GoQ cannot inject its sidecar: annotation goq\.io/id") as refused:
+        injection_patch(pod({names.ANNOTATION_ID: identity}), SETTINGS)
+    assert message in str(refused.value)
+
+
+def test_a_label_that_contradicts_the_annotation_is_refused() -> None:
+    given = pod()
+    given["metadata"] |= {"annotations": {names.ANNOTATION_ID: "orders"}, "labels": {names.LABEL_ID: "billing"}}
+    with pytest.raises(InjectionRefusedError, match=r"contradicts annotation goq\.io/id='orders'"):
+        injection_patch(given, SETTINGS)
+
+
+def test_keys_with_slashes_are_escaped_as_json_pointers() -> None:
+    ops = injection_patch(
+        pod({names.ANNOTATION_ID: "orders"})
+        | {"metadata": {"annotations": {names.ANNOTATION_ID: "orders"}, "labels": {}}},
+        SETTINGS,
+    )
+    paths = [op["path"] for op in ops]
+    assert "/metadata/labels/goq.io~1id" in paths
+    assert "/metadata/annotations/goq.io~1injected" in paths
+
+
+@pytest.mark.parametrize(
+    ("major", "minor", "native"),
+    [
+        ("1", "20", False),
+        ("1", "28", False),
+        ("1", "29", True),
+        ("1", "30+", True),
+        ("2", "0", True),
+        ("1", "x", False),
+    ],
+)
+def test_native_sidecars_are_used_from_kubernetes_1_29(major: str, minor: str, native: bool) -> None:
+    assert supports_native_sidecars(major, minor) is native

@@ -1,0 +1,72 @@
+"""The sidecar container the webhook adds, as a plain Kubernetes dict."""
+
+from typing import Any
+
+from goq import names
+from goq.webhook.settings import CONTAINER_NAME, KEYS_MOUNT_PATH, KEYS_VOLUME, InjectionSettings
+
+PORTS: tuple[tuple[str, int], ...] = (
+    ("goq-rest", names.PORT_REST),
+    ("goq-grpc", names.PORT_GRPC),
+    ("goq-peer", names.PORT_PEER),
+    ("goq-health", names.PORT_HEALTH),
+)
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": names.PORT_HEALTH},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def sidecar_container(identity: str, settings: InjectionSettings) -> dict[str, Any]:
+    """The sidecar for ``identity``: downward-API env, named ports, probes, locked-down security."""
+    env: list[dict[str, Any]] = [
+        {"name": "GOQ_IDENTITY", "value": identity},
+        _field_env("GOQ_NAMESPACE", "metadata.namespace"),
+        _field_env("GOQ_POD_NAME", "metadata.name"),
+        _field_env("GOQ_POD_IP", "status.podIP"),
+        {"name": "GOQ_KEYS_DIR", "value": KEYS_MOUNT_PATH},
+    ]
+    if settings.mongodb_secret:
+        env.append(
+            {
+                "name": "GOQ_MONGODB_URI",
+                "valueFrom": {"secretKeyRef": {"name": settings.mongodb_secret, "key": "uri"}},
+            }
+        )
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "env": env,
+        "ports": [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in PORTS],
+        "resources": {"requests": dict(settings.requests), "limits": dict(settings.limits)},
+        # Startup allows a minute (MongoDB may be slow to answer); then liveness takes over.
+        "startupProbe": _probe("/healthz", 2, 30),
+        "livenessProbe": _probe("/healthz", 10, 3),
+        "readinessProbe": _probe("/readyz", 5, 2),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": KEYS_VOLUME, "mountPath": KEYS_MOUNT_PATH, "readOnly": True}],
+    }
+    if settings.native_sidecar:
+        container["restartPolicy"] = "Always"
+    return container
+
+
+def keys_volume(settings: InjectionSettings) -> dict[str, Any]:
+    """The HMAC key ring Secret as a read-only volume."""
+    return {"name": KEYS_VOLUME, "secret": {"secretName": settings.keys_secret, "defaultMode": 0o440}}

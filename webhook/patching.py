@@ -1,0 +1,95 @@
+"""Pod in, JSON Patch out: the sidecar injection itself. Pure; the admission server calls it.
+
+Only adds, never overrides: a container, volume, label or annotation the user set stays as it is, and
+a pod that already carries ``goq.io/injected`` (or a container named ``goq-sidecar``) is left alone, so
+applying the patch twice changes nothing.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from goq import names
+from goq.errors import ConfigError
+from goq.identity import validate_identity
+from goq.webhook.container import keys_volume, sidecar_container
+from goq.webhook.settings import CONTAINER_NAME, InjectionSettings
+
+JsonPatch = list[dict[str, Any]]
+
+
+class InjectionRefusedError(ConfigError):
+    """The pod asks for GoQ but cannot have it as written; the message goes back to the user."""
+
+
+def _escape(key: str) -> str:
+    """A map key as a JSON Pointer segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def identity_of(pod: Mapping[str, Any]) -> str | None:
+    """The pod's ``goq.io/id`` annotation, or ``None`` when it did not opt in."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(names.ANNOTATION_ID)
+    return None if value is None else str(value)
+
+
+def is_injected(pod: Mapping[str, Any]) -> bool:
+    """Whether the pod already has GoQ's sidecar (by annotation or by container name)."""
+    metadata = pod.get("metadata") or {}
+    if names.ANNOTATION_INJECTED in (metadata.get("annotations") or {}):
+        return True
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+    return any(c.get("name") == CONTAINER_NAME for c in containers)
+
+
+def _add_to_map(patch: JsonPatch, parent: str, current: Mapping[str, Any] | None, key: str, value: str) -> None:
+    if current is None:
+        patch.append({"op": "add", "path": parent, "value": {key: value}})
+    elif key not in current:
+        patch.append({"op": "add", "path": f"{parent}/{_escape(key)}", "value": value})
+
+
+def injection_patch(pod: Mapping[str, Any], settings: InjectionSettings) -> JsonPatch:
+    """The JSON Patch that injects GoQ into ``pod``: empty for pods that did not opt in or have it already.
+
+    Raises InjectionRefusedError (with a message for the user) for an invalid identity, or a ``goq.io/id``
+    label that contradicts the annotation.
+    """
+    raw = identity_of(pod)
+    if raw is None or is_injected(pod):
+        return []
+    try:
+        identity = validate_identity(raw, f"annotation {names.ANNOTATION_ID}")
+    except ConfigError as exc:
+        raise InjectionRefusedError(f"GoQ cannot inject its sidecar: {exc}") from exc
+    metadata = pod.get("metadata") or {}
+    labels = metadata.get("labels")
+    if labels is not None and labels.get(names.LABEL_ID) not in (None, identity):
+        raise InjectionRefusedError(
+            f"GoQ cannot inject its sidecar: label {names.LABEL_ID}={labels[names.LABEL_ID]!r} contradicts "
+            f"annotation {names.ANNOTATION_ID}={identity!r}; remove the label or make them equal"
+        )
+    spec = pod.get("spec") or {}
+    patch: JsonPatch = []
+    _add_to_map(patch, "/metadata/labels", labels, names.LABEL_ID, identity)
+    annotations = metadata.get("annotations")
+    _add_to_map(patch, "/metadata/annotations", annotations, names.ANNOTATION_INJECTED, settings.version)
+
+    container = sidecar_container(identity, settings)
+    if settings.native_sidecar:
+        # First among the init containers, so that the others may already send messages.
+        if spec.get("initContainers"):
+            patch.append({"op": "add", "path": "/spec/initContainers/0", "value": container})
+        else:
+            patch.append({"op": "add", "path": "/spec/initContainers", "value": [container]})
+    else:
+        patch.append({"op": "add", "path": "/spec/containers/-", "value": container})
+
+    volume = keys_volume(settings)
+    volumes = spec.get("volumes")
+    if not volumes:
+        patch.append({"op": "add", "path": "/spec/volumes", "value": [volume]})
+    elif all(v.get("name") != volume["name"] for v in volumes):
+        patch.append({"op": "add", "path": "/spec/volumes/-", "value": volume})
+    return patch

@@ -1,0 +1,44 @@
+"""What the injected sidecar looks like: image, resources and the features of the server."""
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from goq import __version__
+from goq.keyring import SECRET_NAME
+
+CONTAINER_NAME: Final = "goq-sidecar"
+KEYS_VOLUME: Final = "goq-hmac-keys"
+KEYS_MOUNT_PATH: Final = "/var/run/goq/hmac"
+NATIVE_SIDECARS_SINCE: Final = (1, 29)
+"""Init containers with ``restartPolicy: Always`` are on by default from Kubernetes 1.29."""
+
+
+@dataclass(frozen=True)
+class InjectionSettings:
+    """Everything the patch depends on besides the pod. Built once by the operator from its settings."""
+
+    image: str = f"ghcr.io/goq-io/goq-sidecar:{__version__}"
+    """The sidecar image; pin a digest in production."""
+    image_pull_policy: str = "IfNotPresent"
+    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "50m", "memory": "64Mi"})
+    """Resource requests of the sidecar container."""
+    limits: dict[str, str] = field(default_factory=lambda: {"memory": "256Mi"})
+    """Resource limits of the sidecar container (no CPU limit: throttling hurts latency)."""
+    native_sidecar: bool = False
+    """Inject as an init container with ``restartPolicy: Always`` (servers >= 1.29) instead of a container."""
+    keys_secret: str = SECRET_NAME
+    """The Secret with the HMAC key ring, in the pod's namespace (the operator keeps it there)."""
+    mongodb_secret: str | None = None
+    """A Secret in the pod's namespace whose key ``uri`` is the MongoDB connection string; ``None``: none."""
+    version: str = __version__
+    """Written to the ``goq.io/injected`` annotation."""
+    run_as_user: int = 65532
+
+
+def supports_native_sidecars(major: str, minor: str) -> bool:
+    """Whether a server of this version runs native sidecars (``minor`` may carry a ``+``, as on GKE/EKS)."""
+    try:
+        version = (int(major), int(minor.rstrip("+")))
+    except ValueError:
+        return False
+    return version >= NATIVE_SIDECARS_SINCE

@@ -1,0 +1,36 @@
+"""Validation of GoQ's custom resources beyond what a Kubernetes 1.20 schema can say.
+
+Pure: object in, ConfigError (naming the object, the field's path and what is allowed) out. The
+shared validators are the single source of truth, so the webhook, the operator and the sidecars agree
+on every rule (for example ``initialBackoff <= maxBackoff``, which a 1.20 schema cannot express).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from goq import names
+from goq.errors import ConfigError
+from goq.identity import validate_identity
+from goq.queue_spec import GoQueueSpec
+from goq.retry import RetryPolicy
+from goq.webhook.overrides import SidecarOverrides, split_spec
+
+
+def validate_custom_object(obj: Mapping[str, Any]) -> None:
+    """Refuse a GoQueue or RetryPolicy whose name or spec breaks a rule; other kinds pass."""
+    kind = obj.get("kind")
+    if kind not in (names.GOQUEUE_KIND, names.RETRYPOLICY_KIND):
+        return
+    meta = obj.get("metadata") or {}
+    label = meta.get("name") or meta.get("generateName") or ""
+    try:
+        if meta.get("name"):  # generateName objects are named later; the schema's pattern checks them
+            validate_identity(meta["name"], "the name")
+        if kind == names.GOQUEUE_KIND:
+            queue_spec, sidecar = split_spec(obj.get("spec"))
+            GoQueueSpec.from_spec(queue_spec)
+            SidecarOverrides.from_spec(sidecar)
+        else:
+            RetryPolicy.from_spec(obj.get("spec"))
+    except ConfigError as exc:
+        raise ConfigError(f"{kind} {label!r} is invalid: {exc}") from exc
