@@ -7,10 +7,12 @@ for the next start.
 """
 
 import asyncio
+import contextlib
 import io
 import logging
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -19,11 +21,15 @@ from pymongo import AsyncMongoClient
 
 from goq.api.v1 import peer_pb2_grpc, queue_manager_pb2_grpc
 from goq.errors import ConfigError
+from goq.queue_spec import GoQueueSpec
+from goq.queue_status import PodFigures
+from goq.retry import RetryPolicy
 from goq.sidecar.app_service import AppService
 from goq.sidecar.counting import Counters
 from goq.sidecar.engine import QueueManager
 from goq.sidecar.health import health_app
 from goq.sidecar.inbound import Inbound, InboundConfig
+from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
 from goq.sidecar.metrics import EngineCollector
 from goq.sidecar.outbound import Outbound, OutboundConfig
 from goq.sidecar.peer_service import PeerService
@@ -41,11 +47,21 @@ from goq.sidecar.stores.mongo import MongoStore
 log = logging.getLogger("goq.sidecar")
 
 
-def build(settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] | None) -> QueueManager:
-    """Wire the engine's parts as ``settings`` say."""
+@dataclass
+class LiveSettings:
+    """The GoQueue spec and RetryPolicy in force now: from the environment, or followed in Kubernetes."""
+
+    spec: GoQueueSpec
+    retry: RetryPolicy
+
+
+def build(
+    settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] | None, live: LiveSettings
+) -> QueueManager:
+    """Wire the engine's parts as ``settings`` say; limits and retries follow ``live`` as it changes."""
     if settings.keyring is None:
         raise ConfigError("no HMAC keys: set GOQ_KEYS_DIR (a mounted key Secret) or GOQ_HMAC_KEYS")
-    keyring, spec, policy = settings.keyring, settings.queue_spec, settings.retry_policy
+    keyring = settings.keyring
     me, counters = settings.address, Counters()
     store: MongoStore | None = None
     persistent_outbox: OutboxStore = NoOutbox()
@@ -61,7 +77,7 @@ def build(settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] 
         )
         persistent_outbox, persistent_inbox = store.outbox, store.inbox
     context = SinkContext(str(me), mongo=mongo, database=settings.mongodb_database)
-    poisoner = Poisoner(load_poison_sink(spec.poison_queue, context), counters)
+    poisoner = Poisoner(load_poison_sink(live.spec.poison_queue, context), counters)
     resolver: Resolver = (
         StaticResolver.parse(settings.peers, settings.namespace)
         if settings.resolver == "static"
@@ -71,7 +87,7 @@ def build(settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] 
     inboxes: dict[bool, InboxStore] = {True: persistent_inbox, False: MemoryInbox(settings.dedupe_window)}
     outbound = Outbound(
         me,
-        lambda: policy,
+        lambda: live.retry,
         resolver,
         outboxes,
         poisoner,
@@ -81,7 +97,7 @@ def build(settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] 
     inbound = Inbound(
         me,
         lambda: keyring,
-        lambda: spec,
+        lambda: live.spec,
         inboxes,
         poisoner,
         counters,
@@ -90,7 +106,7 @@ def build(settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] 
     return QueueManager(
         me,
         lambda: keyring,
-        lambda: spec,
+        lambda: live.spec,
         outbound,
         inbound,
         outboxes,
@@ -113,16 +129,23 @@ class Sidecar:
     _mongo: AsyncMongoClient[dict[str, object]] | None = None
     _servers: list[grpc.aio.Server] = field(default_factory=list)
     _health: web.AppRunner | None = None
+    _kube: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _api: Any = None
 
     async def start(self) -> None:
         s = self.settings
+        live = LiveSettings(s.queue_spec, s.retry_policy)
+        if s.kubernetes:
+            await self._follow_goqueue(live)
         if s.mongodb_uri:
             self._mongo = AsyncMongoClient(
                 s.mongodb_uri,
                 timeoutMS=int(s.store_timeout * 1000),
                 serverSelectionTimeoutMS=int(s.store_timeout * 1000),
             )
-        self.engine = engine = build(s, self._mongo)
+        self.engine = engine = build(s, self._mongo, live)
         await engine.start()
         options = server_options(max(s.max_payload, 1024 * 1024))
         peer = grpc.aio.server(options=options)
@@ -141,6 +164,10 @@ class Sidecar:
         host, _, port = s.health_listen.rpartition(":")
         await web.TCPSite(self._health, host, int(port)).start()
         self.ready = True
+        if s.kubernetes:
+            reporter = StatusReporter(self._api, s.namespace, s.identity)
+            beat = heartbeat(reporter, s.instance, self.figures, s.status_interval, self._stopping)
+            self._tasks.append(asyncio.get_running_loop().create_task(beat, name="status heartbeat"))
         log.info(
             "sidecar %s (instance %s) ready: peer %s, gRPC %s, health %s, %s messages",
             s.address,
@@ -151,8 +178,43 @@ class Sidecar:
             "persistent and transient" if self._mongo else "transient-only (no MongoDB)",
         )
 
+    async def _follow_goqueue(self, live: LiveSettings) -> None:
+        """Read this identity's GoQueue and RetryPolicy (waiting up to the store timeout), then follow them."""
+        s = self.settings
+        self._api = await self._kube.enter_async_context(connect(s.kubeconfig))
+        first = asyncio.Event()
+
+        async def follow() -> None:
+            async for current in QueueSettingsWatcher(self._api, s.namespace, s.identity):
+                if first.is_set():
+                    log.info("GoQueue %s changed: now %s, %s", s.identity, current.spec, current.retry)
+                live.spec, live.retry = current.spec, current.retry
+                first.set()
+
+        self._tasks.append(asyncio.get_running_loop().create_task(follow(), name="settings"))
+        try:
+            await asyncio.wait_for(first.wait(), s.store_timeout)
+        except TimeoutError:
+            log.warning(
+                "GoQueue %s not read in %.0f s: starting with the environment's settings", s.identity, s.store_timeout
+            )
+
+    def figures(self) -> PodFigures:
+        """What the status heartbeat reports for this pod."""
+        if self.engine is None:
+            return PodFigures(ready=False)
+        stats = self.engine.stats()
+        return PodFigures(
+            ready=self.ready,
+            send_queue=stats.send_queue,
+            receive_queue=stats.receive_queue,
+            delivered=stats.counters.delivered,
+            poisoned=sum(stats.counters.poisoned.values()),
+        )
+
     async def stop(self) -> None:
         self.ready = False
+        self._stopping.set()
         for server in reversed(self._servers):
             await server.stop(grace=1.0)
         if self.engine is not None:
@@ -161,6 +223,10 @@ class Sidecar:
             await self._mongo.close()
         if self._health is not None:
             await self._health.cleanup()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._kube.aclose()
         log.info("sidecar %s stopped", self.settings.address)
 
 

@@ -52,6 +52,9 @@ class SidecarSettings:
     shutdown_grace: float = 10.0
     heartbeat: float = 5.0
     adopt_after: float = 20.0
+    kubernetes: bool = False
+    kubeconfig: str | None = None
+    status_interval: float = 10.0
     log_level: str = "INFO"
     unknown: tuple[str, ...] = ()
     """``GOQ_*`` variables in the environment that no setting reads: logged at start, as likely typos."""
@@ -91,6 +94,9 @@ class SidecarSettings:
             shutdown_grace=e.duration("GOQ_SHUTDOWN_GRACE", 10.0),
             heartbeat=e.duration("GOQ_HEARTBEAT", 5.0),
             adopt_after=e.duration("GOQ_ADOPT_AFTER", 20.0),
+            kubernetes=e.kubernetes(),
+            kubeconfig=e.get("GOQ_KUBECONFIG") or None,
+            status_interval=e.duration("GOQ_STATUS_INTERVAL", 10.0),
             log_level=e.choice("GOQ_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
         if settings.adopt_after <= 2 * settings.heartbeat:
@@ -147,6 +153,13 @@ class _Env:
         if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"{name} must be <host>:<port>, got {value!r}")
         return value
+
+    def kubernetes(self) -> bool:
+        """``GOQ_KUBERNETES``: ``auto`` (the default) means on inside a pod, where the API server is known."""
+        choice = self.choice("GOQ_KUBERNETES", "auto", ("auto", "true", "false"))
+        if choice == "auto":
+            return bool(self.env.get("KUBERNETES_SERVICE_HOST"))
+        return choice == "true"
 
     def json(self, name: str) -> object:
         value = self.get(name)

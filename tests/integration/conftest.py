@@ -88,14 +88,16 @@ def sidecars(mongo_uri: str, database: str, tmp_path: Path) -> Iterator[Callable
     """Start sidecars by identity (``sidecars("orders", "billing", GOQ_LEASE="1s")``); all stop at the end."""
     started: list[SidecarProcess] = []
 
-    def start(*identities: str, start: bool = True, **env: str) -> dict[str, SidecarProcess]:
+    def start(
+        *identities: str, start: bool = True, namespace: str = "default", **env: str
+    ) -> dict[str, SidecarProcess]:
         common: dict[str, Any] = {
             "GOQ_MONGODB_URI": mongo_uri,
             "GOQ_MONGODB_DATABASE": database,
             "GOQ_HMAC_KEYS": hmac_keys({"k1": KEY}),
             **env,
         }
-        group = local_sidecars(list(identities), tmp_path / "sidecars", common)
+        group = local_sidecars(list(identities), tmp_path / "sidecars", common, namespace=namespace)
         for sidecar in group.values():
             started.append(sidecar)
             if start:
