@@ -46,7 +46,7 @@ class WebhookSettings:
 class SidecarSettings:
     """The injected sidecar."""
 
-    image: str = f"ghcr.io/goq-io/goq-sidecar:{__version__}"
+    image: str = f"goq/goq-sidecar:{__version__}"
     requests: dict[str, str] = field(default_factory=lambda: {"cpu": "50m", "memory": "64Mi"})
     limits: dict[str, str] = field(default_factory=lambda: {"memory": "256Mi"})
     native: str = "auto"

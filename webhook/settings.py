@@ -17,7 +17,7 @@ NATIVE_SIDECARS_SINCE: Final = (1, 29)
 class InjectionSettings:
     """Everything the patch depends on besides the pod. Built once by the operator from its settings."""
 
-    image: str = f"ghcr.io/goq-io/goq-sidecar:{__version__}"
+    image: str = f"goq/goq-sidecar:{__version__}"
     """The sidecar image; pin a digest in production."""
     image_pull_policy: str = "IfNotPresent"
     requests: dict[str, str] = field(default_factory=lambda: {"cpu": "50m", "memory": "64Mi"})
