@@ -26,22 +26,22 @@ def _label_problem(value: str, limit: int) -> str | None:
     return None
 
 
-def validate_identity(value: object, what: str = "identity") -> str:
-    """Return ``value`` if it is a valid identity (a DNS-1123 label of at most 59 characters)."""
+def _validate_label(value: object, what: str, limit: int) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{what} must be a string, got {type(value).__name__}")
-    if problem := _label_problem(value, MAX_IDENTITY_LENGTH):
-        raise ConfigError(f"{what} {value!r} {problem} (a DNS-1123 label of at most {MAX_IDENTITY_LENGTH} characters)")
+    if problem := _label_problem(value, limit):
+        raise ConfigError(f"{what} {value!r} {problem} (a DNS-1123 label of at most {limit} characters)")
     return value
+
+
+def validate_identity(value: object, what: str = "identity") -> str:
+    """Return ``value`` if it is a valid identity (a DNS-1123 label of at most 59 characters)."""
+    return _validate_label(value, what, MAX_IDENTITY_LENGTH)
 
 
 def validate_namespace(value: object, what: str = "namespace") -> str:
     """Return ``value`` if it is a valid Kubernetes namespace name."""
-    if not isinstance(value, str):
-        raise ConfigError(f"{what} must be a string, got {type(value).__name__}")
-    if problem := _label_problem(value, MAX_NAMESPACE_LENGTH):
-        raise ConfigError(f"{what} {value!r} {problem} (a DNS-1123 label of at most {MAX_NAMESPACE_LENGTH} characters)")
-    return value
+    return _validate_label(value, what, MAX_NAMESPACE_LENGTH)
 
 
 @dataclass(frozen=True, order=True)
