@@ -30,6 +30,7 @@ from goq.sidecar.engine import QueueManager
 from goq.sidecar.health import health_app
 from goq.sidecar.inbound import Inbound, InboundConfig
 from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
+from goq.sidecar.malformed import MalformedRequestInterceptor
 from goq.sidecar.metrics import EngineCollector
 from goq.sidecar.outbound import Outbound, OutboundConfig
 from goq.sidecar.peer_service import PeerService
@@ -148,9 +149,10 @@ class Sidecar:
         self.engine = engine = build(s, self._mongo, live)
         await engine.start()
         options = server_options(max(s.max_payload, 1024 * 1024))
-        peer = grpc.aio.server(options=options)
+        interceptors = [MalformedRequestInterceptor()]
+        peer = grpc.aio.server(options=options, interceptors=interceptors)
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(engine.inbound), peer)
-        app = grpc.aio.server(options=options)
+        app = grpc.aio.server(options=options, interceptors=interceptors)
         queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine), app)
         for server, address, what in ((peer, s.peer_listen, "peer"), (app, s.grpc_listen, "application gRPC")):
             if server.add_insecure_port(address) == 0:

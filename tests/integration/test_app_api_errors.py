@@ -78,3 +78,16 @@ async def test_persistent_sends_without_mongodb_are_refused_as_unavailable(sidec
     assert "persistent messages need MongoDB" in (refused.value.details() or "")
     transient = await app.stub.Send(pb.SendRequest(to="billing", payload=b"x", persistent=False))
     assert transient.state == "queued"
+
+
+@pytest.mark.parametrize("junk", [b"\xff\xff\xff", b"\x0a\x05ab"])
+async def test_bytes_that_are_not_a_request_message_are_invalid_arguments(
+    junk: bytes, sidecars: Sidecars, apps: Apps
+) -> None:
+    app = apps(sidecars("orders")["orders"])
+    raw = app.channel.unary_unary("/goq.v1.QueueManager/Send", request_serializer=bytes, response_deserializer=bytes)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await raw(junk)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "/goq.v1.QueueManager/Send: the request is not a valid protobuf message" in (refused.value.details() or "")
+    assert (await app.stats()).sent == 0

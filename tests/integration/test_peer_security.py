@@ -106,3 +106,12 @@ async def test_during_key_rotation_messages_signed_with_the_older_key_are_accept
     )
     assert [r.outcome for r in results] == [peer_pb2.OUTCOME_ACCEPTED] * 2
     assert sorted(m.payload for m in await apps(billing).receive(2, within=30)) == [b"after", b"from before"]
+
+
+async def test_bytes_that_are_not_a_delivery_batch_are_refused_as_invalid(sidecars: Sidecars) -> None:
+    billing = sidecars("billing")["billing"]
+    async with grpc.aio.insecure_channel(billing.peer_target) as channel:
+        call = channel.stream_stream("/goq.v1.Peer/Deliver", request_serializer=bytes, response_deserializer=bytes)()
+        await call.write(b"\xff\xff\xff")
+        assert await call.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "the request is not a valid protobuf message" in (await call.details() or "")

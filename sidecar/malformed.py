@@ -1,0 +1,110 @@
+"""A server interceptor that answers undecodable requests with INVALID_ARGUMENT, on every method.
+
+Without it, bytes that do not parse as the method's request message end the call as UNKNOWN with a
+Python exception's name: a client cannot tell its own mistake from a server fault.
+"""
+
+from __future__ import annotations  # grpc's handler types are generic only in their stubs
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+
+class _Malformed:
+    """What a request that does not decode becomes, so the call can refuse it properly."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def tolerant_parse(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return _Malformed(str(exc))
+
+    return tolerant_parse
+
+
+async def _refuse(context: grpc.aio.ServicerContext[Any, Any], method: str, request: _Malformed) -> None:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is not a valid protobuf message ({request.error})"
+    )
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every method's handler so that a request that does not decode is refused with INVALID_ARGUMENT."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        method = handler_call_details.method
+        parse = _tolerant(handler.request_deserializer)
+        fields: dict[str, Any] = {"request_deserializer": parse}
+        if handler.unary_unary is not None:
+            fields["unary_unary"] = _unary_unary(handler.unary_unary, method)
+        elif handler.unary_stream is not None:
+            fields["unary_stream"] = _unary_stream(handler.unary_stream, method)
+        elif handler.stream_unary is not None:
+            fields["stream_unary"] = _stream_in(handler.stream_unary, method)
+        elif handler.stream_stream is not None:
+            fields["stream_stream"] = _stream_stream(handler.stream_stream, method)
+        replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(**fields)  # type: ignore[attr-defined]
+        return replaced
+
+
+def _unary_unary(inner: Any, method: str) -> Any:
+    async def behaviour(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if isinstance(request, _Malformed):
+            await _refuse(context, method, request)
+        return await inner(request, context)
+
+    return behaviour
+
+
+def _unary_stream(inner: Any, method: str) -> Any:
+    async def behaviour(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        if isinstance(request, _Malformed):
+            await _refuse(context, method, request)
+        async for response in inner(request, context):
+            yield response
+
+    return behaviour
+
+
+def _checked(
+    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> AsyncIterator[Any]:
+    async def checked() -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, _Malformed):
+                await _refuse(context, method, request)
+            yield request
+
+    return checked()
+
+
+def _stream_in(inner: Any, method: str) -> Any:
+    async def behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        return await inner(_checked(requests, context, method), context)
+
+    return behaviour
+
+
+def _stream_stream(inner: Any, method: str) -> Any:
+    async def behaviour(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        async for response in inner(_checked(requests, context, method), context):
+            yield response
+
+    return behaviour
