@@ -1,10 +1,19 @@
 """The Python client, async and blocking, against real sidecars: what the examples and tests rely on."""
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
 
-from goq.client import AsyncClient, Client, InvalidMessageError, MessageNotFoundError, Outgoing, UnavailableError
+from goq.client import (
+    AsyncClient,
+    Client,
+    InvalidMessageError,
+    MessageNotFoundError,
+    Outgoing,
+    Received,
+    UnavailableError,
+)
 from goq.devenv.sidecars import SidecarProcess
 
 Sidecars = Callable[..., dict[str, SidecarProcess]]
@@ -63,3 +72,34 @@ def test_blocking_client_round_trip(sidecars: Sidecars) -> None:
 def test_async_and_blocking_clients_are_the_same_api() -> None:
     public = {n for n in dir(AsyncClient) if not n.startswith("_")}
     assert public == {n for n in dir(Client) if not n.startswith("_")}
+
+
+async def test_streaming_receive_never_hands_out_more_than_max_in_flight(sidecars: Sidecars) -> None:
+    group = sidecars("orders", "billing")
+    async with AsyncClient(group["orders"].grpc_target) as orders, AsyncClient(group["billing"].grpc_target) as billing:
+        await orders.send_many([Outgoing("billing", f"n{i}".encode()) for i in range(50)])
+        got: list[Received] = []
+        arrived = asyncio.Condition()
+
+        async def consume() -> None:
+            async for message in billing.receive(max_in_flight=5):
+                async with arrived:
+                    got.append(message)
+                    arrived.notify_all()
+
+        async def count_reaches(n: int) -> None:
+            async with arrived:
+                await arrived.wait_for(lambda: len(got) >= n)
+
+        consumer = asyncio.create_task(consume())
+        try:
+            await asyncio.wait_for(count_reaches(5), 30)
+            await asyncio.sleep(1.5)
+            assert len(got) == 5, "more than max_in_flight unacknowledged messages were handed out"
+            await billing.ack(got[0].id, got[1].id)
+            await asyncio.wait_for(count_reaches(7), 30)
+            await asyncio.sleep(1.5)
+            assert len(got) == 7
+            assert len({m.id for m in got}) == 7
+        finally:
+            consumer.cancel()
