@@ -29,7 +29,6 @@ from goq.sidecar.counting import Counters
 from goq.sidecar.engine import QueueManager
 from goq.sidecar.health import health_app
 from goq.sidecar.inbound import Inbound, InboundConfig
-from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
 from goq.sidecar.malformed import MalformedRequestInterceptor
 from goq.sidecar.metrics import EngineCollector
 from goq.sidecar.outbound import Outbound, OutboundConfig
@@ -167,6 +166,8 @@ class Sidecar:
         await web.TCPSite(self._health, host, int(port)).start()
         self.ready = True
         if s.kubernetes:
+            from goq.sidecar.kube import StatusReporter, heartbeat  # lazily: see _follow_goqueue
+
             reporter = StatusReporter(self._api, s.namespace, s.identity)
             beat = heartbeat(reporter, s.instance, self.figures, s.status_interval, self._stopping)
             self._tasks.append(asyncio.get_running_loop().create_task(beat, name="status heartbeat"))
@@ -182,6 +183,10 @@ class Sidecar:
 
     async def _follow_goqueue(self, live: LiveSettings) -> None:
         """Read this identity's GoQueue and RetryPolicy (waiting up to the store timeout), then follow them."""
+        # Imported here, not at the top: the Kubernetes client library costs a sidecar about 30 MB of
+        # memory, which a sidecar outside Kubernetes should not pay.
+        from goq.sidecar.kube import QueueSettingsWatcher, connect
+
         s = self.settings
         self._api = await self._kube.enter_async_context(connect(s.kubeconfig))
         first = asyncio.Event()
