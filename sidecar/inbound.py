@@ -81,7 +81,7 @@ class Inbound:
         self.leased: dict[str, Incoming] = {}
         self.live: set[str] = set()
         """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
-        self.consumed = RecentKeys(CONSUMED_MEMORY, 200_000)
+        self.consumed = RecentKeys(CONSUMED_MEMORY, 100_000)
         """Keys acknowledged or poisoned lately: a redelivery racing the store's tombstone is still a duplicate."""
         self._order = itertools.count()
         self.arrived = asyncio.Event()

@@ -75,7 +75,7 @@ class MemoryOutbox:
 class MemoryInbox:
     """De-duplication of transient deliveries, for the dedupe window (bounded in size)."""
 
-    def __init__(self, dedupe_window: float, limit: int = 1_000_000) -> None:
+    def __init__(self, dedupe_window: float, limit: int = 100_000) -> None:
         self._keys = RecentKeys(dedupe_window, limit)
 
     async def add(self, items: list[Incoming]) -> list[bool]:
