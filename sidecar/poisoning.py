@@ -30,12 +30,17 @@ class Poisoner:
         for record in records:
             self.counters.count_poisoned(record.reason)
             log.warning(
-                "poisoned message id=%s %s peer=%s reason=%s attempts=%d: %s",
-                record.id,
+                "poisoned %s message %s (%s): %s",
                 record.direction,
-                record.peer,
+                record.id,
                 record.reason,
-                record.attempts,
                 record.detail,
+                extra={
+                    "id": record.id,
+                    "direction": record.direction,
+                    "peer": record.peer,
+                    "reason": record.reason,
+                    "attempts": record.attempts,
+                },
             )
         return True

@@ -56,6 +56,7 @@ class SidecarSettings:
     kubeconfig: str | None = None
     status_interval: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "auto"
     unknown: tuple[str, ...] = ()
     """``GOQ_*`` variables in the environment that no setting reads: logged at start, as likely typos."""
 
@@ -98,6 +99,7 @@ class SidecarSettings:
             kubeconfig=e.get("GOQ_KUBECONFIG") or None,
             status_interval=e.duration("GOQ_STATUS_INTERVAL", 10.0),
             log_level=e.choice("GOQ_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=e.choice("GOQ_LOG_FORMAT", "auto", ("auto", "json", "text")),
         )
         if settings.adopt_after <= 2 * settings.heartbeat:
             raise ConfigError(

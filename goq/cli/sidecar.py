@@ -4,6 +4,7 @@ import asyncio
 import logging
 import sys
 
+from goq import logs
 from goq.cli.common import parser
 from goq.errors import GoQError
 from goq.sidecar.runtime import run
@@ -20,9 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     except GoQError as exc:
         print(f"goq-sidecar: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if settings.unknown:
         logging.getLogger("goq.sidecar").warning(
             "ignoring unknown setting(s) %s (typos?); docs/sidecar.md lists the known ones", ", ".join(settings.unknown)
