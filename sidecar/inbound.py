@@ -23,6 +23,7 @@ from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec, Overflow
 from goq.sidecar.counting import Counters
+from goq.sidecar.histograms import Histograms
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import INBOUND, Incoming, PoisonRecord, inbound_key
 from goq.sidecar.stores.base import InboxStore, StoreUnavailableError
@@ -67,8 +68,10 @@ class Inbound:
         config: InboundConfig,
         *,
         clock: Callable[[], float] = time.time,
+        histograms: Histograms | None = None,
     ) -> None:
         self.me = me
+        self.histograms = histograms
         self.keyring = keyring
         self.spec = spec
         self.stores = stores
@@ -208,6 +211,8 @@ class Inbound:
     def _enqueue(self, items: list[Incoming]) -> None:
         if items:
             self.counters.received += len(items)
+            if self.histograms is not None:
+                self.histograms.received_after([m.received_at - m.message.created_at_ms / 1000 for m in items])
             self.ready.extend(items)
             self._signal_arrived()
 

@@ -23,6 +23,7 @@ from goq.errors import TemporaryError
 from goq.identity import Address
 from goq.retry import GiveUp, RetryPolicy, after_failure
 from goq.sidecar.counting import Counters
+from goq.sidecar.histograms import Histograms
 from goq.sidecar.peering import PeerLink, PeerUnavailableError
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Outgoing, PoisonRecord
@@ -61,6 +62,7 @@ class Outbound:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        histograms: Histograms | None = None,
     ) -> None:
         self.owner = owner
         self.policy = policy
@@ -71,6 +73,7 @@ class Outbound:
         self.config = config
         self.clock = clock
         self.rand = rand
+        self.histograms = histograms
         self.lanes: dict[Address, Lane] = {}
         self.holding: set[str] = set()
         """Ids of the messages held in memory for delivery."""
@@ -114,6 +117,8 @@ class Outbound:
     def delivered(self, items: list[Outgoing]) -> None:
         self.holding.difference_update(m.id for m in items)
         self.counters.delivered += len(items)
+        if self.histograms is not None:
+            self.histograms.delivered_after([m.failed_attempts + 1 for m in items])
         self._forget(items)
 
     async def failed(self, lane: "Lane", items: list[Outgoing], error: str) -> None:

@@ -28,6 +28,7 @@ from goq.sidecar.app_service import AppService
 from goq.sidecar.counting import Counters
 from goq.sidecar.engine import QueueManager
 from goq.sidecar.health import health_app
+from goq.sidecar.histograms import Histograms
 from goq.sidecar.inbound import Inbound, InboundConfig
 from goq.sidecar.malformed import MalformedRequestInterceptor
 from goq.sidecar.metrics import EngineCollector
@@ -56,7 +57,10 @@ class LiveSettings:
 
 
 def build(
-    settings: SidecarSettings, mongo: AsyncMongoClient[dict[str, object]] | None, live: LiveSettings
+    settings: SidecarSettings,
+    mongo: AsyncMongoClient[dict[str, object]] | None,
+    live: LiveSettings,
+    histograms: Histograms | None = None,
 ) -> QueueManager:
     """Wire the engine's parts as ``settings`` say; limits and retries follow ``live`` as it changes."""
     if settings.keyring is None:
@@ -93,6 +97,7 @@ def build(
         poisoner,
         counters,
         OutboundConfig(max_batch=settings.batch_max, window=settings.window, max_message_bytes=settings.max_payload),
+        histograms=histograms,
     )
     inbound = Inbound(
         me,
@@ -102,6 +107,7 @@ def build(
         poisoner,
         counters,
         InboundConfig(lease=settings.lease, max_deliveries=settings.max_deliveries),
+        histograms=histograms,
     )
     return QueueManager(
         me,
@@ -145,7 +151,8 @@ class Sidecar:
                 timeoutMS=int(s.store_timeout * 1000),
                 serverSelectionTimeoutMS=int(s.store_timeout * 1000),
             )
-        self.engine = engine = build(s, self._mongo, live)
+        registry = CollectorRegistry()
+        self.engine = engine = build(s, self._mongo, live, Histograms(str(s.address), registry))
         await engine.start()
         options = server_options(max(s.max_payload, 1024 * 1024))
         interceptors = [MalformedRequestInterceptor()]
@@ -158,7 +165,6 @@ class Sidecar:
                 raise ConfigError(f"cannot listen on {address} for the {what} API (in use?)")
             await server.start()
             self._servers.append(server)
-        registry = CollectorRegistry()
         registry.register(EngineCollector(engine))
         self._health = web.AppRunner(health_app(lambda: self.ready, registry), access_log=None)
         await self._health.setup()

@@ -10,6 +10,9 @@ and ``GOQ_TEST_KUBECONFIG``; the fixtures then use those instead of starting the
 
 import logging
 import os
+
+# gRPC's core logs at INFO on every fork of a test process that holds channels; only errors matter here.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
