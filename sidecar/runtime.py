@@ -32,6 +32,8 @@ from goq.sidecar.histograms import Histograms
 from goq.sidecar.inbound import Inbound, InboundConfig
 from goq.sidecar.malformed import MalformedRequestInterceptor
 from goq.sidecar.metrics import EngineCollector
+from goq.sidecar.metrics_sinks.base import MetricsContext
+from goq.sidecar.metrics_sinks.flushing import Flusher, load_metrics_sinks
 from goq.sidecar.outbound import Outbound, OutboundConfig
 from goq.sidecar.peer_service import PeerService
 from goq.sidecar.peering import server_options
@@ -166,6 +168,11 @@ class Sidecar:
             await server.start()
             self._servers.append(server)
         registry.register(EngineCollector(engine))
+        context = MetricsContext(str(s.address), registry=registry, mongo=self._mongo, database=s.mongodb_database)
+        flusher = Flusher(
+            engine, load_metrics_sinks(live.spec.metrics, context), lambda: live.spec.metrics.interval, registry
+        )
+        self._tasks.append(asyncio.get_running_loop().create_task(flusher.run(), name="metrics flush"))
         self._health = web.AppRunner(health_app(lambda: self.ready, registry), access_log=None)
         await self._health.setup()
         host, _, port = s.health_listen.rpartition(":")

@@ -1,0 +1,98 @@
+"""The built-in metrics sinks: prometheus, log, mongodb, pushgateway."""
+
+import asyncio
+import datetime
+import logging
+from typing import Any
+
+from prometheus_client import push_to_gateway
+from pymongo import WriteConcern
+
+from goq.errors import ConfigError
+from goq.sidecar.metrics_sinks.base import MetricsContext, Snapshot
+
+log = logging.getLogger("goq.metrics")
+
+
+def _options(
+    context: MetricsContext, sink: str, allowed: frozenset[str], required: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    unknown = set(context.options) - allowed
+    if unknown:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise ConfigError(f"metrics sink {sink!r} has unknown option(s) {', '.join(sorted(unknown))}; known: {known}")
+    missing = required - set(context.options)
+    if missing:
+        raise ConfigError(f"metrics sink {sink!r} needs option(s) {', '.join(sorted(missing))}")
+    return context.options
+
+
+class PrometheusSink:
+    """Pull: Prometheus scrapes ``/metrics`` on port 7703; a flush has nothing to do."""
+
+    def __init__(self, context: MetricsContext) -> None:
+        _options(context, "prometheus", frozenset())
+
+    async def flush(self, snapshot: Snapshot) -> None:
+        return None
+
+
+class LogSink:
+    """One structured log line per flush (``event: metrics`` with every figure as a field)."""
+
+    def __init__(self, context: MetricsContext) -> None:
+        _options(context, "log", frozenset())
+
+    async def flush(self, snapshot: Snapshot) -> None:
+        log.info(
+            "metrics %s",
+            snapshot.identity,
+            extra={"event": "metrics", "identity": snapshot.identity, **snapshot.values},
+        )
+
+
+class MongoSink:
+    """A document per flush in the ``metrics`` collection (option ``collection``): identity, time, figures."""
+
+    def __init__(self, context: MetricsContext) -> None:
+        options = _options(context, "mongodb", frozenset({"collection"}))
+        if context.mongo is None:
+            raise ConfigError("metrics sink 'mongodb' needs MongoDB: set GOQ_MONGODB_URI")
+        name = str(options.get("collection", "metrics"))
+        self._collection = context.mongo[context.database].get_collection(name, write_concern=WriteConcern(w=1))
+
+    async def flush(self, snapshot: Snapshot) -> None:
+        at = datetime.datetime.fromtimestamp(snapshot.at, datetime.UTC)
+        await self._collection.insert_one({"identity": snapshot.identity, "at": at, **snapshot.values})
+
+
+class PushgatewaySink:
+    """Pushes the sidecar's whole registry to a Pushgateway (options ``url``, ``job`` default ``goq``)."""
+
+    def __init__(self, context: MetricsContext) -> None:
+        options = _options(context, "pushgateway", frozenset({"url", "job"}), frozenset({"url"}))
+        if context.registry is None:
+            raise ConfigError("metrics sink 'pushgateway' needs the sidecar's metrics registry")
+        self._registry = context.registry
+        self._url = str(options["url"])
+        self._job = str(options.get("job", "goq"))
+
+    async def flush(self, snapshot: Snapshot) -> None:
+        grouping = {"identity": snapshot.identity}
+        await asyncio.to_thread(push_to_gateway, self._url, self._job, self._registry, grouping_key=grouping, timeout=5)
+
+
+def prometheus(context: MetricsContext) -> PrometheusSink:
+    return PrometheusSink(context)
+
+
+def log_lines(context: MetricsContext) -> LogSink:
+    return LogSink(context)
+
+
+def mongodb(context: MetricsContext) -> MongoSink:
+    return MongoSink(context)
+
+
+def pushgateway(context: MetricsContext) -> PushgatewaySink:
+    return PushgatewaySink(context)
