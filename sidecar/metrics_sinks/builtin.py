@@ -10,6 +10,7 @@ from pymongo import WriteConcern
 
 from goq.errors import ConfigError
 from goq.sidecar.metrics_sinks.base import MetricsContext, Snapshot
+from goq.sidecar.plugins.loading import check_options
 
 log = logging.getLogger("goq.metrics")
 
@@ -17,13 +18,7 @@ log = logging.getLogger("goq.metrics")
 def _options(
     context: MetricsContext, sink: str, allowed: frozenset[str], required: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
-    unknown = set(context.options) - allowed
-    if unknown:
-        known = ", ".join(sorted(allowed)) or "none"
-        raise ConfigError(f"metrics sink {sink!r} has unknown option(s) {', '.join(sorted(unknown))}; known: {known}")
-    missing = required - set(context.options)
-    if missing:
-        raise ConfigError(f"metrics sink {sink!r} needs option(s) {', '.join(sorted(missing))}")
+    check_options("metrics sink", sink, context.options, set(allowed), set(required))
     return context.options
 
 

@@ -23,3 +23,14 @@ def load_plugin(group: str, kind: str, name: str, context: Any) -> Any:
     except Exception as exc:
         raise ConfigError(f"{kind} {name!r} ({entry.value}) failed to load: {exc}") from exc
     return factory(context)
+
+
+def check_options(
+    kind: str, name: str, options: dict[str, Any], known: set[str], required: set[str] | None = None
+) -> None:
+    """Refuse options a plug-in does not know, and missing required ones, naming them and the known ones."""
+    if unknown := set(options) - known:
+        listed = ", ".join(sorted(known)) or "none"
+        raise ConfigError(f"{kind} {name!r} has unknown option(s) {', '.join(sorted(unknown))}; known: {listed}")
+    if missing := (required or set()) - set(options):
+        raise ConfigError(f"{kind} {name!r} needs option(s) {', '.join(sorted(missing))}")
