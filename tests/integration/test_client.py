@@ -103,3 +103,13 @@ async def test_streaming_receive_never_hands_out_more_than_max_in_flight(sidecar
             assert len({m.id for m in got}) == 7
         finally:
             consumer.cancel()
+
+
+async def test_a_w3c_traceparent_header_arrives_unchanged_so_traces_stitch(sidecars: Sidecars) -> None:
+    group = sidecars("orders", "billing")
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with AsyncClient(group["orders"].grpc_target) as orders, AsyncClient(group["billing"].grpc_target) as billing:
+        await orders.send("billing", b"traced", headers={"traceparent": traceparent, "tracestate": "goq=1"})
+        async for message in billing.receive():
+            assert message.headers == {"traceparent": traceparent, "tracestate": "goq=1"}
+            break
