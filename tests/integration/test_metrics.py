@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+import re
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -53,3 +55,33 @@ async def test_metrics_after_twenty_delivered_and_three_poisoned(sidecars: Sidec
     assert received[("goq_receive_queue_messages", them)] == 0
     assert received[("goq_delivery_latency_seconds_count", them)] == 20
     assert received[("goq_delivery_latency_seconds_bucket", (("identity", "billing.default"), ("le", "+Inf")))] == 20
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "manifests" / "grafana" / "goq-dashboard.json"
+
+
+def declared(sidecar: SidecarProcess) -> set[str]:
+    """Metric families a sidecar declares (``# TYPE`` lines), even those with no sample yet."""
+    with urllib.request.urlopen(f"{sidecar.health_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {family(line.split()[2]) for line in text.splitlines() if line.startswith("# TYPE ")}
+
+
+def family(name: str) -> str:
+    """A metric's family name, whichever sample or TYPE spelling it comes in."""
+    return re.sub(r"_(total|bucket|count|sum|created)$", "", name)
+
+
+def queried_families() -> set[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    names = {n for p in dashboard["panels"] for t in p["targets"] for n in re.findall(r"goq_\w+", t["expr"])}
+    return {family(n) for n in names}
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_declared(sidecars: Sidecars) -> None:
+    orders = sidecars("orders")["orders"]
+    queried = queried_families()
+    assert len(queried) >= 10, "the dashboard queries almost nothing"
+    assert queried <= declared(orders), (
+        f"the dashboard queries undeclared metrics: {sorted(queried - declared(orders))}"
+    )
