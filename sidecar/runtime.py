@@ -32,6 +32,7 @@ from goq.sidecar.poison.base import SinkContext
 from goq.sidecar.poison.loading import load_poison_sink
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.resolving import DnsResolver, Resolver, StaticResolver
+from goq.sidecar.rest_api import rest_app
 from goq.sidecar.settings import SidecarSettings
 from goq.sidecar.stores.absent import NoInbox, NoOutbox
 from goq.sidecar.stores.base import InboxStore, OutboxStore
@@ -113,6 +114,7 @@ class Sidecar:
     _mongo: AsyncMongoClient[dict[str, object]] | None = None
     _servers: list[grpc.aio.Server] = field(default_factory=list)
     _health: web.AppRunner | None = None
+    _rest: web.AppRunner | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -134,6 +136,14 @@ class Sidecar:
                 raise ConfigError(f"cannot listen on {address} for the {what} API (in use?)")
             await server.start()
             self._servers.append(server)
+        # shutdown_timeout: long polls still waiting at SIGTERM are cut short, as gRPC's grace does.
+        self._rest = web.AppRunner(rest_app(engine), access_log=None, shutdown_timeout=1.0)
+        await self._rest.setup()
+        host, _, port = s.rest_listen.rpartition(":")
+        try:
+            await web.TCPSite(self._rest, host, int(port)).start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {s.rest_listen} for the application REST API ({exc})") from exc
         registry = CollectorRegistry()
         registry.register(EngineCollector(engine))
         self._health = web.AppRunner(health_app(lambda: self.ready, registry), access_log=None)
@@ -142,17 +152,20 @@ class Sidecar:
         await web.TCPSite(self._health, host, int(port)).start()
         self.ready = True
         log.info(
-            "sidecar %s (instance %s) ready: peer %s, gRPC %s, health %s, %s messages",
+            "sidecar %s (instance %s) ready: peer %s, gRPC %s, REST %s, health %s, %s messages",
             s.address,
             s.instance,
             s.peer_listen,
             s.grpc_listen,
+            s.rest_listen,
             s.health_listen,
             "persistent and transient" if self._mongo else "transient-only (no MongoDB)",
         )
 
     async def stop(self) -> None:
         self.ready = False
+        if self._rest is not None:
+            await self._rest.cleanup()
         for server in reversed(self._servers):
             await server.stop(grace=1.0)
         if self.engine is not None:
