@@ -136,6 +136,18 @@ def decode_base64(text: str) -> bytes:
         raise ConfigError('"payload" is not standard base64 (A-Z, a-z, 0-9, + and /, padded with =)') from None
 
 
+def query_of(request: web.Request, *allowed: str) -> dict[str, str]:
+    """The query parameters, refusing names the call does not take (a likely typo) and repeated ones."""
+    names = list(request.query.keys())
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        takes = f"allowed: {', '.join(allowed)}" if allowed else "this call takes none"
+        raise ConfigError(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; {takes}")
+    if len(request.query) != len(set(names)):
+        raise ConfigError("a query parameter is given more than once")
+    return dict(request.query)
+
+
 def parse_bool(value: str, name: str) -> bool:
     if value == "true":
         return True
@@ -276,6 +288,7 @@ class RestApi:
             body = await read_body(request, self.json_limit, "the JSON body")
             if request.query:
                 raise ConfigError("a JSON send takes its fields from the body, not from the query string")
+            query_of(request)
             send = send_request_of_json(parse_json_object(body, "the body"))
         elif request.content_type == "application/octet-stream":
             send = self._raw_send(request, await read_body(request, self.engine.max_payload, "the payload"))
@@ -291,10 +304,7 @@ class RestApi:
 
     @staticmethod
     def _raw_send(request: web.Request, payload: bytes) -> SendRequest:
-        query = request.query
-        unknown = sorted(set(query) - {"to", "persistent", "id"})
-        if unknown:
-            raise ConfigError(f"unknown query parameter(s) {', '.join(unknown)}; allowed: to, persistent, id")
+        query = query_of(request, "to", "persistent", "id")
         to = query.get("to")
         if to is None:
             raise ConfigError('query parameter "to" is required: "<identity>" or "<identity>.<namespace>"')
@@ -303,12 +313,14 @@ class RestApi:
         return SendRequest(to=to, payload=payload, persistent=persistent, id=message_id)
 
     async def receive(self, request: web.Request) -> web.Response:
-        limit = parse_int(request.query.get("max"), "max", DEFAULT_RECEIVE, 1, MAX_RECEIVE)
-        wait = parse_seconds(request.query.get("wait"), "wait", MAX_WAIT)
+        query = query_of(request, "max", "wait")
+        limit = parse_int(query.get("max"), "max", DEFAULT_RECEIVE, 1, MAX_RECEIVE)
+        wait = parse_seconds(query.get("wait"), "wait", MAX_WAIT)
         items = await self.engine.receive(limit, wait)
         return web.json_response({"messages": [received_json(i) for i in items]})
 
     async def ack(self, request: web.Request) -> web.Response:
+        query_of(request)
         message_id = request.match_info["id"]
         if self.engine.acknowledge([message_id]):
             raise NotFoundError(
@@ -318,12 +330,14 @@ class RestApi:
         return web.Response(status=204)
 
     async def nack(self, request: web.Request) -> web.Response:
+        query_of(request)
         body = await read_body(request, SMALL_BODY, "the nack body")
         requeue, delay, reason = nack_arguments(parse_json_object(body, "the nack body") if body.strip() else {})
         await self.engine.reject(request.match_info["id"], requeue=requeue, delay=delay, reason=reason)
         return web.Response(status=204)
 
     async def stats(self, request: web.Request) -> web.Response:
+        query_of(request)
         stats = self.engine.stats()
         c = stats.counters
         return web.json_response(
@@ -343,11 +357,12 @@ class RestApi:
         )
 
     async def poisoned(self, request: web.Request) -> web.Response:
-        limit = parse_int(request.query.get("limit"), "limit", DEFAULT_POISON_LIST, 1, MAX_POISON_LIST)
+        limit = parse_int(query_of(request, "limit").get("limit"), "limit", DEFAULT_POISON_LIST, 1, MAX_POISON_LIST)
         records = await self.engine.poisoned(limit)
         return web.json_response({"messages": [poisoned_json(r) for r in records]})
 
     async def redrive(self, request: web.Request) -> web.Response:
+        query_of(request)
         ids = redrive_ids(parse_json_object(await read_body(request, SMALL_BODY, "the redrive body"), "the body"))
         return web.json_response({"ids": await asyncio.shield(self.engine.redrive(ids))})
 

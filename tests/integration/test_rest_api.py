@@ -283,7 +283,7 @@ async def test_bad_json_sends_are_400_with_the_reason_and_nothing_is_sent(
                 "params": {"to": "b", "colour": "red"},
                 "headers": {"Content-Type": "application/octet-stream"},
             },
-            "unknown query parameter(s) colour",
+            "unknown query parameter(s) 'colour'; allowed: to, persistent, id",
         ),
         ({"json": {"to": "b", "payload": ""}, "params": {"to": "b"}}, "not from the query string"),
     ],
@@ -307,10 +307,12 @@ async def test_malformed_send_requests_are_400_with_the_reason(
         ({"wait": "61"}, "wait must be a number of seconds from 0 to 60, got '61'"),
         ({"wait": "-1"}, "wait must be a number of seconds from 0 to 60"),
         ({"wait": "inf"}, "wait must be a number of seconds from 0 to 60"),
+        ({"max": "1", "maxx": "2"}, "unknown query parameter(s) 'maxx'; allowed: max, wait"),
+        ([("max", "1"), ("max", "2")], "a query parameter is given more than once"),
     ],
 )
 async def test_bad_receive_parameters_are_400_with_the_bounds(
-    params: dict[str, str], message: str, sidecars: Sidecars, rest: Rest
+    params: dict[str, str] | list[tuple[str, str]], message: str, sidecars: Sidecars, rest: Rest
 ) -> None:
     app = rest(sidecars("orders")["orders"])
     status, answer = await app.call("GET", "/v1/messages", params=params)
