@@ -21,7 +21,7 @@ from typing import Any, Final
 import grpc
 from aiohttp import web
 
-from goq.errors import ConfigError, GoQError
+from goq.errors import ConfigError, GoQError, TemporaryError
 from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, Message, validate_message_id
 from goq.sidecar.app_service import status_of
 from goq.sidecar.engine import QueueManager, SendRequest
@@ -73,10 +73,14 @@ ERROR_CODES: Final = {
 
 
 def http_status(error: GoQError) -> int:
-    """The HTTP status meaning what ``error`` means: gRPC's classification, plus 413 for size."""
+    """The HTTP status meaning what ``error`` means: gRPC's classification, plus 413 for size and 503
+    for any other temporary failure (a poison sink that MongoDB failed), which is no bad input."""
     if isinstance(error, PayloadTooLargeError):
         return 413
-    return _HTTP_OF_GRPC.get(status_of(error), 500)
+    status = _HTTP_OF_GRPC.get(status_of(error))
+    if status is None:
+        return 503 if isinstance(error, TemporaryError) else 500
+    return status
 
 
 def error_response(status: int, message: str) -> web.Response:

@@ -6,11 +6,14 @@ status the engine's error means, and a refused send leaves nothing behind (``sen
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
+import yarl
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.devenv.sidecars import SidecarProcess
@@ -428,3 +431,31 @@ async def test_the_openapi_document_lists_every_route(sidecars: Sidecars, rest: 
         ("/v1/poison/redrive", "post"),
         ("/openapi.json", "get"),
     }
+
+
+async def test_ids_with_reserved_characters_are_acknowledged_through_a_percent_encoded_path(
+    sidecars: Sidecars, rest: Rest
+) -> None:
+    group = sidecars("orders", "billing")
+    orders, billing = rest(group["orders"]), rest(group["billing"])
+    odd = "order/42?x#y%z"
+    assert (await orders.send("billing", b"x", id=odd))[1] == {"id": odd, "state": "queued"}
+    (message,) = await billing.receive(1)
+    assert message["id"] == odd
+    path = yarl.URL.build(path=f"/v1/messages/{quote(odd, safe='')}/ack", encoded=True)
+    async with billing.session.post(yarl.URL(billing.url).join(path)) as response:
+        assert response.status == 204
+    assert (await billing.stats())["acknowledged"] == 1
+
+
+async def test_a_waiting_long_poll_does_not_hold_up_shutdown(sidecars: Sidecars, rest: Rest) -> None:
+    sidecar = sidecars("orders")["orders"]
+    app = rest(sidecar)
+    poll = asyncio.create_task(app.call("GET", "/v1/messages", params={"wait": "60"}))
+    with pytest.raises(TimeoutError):  # it is really waiting
+        await asyncio.wait_for(asyncio.shield(poll), 0.5)
+    started = asyncio.get_running_loop().time()
+    await asyncio.to_thread(sidecar.stop)
+    assert asyncio.get_running_loop().time() - started < 5
+    with contextlib.suppress(aiohttp.ClientError):
+        assert await poll == (200, {"messages": []})
