@@ -275,7 +275,8 @@ def _paths() -> dict[str, Any]:
                 "summary": "Receive (lease) messages, waiting up to wait seconds for one (gRPC: Receive).",
                 "description": (
                     "Each message handed out is leased: acknowledge it, or it is handed out again when the lease "
-                    "(GOQ_LEASE) runs out."
+                    "(GOQ_LEASE) runs out. One answer carries at most 16 MiB of payload, counting each message "
+                    "as large as the payload limit allows, so fewer than max may come back; ask again."
                 ),
                 "parameters": [
                     {

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import grpc
 from aiohttp import web
@@ -42,6 +42,10 @@ from goq.sidecar.records import Incoming, PoisonRecord
 
 log = logging.getLogger("goq.sidecar.rest")
 
+RESPONSE_BUDGET: Final = 16 * 1024 * 1024
+"""Most payload bytes one receive answers with (at least one message, whatever its size)."""
+OFF_LOOP: Final = 256 * 1024
+"""JSON bodies larger than this are parsed and encoded in a worker thread, not on the event loop."""
 SMALL_BODY: Final = 1024 * 1024
 """Bodies other than sends (nack, redrive) are small; more than this is refused unread."""
 JSON_OVERHEAD: Final = MAX_HEADERS * (MAX_HEADER_NAME + MAX_HEADER_VALUE) * 6 + 64 * 1024
@@ -256,6 +260,24 @@ async def read_body(request: web.Request, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+T = TypeVar("T")
+
+
+async def _off_loop(size: int, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)``, in a worker thread when ``size`` bytes make it long enough to stall the loop."""
+    if size > OFF_LOOP:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
+
+
+def _json_send(body: bytes) -> SendRequest:
+    return send_request_of_json(parse_json_object(body, "the body"))
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -292,8 +314,7 @@ class RestApi:
             body = await read_body(request, self.json_limit, "the JSON body")
             if request.query:
                 raise ConfigError("a JSON send takes its fields from the body, not from the query string")
-            query_of(request)
-            send = send_request_of_json(parse_json_object(body, "the body"))
+            send = await _off_loop(len(body), _json_send, body)
         elif request.content_type == "application/octet-stream":
             send = self._raw_send(request, await read_body(request, self.engine.max_payload, "the payload"))
         else:
@@ -320,8 +341,24 @@ class RestApi:
         query = query_of(request, "max", "wait")
         limit = parse_int(query.get("max"), "max", DEFAULT_RECEIVE, 1, MAX_RECEIVE)
         wait = parse_seconds(query.get("wait"), "wait", MAX_WAIT)
-        items = await self.engine.receive(limit, wait)
-        return web.json_response({"messages": [received_json(i) for i in items]})
+        items = await self._lease(limit, wait)
+        size = sum(len(i.message.payload) for i in items)
+        text = await _off_loop(size, _dumps, {"messages": [received_json(i) for i in items]})
+        return web.Response(text=text, content_type="application/json")
+
+    async def _lease(self, limit: int, wait: float) -> list[Incoming]:
+        """Up to ``limit`` messages whose payloads add up to at most ``RESPONSE_BUDGET`` bytes: each
+        call to the engine leases no more than would fit if every one were as large as allowed."""
+        largest = self.engine.max_payload
+        items = await self.engine.receive(max(1, min(limit, RESPONSE_BUDGET // largest)), wait)
+        room = RESPONSE_BUDGET - sum(len(i.message.payload) for i in items)
+        while items and (count := min(limit - len(items), room // largest)) > 0:
+            more = await self.engine.receive(count, 0)
+            if not more:
+                break
+            items += more
+            room -= sum(len(i.message.payload) for i in more)
+        return items
 
     async def ack(self, request: web.Request) -> web.Response:
         query_of(request)

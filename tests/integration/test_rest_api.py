@@ -7,6 +7,7 @@ status the engine's error means, and a refused send leaves nothing behind (``sen
 import asyncio
 import base64
 import contextlib
+import io
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
@@ -459,3 +460,40 @@ async def test_a_waiting_long_poll_does_not_hold_up_shutdown(sidecars: Sidecars,
     assert asyncio.get_running_loop().time() - started < 5
     with contextlib.suppress(aiohttp.ClientError):
         assert await poll == (200, {"messages": []})
+
+
+async def waiting(app: RestApp, count: int, within: float = 20.0) -> None:
+    """Until ``count`` messages wait in the receive queue of ``app``'s sidecar (another process: polled)."""
+    async with asyncio.timeout(within):
+        while True:
+            if (await app.stats())["receiveQueue"] >= count:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_one_receive_hands_out_everything_waiting_up_to_max(sidecars: Sidecars, rest: Rest) -> None:
+    group = sidecars("orders", "billing")
+    orders, billing = rest(group["orders"]), rest(group["billing"])
+    for n in range(6):
+        await orders.send("billing", b"%d" % n, persistent=False)
+    await waiting(billing, 6)
+    status, body = await billing.call("GET", "/v1/messages", params={"max": "10"})
+    assert (status, sorted(base64.b64decode(m["payload"]) for m in body["messages"])) == (
+        200,
+        [b"0", b"1", b"2", b"3", b"4", b"5"],
+    )
+
+
+async def test_one_receive_answers_with_at_most_16_mib_of_payload(sidecars: Sidecars, rest: Rest) -> None:
+    group = sidecars("orders", "billing", GOQ_MAX_PAYLOAD_BYTES=str(16 * 1024 * 1024))
+    orders, billing = rest(group["orders"]), rest(group["billing"])
+    octets, to = {"Content-Type": "application/octet-stream"}, {"to": "billing", "persistent": "false"}
+    for n in range(2):
+        big = io.BytesIO(bytes([n]) * 1024 * 1024)
+        assert (await orders.call("POST", "/v1/messages", params=to, data=big, headers=octets))[0] == 202
+    await waiting(billing, 2)
+    # Two 1 MiB payloads would fit, but the second could have been 16 MiB: one per answer.
+    for _ in range(2):
+        status, body = await billing.call("GET", "/v1/messages", params={"max": "10"})
+        assert (status, len(body["messages"])) == (200, 1)
+        assert len(base64.b64decode(body["messages"][0]["payload"])) == 1024 * 1024
