@@ -197,7 +197,10 @@ def _schemas(max_payload: int) -> dict[str, Any]:
                 "id": {"type": "string"},
                 "direction": {"type": "string", "enum": ["outbound", "inbound"]},
                 "peer": {"type": "string", "description": "The destination (outbound) or the source (inbound)."},
-                "reason": {"type": "string", "description": "max-attempts, max-age, overflow, max-deliveries or nack."},
+                "reason": {
+                    "type": "string",
+                    "description": "max-attempts, max-age, overflow, rejected, max-deliveries or nack.",
+                },
                 "detail": {"type": "string"},
                 "attempts": {"type": "integer", "minimum": 0},
                 "poisonedAt": {"type": "string", "format": "date-time"},

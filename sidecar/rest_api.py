@@ -274,8 +274,8 @@ def _json_send(body: bytes) -> SendRequest:
     return send_request_of_json(parse_json_object(body, "the body"))
 
 
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
+def _received_text(items: list[Incoming]) -> str:
+    return json.dumps({"messages": [received_json(i) for i in items]}, separators=(",", ":"))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -343,7 +343,7 @@ class RestApi:
         wait = parse_seconds(query.get("wait"), "wait", MAX_WAIT)
         items = await self._lease(limit, wait)
         size = sum(len(i.message.payload) for i in items)
-        text = await _off_loop(size, _dumps, {"messages": [received_json(i) for i in items]})
+        text = await _off_loop(size, _received_text, items)
         return web.Response(text=text, content_type="application/json")
 
     async def _lease(self, limit: int, wait: float) -> list[Incoming]:
