@@ -113,8 +113,8 @@ class Sidecar:
     engine: QueueManager | None = None
     _mongo: AsyncMongoClient[dict[str, object]] | None = None
     _servers: list[grpc.aio.Server] = field(default_factory=list)
-    _health: web.AppRunner | None = None
     _rest: web.AppRunner | None = None
+    _health: web.AppRunner | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -136,6 +136,12 @@ class Sidecar:
                 raise ConfigError(f"cannot listen on {address} for the {what} API (in use?)")
             await server.start()
             self._servers.append(server)
+        registry = CollectorRegistry()
+        registry.register(EngineCollector(engine))
+        self._health = web.AppRunner(health_app(lambda: self.ready, registry), access_log=None)
+        await self._health.setup()
+        host, _, port = s.health_listen.rpartition(":")
+        await web.TCPSite(self._health, host, int(port)).start()
         # shutdown_timeout: long polls still waiting at SIGTERM are cut short, as gRPC's grace does.
         self._rest = web.AppRunner(rest_app(engine), access_log=None, shutdown_timeout=1.0)
         await self._rest.setup()
@@ -144,12 +150,6 @@ class Sidecar:
             await web.TCPSite(self._rest, host, int(port)).start()
         except OSError as exc:
             raise ConfigError(f"cannot listen on {s.rest_listen} for the application REST API ({exc})") from exc
-        registry = CollectorRegistry()
-        registry.register(EngineCollector(engine))
-        self._health = web.AppRunner(health_app(lambda: self.ready, registry), access_log=None)
-        await self._health.setup()
-        host, _, port = s.health_listen.rpartition(":")
-        await web.TCPSite(self._health, host, int(port)).start()
         self.ready = True
         log.info(
             "sidecar %s (instance %s) ready: peer %s, gRPC %s, REST %s, health %s, %s messages",
@@ -164,10 +164,10 @@ class Sidecar:
 
     async def stop(self) -> None:
         self.ready = False
-        if self._rest is not None:
-            await self._rest.cleanup()
         for server in reversed(self._servers):
             await server.stop(grace=1.0)
+        if self._rest is not None:
+            await self._rest.cleanup()
         if self.engine is not None:
             await self.engine.stop(self.settings.shutdown_grace)
         if self._mongo is not None:
