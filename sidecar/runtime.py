@@ -41,6 +41,7 @@ from goq.sidecar.poison.base import SinkContext
 from goq.sidecar.poison.loading import load_poison_sink
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.resolving import DnsResolver, Resolver, StaticResolver
+from goq.sidecar.rest_api import rest_app
 from goq.sidecar.settings import SidecarSettings
 from goq.sidecar.stores.absent import NoInbox, NoOutbox
 from goq.sidecar.stores.base import InboxStore, OutboxStore
@@ -136,6 +137,7 @@ class Sidecar:
     engine: QueueManager | None = None
     _mongo: AsyncMongoClient[dict[str, object]] | None = None
     _servers: list[grpc.aio.Server] = field(default_factory=list)
+    _rest: web.AppRunner | None = None
     _health: web.AppRunner | None = None
     _kube: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -177,6 +179,14 @@ class Sidecar:
         await self._health.setup()
         host, _, port = s.health_listen.rpartition(":")
         await web.TCPSite(self._health, host, int(port)).start()
+        # shutdown_timeout: long polls still waiting at SIGTERM are cut short, as gRPC's grace does.
+        self._rest = web.AppRunner(rest_app(engine), access_log=None, shutdown_timeout=1.0)
+        await self._rest.setup()
+        host, _, port = s.rest_listen.rpartition(":")
+        try:
+            await web.TCPSite(self._rest, host, int(port)).start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {s.rest_listen} for the application REST API ({exc})") from exc
         self.ready = True
         if s.kubernetes:
             from goq.sidecar.kube import StatusReporter, heartbeat  # lazily: see _follow_goqueue
@@ -185,11 +195,12 @@ class Sidecar:
             beat = heartbeat(reporter, s.instance, self.figures, s.status_interval, self._stopping)
             self._tasks.append(asyncio.get_running_loop().create_task(beat, name="status heartbeat"))
         log.info(
-            "sidecar %s (instance %s) ready: peer %s, gRPC %s, health %s, %s messages",
+            "sidecar %s (instance %s) ready: peer %s, gRPC %s, REST %s, health %s, %s messages",
             s.address,
             s.instance,
             s.peer_listen,
             s.grpc_listen,
+            s.rest_listen,
             s.health_listen,
             "persistent and transient" if self._mongo else "transient-only (no MongoDB)",
         )
@@ -237,6 +248,8 @@ class Sidecar:
         self._stopping.set()
         for server in reversed(self._servers):
             await server.stop(grace=1.0)
+        if self._rest is not None:
+            await self._rest.cleanup()
         if self.engine is not None:
             await self.engine.stop(self.settings.shutdown_grace)
         if self._mongo is not None:

@@ -42,12 +42,15 @@ class SidecarProcess:
     peer_port: int = 0
     grpc_port: int = 0
     health_port: int = 0
+    rest_port: int = 0
     process: processes.ServerProcess | None = None
     starts: int = field(default=0)
 
     def __post_init__(self) -> None:
         if not self.peer_port:
-            self.peer_port, self.grpc_port, self.health_port = free_ports(3)
+            self.peer_port, self.grpc_port, self.health_port, self.rest_port = free_ports(4)
+        elif not self.rest_port:
+            (self.rest_port,) = free_ports(1)
 
     @property
     def address(self) -> str:
@@ -60,6 +63,11 @@ class SidecarProcess:
     @property
     def peer_target(self) -> str:
         return f"127.0.0.1:{self.peer_port}"
+
+    @property
+    def rest_url(self) -> str:
+        """The application REST API's base URL."""
+        return f"http://127.0.0.1:{self.rest_port}"
 
     @property
     def health_url(self) -> str:
@@ -75,6 +83,7 @@ class SidecarProcess:
             GOQ_NAMESPACE=self.namespace,
             GOQ_PEER_LISTEN=self.peer_target,
             GOQ_GRPC_LISTEN=self.grpc_target,
+            GOQ_REST_LISTEN=f"127.0.0.1:{self.rest_port}",
             GOQ_HEALTH_LISTEN=f"127.0.0.1:{self.health_port}",
         )
         self.starts += 1

@@ -1,0 +1,391 @@
+"""The REST API's OpenAPI 3.1 document, served at ``/openapi.json``.
+
+It is built from the same limits and patterns the handlers enforce (``rest_api`` imports them from
+here), so that what the document allows is what the server accepts; the schema-driven fuzz test
+holds the two together.
+"""
+
+from typing import Any, Final
+
+from goq.identity import MAX_IDENTITY_LENGTH, MAX_NAMESPACE_LENGTH
+from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, MAX_ID_LENGTH
+
+MAX_RECEIVE: Final = 1000
+"""Most messages one ``GET /v1/messages`` may lease (``max``)."""
+DEFAULT_RECEIVE: Final = 10
+MAX_WAIT: Final = 60
+"""Longest long poll, in seconds (``wait``); the default 0 answers at once."""
+MAX_POISON_LIST: Final = 1000
+DEFAULT_POISON_LIST: Final = 100
+MAX_REDRIVE: Final = 1000
+MAX_DELAY: Final = 86400
+"""Longest nack delay, seconds (the engine's bound)."""
+
+BASE64_PATTERN: Final = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+"""Standard base64 with padding: what ``payload`` must be."""
+_LABEL = r"[a-z0-9](?:[-a-z0-9]{{0,{n}}}[a-z0-9])?"
+ADDRESS_PATTERN: Final = (
+    rf"^{_LABEL.format(n=MAX_IDENTITY_LENGTH - 2)}(?:\.{_LABEL.format(n=MAX_NAMESPACE_LENGTH - 2)})?$"
+)
+"""``<identity>`` or ``<identity>.<namespace>``: DNS-1123 labels of at most 59 and 63 characters."""
+ID_PATTERN: Final = rf"^[!-~]{{1,{MAX_ID_LENGTH}}}$"
+"""A message id: 1 to 128 printable ASCII characters without spaces."""
+HEADER_NAME_PATTERN: Final = rf"^[A-Za-z0-9._:/-]{{1,{MAX_HEADER_NAME}}}$"
+SECONDS_PATTERN: Final = r"^[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?$"
+"""How ``wait`` is written in a query string: ``0``, ``2.5``, ``1e1``."""
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+_BAD = _error("The request is invalid; the message says what is wrong and what is allowed.")
+_NOT_FOUND = _error("The message is not leased to the application.")
+_MESSAGE_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "A message id, as received.",
+    "schema": {"type": "string", "pattern": ID_PATTERN},
+}
+
+
+def _schemas(max_payload: int) -> dict[str, Any]:
+    base64_length = 4 * -(-max_payload // 3)
+    headers = {
+        "type": "object",
+        "maxProperties": MAX_HEADERS,
+        "propertyNames": {"pattern": HEADER_NAME_PATTERN},
+        "additionalProperties": {"type": "string", "maxLength": MAX_HEADER_VALUE},
+        "description": f"At most {MAX_HEADERS} headers; names of letters, digits and '._:/-'.",
+    }
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {
+                            "type": "string",
+                            "enum": [
+                                "bad_request",
+                                "not_found",
+                                "method_not_allowed",
+                                "payload_too_large",
+                                "queue_full",
+                                "internal",
+                                "unavailable",
+                            ],
+                        },
+                        "message": {"type": "string"},
+                    },
+                }
+            },
+        },
+        "SendMessage": {
+            "type": "object",
+            "required": ["to", "payload"],
+            "additionalProperties": False,
+            "properties": {
+                "to": {"type": "string", "pattern": ADDRESS_PATTERN, "description": "The destination identity."},
+                "payload": {
+                    "type": "string",
+                    "pattern": BASE64_PATTERN,
+                    "maxLength": base64_length,
+                    "description": f"The message bytes, standard base64; at most {max_payload} bytes decoded.",
+                },
+                "persistent": {"type": "boolean", "default": True, "description": "Kept in MongoDB until delivered."},
+                "headers": headers,
+                "id": {"type": "string", "pattern": ID_PATTERN, "description": "An idempotency key."},
+            },
+        },
+        "SendReceipt": {
+            "type": "object",
+            "required": ["id", "state"],
+            "properties": {
+                "id": {"type": "string"},
+                "state": {
+                    "type": "string",
+                    "enum": ["queued", "poisoned"],
+                    "description": "poisoned: the send queue was full and its overflow policy is poison.",
+                },
+            },
+        },
+        "ReceivedMessage": {
+            "type": "object",
+            "required": ["id", "from", "to", "payload", "headers", "persistent", "attempt", "sentAt"],
+            "properties": {
+                "id": {"type": "string"},
+                "from": {"type": "string", "description": "<identity>.<namespace> of the sender."},
+                "to": {"type": "string"},
+                "payload": {"type": "string", "contentEncoding": "base64"},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "persistent": {"type": "boolean"},
+                "attempt": {"type": "integer", "minimum": 1, "description": "Hand-overs so far, this one included."},
+                "sentAt": {"type": "string", "format": "date-time"},
+            },
+        },
+        "ReceivedMessages": {
+            "type": "object",
+            "required": ["messages"],
+            "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/ReceivedMessage"}}},
+        },
+        "Nack": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "requeue": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "true: give it back (after delay); false: to the poison queue now.",
+                },
+                "delay": {"type": "number", "minimum": 0, "maximum": MAX_DELAY, "default": 0},
+                "reason": {"type": "string", "default": "", "description": "Kept with a poisoned message."},
+            },
+        },
+        "Stats": {
+            "type": "object",
+            "required": [
+                "identity",
+                "sendQueue",
+                "receiveQueue",
+                "inFlight",
+                "sent",
+                "delivered",
+                "received",
+                "acknowledged",
+                "poisoned",
+                "duplicates",
+                "refused",
+            ],
+            "properties": {
+                "identity": {"type": "string"},
+                **{
+                    name: {"type": "integer", "minimum": 0}
+                    for name in (
+                        "sendQueue",
+                        "receiveQueue",
+                        "inFlight",
+                        "sent",
+                        "delivered",
+                        "received",
+                        "acknowledged",
+                        "poisoned",
+                        "duplicates",
+                        "refused",
+                    )
+                },
+            },
+        },
+        "PoisonedMessage": {
+            "type": "object",
+            "required": ["id", "direction", "peer", "reason", "detail", "attempts", "poisonedAt", "persistent"],
+            "properties": {
+                "id": {"type": "string"},
+                "direction": {"type": "string", "enum": ["outbound", "inbound"]},
+                "peer": {"type": "string", "description": "The destination (outbound) or the source (inbound)."},
+                "reason": {
+                    "type": "string",
+                    "description": "max-attempts, max-age, overflow, rejected, max-deliveries or nack.",
+                },
+                "detail": {"type": "string"},
+                "attempts": {"type": "integer", "minimum": 0},
+                "poisonedAt": {"type": "string", "format": "date-time"},
+                "persistent": {"type": "boolean"},
+                "payload": {"type": "string", "contentEncoding": "base64"},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "PoisonedMessages": {
+            "type": "object",
+            "required": ["messages"],
+            "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/PoisonedMessage"}}},
+        },
+        "Redrive": {
+            "type": "object",
+            "required": ["ids"],
+            "additionalProperties": False,
+            "properties": {"ids": {"type": "array", "maxItems": MAX_REDRIVE, "items": {"type": "string"}}},
+        },
+        "Redriven": {
+            "type": "object",
+            "required": ["ids"],
+            "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
+        },
+    }
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/v1/messages": {
+            "post": {
+                "operationId": "send",
+                "summary": "Send a message (gRPC: Send).",
+                "description": (
+                    "A JSON body, or the raw payload as application/octet-stream with to, persistent and id in "
+                    "the query string (only then). A persistent message is durable in MongoDB before the answer."
+                ),
+                "parameters": [
+                    {
+                        "name": "to",
+                        "in": "query",
+                        "description": "With application/octet-stream only, and then required: the destination.",
+                        "schema": {"type": "string", "pattern": ADDRESS_PATTERN},
+                    },
+                    {
+                        "name": "persistent",
+                        "in": "query",
+                        "description": "With application/octet-stream only: true (default) or false.",
+                        "schema": {"type": "boolean", "default": True},
+                    },
+                    {
+                        "name": "id",
+                        "in": "query",
+                        "description": "With application/octet-stream only: an idempotency key.",
+                        "schema": {"type": "string", "pattern": ID_PATTERN},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/SendMessage"}},
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                "responses": {
+                    "202": _json("Accepted: queued for delivery, or poisoned (send queue full).", "SendReceipt"),
+                    "400": _BAD,
+                    "413": _error("The payload is over the size limit; nothing was stored."),
+                    "429": _error("The send queue is full and its overflow policy is reject; retry later."),
+                    "503": _error("A persistent message could not be made durable; nothing was accepted."),
+                },
+            },
+            "get": {
+                "operationId": "receive",
+                "summary": "Receive (lease) messages, waiting up to wait seconds for one (gRPC: Receive).",
+                "description": (
+                    "Each message handed out is leased: acknowledge it, or it is handed out again when the lease "
+                    "(GOQ_LEASE) runs out. One answer carries at most 16 MiB of payload, counting each message "
+                    "as large as the payload limit allows, so fewer than max may come back; ask again."
+                ),
+                "parameters": [
+                    {
+                        "name": "max",
+                        "in": "query",
+                        "description": f"Most messages to return (default {DEFAULT_RECEIVE}).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECEIVE, "default": DEFAULT_RECEIVE},
+                    },
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "description": "Seconds to wait for a first message (default 0: answer at once).",
+                        "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "default": 0},
+                    },
+                ],
+                "responses": {"200": _json("The messages leased, maybe none.", "ReceivedMessages"), "400": _BAD},
+            },
+        },
+        "/v1/messages/{id}/ack": {
+            "post": {
+                "operationId": "ack",
+                "summary": "Done with a message (gRPC: Ack).",
+                "parameters": [_MESSAGE_ID],
+                "responses": {"204": {"description": "Acknowledged."}, "404": _NOT_FOUND},
+            }
+        },
+        "/v1/messages/{id}/nack": {
+            "post": {
+                "operationId": "nack",
+                "summary": "Give a message back, or send it to the poison queue (gRPC: Nack).",
+                "parameters": [_MESSAGE_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Nack"}}},
+                },
+                "responses": {"204": {"description": "Given back or poisoned."}, "400": _BAD, "404": _NOT_FOUND},
+            }
+        },
+        "/v1/stats": {
+            "get": {
+                "operationId": "stats",
+                "summary": "Queue depths and counters since start (gRPC: Stats).",
+                "responses": {"200": _json("The figures.", "Stats")},
+            }
+        },
+        "/v1/poison": {
+            "get": {
+                "operationId": "listPoisoned",
+                "summary": "The newest messages of this identity's poison queue (gRPC: ListPoisoned).",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": f"Most messages to list (default {DEFAULT_POISON_LIST}).",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_POISON_LIST,
+                            "default": DEFAULT_POISON_LIST,
+                        },
+                    }
+                ],
+                "responses": {
+                    "200": _json("Poisoned messages, newest first.", "PoisonedMessages"),
+                    "400": _error("A bad limit, or a poison sink that keeps nothing to list (use type: mongodb)."),
+                    "503": _error("MongoDB could not be read."),
+                },
+            }
+        },
+        "/v1/poison/redrive": {
+            "post": {
+                "operationId": "redrive",
+                "summary": "Hand poisoned messages back for delivery or consumption (gRPC: Redrive).",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Redrive"}}},
+                },
+                "responses": {
+                    "200": _json("The ids handed back; ids not in the poison queue are left out.", "Redriven"),
+                    "400": _BAD,
+                    "503": _error("MongoDB could not be read or written."),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {}}}},
+            }
+        },
+    }
+
+
+def openapi_document(max_payload: int) -> dict[str, Any]:
+    """The document for a sidecar whose payload limit is ``max_payload`` bytes."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "GoQ sidecar application API",
+            "version": "v1",
+            "description": (
+                "What an application asks of its GoQ sidecar on 127.0.0.1:7700. The same calls exist over "
+                'gRPC (goq.v1.QueueManager on 127.0.0.1:7701). Errors are {"error": {"code", "message"}}.'
+            ),
+        },
+        "paths": _paths(),
+        "components": {"schemas": _schemas(max_payload)},
+    }

@@ -1,0 +1,426 @@
+"""The application's REST API (127.0.0.1:7700): a thin JSON layer over the engine, as gRPC is.
+
+Each handler decodes the request, calls one ``QueueManager`` method and encodes its answer; engine
+errors become HTTP statuses through the same classification gRPC uses (``app_service.status_of``), so
+both APIs refuse the same things for the same reasons. Bad input is always a 4xx with
+``{"error": {"code", "message"}}``; request bodies are read only up to a bound derived from the
+payload limit, so an oversized upload is refused without being held in memory.
+"""
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import grpc
+from aiohttp import web
+
+from goq.errors import ConfigError, GoQError, TemporaryError
+from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, Message, validate_message_id
+from goq.sidecar.app_service import status_of
+from goq.sidecar.engine import QueueManager, SendRequest
+from goq.sidecar.errors import NotFoundError, PayloadTooLargeError
+from goq.sidecar.openapi import (
+    BASE64_PATTERN,
+    DEFAULT_POISON_LIST,
+    DEFAULT_RECEIVE,
+    MAX_DELAY,
+    MAX_POISON_LIST,
+    MAX_RECEIVE,
+    MAX_REDRIVE,
+    MAX_WAIT,
+    SECONDS_PATTERN,
+    openapi_document,
+)
+from goq.sidecar.records import Incoming, PoisonRecord
+
+log = logging.getLogger("goq.sidecar.rest")
+
+RESPONSE_BUDGET: Final = 16 * 1024 * 1024
+"""Most payload bytes one receive answers with (at least one message, whatever its size)."""
+OFF_LOOP: Final = 256 * 1024
+"""JSON bodies larger than this are parsed and encoded in a worker thread, not on the event loop."""
+SMALL_BODY: Final = 1024 * 1024
+"""Bodies other than sends (nack, redrive) are small; more than this is refused unread."""
+JSON_OVERHEAD: Final = MAX_HEADERS * (MAX_HEADER_NAME + MAX_HEADER_VALUE) * 6 + 64 * 1024
+"""Room in a JSON send beyond the base64 payload: every header at its longest, each character
+``\\uXXXX``-escaped, plus the other fields."""
+READ_CHUNK: Final = 64 * 1024
+SEND_FIELDS: Final = ("to", "payload", "persistent", "headers", "id")
+NACK_FIELDS: Final = ("requeue", "delay", "reason")
+_INTEGER: Final = re.compile(r"[0-9]{1,9}")
+_SECONDS: Final = re.compile(SECONDS_PATTERN)
+_BASE64: Final = re.compile(BASE64_PATTERN)
+
+_HTTP_OF_GRPC: Final = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
+ERROR_CODES: Final = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: "queue_full",
+    500: "internal",
+    503: "unavailable",
+}
+"""The ``error.code`` of each status this API answers with."""
+
+
+def http_status(error: GoQError) -> int:
+    """The HTTP status meaning what ``error`` means: gRPC's classification, plus 413 for size and 503
+    for any other temporary failure (a poison sink that MongoDB failed), which is no bad input."""
+    if isinstance(error, PayloadTooLargeError):
+        return 413
+    status = _HTTP_OF_GRPC.get(status_of(error))
+    if status is None:
+        return 503 if isinstance(error, TemporaryError) else 500
+    return status
+
+
+def error_response(status: int, message: str) -> web.Response:
+    """``{"error": {"code", "message"}}`` with ``status``."""
+    code = ERROR_CODES.get(status, "bad_request" if status < 500 else "internal")
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+# Request decoding: pure functions that raise ConfigError (400) with what is wrong and what is allowed.
+
+
+def _reject_constant(name: str) -> float:
+    raise ConfigError(f"{name} is not a JSON number; use a finite number")
+
+
+def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from ``body``; NaN and Infinity are refused, as JSON has no such numbers."""
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _only(body: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{what} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+
+
+def send_request_of_json(body: dict[str, Any]) -> SendRequest:
+    """``{"to", "payload" (base64), "persistent", "headers", "id"}`` as the engine's request."""
+    _only(body, SEND_FIELDS, "the message")
+    to, payload, persistent = body.get("to"), body.get("payload"), body.get("persistent", True)
+    if not isinstance(to, str):
+        raise ConfigError('"to" is required: "<identity>" or "<identity>.<namespace>"')
+    if not isinstance(payload, str):
+        raise ConfigError('"payload" is required: the message bytes in standard base64 ("" for none)')
+    if not isinstance(persistent, bool):
+        raise ConfigError(f'"persistent" must be true or false, got {persistent!r}')
+    headers = body.get("headers", {})
+    if not isinstance(headers, dict):
+        raise ConfigError(f'"headers" must be an object of strings, got {type(headers).__name__}')
+    message_id = validate_message_id(body["id"]) if "id" in body else None
+    return SendRequest(to=to, payload=decode_base64(payload), persistent=persistent, headers=headers, id=message_id)
+
+
+def decode_base64(text: str) -> bytes:
+    """Standard base64 with its padding; nothing else (no whitespace, no URL-safe alphabet)."""
+    if not _BASE64.fullmatch(text):
+        raise ConfigError('"payload" is not standard base64 (A-Z, a-z, 0-9, + and /, padded with =)')
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError('"payload" is not standard base64 (A-Z, a-z, 0-9, + and /, padded with =)') from None
+
+
+def query_of(request: web.Request, *allowed: str) -> dict[str, str]:
+    """The query parameters, refusing names the call does not take (a likely typo) and repeated ones."""
+    names = list(request.query.keys())
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        takes = f"allowed: {', '.join(allowed)}" if allowed else "this call takes none"
+        raise ConfigError(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; {takes}")
+    if len(request.query) != len(set(names)):
+        raise ConfigError("a query parameter is given more than once")
+    return dict(request.query)
+
+
+def parse_bool(value: str, name: str) -> bool:
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``low..high``."""
+    if value is None:
+        return default
+    if not _INTEGER.fullmatch(value) or not low <= int(value) <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return int(value)
+
+
+def parse_seconds(value: str | None, name: str, high: float) -> float:
+    """Seconds as a query parameter (``0``, ``2.5``) within ``0..high``; 0 when absent."""
+    if value is None:
+        return 0.0
+    seconds = float(value) if _SECONDS.fullmatch(value) else math.nan
+    if not math.isfinite(seconds) or not 0 <= seconds <= high:
+        raise ConfigError(f"{name} must be a number of seconds from 0 to {high:g}, got {value!r}")
+    return seconds
+
+
+def nack_arguments(body: dict[str, Any]) -> tuple[bool, float, str]:
+    """``{"requeue" (default true), "delay" (seconds, default 0), "reason"}``."""
+    _only(body, NACK_FIELDS, "the nack")
+    requeue, delay, reason = body.get("requeue", True), body.get("delay", 0), body.get("reason", "")
+    if not isinstance(requeue, bool):
+        raise ConfigError(f'"requeue" must be true or false, got {requeue!r}')
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY:
+        raise ConfigError(f'"delay" must be a number of seconds from 0 to {MAX_DELAY}, got {delay!r}')
+    if not isinstance(reason, str):
+        raise ConfigError(f'"reason" must be a string, got {type(reason).__name__}')
+    return requeue, float(delay), reason
+
+
+def redrive_ids(body: dict[str, Any]) -> list[str]:
+    _only(body, ("ids",), "the redrive request")
+    ids = body.get("ids")
+    if not isinstance(ids, list) or len(ids) > MAX_REDRIVE or not all(isinstance(i, str) for i in ids):
+        raise ConfigError(f'"ids" is required: a list of at most {MAX_REDRIVE} message ids')
+    return ids
+
+
+# Response encoding.
+
+
+def _timestamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def received_json(item: Incoming) -> dict[str, Any]:
+    """A leased message as the application sees it (the same fields as gRPC ``ReceivedMessage``)."""
+    m = item.message
+    return {
+        "id": m.id,
+        "from": str(m.source),
+        "to": str(m.destination),
+        "payload": base64.b64encode(m.payload).decode("ascii"),
+        "headers": m.headers,
+        "persistent": m.persistent,
+        "attempt": item.deliveries,
+        "sentAt": _timestamp(m.created_at_ms),
+    }
+
+
+def poisoned_json(record: PoisonRecord) -> dict[str, Any]:
+    """A poison-queue entry (the same fields as gRPC ``PoisonedMessage``)."""
+    message = Message.decode(record.body)
+    return {
+        "id": record.id,
+        "direction": record.direction,
+        "peer": record.peer,
+        "reason": record.reason,
+        "detail": record.detail,
+        "attempts": record.attempts,
+        "poisonedAt": _timestamp(int(record.poisoned_at * 1000)),
+        "persistent": record.persistent,
+        "payload": base64.b64encode(message.payload).decode("ascii"),
+        "headers": message.headers,
+    }
+
+
+# Bodies, read with a bound.
+
+
+async def read_body(request: web.Request, limit: int, what: str) -> bytes:
+    """The body, or 413 as soon as it is known to exceed ``limit`` bytes (before it is all read)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(f"{what} is {request.content_length} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"{what} is over {limit} bytes; at most {limit} are accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+T = TypeVar("T")
+
+
+async def _off_loop(size: int, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)``, in a worker thread when ``size`` bytes make it long enough to stall the loop."""
+    if size > OFF_LOOP:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
+
+
+def _json_send(body: bytes) -> SendRequest:
+    return send_request_of_json(parse_json_object(body, "the body"))
+
+
+def _received_text(items: list[Incoming]) -> str:
+    return json.dumps({"messages": [received_json(i) for i in items]}, separators=(",", ":"))
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal as ``{"error": {"code", "message"}}``; an unexpected failure is logged and a 500."""
+    try:
+        return await handler(request)
+    except GoQError as exc:
+        return error_response(http_status(exc), str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 405:
+            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ())))
+            return error_response(405, f"{request.method} is not allowed on {request.path}; allowed: {allowed}")
+        if exc.status == 404:
+            return error_response(404, f"no such endpoint: {request.path} (see /openapi.json)")
+        return error_response(exc.status, exc.reason)
+    except Exception:
+        log.exception("REST %s %s failed", request.method, request.path)
+        return error_response(500, "internal error; see the sidecar's log")
+
+
+class RestApi:
+    """The handlers, over one engine."""
+
+    def __init__(self, engine: QueueManager) -> None:
+        self.engine = engine
+        self.json_limit = 4 * -(-engine.max_payload // 3) + JSON_OVERHEAD
+
+    async def send(self, request: web.Request) -> web.Response:
+        if request.content_type == "application/json":
+            body = await read_body(request, self.json_limit, "the JSON body")
+            if request.query:
+                raise ConfigError("a JSON send takes its fields from the body, not from the query string")
+            send = await _off_loop(len(body), _json_send, body)
+        elif request.content_type == "application/octet-stream":
+            send = self._raw_send(request, await read_body(request, self.engine.max_payload, "the payload"))
+        else:
+            raise ConfigError(
+                f"Content-Type must be application/json or application/octet-stream, got {request.content_type!r}"
+            )
+        # shield: once stored, a message is enqueued even if the application hangs up meanwhile.
+        (outcome,) = await asyncio.shield(self.engine.send([send]))
+        if isinstance(outcome, GoQError):
+            raise outcome
+        return web.json_response({"id": outcome.id, "state": outcome.state}, status=202)
+
+    @staticmethod
+    def _raw_send(request: web.Request, payload: bytes) -> SendRequest:
+        query = query_of(request, "to", "persistent", "id")
+        to = query.get("to")
+        if to is None:
+            raise ConfigError('query parameter "to" is required: "<identity>" or "<identity>.<namespace>"')
+        persistent = parse_bool(query.get("persistent", "true"), "persistent")
+        message_id = validate_message_id(query["id"]) if "id" in query else None
+        return SendRequest(to=to, payload=payload, persistent=persistent, id=message_id)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        query = query_of(request, "max", "wait")
+        limit = parse_int(query.get("max"), "max", DEFAULT_RECEIVE, 1, MAX_RECEIVE)
+        wait = parse_seconds(query.get("wait"), "wait", MAX_WAIT)
+        items = await self._lease(limit, wait)
+        size = sum(len(i.message.payload) for i in items)
+        text = await _off_loop(size, _received_text, items)
+        return web.Response(text=text, content_type="application/json")
+
+    async def _lease(self, limit: int, wait: float) -> list[Incoming]:
+        """Up to ``limit`` messages whose payloads add up to at most ``RESPONSE_BUDGET`` bytes: each
+        call to the engine leases no more than would fit if every one were as large as allowed."""
+        largest = self.engine.max_payload
+        items = await self.engine.receive(max(1, min(limit, RESPONSE_BUDGET // largest)), wait)
+        room = RESPONSE_BUDGET - sum(len(i.message.payload) for i in items)
+        while items and (count := min(limit - len(items), room // largest)) > 0:
+            more = await self.engine.receive(count, 0)
+            if not more:
+                break
+            items += more
+            room -= sum(len(i.message.payload) for i in more)
+        return items
+
+    async def ack(self, request: web.Request) -> web.Response:
+        query_of(request)
+        message_id = request.match_info["id"]
+        if self.engine.acknowledge([message_id]):
+            raise NotFoundError(
+                f"message {message_id!r} is not leased to the application "
+                "(never received, already acknowledged, or its lease ran out)"
+            )
+        return web.Response(status=204)
+
+    async def nack(self, request: web.Request) -> web.Response:
+        query_of(request)
+        body = await read_body(request, SMALL_BODY, "the nack body")
+        requeue, delay, reason = nack_arguments(parse_json_object(body, "the nack body") if body.strip() else {})
+        await self.engine.reject(request.match_info["id"], requeue=requeue, delay=delay, reason=reason)
+        return web.Response(status=204)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        query_of(request)
+        stats = self.engine.stats()
+        c = stats.counters
+        return web.json_response(
+            {
+                "identity": stats.identity,
+                "sendQueue": stats.send_queue,
+                "receiveQueue": stats.receive_queue,
+                "inFlight": stats.in_flight,
+                "sent": c.sent,
+                "delivered": c.delivered,
+                "received": c.received,
+                "acknowledged": c.acknowledged,
+                "poisoned": sum(c.poisoned.values()),
+                "duplicates": c.duplicates,
+                "refused": sum(c.refused.values()),
+            }
+        )
+
+    async def poisoned(self, request: web.Request) -> web.Response:
+        limit = parse_int(query_of(request, "limit").get("limit"), "limit", DEFAULT_POISON_LIST, 1, MAX_POISON_LIST)
+        records = await self.engine.poisoned(limit)
+        return web.json_response({"messages": [poisoned_json(r) for r in records]})
+
+    async def redrive(self, request: web.Request) -> web.Response:
+        query_of(request)
+        ids = redrive_ids(parse_json_object(await read_body(request, SMALL_BODY, "the redrive body"), "the body"))
+        return web.json_response({"ids": await asyncio.shield(self.engine.redrive(ids))})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(self.engine.max_payload))
+
+
+def rest_app(engine: QueueManager) -> web.Application:
+    """The REST application for ``engine``; its routes are exactly those of ``/openapi.json``."""
+    api = RestApi(engine)
+    app = web.Application(middlewares=[json_errors], client_max_size=api.json_limit)
+    app.router.add_post("/v1/messages", api.send)
+    app.router.add_get("/v1/messages", api.receive, allow_head=False)
+    app.router.add_post("/v1/messages/{id}/ack", api.ack)
+    app.router.add_post("/v1/messages/{id}/nack", api.nack)
+    app.router.add_get("/v1/stats", api.stats, allow_head=False)
+    app.router.add_get("/v1/poison", api.poisoned, allow_head=False)
+    app.router.add_post("/v1/poison/redrive", api.redrive)
+    app.router.add_get("/openapi.json", api.openapi, allow_head=False)
+    return app

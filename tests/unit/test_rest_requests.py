@@ -1,0 +1,177 @@
+"""The REST layer's request decoding and error mapping, without a server; and its OpenAPI patterns,
+checked against the validators the engine uses, so that the document says what the server does."""
+
+import base64
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from goq.errors import ConfigError, GoQError
+from goq.identity import Address
+from goq.messages import validate_headers, validate_message_id
+from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
+from goq.sidecar.openapi import ADDRESS_PATTERN, BASE64_PATTERN, HEADER_NAME_PATTERN, ID_PATTERN, openapi_document
+from goq.sidecar.poison.base import PoisonSinkError
+from goq.sidecar.rest_api import (
+    ERROR_CODES,
+    decode_base64,
+    http_status,
+    nack_arguments,
+    parse_int,
+    parse_json_object,
+    parse_seconds,
+    redrive_ids,
+    send_request_of_json,
+)
+from goq.sidecar.stores.base import StoreUnavailableError
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ConfigError("bad"), 400),
+        (PayloadTooLargeError("big"), 413),
+        (QueueFullError("full"), 429),
+        (StoreUnavailableError("down"), 503),
+        (NotFoundError("gone"), 404),
+        (PoisonSinkError("MongoDB poison sink failed"), 503),
+        (GoQError("unexpected"), 500),
+    ],
+)
+def test_engine_errors_map_to_the_status_that_means_the_same(error: GoQError, status: int) -> None:
+    assert http_status(error) == status
+    assert status in ERROR_CODES
+
+
+def test_a_json_send_becomes_the_engines_request_with_defaults() -> None:
+    request = send_request_of_json({"to": "billing.shop", "payload": base64.b64encode(b"\x00\xff").decode()})
+    assert (request.to, request.payload, request.persistent, request.headers, request.id) == (
+        "billing.shop",
+        b"\x00\xff",
+        True,
+        {},
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"to": 5, "payload": ""}, '"to" is required'),
+        ({"to": "b", "payload": None}, '"payload" is required'),
+        ({"to": "b", "payload": "YQ"}, "not standard base64"),
+        ({"to": "b", "payload": "YWJj="}, "not standard base64"),
+        ({"to": "b", "payload": "YW Jj"}, "not standard base64"),
+        ({"to": "b", "payload": "", "persistent": 1}, '"persistent" must be true or false, got 1'),
+        ({"to": "b", "payload": "", "headers": None}, '"headers" must be an object of strings, got NoneType'),
+        ({"to": "b", "payload": "", "id": ""}, "message id must be 1 to 128"),
+        ({"to": "b", "payload": "", "extra": 1}, "unknown field(s) 'extra'"),
+    ],
+)
+def test_a_bad_json_send_says_what_is_wrong(body: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        send_request_of_json(body)
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "not valid JSON"),
+        (b"\xff", "not valid JSON"),
+        (b"[" * 50_000, "not valid JSON"),
+        (b'{"a": Infinity}', "Infinity is not a JSON number"),
+        (b"3", "must be a JSON object, got int"),
+    ],
+)
+def test_a_body_that_is_not_a_json_object_is_refused(body: bytes, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_json_object(body, "the body")
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(("text", "value"), [(None, 10), ("1", 1), ("1000", 1000), ("007", 7)])
+def test_integer_parameters_within_bounds_are_read(text: str | None, value: int) -> None:
+    assert parse_int(text, "max", 10, 1, 1000) == value
+
+
+@pytest.mark.parametrize("text", ["0", "1001", "-1", "1.0", "", " 1", "\u0661", "9" * 20])
+def test_integer_parameters_out_of_bounds_or_not_integers_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="max must be an integer from 1 to 1000"):
+        parse_int(text, "max", 10, 1, 1000)
+
+
+@pytest.mark.parametrize(("text", "value"), [(None, 0.0), ("0", 0.0), ("2.5", 2.5), ("6e1", 60.0), ("60", 60.0)])
+def test_seconds_within_bounds_are_read(text: str | None, value: float) -> None:
+    assert parse_seconds(text, "wait", 60) == value
+
+
+@pytest.mark.parametrize("text", ["60.5", "-0", "nan", "inf", "1e999", " 1", "", "1s"])
+def test_seconds_out_of_bounds_or_not_numbers_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="wait must be a number of seconds from 0 to 60"):
+        parse_seconds(text, "wait", 60)
+
+
+def test_a_nack_defaults_to_giving_the_message_back_at_once() -> None:
+    assert nack_arguments({}) == (True, 0.0, "")
+    assert nack_arguments({"requeue": False, "delay": 3, "reason": "no"}) == (False, 3.0, "no")
+
+
+@pytest.mark.parametrize("delay", [True, "1", -0.5, 86401, 10**400])
+def test_a_nack_delay_must_be_seconds_within_a_day(delay: object) -> None:
+    with pytest.raises(ConfigError, match='"delay" must be a number of seconds from 0 to 86400'):
+        nack_arguments({"delay": delay})
+
+
+@pytest.mark.parametrize("body", [{}, {"ids": "a"}, {"ids": [1]}, {"ids": ["a"] * 1001}])
+def test_redrive_needs_a_list_of_ids(body: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match='"ids" is required: a list of at most 1000 message ids'):
+        redrive_ids(body)
+
+
+def _accepts(check: object, value: str) -> bool:
+    try:
+        check(value)  # type: ignore[operator]
+    except ConfigError:
+        return False
+    return True
+
+
+def _matches(pattern: str, value: str) -> bool:
+    # JSON Schema patterns are ECMA regular expressions, where "$" never matches before a final newline.
+    return not value.endswith("\n") and re.search(pattern, value) is not None
+
+
+_ADDRESSISH = st.from_regex(r"\A[-a-z0-9.A-Z_]{0,70}\Z") | st.text(max_size=70)
+
+
+@settings(max_examples=500)
+@given(_ADDRESSISH | st.from_regex(ADDRESS_PATTERN))
+def test_the_documents_destination_pattern_accepts_exactly_what_the_engine_does(value: str) -> None:
+    assert _matches(ADDRESS_PATTERN, value) == _accepts(Address.parse, value)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=140) | st.from_regex(ID_PATTERN))
+def test_the_documents_id_pattern_accepts_exactly_what_the_engine_does(value: str) -> None:
+    assert _matches(ID_PATTERN, value) == _accepts(validate_message_id, value)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=40) | st.from_regex(HEADER_NAME_PATTERN))
+def test_the_documents_header_name_pattern_accepts_exactly_what_the_engine_does(name: str) -> None:
+    assert _matches(HEADER_NAME_PATTERN, name) == _accepts(lambda n: validate_headers({n: ""}), name)
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()) | st.text(max_size=12))
+def test_the_documents_base64_pattern_accepts_exactly_what_the_server_decodes(text: str) -> None:
+    assert _matches(BASE64_PATTERN, text) == _accepts(decode_base64, text)
+
+
+def test_the_documents_payload_limit_follows_the_sidecars() -> None:
+    payload = openapi_document(3000)["components"]["schemas"]["SendMessage"]["properties"]["payload"]
+    assert payload["maxLength"] == 4000
+    assert "at most 3000 bytes" in payload["description"]
