@@ -9,12 +9,11 @@ import grpc
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
-from goq.errors import ConfigError, GoQError
+from goq.errors import ConfigError, GoQError, TemporaryError
 from goq.messages import Message
 from goq.sidecar.engine import QueueManager, SendReceipt, SendRequest
 from goq.sidecar.errors import NotFoundError, QueueFullError
 from goq.sidecar.records import Incoming, PoisonRecord
-from goq.sidecar.stores.base import StoreUnavailableError
 
 DEFAULT_IN_FLIGHT = 100
 PIPELINE = 64
@@ -29,7 +28,7 @@ def status_of(error: GoQError) -> grpc.StatusCode:
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(error, QueueFullError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, StoreUnavailableError):
+    if isinstance(error, TemporaryError):  # storage or the poison sink out of reach: try again later
         return grpc.StatusCode.UNAVAILABLE
     if isinstance(error, NotFoundError):
         return grpc.StatusCode.NOT_FOUND
@@ -132,9 +131,8 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
 
     async def Nack(self, request: pb.NackRequest, context: Context) -> pb.NackResponse:  # noqa: N802
         try:
-            await self.engine.reject(
-                request.id, requeue=request.requeue, delay=request.delay_seconds, reason=request.reason
-            )
+            requeue = request.requeue if request.HasField("requeue") else True  # never poison by default
+            await self.engine.reject(request.id, requeue=requeue, delay=request.delay_seconds, reason=request.reason)
         except GoQError as exc:
             await _abort(context, exc)
         return pb.NackResponse()

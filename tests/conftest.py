@@ -13,6 +13,9 @@ import os
 
 # gRPC's core logs at INFO on every fork of a test process that holds channels; only errors matter here.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+# The test process holds gRPC channels while it starts sidecars: gRPC's fork handlers can then abort the
+# child before it execs (grpc/grpc#43055). The children exec at once and need none of them.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 

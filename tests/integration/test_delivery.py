@@ -146,7 +146,7 @@ async def test_receive_overflow_poisons_by_default_and_pushes_back_when_told(sid
 
 async def test_a_replica_adopts_what_a_dead_replica_of_its_identity_held(sidecars: Sidecars, apps: Apps) -> None:
     timing = {"GOQ_HEARTBEAT": "300ms", "GOQ_ADOPT_AFTER": "1s"}
-    group = sidecars("orders", "billing", GOQ_LEASE="1s", **timing)
+    group = sidecars("orders", "billing", **timing)
     orders, billing = apps(group["orders"]), apps(group["billing"])
     await orders.send("billing", payloads(100))
     for _ in range(600):
@@ -157,8 +157,8 @@ async def test_a_replica_adopts_what_a_dead_replica_of_its_identity_held(sidecar
 
     group["billing"].env["GOQ_INSTANCE"] = "billing-1"  # another replica of the identity takes its place
     await asyncio.to_thread(group["billing"].start)
-    got = await apps(group["billing"]).receive(100, within=30, distinct=True)
-    assert sorted(numbers(got)) == list(range(100))
+    got = await apps(group["billing"]).receive(100, within=60, distinct=True)
+    assert set(numbers(got)) == set(range(100))  # at least once: a redelivery may repeat one
     assert "adopted 0 outbound and 100 inbound message(s) from stopped instance(s) billing-0" in group["billing"].log()
 
 

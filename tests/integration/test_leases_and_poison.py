@@ -90,3 +90,14 @@ async def test_a_poisoned_message_redriven_once_its_destination_is_back_is_deliv
     got = await apps(group["billing"]).receive(1, within=60)
     assert [(m.id, m.payload) for m in got] == [(result.accepted.id, b"second chance")]
     assert list((await orders.stub.ListPoisoned(pb.ListPoisonedRequest())).messages) == []
+
+
+async def test_a_nack_that_says_nothing_gives_the_message_back_never_poisons_it(sidecars: Sidecars, apps: Apps) -> None:
+    group = sidecars("orders", "billing")
+    orders, billing = apps(group["orders"]), apps(group["billing"])
+    await orders.send("billing", [b"careful"])
+    (first,) = await billing.receive(1, within=60, ack=False)
+    await billing.stub.Nack(pb.NackRequest(id=first.id))
+    (again,) = await billing.receive(1, within=60)
+    assert (again.id, again.attempt) == (first.id, 2)
+    assert (await billing.stats()).poisoned == 0

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egoq/api/v1/queue_manager.proto\x12\x06goq.v1\"\xc1\x01\n\x0bSendRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x17\n\npersistent\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x31\n\x07headers\x18\x04 \x03(\x0b\x32 .goq.v1.SendRequest.HeadersEntry\x12\n\n\x02id\x18\x05 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_persistent\")\n\x0cSendResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"2\n\tSendBatch\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.goq.v1.SendRequest\"*\n\tSendError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"d\n\nSendResult\x12(\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x14.goq.v1.SendResponseH\x00\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.goq.v1.SendErrorH\x00\x42\x08\n\x06result\"6\n\x0fSendBatchResult\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.goq.v1.SendResult\":\n\x0eReceiveRequest\x12\x15\n\rmax_in_flight\x18\x01 \x01(\r\x12\x11\n\tmax_batch\x18\x02 \x01(\r\"\xe8\x01\n\x0fReceivedMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x66rom\x18\x02 \x01(\t\x12\n\n\x02to\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x35\n\x07headers\x18\x05 \x03(\x0b\x32$.goq.v1.ReceivedMessage.HeadersEntry\x12\x12\n\npersistent\x18\x06 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x12\n\nsent_at_ms\x18\x08 \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\rReceivedBatch\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.goq.v1.ReceivedMessage\"\x19\n\nAckRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\x1e\n\x0b\x41\x63kResponse\x12\x0f\n\x07unknown\x18\x01 \x03(\t\"Q\n\x0bNackRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07requeue\x18\x02 \x01(\x08\x12\x15\n\rdelay_seconds\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x0e\n\x0cNackResponse\"\x0e\n\x0cStatsRequest\"\xdf\x01\n\rStatsResponse\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsend_queue\x18\x02 \x01(\x04\x12\x15\n\rreceive_queue\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\x04\x12\x0c\n\x04sent\x18\x05 \x01(\x04\x12\x11\n\tdelivered\x18\x06 \x01(\x04\x12\x10\n\x08received\x18\x07 \x01(\x04\x12\x14\n\x0c\x61\x63knowledged\x18\x08 \x01(\x04\x12\x10\n\x08poisoned\x18\t \x01(\x04\x12\x12\n\nduplicates\x18\n \x01(\x04\x12\x0f\n\x07refused\x18\x0b \x01(\x04\"$\n\x13ListPoisonedRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"\x94\x02\n\x0fPoisonedMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tdirection\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x16\n\x0epoisoned_at_ms\x18\x07 \x01(\x03\x12\x12\n\npersistent\x18\x08 \x01(\x08\x12\x0f\n\x07payload\x18\t \x01(\x0c\x12\x35\n\x07headers\x18\n \x03(\x0b\x32$.goq.v1.PoisonedMessage.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x14ListPoisonedResponse\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.goq.v1.PoisonedMessage\"\x1d\n\x0eRedriveRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\x1e\n\x0fRedriveResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t2\xdb\x03\n\x0cQueueManager\x12\x31\n\x04Send\x12\x13.goq.v1.SendRequest\x1a\x14.goq.v1.SendResponse\x12<\n\nSendStream\x12\x11.goq.v1.SendBatch\x1a\x17.goq.v1.SendBatchResult(\x01\x30\x01\x12:\n\x07Receive\x12\x16.goq.v1.ReceiveRequest\x1a\x15.goq.v1.ReceivedBatch0\x01\x12.\n\x03\x41\x63k\x12\x12.goq.v1.AckRequest\x1a\x13.goq.v1.AckResponse\x12\x31\n\x04Nack\x12\x13.goq.v1.NackRequest\x1a\x14.goq.v1.NackResponse\x12\x34\n\x05Stats\x12\x14.goq.v1.StatsRequest\x1a\x15.goq.v1.StatsResponse\x12I\n\x0cListPoisoned\x12\x1b.goq.v1.ListPoisonedRequest\x1a\x1c.goq.v1.ListPoisonedResponse\x12:\n\x07Redrive\x12\x16.goq.v1.RedriveRequest\x1a\x17.goq.v1.RedriveResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egoq/api/v1/queue_manager.proto\x12\x06goq.v1\"\xc1\x01\n\x0bSendRequest\x12\n\n\x02to\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x17\n\npersistent\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x31\n\x07headers\x18\x04 \x03(\x0b\x32 .goq.v1.SendRequest.HeadersEntry\x12\n\n\x02id\x18\x05 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_persistent\")\n\x0cSendResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"2\n\tSendBatch\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.goq.v1.SendRequest\"*\n\tSendError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"d\n\nSendResult\x12(\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x14.goq.v1.SendResponseH\x00\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.goq.v1.SendErrorH\x00\x42\x08\n\x06result\"6\n\x0fSendBatchResult\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.goq.v1.SendResult\":\n\x0eReceiveRequest\x12\x15\n\rmax_in_flight\x18\x01 \x01(\r\x12\x11\n\tmax_batch\x18\x02 \x01(\r\"\xe8\x01\n\x0fReceivedMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x66rom\x18\x02 \x01(\t\x12\n\n\x02to\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x35\n\x07headers\x18\x05 \x03(\x0b\x32$.goq.v1.ReceivedMessage.HeadersEntry\x12\x12\n\npersistent\x18\x06 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\r\x12\x12\n\nsent_at_ms\x18\x08 \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\rReceivedBatch\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.goq.v1.ReceivedMessage\"\x19\n\nAckRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\x1e\n\x0b\x41\x63kResponse\x12\x0f\n\x07unknown\x18\x01 \x03(\t\"b\n\x0bNackRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x07requeue\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\rdelay_seconds\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\tB\n\n\x08_requeue\"\x0e\n\x0cNackResponse\"\x0e\n\x0cStatsRequest\"\xdf\x01\n\rStatsResponse\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x12\n\nsend_queue\x18\x02 \x01(\x04\x12\x15\n\rreceive_queue\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\x04\x12\x0c\n\x04sent\x18\x05 \x01(\x04\x12\x11\n\tdelivered\x18\x06 \x01(\x04\x12\x10\n\x08received\x18\x07 \x01(\x04\x12\x14\n\x0c\x61\x63knowledged\x18\x08 \x01(\x04\x12\x10\n\x08poisoned\x18\t \x01(\x04\x12\x12\n\nduplicates\x18\n \x01(\x04\x12\x0f\n\x07refused\x18\x0b \x01(\x04\"$\n\x13ListPoisonedRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"\x94\x02\n\x0fPoisonedMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tdirection\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x16\n\x0epoisoned_at_ms\x18\x07 \x01(\x03\x12\x12\n\npersistent\x18\x08 \x01(\x08\x12\x0f\n\x07payload\x18\t \x01(\x0c\x12\x35\n\x07headers\x18\n \x03(\x0b\x32$.goq.v1.PoisonedMessage.HeadersEntry\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"A\n\x14ListPoisonedResponse\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.goq.v1.PoisonedMessage\"\x1d\n\x0eRedriveRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\x1e\n\x0fRedriveResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t2\xdb\x03\n\x0cQueueManager\x12\x31\n\x04Send\x12\x13.goq.v1.SendRequest\x1a\x14.goq.v1.SendResponse\x12<\n\nSendStream\x12\x11.goq.v1.SendBatch\x1a\x17.goq.v1.SendBatchResult(\x01\x30\x01\x12:\n\x07Receive\x12\x16.goq.v1.ReceiveRequest\x1a\x15.goq.v1.ReceivedBatch0\x01\x12.\n\x03\x41\x63k\x12\x12.goq.v1.AckRequest\x1a\x13.goq.v1.AckResponse\x12\x31\n\x04Nack\x12\x13.goq.v1.NackRequest\x1a\x14.goq.v1.NackResponse\x12\x34\n\x05Stats\x12\x14.goq.v1.StatsRequest\x1a\x15.goq.v1.StatsResponse\x12I\n\x0cListPoisoned\x12\x1b.goq.v1.ListPoisonedRequest\x1a\x1c.goq.v1.ListPoisonedResponse\x12:\n\x07Redrive\x12\x16.goq.v1.RedriveRequest\x1a\x17.goq.v1.RedriveResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,25 +64,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACKRESPONSE']._serialized_start=917
   _globals['_ACKRESPONSE']._serialized_end=947
   _globals['_NACKREQUEST']._serialized_start=949
-  _globals['_NACKREQUEST']._serialized_end=1030
-  _globals['_NACKRESPONSE']._serialized_start=1032
-  _globals['_NACKRESPONSE']._serialized_end=1046
-  _globals['_STATSREQUEST']._serialized_start=1048
-  _globals['_STATSREQUEST']._serialized_end=1062
-  _globals['_STATSRESPONSE']._serialized_start=1065
-  _globals['_STATSRESPONSE']._serialized_end=1288
-  _globals['_LISTPOISONEDREQUEST']._serialized_start=1290
-  _globals['_LISTPOISONEDREQUEST']._serialized_end=1326
-  _globals['_POISONEDMESSAGE']._serialized_start=1329
-  _globals['_POISONEDMESSAGE']._serialized_end=1605
+  _globals['_NACKREQUEST']._serialized_end=1047
+  _globals['_NACKRESPONSE']._serialized_start=1049
+  _globals['_NACKRESPONSE']._serialized_end=1063
+  _globals['_STATSREQUEST']._serialized_start=1065
+  _globals['_STATSREQUEST']._serialized_end=1079
+  _globals['_STATSRESPONSE']._serialized_start=1082
+  _globals['_STATSRESPONSE']._serialized_end=1305
+  _globals['_LISTPOISONEDREQUEST']._serialized_start=1307
+  _globals['_LISTPOISONEDREQUEST']._serialized_end=1343
+  _globals['_POISONEDMESSAGE']._serialized_start=1346
+  _globals['_POISONEDMESSAGE']._serialized_end=1622
   _globals['_POISONEDMESSAGE_HEADERSENTRY']._serialized_start=175
   _globals['_POISONEDMESSAGE_HEADERSENTRY']._serialized_end=221
-  _globals['_LISTPOISONEDRESPONSE']._serialized_start=1607
-  _globals['_LISTPOISONEDRESPONSE']._serialized_end=1672
-  _globals['_REDRIVEREQUEST']._serialized_start=1674
-  _globals['_REDRIVEREQUEST']._serialized_end=1703
-  _globals['_REDRIVERESPONSE']._serialized_start=1705
-  _globals['_REDRIVERESPONSE']._serialized_end=1735
-  _globals['_QUEUEMANAGER']._serialized_start=1738
-  _globals['_QUEUEMANAGER']._serialized_end=2213
+  _globals['_LISTPOISONEDRESPONSE']._serialized_start=1624
+  _globals['_LISTPOISONEDRESPONSE']._serialized_end=1689
+  _globals['_REDRIVEREQUEST']._serialized_start=1691
+  _globals['_REDRIVEREQUEST']._serialized_end=1720
+  _globals['_REDRIVERESPONSE']._serialized_start=1722
+  _globals['_REDRIVERESPONSE']._serialized_end=1752
+  _globals['_QUEUEMANAGER']._serialized_start=1755
+  _globals['_QUEUEMANAGER']._serialized_end=2230
 # @@protoc_insertion_point(module_scope)

@@ -345,21 +345,24 @@ class NackRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     requeue: _builtins.bool
+    """Default true: give the message back. false sends it to the poison queue now."""
     delay_seconds: _builtins.float
     reason: _builtins.str
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
-        requeue: _builtins.bool = ...,
+        requeue: _builtins.bool | None = ...,
         delay_seconds: _builtins.float = ...,
         reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_requeue", b"_requeue", "requeue", b"requeue"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay_seconds", b"delay_seconds", "id", b"id", "reason", b"reason", "requeue", b"requeue"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_requeue", b"_requeue", "delay_seconds", b"delay_seconds", "id", b"id", "reason", b"reason", "requeue", b"requeue"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__requeue: _TypeAlias = _typing.Literal["requeue"]  # noqa: Y015
+    _WhichOneofArgType__requeue: _TypeAlias = _typing.Literal["_requeue", b"_requeue"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__requeue) -> _WhichOneofReturnType__requeue | None: ...
 
 Global___NackRequest: _TypeAlias = NackRequest  # noqa: Y015
 
