@@ -210,6 +210,10 @@ class Inbound:
 
     def _enqueue(self, items: list[Incoming]) -> None:
         if items:
+            if log.isEnabledFor(logging.DEBUG):
+                for m in items:
+                    fields = {"id": m.id, "source": str(m.message.source), "destination": str(self.me)}
+                    log.debug("received %s", m.id, extra=fields)
             self.counters.received += len(items)
             if self.histograms is not None:
                 self.histograms.received_after([m.received_at - m.message.created_at_ms / 1000 for m in items])

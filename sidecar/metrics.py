@@ -48,6 +48,13 @@ class EngineCollector(Collector):
         for reason, value in sorted(c.refused.items()):
             refused.add_metric([identity, reason], value)
         yield refused
+        sink_failures = CounterMetricFamily(
+            "goq_poison_sink_failures",
+            "Times the poison sink failed to keep messages (they were kept and retried).",
+            labels=["identity"],
+        )
+        sink_failures.add_metric([identity], self.engine.poisoner.failures)
+        yield sink_failures
         for name, documentation, value in [
             ("goq_send_queue_messages", "Messages waiting to be delivered.", stats.send_queue),
             ("goq_receive_queue_messages", "Messages held for the application.", stats.receive_queue),

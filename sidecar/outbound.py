@@ -115,6 +115,13 @@ class Outbound:
     # What the lanes report back.
 
     def delivered(self, items: list[Outgoing]) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            for m in items:
+                log.debug(
+                    "delivered %s",
+                    m.id,
+                    extra={"id": m.id, "source": str(self.owner), "destination": str(m.destination)},
+                )
         self.holding.difference_update(m.id for m in items)
         self.counters.delivered += len(items)
         if self.histograms is not None:
@@ -126,7 +133,13 @@ class Outbound:
         policy, now = self.policy(), self.clock()
         retry, give_up = [], []
         self.counters.attempts_failed += len(items)
-        log.info("delivery of %d message(s) to %s failed, will retry: %s", len(items), lane.destination, error)
+        log.info(
+            "delivery of %d message(s) to %s failed: %s",
+            len(items),
+            lane.destination,
+            error,
+            extra={"source": str(self.owner), "destination": str(lane.destination), "ids": [m.id for m in items[:20]]},
+        )
         for item in items:
             item.failed_attempts += 1
             item.last_error = error

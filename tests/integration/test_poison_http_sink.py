@@ -11,6 +11,7 @@ from goq.devenv.ports import free_port
 from goq.devenv.sidecars import SidecarProcess
 
 from .conftest import App
+from .test_metrics import scrape
 
 Sidecars = Callable[..., dict[str, SidecarProcess]]
 Apps = Callable[[SidecarProcess], App]
@@ -29,6 +30,8 @@ async def test_a_message_poisoned_while_the_endpoint_is_down_reaches_it_once_it_
     stats = await app.stats()
     assert (stats.send_queue, stats.poisoned) == (1, 0), "the message was dropped when its poison sink failed"
     assert "poison sink failed for 1 message(s), keeping them to retry" in orders.log()
+    failures = scrape(orders)[("goq_poison_sink_failures_total", (("identity", "orders.default"),))]
+    assert failures >= 1, "the sink's failure is not visible in the metrics"
 
     received: list[dict[str, Any]] = []
 
