@@ -61,7 +61,9 @@ async def consume(target: str, count: int, within: float) -> dict[str, object]:
     latencies: list[float] = []
     first = last = 0.0
     unacked: list[str] = []
+    await channel.channel_ready()
     stream = stub.Receive(pb.ReceiveRequest(max_in_flight=5000, max_batch=1000))
+    print("ready", flush=True)  # the runner starts the producer only now
 
     async def acknowledge() -> None:
         """Acknowledge what arrived every 5 ms, in one call (as a consumer's multiple-ack would)."""
@@ -105,6 +107,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--within", type=float, default=300.0)
+    parser.add_argument("--queue", default=None, help="ignored: GoQ addresses identities, not queues")
     args = parser.parse_args()
     if args.role == "produce":
         result = asyncio.run(
