@@ -31,6 +31,20 @@ CONFIGURATIONS = """\
 """
 
 
+CAVEATS = """\
+- One machine, shared: the load average was {load} when the run started, and {runs} run(s) per system. On a
+  busy machine tail latencies (p99 and beyond) are dominated by scheduling, not by the systems; compare rows
+  of the same run, not runs with each other.
+- The clients are Python (aio-pika, nats-py, grpcio) for every system, so a peer's figure includes its
+  Python client's cost, as GoQ's includes its own. RabbitMQ's and NATS's own tools (PerfTest, `nats bench`)
+  would report more for the brokers themselves.
+- The bare gRPC hop moves 500 messages per call as one raw-bytes blob in throughput runs: no per-message
+  framing, storage or acknowledgement. It is a ceiling for a Python hop, not a peer GoQ could match.
+- Not measured yet (issue 8): 64 KiB messages, 100 identities at once, a backlog of 1,000,000 messages and
+  recovery after a restart, GoQ over REST and unary gRPC, a plot.
+"""
+
+
 def _command(argv: list[str]) -> str:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
@@ -104,7 +118,7 @@ def reading(results: dict[str, Any]) -> str:
 
 def write(results: dict[str, Any], path: Path) -> None:
     settings = results["settings"]
-    mode = "quick (`make bench-quick`)" if settings["quick"] else "full (`make bench`)"
+    mode = "`--quick`, as `make bench-quick` runs it" if settings["quick"] else "the full run of `make bench`"
     text = [
         "# Benchmarks: GoQ side by side with RabbitMQ, NATS JetStream and a bare gRPC hop",
         "",
@@ -118,6 +132,9 @@ def write(results: dict[str, Any], path: Path) -> None:
         "",
         reading(results),
         "",
+        "## Caveats",
+        "",
+        CAVEATS.format(load=results["load_average"], runs=settings["runs"]),
         "## Configurations",
         "",
         CONFIGURATIONS,

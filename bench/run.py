@@ -133,6 +133,7 @@ def run_once(contender: Contender, count: int, size: int, rate: float, run: str)
         "rate": rate,
         "accepted": sent["accepted"],
         "received": received,
+        "stale": int(got.get("stale", 0)),
         "seconds": elapsed,
         "msgs_per_s": received / elapsed if elapsed > 0 else 0.0,
         "mb_per_s": received * size / elapsed / 1e6 if elapsed > 0 else 0.0,
@@ -140,7 +141,9 @@ def run_once(contender: Contender, count: int, size: int, rate: float, run: str)
         "cpu_s_per_10k": {name: seconds * 10_000 / count for name, seconds in cpu.items()},
     }
     line = f"  {contender.name:<20} {summary['msgs_per_s']:>9,.0f} msg/s  p99 {summary['p99_ms']:.2f} ms"
-    print(line + (f"  (received {received:,} of {count:,})" if received < count else ""), flush=True)
+    if received < count or got.get("stale"):
+        line += f"  (received {received:,} of {count:,}; {got.get('stale', 0):,} of earlier runs ignored)"
+    print(line, flush=True)
     return summary
 
 
@@ -180,12 +183,12 @@ def main() -> None:
             rss_idle[c.name] = {name: rss_mb(pid) for name, pid in c.server.pids().items()}
         for run in range(runs if args.only != "latency" else 0):  # interleaved: machine drift hits all alike
             print(f"throughput, run {run + 1} of {runs}: {count:,} x 1 KiB", flush=True)
-            for c in contenders:
-                c.results["throughput"].append(run_once(c, count, 1024, 0.0, f"t{run}"))
+            for i, c in enumerate(contenders):
+                c.results["throughput"].append(run_once(c, count, 1024, 0.0, f"t{run}s{i}"))
         if args.only != "throughput":
             print(f"latency: {latency_seconds:g} s at 1,000 msg/s", flush=True)
-            for c in contenders:
-                c.results["latency"] = run_once(c, int(1000 * latency_seconds), 1024, 1000.0, "latency")
+            for i, c in enumerate(contenders):
+                c.results["latency"] = run_once(c, int(1000 * latency_seconds), 1024, 1000.0, f"lat-s{i}")
         for c in contenders:
             rss_after[c.name] = {name: rss_mb(pid) for name, pid in c.server.pids().items()}
     finally:
