@@ -11,11 +11,13 @@ setup:  ## set up a fresh machine: system packages, .venv, control-plane binarie
 test:  ## run everything CI runs: ruff, ruff format, mypy and the whole test suite
 	bash scripts/test.sh $(ARGS)
 
-bench:  ## the end-to-end benchmark: two sidecars and MongoDB, throughput and latency (minutes)
-	.venv/bin/python bench/run.py
+bench:  ## GoQ beside RabbitMQ, NATS JetStream and a bare gRPC hop; rewrites docs/benchmarks.md (~20 min)
+	bash bench/setup.sh
+	.venv/bin/python bench/run.py $(ARGS)
 
-bench-quick:  ## the same, small: about a minute
-	.venv/bin/python bench/run.py --quick
+bench-quick:  ## the same, small: a few minutes
+	bash bench/setup.sh
+	.venv/bin/python bench/run.py --quick $(ARGS)
 
 proto:  ## regenerate the Python code for goq/api/v1/*.proto
 	bash scripts/gen-proto.sh

@@ -1,30 +1,39 @@
-"""GoQ end-to-end benchmark: throughput and latency between two sidecars, with real MongoDB.
+"""End-to-end benchmark of GoQ side by side with RabbitMQ, NATS JetStream and a bare gRPC hop, in one run.
 
-    .venv/bin/python bench/run.py            # full: 50,000 x 1 KiB, 3 runs each; 20 s at 1,000 msg/s
-    .venv/bin/python bench/run.py --quick    # a smoke run in about a minute
+    make bench          # bench/setup.sh, then: 50,000 x 1 KiB, 3 interleaved runs each; 20 s at 1,000 msg/s
+    make bench-quick    # bench/setup.sh, then a smoke run of a few minutes
 
-Application -> sidecar -> sidecar -> application, producer and consumer in processes of their own.
-Prints a table and writes the raw figures to bench/results/goq.json.
+Every server is started on 127.0.0.1 as our child and stopped by its PID at the end, also on failure or Ctrl-C.
+Producer and consumer are processes of their own. Prints one table, writes the raw figures to
+bench/results/ (JSON) and regenerates docs/benchmarks.md.
 """
 
 import argparse
+import datetime
 import json
 import os
-import statistics
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import grpc
+import report
 from goq_system import GoQSystem
+from grpc_hop import HopSystem
+from nats_system import NatsSystem
+from rabbitmq_system import RabbitMQSystem
+from stats import latency_summary, text_table
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 
 HERE = Path(__file__).resolve().parent
-CLIENTS = HERE / "clients.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+RUNNING: list[subprocess.Popen[str]] = []  # client processes, killed on the way out
 
 
 def cpu_seconds(pid: int) -> float:
@@ -39,72 +48,103 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def client(role: str, target: str, **options: object) -> subprocess.Popen[str]:
-    args = [sys.executable, str(CLIENTS), role, "--target", target]
-    for key, value in options.items():
-        if value is True:
-            args.append(f"--{key}")
-        elif value not in (False, None):
-            args += [f"--{key}", str(value)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+class Server(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def pids(self) -> dict[str, int]: ...
 
 
-def finish(process: subprocess.Popen[str]) -> dict[str, object]:
+@dataclass
+class Contender:
+    """One row of the table: a started system and how its clients are run."""
+
+    name: str
+    server: Server
+    produce: list[str]
+    consume: list[str]
+    goq: GoQSystem | None = None
+    results: dict[str, Any] = field(default_factory=lambda: {"throughput": [], "latency": None})
+
+    def settle(self) -> None:
+        """Phases must not overlap: wait until GoQ's sidecars hold nothing; then a pause for background writes."""
+        if self.goq:
+            for target in (self.goq.producer_target, self.goq.consumer_target):
+                with grpc.insecure_channel(target) as channel:
+                    stub = queue_manager_pb2_grpc.QueueManagerStub(channel)
+                    for _ in range(600):
+                        stats = stub.Stats(pb.StatsRequest())
+                        if stats.send_queue == 0 and stats.receive_queue == 0:
+                            break
+                        time.sleep(0.1)
+        time.sleep(3.0 if self.goq else 1.0)
+
+
+def goq_contenders(system: GoQSystem) -> list[Contender]:
+    script = str(HERE / "clients.py")
+    return [
+        Contender(
+            f"GoQ {kind}",
+            system,
+            [script, "produce", "--target", system.producer_target]
+            + (["--persistent"] if kind == "persistent" else []),
+            [script, "consume", "--target", system.consumer_target],
+            goq=system,
+        )
+        for kind in ("transient", "persistent")
+    ]
+
+
+def peer_contender(system: RabbitMQSystem | NatsSystem | HopSystem) -> Contender:
+    common = [str(HERE / "peer_clients.py"), "--system", system.system, "--target", system.target]
+    return Contender(system.name, system, [common[0], "produce", *common[1:]], [common[0], "consume", *common[1:]])
+
+
+def spawn(argv: list[str]) -> subprocess.Popen[str]:
+    process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True)
+    RUNNING.append(process)
+    return process
+
+
+def finish(process: subprocess.Popen[str], what: str) -> dict[str, Any]:
     out, _ = process.communicate(timeout=900)
+    RUNNING.remove(process)
     if process.returncode != 0:
-        raise SystemExit(f"benchmark client failed ({process.returncode})")
-    result: dict[str, object] = json.loads(out)
+        raise SystemExit(f"{what} failed ({process.returncode})")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-
-def settle(system: GoQSystem, pause: float = 3.0) -> None:
-    """Wait until both sidecars hold nothing, then ``pause`` for background writes: phases must not overlap."""
-    for target in (system.producer_target, system.consumer_target):
-        with grpc.insecure_channel(target) as channel:
-            stub = queue_manager_pb2_grpc.QueueManagerStub(channel)
-            for _ in range(600):
-                stats = stub.Stats(pb.StatsRequest())
-                if stats.send_queue == 0 and stats.receive_queue == 0:
-                    break
-                time.sleep(0.1)
-    time.sleep(pause)
-
-
-def run_once(system: GoQSystem, count: int, size: int, persistent: bool, rate: float = 0.0) -> dict[str, object]:
-    settle(system)
-    pids = system.pids()
+def run_once(contender: Contender, count: int, size: int, rate: float, run: str) -> dict[str, Any]:
+    contender.settle()
+    pids = contender.server.pids()
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    consumer = client("consume", system.consumer_target, count=count, within=600)
-    time.sleep(0.3)
-    producer = client(
-        "produce", system.producer_target, count=count, size=size, persistent=persistent, rate=rate or None
-    )
-    sent, got = finish(producer), finish(consumer)
-    latencies = [x * 1000 for x in got["latencies"]]  # type: ignore[attr-defined]
-    elapsed = float(got["last"]) - float(sent["start"])  # type: ignore[arg-type]
+    options = ["--count", str(count), "--size", str(size), "--queue", f"bench-{run}"]
+    consumer = spawn([*contender.consume, *options, "--within", "600"])
+    if consumer.stdout is None or consumer.stdout.readline().strip() != "ready":
+        raise SystemExit(f"{contender.name}: the consumer did not start")
+    producer = spawn([*contender.produce, *options] + (["--rate", str(rate)] if rate else []))
+    sent, got = finish(producer, f"{contender.name} producer"), finish(consumer, f"{contender.name} consumer")
+    elapsed = float(got["last"]) - float(sent["start"])
+    received = int(got["received"])
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-    return {
+    summary = {
         "count": count,
         "size": size,
-        "persistent": persistent,
         "rate": rate,
         "accepted": sent["accepted"],
-        "received": got["received"],
+        "received": received,
+        "stale": int(got.get("stale", 0)),
         "seconds": elapsed,
-        "msgs_per_s": int(got["received"]) / elapsed,  # type: ignore[call-overload]
-        "mb_per_s": int(got["received"]) * size / elapsed / 1e6,  # type: ignore[call-overload]
-        "p50_ms": percentile(latencies, 50),
-        "p90_ms": percentile(latencies, 90),
-        "p99_ms": percentile(latencies, 99),
-        "p999_ms": percentile(latencies, 99.9),
-        "max_ms": max(latencies),
+        "msgs_per_s": received / elapsed if elapsed > 0 else 0.0,
+        "mb_per_s": received * size / elapsed / 1e6 if elapsed > 0 else 0.0,
+        **latency_summary([x * 1000 for x in got["latencies"]]),
         "cpu_s_per_10k": {name: seconds * 10_000 / count for name, seconds in cpu.items()},
     }
+    line = f"  {contender.name:<20} {summary['msgs_per_s']:>9,.0f} msg/s  p99 {summary['p99_ms']:.2f} ms"
+    if received < count or got.get("stale"):
+        line += f"  (received {received:,} of {count:,}; {got.get('stale', 0):,} of earlier runs ignored)"
+    print(line, flush=True)
+    return summary
 
 
 def main() -> None:
@@ -114,54 +154,74 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--latency-seconds", type=float, default=None)
     parser.add_argument("--only", choices=["throughput", "latency"], default=None, help="run one scenario")
+    parser.add_argument(
+        "--systems", default="goq,rabbitmq,nats,hop", help="comma-separated subset of goq,rabbitmq,nats,hop"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
     count = args.count or (10_000 if args.quick else 50_000)
     runs = args.runs or (1 if args.quick else 3)
     latency_seconds = args.latency_seconds or (5 if args.quick else 20)
+    chosen = args.systems.split(",")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the finally below stops the servers
 
-    system = GoQSystem()
-    system.start()
+    load_average = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    makers = {"goq": GoQSystem, "rabbitmq": RabbitMQSystem, "nats": NatsSystem, "hop": HopSystem}
+    servers: list[Any] = []
+    contenders: list[Contender] = []
+    rss_idle: dict[str, dict[str, float]] = {}
+    rss_after: dict[str, dict[str, float]] = {}
     try:
-        idle = {name: rss_mb(pid) for name, pid in system.pids().items()}
-        throughput: dict[str, list[dict[str, object]]] = {"transient": [], "persistent": []}
-        for _ in range(runs if args.only != "latency" else 0):  # interleaved: machine drift hits both alike
-            for kind in ("transient", "persistent"):
-                throughput[kind].append(run_once(system, count, 1024, kind == "persistent"))
-        latency = {
-            kind: run_once(system, int(1000 * latency_seconds), 1024, kind == "persistent", rate=1000)
-            for kind in ("transient", "persistent")
-            if args.only != "throughput"
-        }
-        after = {name: rss_mb(pid) for name, pid in system.pids().items()}
+        for key in chosen:
+            server = makers[key]()
+            servers.append(server)
+            print(f"starting {key}", flush=True)
+            server.start()
+            contenders += goq_contenders(server) if key == "goq" else [peer_contender(server)]
+        time.sleep(2.0)
+        for c in contenders:
+            rss_idle[c.name] = {name: rss_mb(pid) for name, pid in c.server.pids().items()}
+        for run in range(runs if args.only != "latency" else 0):  # interleaved: machine drift hits all alike
+            print(f"throughput, run {run + 1} of {runs}: {count:,} x 1 KiB", flush=True)
+            for i, c in enumerate(contenders):
+                c.results["throughput"].append(run_once(c, count, 1024, 0.0, f"t{run}s{i}"))
+        if args.only != "throughput":
+            print(f"latency: {latency_seconds:g} s at 1,000 msg/s", flush=True)
+            for i, c in enumerate(contenders):
+                c.results["latency"] = run_once(c, int(1000 * latency_seconds), 1024, 1000.0, f"lat-s{i}")
+        for c in contenders:
+            rss_after[c.name] = {name: rss_mb(pid) for name, pid in c.server.pids().items()}
     finally:
-        system.stop()
+        for process in RUNNING:
+            process.kill()
+        for server in reversed(servers):
+            server.stop()
 
-    print(f"\nGoQ end to end, 1 KiB payloads, {count:,} messages x {runs} run(s) (median [min-max])")
-    print(f"{'scenario':<28}{'msg/s':>28}{'MB/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-    for kind, results in throughput.items():
-        if not results:
-            continue
-        rates = [float(r["msgs_per_s"]) for r in results]  # type: ignore[arg-type]
-        mbs = statistics.median(float(r["mb_per_s"]) for r in results)  # type: ignore[arg-type]
-        lat = results[len(results) // 2]
-        print(
-            f"{'throughput ' + kind:<28}{statistics.median(rates):>10,.0f} [{min(rates):,.0f}-{max(rates):,.0f}]"
-            f"{mbs:>10.1f}{float(lat['p50_ms']):>9.1f}{float(lat['p99_ms']):>9.1f}"  # type: ignore[arg-type]
-        )
-    print(f"\nLatency at 1,000 msg/s for {latency_seconds:g} s (ms)")
-    print(f"{'scenario':<28}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>8}")
-    for kind, r in latency.items():
-        cells = "".join(f"{float(r[k]):>8.2f}" for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"))  # type: ignore[arg-type]
-        print(f"{'latency ' + kind:<28}{cells}")
-    print("\nRSS MB idle -> after: " + ", ".join(f"{n} {idle[n]:.0f} -> {after[n]:.0f}" for n in idle))
-    cpu = (throughput["persistent"] or [latency["persistent"]])[-1]["cpu_s_per_10k"]
-    print("CPU s per 10k persistent messages: " + ", ".join(f"{n} {v:.2f}" for n, v in cpu.items()))  # type: ignore[attr-defined]
-
+    results: dict[str, Any] = {
+        "finished": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
+        "settings": {"quick": args.quick, "count": count, "runs": runs, "latency_seconds": latency_seconds},
+        "load_average": load_average,
+        "versions": report.versions(),
+        "machine": report.machine(),
+        "systems": {},
+    }
+    for c in contenders:
+        measured = c.results["throughput"] or ([c.results["latency"]] if c.results["latency"] else [])
+        results["systems"][c.name] = {
+            **c.results,
+            "rss_idle_mb": rss_idle.get(c.name, {}),
+            "rss_after_mb": rss_after.get(c.name, {}),
+            "cpu_s_per_10k": measured[-1]["cpu_s_per_10k"] if measured else {},
+        }
+    print("\n" + text_table(results))
     results_dir = HERE / "results"
     results_dir.mkdir(exist_ok=True)
-    (results_dir / "goq.json").write_text(
-        json.dumps({"throughput": throughput, "latency": latency, "rss_idle_mb": idle, "rss_after_mb": after}, indent=1)
-    )
+    stamp = results["finished"].replace(" ", "T").replace(":", "")
+    for name in (f"run-{stamp}.json", "latest.json"):
+        (results_dir / name).write_text(json.dumps(results, indent=1))
+    if not args.no_docs:
+        report.write(results, HERE.parent / "docs" / "benchmarks.md")
+        print("wrote docs/benchmarks.md and bench/results/latest.json")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,251 @@
+"""Producer and consumer processes for the peers GoQ is compared with: RabbitMQ, NATS JetStream, a bare gRPC hop.
+
+Run as ``peer_clients.py produce|consume --system rabbitmq|nats|hop --target ... --queue NAME``. Like GoQ's
+clients, each message's first 8 bytes carry its send time, the consumer prints ``ready`` once subscribed and,
+at the end, one line of JSON (the producer: ``start``/``accepted``; the consumer: every latency).
+The client libraries are imported only by the system that needs them.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import struct
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+
+STAMP = struct.Struct("<d")
+WINDOW = 1000  # publishes awaiting their confirmation at once, in throughput runs
+
+
+def payload(size: int) -> bytes:
+    return STAMP.pack(time.time()) + b"." * (size - STAMP.size)
+
+
+def ready() -> None:
+    print("ready", flush=True)
+
+
+async def paced(count: int, rate: float) -> AsyncIterator[int]:
+    """Yield 0..count-1, at ``rate`` per second when given, else as fast as the caller takes them."""
+    start = time.time()
+    for i in range(count):
+        if rate:
+            delay = start + i / rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        yield i
+
+
+async def confirmed(publish: Callable[[bytes], Awaitable[object]], count: int, size: int, rate: float) -> int:
+    """Publish ``count`` messages, keeping at most WINDOW unconfirmed; return how many were confirmed."""
+    window = asyncio.Semaphore(WINDOW)
+    accepted = 0
+
+    async def one(body: bytes) -> None:
+        nonlocal accepted
+        try:
+            await publish(body)
+            accepted += 1
+        finally:
+            window.release()
+
+    tasks = set()
+    async for _ in paced(count, rate):
+        await window.acquire()
+        task = asyncio.ensure_future(one(payload(size)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks)
+    return accepted
+
+
+class Arrivals:
+    """What the consumer saw: every latency and the last arrival time."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.latencies: list[float] = []
+        self.last = 0.0
+        self.done = asyncio.Event()
+
+    def add(self, body: bytes) -> None:
+        self.last = time.time()
+        self.latencies.append(self.last - STAMP.unpack_from(body)[0])
+        if len(self.latencies) >= self.count:
+            self.done.set()
+
+    async def wait(self, within: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), within)
+
+    def result(self) -> dict[str, object]:
+        return {"received": len(self.latencies), "last": self.last, "latencies": self.latencies}
+
+
+# RabbitMQ: a durable queue, persistent messages, publisher confirms, manual acks with a tuned prefetch.
+
+PREFETCH = 2000
+ACK_EVERY = 200
+
+
+async def rabbitmq_produce(target: str, queue: str, count: int, size: int, rate: float) -> int:
+    import aio_pika  # imported here: only this system needs it
+
+    connection = await aio_pika.connect(target)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue(queue, durable=True)
+
+        async def publish(body: bytes) -> object:
+            message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+            return await channel.default_exchange.publish(message, routing_key=queue)
+
+        return await confirmed(publish, count, size, rate)
+
+
+async def rabbitmq_consume(target: str, queue: str, arrivals: Arrivals, within: float) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(target)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=PREFETCH)
+        declared = await channel.declare_queue(queue, durable=True)
+        unacked = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal unacked
+            arrivals.add(message.body)
+            unacked += 1
+            if unacked >= ACK_EVERY or arrivals.done.is_set():
+                unacked = 0
+                await message.ack(multiple=True)
+
+        tag = await declared.consume(on_message)
+        ready()
+        await arrivals.wait(within)
+        await declared.cancel(tag)
+        await declared.delete(if_unused=False, if_empty=False)
+
+
+# NATS JetStream: a file-storage stream, acknowledged publish, a push consumer with explicit acks.
+
+
+async def nats_stream(target: str, queue: str):  # type: ignore[no-untyped-def]
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    client = await nats.connect(target)
+    js = client.jetstream()
+    await js.add_stream(StreamConfig(name=queue, subjects=[queue], storage=StorageType.FILE))
+    return client, js
+
+
+async def nats_produce(target: str, queue: str, count: int, size: int, rate: float) -> int:
+    client, js = await nats_stream(target, queue)
+    try:
+        return await confirmed(lambda body: js.publish(queue, body, timeout=30), count, size, rate)
+    finally:
+        await client.close()
+
+
+async def nats_consume(target: str, queue: str, arrivals: Arrivals, within: float) -> None:
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    client, js = await nats_stream(target, queue)
+
+    async def on_message(message) -> None:  # type: ignore[no-untyped-def]
+        arrivals.add(message.data)
+        await message.ack()
+
+    config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=PREFETCH * 10)
+    await js.subscribe(queue, durable="bench", cb=on_message, manual_ack=True, config=config)
+    ready()
+    await arrivals.wait(within)
+    await client.flush()
+    await js.delete_stream(queue)
+    await client.close()
+
+
+# The bare gRPC hop (bench/grpc_hop.py): batches of equal-sized messages in raw bytes, no queueing.
+
+HOP_BATCH = 500
+
+
+async def hop_produce(target: str, queue: str, count: int, size: int, rate: float) -> int:
+    async with grpc.aio.insecure_channel(target) as channel:
+        send = channel.stream_unary("/hop.Hop/Send", request_serializer=None, response_deserializer=None)
+
+        async def batches() -> AsyncIterator[bytes]:
+            if rate:
+                async for _ in paced(count, rate):
+                    yield payload(size)
+            else:
+                for first in range(0, count, HOP_BATCH):
+                    yield b"".join(payload(size) for _ in range(min(HOP_BATCH, count - first)))
+
+        await send(batches())
+    return count
+
+
+async def hop_consume(target: str, size: int, arrivals: Arrivals, within: float) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        await channel.channel_ready()
+        receive = channel.unary_stream("/hop.Hop/Receive", request_serializer=None, response_deserializer=None)
+        call = receive(b"")
+        await call.read()  # the server's empty hello: attached
+        ready()
+
+        async def drain() -> None:
+            while (batch := await call.read()) is not grpc.aio.EOF:
+                assert isinstance(batch, bytes)
+                for offset in range(0, len(batch), size):
+                    arrivals.add(batch[offset : offset + size])
+                if arrivals.done.is_set():
+                    return
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drain(), within)
+        call.cancel()
+
+
+async def produce(args: argparse.Namespace) -> dict[str, object]:
+    start = time.time()
+    producers = {"rabbitmq": rabbitmq_produce, "nats": nats_produce, "hop": hop_produce}
+    accepted = await producers[args.system](args.target, args.queue, args.count, args.size, args.rate)
+    return {"accepted": accepted, "start": start, "end": time.time()}
+
+
+async def consume(args: argparse.Namespace) -> dict[str, object]:
+    arrivals = Arrivals(args.count)
+    if args.system == "rabbitmq":
+        await rabbitmq_consume(args.target, args.queue, arrivals, args.within)
+    elif args.system == "nats":
+        await nats_consume(args.target, args.queue, arrivals, args.within)
+    else:
+        await hop_consume(args.target, args.size, arrivals, args.within)
+    return arrivals.result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=["produce", "consume"])
+    parser.add_argument("--system", choices=["rabbitmq", "nats", "hop"], required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--queue", default="bench")
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--within", type=float, default=300.0)
+    args = parser.parse_args()
+    result = asyncio.run(produce(args) if args.role == "produce" else consume(args))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
