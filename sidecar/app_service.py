@@ -112,24 +112,19 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
         max_in_flight = request.max_in_flight or DEFAULT_IN_FLIGHT
         max_batch = request.max_batch or DEFAULT_IN_FLIGHT
         inbound = self.engine.inbound
-        mine: dict[str, Incoming] = {}
-        try:
-            while True:
-                mine = {i: item for i, item in mine.items() if inbound.leased.get(i) is item}
-                credit = max_in_flight - len(mine)
-                if credit <= 0:  # the application has its fill: wait for it to acknowledge
-                    released = inbound.released
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(released.wait(), 1.0)
-                    continue
-                items = await self.engine.receive(min(credit, max_batch), wait=1.0)
-                if items:
-                    mine.update((item.id, item) for item in items)
-                    yield pb.ReceivedBatch(messages=[received(i) for i in items])
-        finally:
-            # The consumer went away: what it held goes back at once (as a closed AMQP channel's would),
-            # instead of waiting out its lease.
-            inbound.release(list(mine.values()))
+        mine: set[str] = set()
+        while True:
+            mine = {i for i in mine if i in inbound.leased}
+            credit = max_in_flight - len(mine)
+            if credit <= 0:  # the application has its fill: wait for it to acknowledge
+                released = inbound.released
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), 1.0)
+                continue
+            items = await self.engine.receive(min(credit, max_batch), wait=1.0)
+            if items:
+                mine.update(item.id for item in items)
+                yield pb.ReceivedBatch(messages=[received(i) for i in items])
 
     async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:  # noqa: N802
         return pb.AckResponse(unknown=self.engine.acknowledge(list(request.ids)))

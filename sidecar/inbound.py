@@ -284,18 +284,6 @@ class Inbound:
             self._signal_released()
         return unknown
 
-    def release(self, items: Sequence[Incoming]) -> int:
-        """Give back leased messages whose consumer went away (its stream closed): handed out again at
-        once, not after their lease. Only leases still held by these very hand-overs are released."""
-        released = [item for item in items if self.leased.get(item.id) is item]
-        for item in released:
-            del self.leased[item.id]
-        for item in reversed(released):
-            self._requeue(item, 0.0)
-        if released:
-            self._signal_released()
-        return len(released)
-
     async def reject(self, message_id: str, *, requeue: bool, delay: float, reason: str) -> bool:
         """Give a leased message back: requeue after ``delay`` seconds, or poison it now. False if not leased."""
         item = self.leased.pop(message_id, None)

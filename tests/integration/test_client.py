@@ -113,19 +113,3 @@ async def test_a_w3c_traceparent_header_arrives_unchanged_so_traces_stitch(sidec
         async for message in billing.receive():
             assert message.headers == {"traceparent": traceparent, "tracestate": "goq=1"}
             break
-
-
-async def test_what_a_closed_receive_stream_held_is_handed_out_again_at_once(sidecars: Sidecars) -> None:
-    group = sidecars("orders", "billing", GOQ_LEASE="1h")
-    async with AsyncClient(group["orders"].grpc_target) as orders, AsyncClient(group["billing"].grpc_target) as billing:
-        await orders.send_many([Outgoing("billing", f"n{i}".encode()) for i in range(3)])
-        first_consumer = billing.receive(max_in_flight=10)
-        held = [await anext(first_consumer) for _ in range(3)]
-        await first_consumer.aclose()  # goes away without acknowledging (the lease is an hour)
-        again: list[Received] = []
-        async for message in billing.receive(max_in_flight=10):
-            again.append(message)
-            if len(again) == 3:
-                break
-        assert sorted(m.id for m in again) == sorted(m.id for m in held)
-        assert {m.attempt for m in again} == {2}
