@@ -49,6 +49,8 @@ class SidecarSettings:
     max_payload: int = 4 * 1024 * 1024
     batch_max: int = 256
     window: int = 8
+    lane_window: int = 4096
+    lane_window_bytes: int = 16 * 1024 * 1024
     shutdown_grace: float = 10.0
     heartbeat: float = 5.0
     adopt_after: float = 20.0
@@ -92,6 +94,8 @@ class SidecarSettings:
             max_payload=e.integer("GOQ_MAX_PAYLOAD_BYTES", 4 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
             batch_max=e.integer("GOQ_BATCH_MAX", 256, 1, 10_000),
             window=e.integer("GOQ_WINDOW", 8, 1, 1024),
+            lane_window=e.integer("GOQ_LANE_WINDOW", 4096, 1, 1_000_000),
+            lane_window_bytes=e.integer("GOQ_LANE_WINDOW_BYTES", 16 * 1024 * 1024, 1, 1 << 40),
             shutdown_grace=e.duration("GOQ_SHUTDOWN_GRACE", 10.0),
             heartbeat=e.duration("GOQ_HEARTBEAT", 5.0),
             adopt_after=e.duration("GOQ_ADOPT_AFTER", 20.0),
