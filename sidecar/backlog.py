@@ -62,6 +62,12 @@ class Backlog:
         self.hold = hold
         self.waiting: dict[Address, int] = {}
         """Per destination: messages stored (or being stored) with a spill sequence, not held in memory."""
+        self._loadable: dict[Address, int] = {}
+        """Per destination: how many of the waiting messages the store has acknowledged. Only these may be
+        loaded: a write is visible to reads before it is majority-acknowledged, and a message loaded
+        before the write that carried it returns could overtake messages of that write held in memory.
+        Writes are acknowledged in the order of their spill sequence (one group-commit writer), so the
+        oldest ``loadable`` of a destination are exactly the acknowledged ones."""
         self._placed: dict[Address, list[int]] = {}
         """Per destination: messages and bytes placed in memory, being stored (not yet held)."""
         self._sequence = 0
@@ -70,7 +76,9 @@ class Backlog:
 
     @property
     def total(self) -> int:
-        return sum(self.waiting.values())
+        """Messages stored that wait in the store only. Those still being written are not counted: the
+        send queue's bound counts them already as being admitted."""
+        return sum(self._loadable.values())
 
     def place(self, items: list[Outgoing]) -> None:
         """Before they are stored: mark the persistent ``items`` that must wait in the store only."""
@@ -91,6 +99,7 @@ class Backlog:
         self._unplace(items)
         for item, new in zip(items, fresh, strict=True):
             if item.spill and new:
+                self._loadable[item.destination] = self._loadable.get(item.destination, 0) + 1
                 self.kick(item.destination)
                 continue
             if item.spill:
@@ -111,17 +120,17 @@ class Backlog:
         for name, count in counts.items():
             destination = Address.parse(name)
             self.waiting[destination] = self.waiting.get(destination, 0) + count
+            self._loadable[destination] = self._loadable.get(destination, 0) + count
             self.kick(destination)
 
     def kick(self, destination: Address) -> None:
         """Room may have freed up, or more is stored: load the destination's waiting messages if there is room."""
-        if self._closed or not self.waiting.get(destination) or destination in self._loaders:
+        if self._closed or not self._loadable.get(destination) or destination in self._loaders:
             return
         if self._room(destination) <= 0:
             return
         task = asyncio.get_running_loop().create_task(self._load(destination), name=f"backlog {destination}")
         self._loaders[destination] = task
-        task.add_done_callback(lambda _: self._loaders.pop(destination, None))
 
     async def close(self) -> None:
         self._closed = True
@@ -145,7 +154,14 @@ class Backlog:
                 placed[1] -= item.size
 
     async def _load(self, destination: Address) -> None:
-        while not self._closed and self.waiting.get(destination, 0) > 0 and (room := self._room(destination)) > 0:
+        try:
+            await self._load_while_room(destination)
+        finally:
+            # In the step that decided to stop: a kick after it must start a new loader, not find this one.
+            self._loaders.pop(destination, None)
+
+    async def _load_while_room(self, destination: Address) -> None:
+        while not self._closed and (room := min(self._room(destination), self._loadable.get(destination, 0))) > 0:
             try:
                 items = await self.store.load_spilled(str(destination), min(room, LOAD_BATCH))
             except StoreUnavailableError as exc:
@@ -153,8 +169,11 @@ class Backlog:
                 await asyncio.sleep(LOAD_RETRY)
                 continue
             if not items:
-                return  # the rest are still being written: their ``stored`` kicks again
+                log.warning("%d message(s) for %s should wait in the store but none were found", room, destination)
+                self._loadable[destination] = 0
+                return
             self.waiting[destination] = max(0, self.waiting[destination] - len(items))
+            self._loadable[destination] = max(0, self._loadable[destination] - len(items))
             self.hold(items)
 
     def _uncount(self, item: Outgoing) -> None:
