@@ -54,16 +54,18 @@ def _result(outcome: SendReceipt | GoQError) -> pb.SendResult:
 def received(item: Incoming) -> pb.ReceivedMessage:
     """A leased message as the application sees it."""
     m = item.message
-    return pb.ReceivedMessage(
+    message = pb.ReceivedMessage(
         id=m.id,
         to=str(m.destination),
         payload=m.payload,
-        headers=m.headers,
         persistent=m.persistent,
         attempt=item.deliveries,
         sent_at_ms=m.created_at_ms,
         **{"from": str(m.source)},
     )
+    if m.headers:  # a map argument, even an empty one, costs a Python-level update per message
+        message.headers.update(m.headers)
+    return message
 
 
 class AppService(queue_manager_pb2_grpc.QueueManagerServicer):

@@ -8,7 +8,8 @@ heartbeating, another replica of the same identity adopts its records.
 Writes the delivery promise depends on (a send, a receipt) are majority writes, grouped; writes whose
 loss only causes a redelivery (a delete after delivery, an acknowledgement) go in the background.
 Acknowledged inbox records stay as small tombstones for the dedupe window (TTL index), so a late
-redelivery is still recognised.
+redelivery is still recognised. Payloads and signatures are stored as plain ``bytes`` (BSON binary
+subtype 0): wrapping them in ``bson.Binary`` first cost a tenth of a sidecar's CPU at full rate.
 """
 
 import datetime
@@ -18,7 +19,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from bson import Binary
 from pymongo import AsyncMongoClient, DeleteMany, ReplaceOne, UpdateMany, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
@@ -192,9 +192,9 @@ class MongoOutbox:
                 "c": m.created_at,
                 "a": m.failed_attempts,
                 "n": m.next_at,
-                "b": Binary(m.body),
+                "b": m.body,
                 "k": m.key_id,
-                "s": Binary(m.signature),
+                "s": m.signature,
                 **({"sp": m.spill} if m.spill else {}),
             }
             for m in items
@@ -290,9 +290,9 @@ class MongoInbox:
                 "st": "r",
                 "r": m.received_at,
                 "dl": m.deliveries,
-                "b": Binary(m.body),
+                "b": m.body,
                 "k": m.key_id,
-                "s": Binary(m.signature),
+                "s": m.signature,
             }
             for m in items
         ]
