@@ -160,14 +160,15 @@ async def start_pod_runner(
     detached: bool = False,
     sidecar_env: Mapping[str, str] | None = None,
     backoff: float = 1.0,
+    node: str = "goq-local",
     within: float = 60.0,
 ) -> Started:
-    """The pod runner for node ``goq-local``; returns once its node is registered and its DNS serves."""
+    """The pod runner for ``node``; returns once its node is registered and its DNS serves."""
     directory = workdir / "pod-runner"
     info = directory / "runner.json"
     info.unlink(missing_ok=True)
     argv = [sys.executable, "-c", RUNNER_CODE, "--kubeconfig", str(kubeconfig), "--dir", str(directory)]
-    argv += ["--backoff", str(backoff)]
+    argv += ["--backoff", str(backoff), "--node", node]
     for name, value in (sidecar_env or {}).items():
         argv += ["--sidecar-env", f"{name}={value}"]
     server = processes.start("goq-pod-runner", argv, workdir / "pod-runner.log", detached=detached, env=_clean_env())

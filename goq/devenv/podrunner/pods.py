@@ -33,6 +33,11 @@ class NodeContext:
     host_ip: str = "127.0.0.1"
 
 
+def pod_directory(root: Path, namespace: str, name: str, uid: str) -> Path:
+    """Where a pod's volumes and container logs (``<container>.log``) are kept under the runner's folder."""
+    return root / "pods" / f"{namespace}_{name}_{uid[:8]}"
+
+
 def _port(probe: Mapping[str, Any], spec: Mapping[str, Any]) -> int | None:
     port = probe.get("port")
     if isinstance(port, int):
@@ -55,6 +60,8 @@ class PodWorker:
         self.specs: list[Mapping[str, Any]] = list(pod["spec"]["containers"])
         self.containers = [Container(s["name"], directory / f"{s['name']}.log") for s in self.specs]
         self.kubeconfig: str | None = None
+        self.terminating = False
+        """Deleted: its containers are being stopped; DNS no longer gives its address."""
         self._mounts: dict[str, Path] | None = None
         self._session: aiohttp.ClientSession | None = None
 

@@ -20,7 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from goq.devenv.podrunner import volumes
 from goq.devenv.podrunner.addresses import PodAddresses
-from goq.devenv.podrunner.pods import NodeContext, PodWorker
+from goq.devenv.podrunner.pods import NodeContext, PodWorker, pod_directory
 
 log = logging.getLogger("goq.devenv.podrunner")
 
@@ -73,6 +73,7 @@ class PodRunner:
     _kubeconfigs: dict[str, str] = field(default_factory=dict)
     _reported: dict[str, dict[str, Any]] = field(default_factory=dict)
     _finishing: set[str] = field(default_factory=set)
+    _terminations: dict[str, "asyncio.Task[None]"] = field(default_factory=dict)
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -111,8 +112,9 @@ class PodRunner:
                 selector = (service.get("spec") or {}).get("selector") or {}
                 return [
                     w.address
-                    for w in self.workers.values()
+                    for w in list(self.workers.values())
                     if w.ready
+                    and not w.terminating
                     and w.pod["metadata"]["namespace"] == namespace
                     and _selects(selector, w.pod["metadata"].get("labels") or {})
                 ]
@@ -130,6 +132,9 @@ class PodRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.interval)
         finally:
+            for task in self._terminations.values():
+                task.cancel()
+            await asyncio.gather(*self._terminations.values(), return_exceptions=True)
             await asyncio.gather(*(w.stop(2.0) for w in self.workers.values()))
 
     async def sync_once(self, reader: ApiReader) -> None:
@@ -152,16 +157,18 @@ class PodRunner:
                     continue
                 worker = self._new_worker(pod)
             worker.pod = pod
-        for uid in [u for u in self.workers if u not in seen]:
+        for uid in [u for u in self.workers if u not in seen and u not in self._terminations]:
             log.info("%s: gone from the API; stopping its containers", self.workers[uid].key)
             await self._forget(uid, grace=0.0)
-        await asyncio.gather(*(self._sync_pod(uid, w, reader) for uid, w in list(self.workers.items())))
+        self._finishing &= seen
+        syncing = [(u, w) for u, w in self.workers.items() if u not in self._terminations]
+        await asyncio.gather(*(self._sync_pod(uid, w, reader) for uid, w in syncing))
 
     def _new_worker(self, pod: dict[str, Any]) -> PodWorker:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         address = self.addresses.allocate(key)
-        directory = self.directory / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
+        directory = pod_directory(self.directory, meta["namespace"], meta["name"], meta["uid"])
         worker = PodWorker(pod, address, directory, self.context)
         self.workers[meta["uid"]] = worker
         log.info("%s: runs at %s (logs in %s)", key, address, directory)
@@ -187,20 +194,9 @@ class PodRunner:
     async def _sync_pod(self, uid: str, worker: PodWorker, reader: ApiReader) -> None:
         meta = worker.pod["metadata"]
         if meta.get("deletionTimestamp"):
-            grace = min(float(meta.get("deletionGracePeriodSeconds") or 0), GRACE_LIMIT)
-            log.info("%s: deleted; stopping its containers (grace %.0f s)", worker.key, grace)
-            await self._forget(uid, grace=grace)
-            self._finishing.add(uid)
-            try:
-                await self.core.delete_namespaced_pod(
-                    meta["name"],
-                    meta["namespace"],
-                    grace_period_seconds=0,
-                    body=k8s.V1DeleteOptions(grace_period_seconds=0, preconditions=k8s.V1Preconditions(uid=uid)),
-                )
-            except ApiException as exc:
-                if exc.status not in (404, 409):
-                    raise
+            worker.terminating = True
+            task = asyncio.get_running_loop().create_task(self._terminate(uid, worker), name=f"terminate {worker.key}")
+            self._terminations[uid] = task
             return
         await worker.sync(reader, await self._kubeconfig(worker.pod))
         status = worker.status()
@@ -212,6 +208,26 @@ class PodRunner:
                     raise
                 return
             self._reported[uid] = status
+
+    async def _terminate(self, uid: str, worker: PodWorker) -> None:
+        """A deleted pod: stop its containers within its grace period, then remove it for good (as a kubelet)."""
+        meta = worker.pod["metadata"]
+        grace = min(float(meta.get("deletionGracePeriodSeconds") or 0), GRACE_LIMIT)
+        log.info("%s: deleted; stopping its containers (grace %.0f s)", worker.key, grace)
+        try:
+            await self._forget(uid, grace=grace)
+            self._finishing.add(uid)
+            await self.core.delete_namespaced_pod(
+                meta["name"],
+                meta["namespace"],
+                grace_period_seconds=0,
+                body=k8s.V1DeleteOptions(grace_period_seconds=0, preconditions=k8s.V1Preconditions(uid=uid)),
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                log.warning("%s: could not finish its deletion: %s", worker.key, exc)
+        finally:
+            self._terminations.pop(uid, None)
 
     async def _forget(self, uid: str, grace: float) -> None:
         worker = self.workers.pop(uid)
