@@ -205,7 +205,10 @@ def run_demo(directory: Path, *, quick: bool, keep: bool) -> int:
         if started_here and not keep:
             progress.step("Stopping everything the demo started")
             down(directory)
-    print("\nThe demo is over. `make up` starts the same and leaves it running for you to explore.", flush=True)
+    if started_here and not keep:
+        print("\nThe demo is over. `make up` starts the same and leaves it running for you to explore.", flush=True)
+    else:
+        print(f"\nThe demo is over; the cluster is still up (state in {directory}): `make down` stops it.", flush=True)
     return 0
 
 

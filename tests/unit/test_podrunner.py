@@ -1,12 +1,14 @@
 """The local pod runner's pure parts: DNS answers, a container's environment and argv, pod status."""
 
 import asyncio
+import datetime
 import struct
 import sys
 from pathlib import Path
 
 import pytest
 
+from goq.devenv import tables
 from goq.devenv.errors import DevEnvError
 from goq.devenv.podrunner import dns, environment, volumes
 from goq.devenv.podrunner.addresses import PodAddresses
@@ -146,3 +148,31 @@ async def test_a_pod_is_pending_until_every_container_ran_and_succeeds_only_when
     assert [c.last_exit.code if c.last_exit else None for c in (app, sidecar)] == [0, 3]
     assert phase([app, sidecar]) == "Failed"
     assert phase([app]) == "Succeeded"
+
+
+FIGURES = {"ready": "1/1", "podCount": 1, "sendQueue": 0, "receiveQueue": 2, "delivered": 39, "poisoned": 1}
+
+
+def test_the_goqueue_table_has_kubectls_columns_and_ages() -> None:
+    now = datetime.datetime(2026, 11, 28, 7, 0, 0, tzinfo=datetime.UTC)
+    items = [
+        {
+            "metadata": {"name": "orders", "creationTimestamp": "2026-11-28T06:58:20Z"},
+            "status": {
+                "ready": "1/1",
+                "podCount": 1,
+                "sendQueue": 0,
+                "receiveQueue": 2,
+                "delivered": 39,
+                "poisoned": 1,
+            },
+        },
+        {"metadata": {"name": "billing", "creationTimestamp": "2026-11-28T06:59:37Z"}},
+    ]
+    assert tables.render([tables.COLUMNS, *tables.rows(items, now)]).splitlines() == [
+        "NAME      READY   PODS   SENDQ   RECVQ   DELIVERED   POISONED   AGE",
+        "orders    1/1     1      0       2       39          1          100s",
+        "billing                                                         23s",
+    ]
+    assert tables.age("2026-11-28T05:00:00Z", now) == "120m"
+    assert tables.age("2026-11-20T07:00:00Z", now) == "8d"

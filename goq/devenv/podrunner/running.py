@@ -162,7 +162,10 @@ class PodRunner:
             await self._forget(uid, grace=0.0)
         self._finishing &= seen
         syncing = [(u, w) for u, w in self.workers.items() if u not in self._terminations]
-        await asyncio.gather(*(self._sync_pod(uid, w, reader) for uid, w in syncing))
+        results = await asyncio.gather(*(self._sync_pod(u, w, reader) for u, w in syncing), return_exceptions=True)
+        for (_, worker), result in zip(syncing, results, strict=True):
+            if isinstance(result, Exception):  # one odd pod must not stop the node's other pods
+                log.warning("%s: sync failed (retrying): %r", worker.key, result)
 
     def _new_worker(self, pod: dict[str, Any]) -> PodWorker:
         meta = pod["metadata"]
