@@ -7,6 +7,7 @@ identity no pod has lands in orders' poison queue with its reason; ``kubectl get
 figures the sidecars report.
 """
 
+import asyncio
 import os
 import re
 import signal
@@ -167,18 +168,19 @@ async def run(shop: Shop, progress: Progress, *, quick: bool = False) -> None:
     orders_sidecar = f"{pods['orders']['status']['podIP']}:{names.PORT_GRPC}"
     p.step("An undeliverable message: an order for 'shipping', an identity no pod has")
     p.detail(f"$ goqctl --sidecar {orders_sidecar} send shipping '{{\"order\": 0}}'")
-    sent = goqctl("--sidecar", orders_sidecar, "send", "shipping", '{"order": 0}')
+    sent = await asyncio.to_thread(goqctl, "--sidecar", orders_sidecar, "send", "shipping", '{"order": 0}')
     p.detail(sent.stdout.strip() or sent.stderr.strip())
     if sent.returncode != 0:
         raise DevEnvError(f"goqctl send failed: {sent.stderr.strip()}")
 
     async def poisoned() -> bool:
-        listed = goqctl("--sidecar", orders_sidecar, "poison", "list")
+        listed = await asyncio.to_thread(goqctl, "--sidecar", orders_sidecar, "poison", "list")
         return "shipping" in listed.stdout
 
     await p.wait("orders' sidecar retries per RetryPolicy shop (8 attempts), then poisons it", poisoned, 90)
     p.detail(f"$ goqctl --sidecar {orders_sidecar} poison list")
-    p.detail(goqctl("--sidecar", orders_sidecar, "poison", "list").stdout.rstrip())
+    listed = await asyncio.to_thread(goqctl, "--sidecar", orders_sidecar, "poison", "list")
+    p.detail(listed.stdout.rstrip())
 
     p.step(f"kubectl get goqueues -n {shop.namespace} (figures written by the sidecars' heartbeats)")
 

@@ -1,6 +1,7 @@
 """A destination gone for longer than the RetryPolicy allows: its messages are poisoned with the reason,
 and ``goqctl`` redrives them once the destination is back."""
 
+import asyncio
 import json
 
 from goq.devenv.demo import ACCEPTED, INVOICED, goqctl
@@ -23,7 +24,7 @@ async def test_messages_for_a_deleted_pod_land_in_the_poison_queue_and_goqctl_re
     sidecar = space.sidecar_address(orders)
 
     async def poisoned() -> list[dict[str, object]]:
-        listed = goqctl("--sidecar", sidecar, "-o", "json", "poison", "list")
+        listed = await asyncio.to_thread(goqctl, "--sidecar", sidecar, "-o", "json", "poison", "list")
         assert listed.returncode == 0, listed.stderr
         entries: list[dict[str, object]] = json.loads(listed.stdout)
         return entries if len(entries) >= 5 else []
@@ -39,7 +40,7 @@ async def test_messages_for_a_deleted_pod_land_in_the_poison_queue_and_goqctl_re
 
     await space.pod("billing")
     billing = await space.running("billing")
-    redriven = goqctl("--sidecar", sidecar, "-o", "json", "poison", "redrive", "--all")
+    redriven = await asyncio.to_thread(goqctl, "--sidecar", sidecar, "-o", "json", "poison", "redrive", "--all")
     assert redriven.returncode == 0, redriven.stderr
     assert len(json.loads(redriven.stdout)["redriven"]) == 5
 
@@ -47,4 +48,5 @@ async def test_messages_for_a_deleted_pod_land_in_the_poison_queue_and_goqctl_re
         return space.shop.numbers(billing, INVOICED) == {1, 2, 3, 4, 5}
 
     assert await eventually(all_invoiced, 60), space.shop.log(billing).read_text()[-2000:]
-    assert json.loads(goqctl("--sidecar", sidecar, "-o", "json", "poison", "list").stdout) == []
+    after = await asyncio.to_thread(goqctl, "--sidecar", sidecar, "-o", "json", "poison", "list")
+    assert json.loads(after.stdout) == []

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from goq.devenv.processes import _die_with_parent
+from goq.devenv.processes import die_with_parent
 
 
 def now() -> datetime.datetime:
@@ -82,7 +82,7 @@ class Container:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.started = now()
         self._monotonic_start = time.monotonic()
