@@ -90,7 +90,7 @@ def build(
     resolver: Resolver = (
         StaticResolver.parse(settings.peers, settings.namespace)
         if settings.resolver == "static"
-        else DnsResolver(settings.cluster_domain)
+        else DnsResolver(settings.cluster_domain, server=settings.dns_server)
     )
     outboxes: dict[bool, OutboxStore] = {True: persistent_outbox, False: MemoryOutbox()}
     inboxes: dict[bool, InboxStore] = {True: persistent_inbox, False: MemoryInbox(settings.dedupe_window)}

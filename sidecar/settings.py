@@ -37,6 +37,8 @@ class SidecarSettings:
     resolver: str = "dns"
     peers: str = ""
     cluster_domain: str = "cluster.local"
+    dns_server: str = ""
+    """``host:port`` of the DNS server the ``dns`` resolver asks; empty: the system's (the default)."""
     peer_listen: str = f"0.0.0.0:{PORT_PEER}"
     grpc_listen: str = f"127.0.0.1:{PORT_GRPC}"
     rest_listen: str = f"127.0.0.1:{PORT_REST}"
@@ -82,6 +84,7 @@ class SidecarSettings:
             resolver=e.choice("GOQ_RESOLVER", "dns", ("dns", "static")),
             peers=e.get("GOQ_PEERS", ""),
             cluster_domain=e.get("GOQ_CLUSTER_DOMAIN", "cluster.local"),
+            dns_server=e.get("GOQ_DNS_SERVER") and e.listen("GOQ_DNS_SERVER", ""),
             peer_listen=e.listen("GOQ_PEER_LISTEN", f"0.0.0.0:{PORT_PEER}"),
             grpc_listen=e.listen("GOQ_GRPC_LISTEN", f"127.0.0.1:{PORT_GRPC}"),
             rest_listen=e.listen("GOQ_REST_LISTEN", f"127.0.0.1:{PORT_REST}"),
