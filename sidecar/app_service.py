@@ -61,8 +61,8 @@ def received(item: Incoming) -> pb.ReceivedMessage:
         persistent=m.persistent,
         attempt=item.deliveries,
         sent_at_ms=m.created_at_ms,
-        **{"from": str(m.source)},
     )
+    setattr(message, "from", str(m.source))  # a keyword in Python, so not an argument
     if m.headers:  # a map argument, even an empty one, costs a Python-level update per message
         message.headers.update(m.headers)
     return message

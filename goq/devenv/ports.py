@@ -1,19 +1,43 @@
 """Free TCP ports on the loopback interface, chosen at run time so that parallel runs never collide."""
 
+import random
 import socket
 from contextlib import ExitStack
+from pathlib import Path
+from typing import Final
+
+LOWEST: Final = 10_000
+EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _below_ephemeral() -> int:
+    """The first port the kernel hands out for outgoing connections (32768 unless configured)."""
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Return ``count`` distinct ports that were free a moment ago.
+    """Return ``count`` distinct ports that were free a moment ago, below the ephemeral range.
 
-    All sockets stay bound until every port is chosen, so the ports are distinct from each other.
+    Below it, because a server is often restarted on its ports (a sidecar killed and started again):
+    a port from the ephemeral range can meanwhile become some process's outgoing connection, and with
+    many processes connecting, now and then one does. All sockets stay bound until every port is chosen,
+    so the ports are distinct from each other.
     """
+    top = _below_ephemeral()
+    chooser = random.SystemRandom()
     with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        while len(ports) < count:
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves bind
+            port = chooser.randrange(LOWEST, top) if top > LOWEST + 1000 else 0
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue  # taken: try another
             ports.append(sock.getsockname()[1])
         return ports
 

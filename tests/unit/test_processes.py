@@ -63,3 +63,8 @@ def test_free_ports_are_distinct_and_unused() -> None:
     ports = free_ports(5)
     assert len(set(ports)) == 5
     assert not any(is_listening(p) for p in ports)
+
+
+def test_free_ports_lie_below_the_range_the_kernel_gives_outgoing_connections() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(10_000 <= p < low for p in free_ports(20))
