@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, NoReturn
 
 import grpc
@@ -16,6 +16,8 @@ from goq.sidecar.errors import NotFoundError, QueueFullError
 from goq.sidecar.records import Incoming, PoisonRecord
 
 DEFAULT_IN_FLIGHT = 100
+FRAME_BYTES = 1024 * 1024
+"""Most payload bytes in one ``ReceivedBatch``: clients refuse gRPC messages over 4 MiB by default."""
 PIPELINE = 64
 """Send batches of one stream being accepted at once."""
 
@@ -49,6 +51,20 @@ def _result(outcome: SendReceipt | GoQError) -> pb.SendResult:
     if isinstance(outcome, SendReceipt):
         return pb.SendResult(accepted=pb.SendResponse(id=outcome.id, state=outcome.state))
     return pb.SendResult(error=pb.SendError(code=status_of(outcome).name, message=str(outcome)))
+
+
+def frames(items: list[Incoming], limit: int = FRAME_BYTES) -> Iterator[list[Incoming]]:
+    """``items`` in consecutive groups of at most ``limit`` payload bytes (at least one item each)."""
+    frame: list[Incoming] = []
+    size = 0
+    for item in items:
+        if frame and size + len(item.message.payload) > limit:
+            yield frame
+            frame, size = [], 0
+        frame.append(item)
+        size += len(item.message.payload)
+    if frame:
+        yield frame
 
 
 def received(item: Incoming) -> pb.ReceivedMessage:
@@ -124,9 +140,9 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
                     await asyncio.wait_for(released.wait(), 1.0)
                 continue
             items = await self.engine.receive(min(credit, max_batch), wait=1.0)
-            if items:
-                mine.update(item.id for item in items)
-                yield pb.ReceivedBatch(messages=[received(i) for i in items])
+            mine.update(item.id for item in items)
+            for frame in frames(items):
+                yield pb.ReceivedBatch(messages=[received(i) for i in frame])
 
     async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:  # noqa: N802
         return pb.AckResponse(unknown=self.engine.acknowledge(list(request.ids)))

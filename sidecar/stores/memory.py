@@ -7,8 +7,12 @@ recognised.
 
 import time
 from collections import OrderedDict
+from typing import Final
 
 from goq.sidecar.records import Incoming, Outgoing
+
+EXPIRY_INTERVAL: Final = 0.5
+"""Seconds between sweeps of expired keys: a key may be remembered this much longer than its window."""
 
 
 class RecentKeys:
@@ -18,6 +22,7 @@ class RecentKeys:
         self.window = window
         self.limit = limit
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._next_expiry = 0.0
 
     def add(self, key: str) -> bool:
         """Remember ``key``; False if it was already remembered."""
@@ -38,6 +43,9 @@ class RecentKeys:
 
     def _expire(self) -> None:
         now = time.monotonic()
+        if now < self._next_expiry:  # at most every EXPIRY_INTERVAL: this runs on every lookup
+            return
+        self._next_expiry = now + EXPIRY_INTERVAL
         while self._seen:
             until = next(iter(self._seen.values()))
             if until > now:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
+import pymongo
 from pymongo import AsyncMongoClient, DeleteMany, ReplaceOne, UpdateMany, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
@@ -34,6 +35,8 @@ log = logging.getLogger("goq.sidecar.store")
 Doc = dict[str, Any]
 _DUPLICATE_KEY: Final = 11000
 _AFTER_SEPARATOR: Final = "}"  # the character after "|": bounds an owner's _id range
+RECOVERY_TIMEOUT: Final = 300.0
+"""Seconds the scans of a restart or an adoption may take (a backlog of millions), not GOQ_STORE_TIMEOUT."""
 BACKGROUND_LINGER: Final = 0.025
 """Seconds background writes wait to be grouped: deletes after delivery and acknowledgements."""
 
@@ -111,18 +114,20 @@ class MongoStore:
             query["st"] = "r"
         if not waiting and holders == [self.instance]:
             query["sp"] = {"$exists": False}  # its own waiting records are this instance's already
-        await coll.update_many(query, {"$set": {"h": self.instance, "cl": token}})
         read: Doc = {**self.owned(), "cl": token}
         if not waiting:
             read["sp"] = {"$exists": False}
-        return token, await coll.find(read).to_list(None)
+        with pymongo.timeout(RECOVERY_TIMEOUT):  # scans the whole backlog: longer than a write may take
+            await coll.update_many(query, {"$set": {"h": self.instance, "cl": token}})
+            return token, await coll.find(read).to_list(None)
 
     async def count_waiting(self, extra: Doc) -> dict[str, int]:
         """Outbox records that wait in the store only, per destination."""
         match = {**self.owned(), "h": self.instance, "sp": {"$exists": True}, **extra}
         pipeline = [{"$match": match}, {"$group": {"_id": "$d", "n": {"$sum": 1}}}]
         try:
-            docs = await (await self._outbox.aggregate(pipeline)).to_list(None)
+            with pymongo.timeout(RECOVERY_TIMEOUT):
+                docs = await (await self._outbox.aggregate(pipeline)).to_list(None)
         except PyMongoError as exc:
             raise StoreUnavailableError(f"MongoDB could not count waiting messages: {exc}") from exc
         return {doc["_id"]: doc["n"] for doc in docs}
