@@ -1,49 +1,104 @@
-"""GoQ as the benchmark runs it: a real mongod and two sidecar processes (orders -> billing) on loopback."""
+"""GoQ as the benchmark runs it: a real mongod and sidecar processes (by default orders -> billing) on loopback."""
 
+import contextlib
 import json
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import grpc
+
+from goq.api.v1 import queue_manager_pb2 as pb
+from goq.api.v1 import queue_manager_pb2_grpc
+from goq.devenv.errors import DevEnvError
 from goq.devenv.mongo import MongoServer
 from goq.devenv.sidecars import SidecarProcess, hmac_keys, local_sidecars
 
-# Bounds high enough that a benchmark measures delivery, not the overflow policy.
+# Bounds high enough that a benchmark measures delivery, not the overflow policy (the backlog scenario
+# queues 1,000,000 messages).
 QUEUE_SPEC = json.dumps({"sendQueueLimit": 2_000_000, "receiveQueueLimit": 2_000_000})
+STATS_FIELDS = (
+    "send_queue",
+    "receive_queue",
+    "in_flight",
+    "sent",
+    "delivered",
+    "received",
+    "acknowledged",
+    "poisoned",
+    "duplicates",
+    "refused",
+)
+
+
+def stats_of(target: str, timeout: float = 10.0) -> dict[str, int]:
+    """One sidecar's ``Stats``: queue depths, leases held and counters."""
+    with grpc.insecure_channel(target) as channel:
+        answer = queue_manager_pb2_grpc.QueueManagerStub(channel).Stats(pb.StatsRequest(), timeout=timeout)
+    return {name: int(getattr(answer, name)) for name in STATS_FIELDS}
 
 
 class GoQSystem:
-    """Start and stop MongoDB and the two sidecars; the clients talk to their gRPC ports."""
+    """Start and stop MongoDB and the sidecars; clients talk to their gRPC and REST ports."""
 
-    def __init__(self) -> None:
+    def __init__(self, identities: tuple[str, ...] = ("orders", "billing"), extra_env: dict[str, str] | None = None):
+        self.identities = identities
+        self.extra_env = extra_env or {}
         self.workdir = Path(tempfile.mkdtemp(prefix="goq-bench-"))
         self.mongo = MongoServer(self.workdir / "mongo")
         self.sidecars: dict[str, SidecarProcess] = {}
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.mongo.start()
         env = {
             "GOQ_MONGODB_URI": self.mongo.uri,
             "GOQ_HMAC_KEYS": hmac_keys({"bench": b"b" * 32}),
             "GOQ_QUEUE_SPEC": QUEUE_SPEC,
             "GOQ_LOG_LEVEL": "WARNING",
+            **self.extra_env,
         }
-        self.sidecars = local_sidecars(["orders", "billing"], self.workdir / "sidecars", env)
+        self.sidecars = local_sidecars(list(self.identities), self.workdir / "sidecars", env)
+        if len(self.sidecars) <= 2:
+            for sidecar in self.sidecars.values():
+                sidecar.start(timeout=timeout)
+            return
+        # Many sidecars (the scale scenario) are launched at once, then waited for together: ``start`` with
+        # no time to wait launches the process and gives up waiting at once, which is all we ask of it here.
         for sidecar in self.sidecars.values():
-            sidecar.start()
+            with contextlib.suppress(DevEnvError):
+                sidecar.start(timeout=0.0)
+        deadline = time.monotonic() + timeout * len(self.sidecars) / 4
+        waiting = list(self.sidecars.values())
+        while waiting:
+            for sidecar in waiting:
+                if sidecar.process is None or not sidecar.process.alive():
+                    raise DevEnvError(f"sidecar {sidecar.identity} exited while starting:\n{sidecar.log()[-2000:]}")
+            waiting = [s for s in waiting if not s.is_ready()]
+            if waiting and time.monotonic() > deadline:
+                raise DevEnvError(f"{len(waiting)} sidecars were not ready in time, e.g. {waiting[0].identity}")
+            time.sleep(0.5)
 
     @property
-    def producer_target(self) -> str:
-        return self.sidecars["orders"].grpc_target
+    def producer(self) -> SidecarProcess:
+        return self.sidecars[self.identities[0]]
 
     @property
-    def consumer_target(self) -> str:
-        return self.sidecars["billing"].grpc_target
+    def consumer(self) -> SidecarProcess:
+        return self.sidecars[self.identities[-1]]
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Every sidecar's Stats, by identity."""
+        return {name: stats_of(s.grpc_target) for name, s in self.sidecars.items() if s.process}
 
     def pids(self) -> dict[str, int]:
         pids = {name: s.process.pid for name, s in self.sidecars.items() if s.process}
         if self.mongo.process:
             pids["mongod"] = self.mongo.process.pid
         return pids
+
+    def describe(self) -> dict[str, Any]:
+        return {"identities": list(self.identities), "env": dict(self.extra_env)}
 
     def stop(self) -> None:
         for sidecar in self.sidecars.values():
