@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import struct
 import sys
@@ -36,7 +37,8 @@ QUIET = 0.5  # seconds without a message after which a finished consumer closes
 
 
 def tag_of(run: str) -> bytes:
-    return run.encode()[:8].ljust(8, b"-")
+    """8 bytes that tell one run's messages from every other's (a digest: names may share a prefix)."""
+    return hashlib.blake2b(run.encode(), digest_size=8).digest()
 
 
 def payload(size: int, tag: bytes) -> bytes:
@@ -284,7 +286,7 @@ def main() -> None:
     parser.add_argument("--persistent", action="store_true")
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--within", type=float, default=300.0)
-    parser.add_argument("--queue", default="bench", help="the run's name: its first 8 bytes tag the messages")
+    parser.add_argument("--queue", default="bench", help="the run's name: a digest of it tags the messages")
     args = parser.parse_args()
     tag = tag_of(args.queue)
     result: dict[str, Any]
