@@ -2,6 +2,9 @@
 
 import contextlib
 import json
+import random
+import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +35,45 @@ STATS_FIELDS = (
 )
 
 
+WAVE = 10  # sidecars launched at once by the scale scenario
+
+
+def quiet_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` free ports below the kernel's ephemeral range. With a hundred sidecars each opening
+    connections, a port picked from the ephemeral range (as ``free_ports`` does) can be taken by someone's
+    outgoing connection before its sidecar binds it; below the range only listeners compete."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    port = random.randrange(10_000, max(10_001, low - 4 * count))
+    ports: list[int] = []
+    while len(ports) < count:
+        if port >= low:
+            raise DevEnvError(f"not {count} free ports between 10000 and {low}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+                ports.append(port)
+            except OSError:
+                pass
+        port += 1
+    return ports
+
+
+def many_sidecars(identities: tuple[str, ...], workdir: Path, env: dict[str, str]) -> dict[str, SidecarProcess]:
+    """As ``local_sidecars``, on ports from ``quiet_ports``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = iter(quiet_ports(4 * len(identities)))
+    sidecars = {
+        i: SidecarProcess(
+            i, workdir, {}, peer_port=next(ports), grpc_port=next(ports), health_port=next(ports), rest_port=next(ports)
+        )
+        for i in identities
+    }
+    peers = ",".join(f"{s.address}={s.peer_target}" for s in sidecars.values())
+    for sidecar in sidecars.values():
+        sidecar.env = {"GOQ_RESOLVER": "static", "GOQ_PEERS": peers, **env}
+    return sidecars
+
+
 def stats_of(target: str, timeout: float = 10.0) -> dict[str, int]:
     """One sidecar's ``Stats``: queue depths, leases held and counters."""
     with grpc.insecure_channel(target) as channel:
@@ -58,26 +100,30 @@ class GoQSystem:
             "GOQ_LOG_LEVEL": "WARNING",
             **self.extra_env,
         }
-        self.sidecars = local_sidecars(list(self.identities), self.workdir / "sidecars", env)
-        if len(self.sidecars) <= 2:
+        if len(self.identities) <= 2:
+            self.sidecars = local_sidecars(list(self.identities), self.workdir / "sidecars", env)
             for sidecar in self.sidecars.values():
                 sidecar.start(timeout=timeout)
             return
-        # Many sidecars (the scale scenario) are launched at once, then waited for together: ``start`` with
-        # no time to wait launches the process and gives up waiting at once, which is all we ask of it here.
-        for sidecar in self.sidecars.values():
-            with contextlib.suppress(DevEnvError):
-                sidecar.start(timeout=0.0)
-        deadline = time.monotonic() + timeout * len(self.sidecars) / 4
-        waiting = list(self.sidecars.values())
-        while waiting:
-            for sidecar in waiting:
-                if sidecar.process is None or not sidecar.process.alive():
-                    raise DevEnvError(f"sidecar {sidecar.identity} exited while starting:\n{sidecar.log()[-2000:]}")
-            waiting = [s for s in waiting if not s.is_ready()]
-            if waiting and time.monotonic() > deadline:
-                raise DevEnvError(f"{len(waiting)} sidecars were not ready in time, e.g. {waiting[0].identity}")
-            time.sleep(0.5)
+        self.sidecars = many_sidecars(self.identities, self.workdir / "sidecars", env)
+        # Launched a wave at a time (a hundred Python processes starting at once would only thrash the cores),
+        # each wave waited for together: ``start`` with no time to wait launches the process and gives up
+        # waiting at once, which is all we ask of it here.
+        everyone = list(self.sidecars.values())
+        for first in range(0, len(everyone), WAVE):
+            wave = everyone[first : first + WAVE]
+            for sidecar in wave:
+                with contextlib.suppress(DevEnvError):
+                    sidecar.start(timeout=0.0)
+            deadline = time.monotonic() + timeout
+            while wave:
+                for sidecar in wave:
+                    if sidecar.process is None or not sidecar.process.alive():
+                        raise DevEnvError(f"sidecar {sidecar.identity} exited while starting:\n{sidecar.log()[-2000:]}")
+                wave = [s for s in wave if not s.is_ready()]
+                if wave and time.monotonic() > deadline:
+                    raise DevEnvError(f"{len(wave)} sidecars were not ready in {timeout:g} s, e.g. {wave[0].identity}")
+                time.sleep(0.2)
 
     @property
     def producer(self) -> SidecarProcess:
@@ -101,6 +147,8 @@ class GoQSystem:
         return {"identities": list(self.identities), "env": dict(self.extra_env)}
 
     def stop(self) -> None:
+        """Stop everything and remove the data: a backlog run leaves gigabytes of it."""
         for sidecar in self.sidecars.values():
             sidecar.stop()
         self.mongo.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -77,7 +77,7 @@ def throughput_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
             else:
                 cells += ["-"] * 4
         rows.append(cells)
-    return _table(headers, rows, markdown)
+    return _table(headers, rows, markdown) if rows else []
 
 
 def engine_ratios(results: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -193,16 +193,21 @@ def backlog_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
         "first delivery s",
         "drain msg/s",
     ]
+
+    def mb(value: float | None) -> str:
+        return f"{value:.0f}" if value is not None else "-"
+
+    failed = [r for r in b.get("restarts", []) if r["error"]]
     row = [
         f"{b['count']:,}",
         f"{b['built_s']:.0f}",
-        f"{b['rss_idle_mb'].get('billing', 0):.0f} / {peak:.0f} / {b['rss_after_restart_mb']:.0f} / "
-        f"{b['rss_after_drain_mb']:.0f}",
+        f"{b['rss_idle_mb'].get('billing', 0):.0f} / {peak:.0f} / {mb(b['rss_after_restart_mb'])} / "
+        f"{mb(b['rss_after_drain_mb'])}",
         f"{sender_peak:.0f}",
         f"{b['rss_full_mb'].get('mongod', 0):.0f}",
-        f"{b['ready_s']:.1f}",
+        f"{b['ready_s']:.1f}" if b["ready_s"] is not None else f"failed {len(failed)} times",
         f"{b['first_delivery_s']:.1f}" if b.get("first_delivery_s") is not None else "-",
-        f"{b['drain_msgs_per_s']:,.0f}",
+        f"{b['drain_msgs_per_s']:,.0f}" if b.get("drain_msgs_per_s") is not None else "-",
     ]
     return _table(headers, [row], markdown)
 

@@ -113,3 +113,28 @@ def test_hygiene_lists_only_what_a_sidecar_held() -> None:
 def test_tables_of_a_run_without_scale_or_backlog_leave_them_out() -> None:
     assert stats.scale_table(RESULTS, markdown=True) == []
     assert stats.backlog_table(RESULTS, markdown=True) == []
+
+
+BACKLOG_THAT_NEVER_CAME_BACK = {
+    "backlog": {
+        "count": 1_000_000,
+        "built_s": 150.0,
+        "rss_idle_mb": {"billing": 69.0},
+        "rss_full_mb": {"mongod": 400.0},
+        "samples": [
+            {"t": 0.0, "queued": 0, "billing": 69.0, "orders": 69.0},
+            {"t": 150.0, "queued": 10**6, "billing": 3300.0},
+        ],
+        "ready_s": None,
+        "first_delivery_s": None,
+        "rss_after_restart_mb": None,
+        "rss_after_drain_mb": None,
+        "drain_msgs_per_s": None,
+        "restarts": [{"seconds": 12.0, "error": "pymongo.errors.NetworkTimeout: timed out"}] * 3,
+    }
+}
+
+
+def test_a_restart_that_failed_is_shown_as_failed_not_as_a_time() -> None:
+    table = "\n".join(stats.backlog_table(BACKLOG_THAT_NEVER_CAME_BACK, markdown=True))
+    assert "| 1,000,000 | 150 | 69 / 3300 / - / - | 69 | 400 | failed 3 times | - | - |" in table
