@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # no display: write files only
 import matplotlib.pyplot as plt
@@ -28,6 +29,7 @@ def _throughput(ax: Any, results: dict[str, Any], size: str, key: str, unit: str
     ax.barh(names, medians, xerr=[lows, highs], color=colours, capsize=2)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"{unit} (log scale; median, bars min-max)")
     ax.set_title(f"Throughput end to end, {size_label(size)}")
     ax.tick_params(axis="y", labelsize=7)
@@ -38,13 +40,14 @@ def _latency(ax: Any, results: dict[str, Any]) -> None:
     width = 0.8 / max(1, len(rows))
     for i, (name, latency) in enumerate(rows):
         xs = [k + i * width for k in range(len(LATENCY_KEYS))]
-        ax.bar(xs, [max(0.01, float(latency[k])) for k in LATENCY_KEYS], width, label=name)
+        colour = plt.get_cmap("tab20")(i % 20)  # eleven rows: more than the default ten colours
+        ax.bar(xs, [max(0.01, float(latency[k])) for k in LATENCY_KEYS], width, label=name, color=colour)
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(LATENCY_KEYS))])
     ax.set_xticklabels(["p50", "p90", "p99", "p99.9", "max"])
     ax.set_yscale("log")
     ax.set_ylabel("ms (log scale)")
     ax.set_title("Latency at 1,000 msg/s, 1 KiB")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.08))
 
 
 def _backlog(ax: Any, results: dict[str, Any]) -> None:

@@ -29,7 +29,8 @@ CONFIGURATIONS = """\
   receiving*; the rate runs from the producer's start until the receiving sidecar's `Stats.received` counter
   shows every message (polled every 10 ms). It is everything GoQ does between two applications except the
   receive API. The backlog is then drained by a streaming consumer: that is the receive path's rate alone.
-  "stream / engine" is the streaming end-to-end rate of the same run divided by the engine rate.
+  "stream / engine" is the streaming end-to-end rate of the same repetition divided by the engine rate; the
+  two are separate runs, so on a busy machine noise can put the ratio above 100%.
 - **RabbitMQ**: Debian's `rabbitmq-server` run in the foreground as a private node (own epmd, data
   directory, free ports, no plugins), Erlang schedulers not busy-waiting. Durable queue, persistent
   messages (delivery mode 2), publisher confirms with up to 1,000 publishes awaiting confirmation,
@@ -125,6 +126,9 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+FLAT_MB = 25  # growth while the second half of a backlog queues that still counts as flat
+
+
 def reading(results: dict[str, Any]) -> str:
     """What this run's figures say, against the targets of issues 4 and 8; no claim the numbers do not make."""
     systems = results["systems"]
@@ -200,10 +204,18 @@ def reading(results: dict[str, Any]) -> str:
         idle_mb = backlog["rss_idle_mb"].get("billing", 0.0)
         peak = max(s.get("billing", 0.0) for s in samples)
         per_100k = (peak - idle_mb) * 100_000 / backlog["count"]
+        half = next((s for s in samples if s.get("received", s["queued"]) >= backlog["count"] / 2), samples[-1])
+        late = samples[-1].get("billing", 0.0) - half.get("billing", 0.0)
+        verdict = (
+            f"{_verdict(late < FLAT_MB)} (read: it grew {late:.0f} MB while the second half of the backlog queued;"
+            f" flat means less than {FLAT_MB} MB)"
+            if backlog["count"] >= 100_000
+            else "not judged (fewer than 100,000 messages)"
+        )
         line = (
             f"- Backlog of {backlog['count']:,} persistent messages: the receiving sidecar grew from {idle_mb:.0f} MB"
-            f" to {peak:.0f} MB ({per_100k:,.0f} MB per 100,000 messages queued); target 'flat, bounded window':"
-            f" {_verdict(peak - idle_mb < 50)} (read: grows by less than 50 MB in all)."
+            f" to {peak:.0f} MB ({per_100k:,.0f} MB per 100,000 messages queued); target 'memory flat, a bounded"
+            f" window': {verdict}."
         )
         failed = [r for r in backlog.get("restarts", []) if r["error"]]
         for i, attempt in enumerate(failed, 1):

@@ -208,7 +208,11 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNG go")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md and .png")
     parser.add_argument("--no-plot", action="store_true", help="no PNG (matplotlib not needed)")
+    parser.add_argument("--from-json", type=Path, help="measure nothing: table, plot and docs from saved results")
     args = parser.parse_args()
+    if args.from_json:
+        publish(json.loads(args.from_json.read_text()), args)
+        return
     counts = {
         1024: args.count or (5_000 if args.quick else 50_000),
         65536: args.large_count or (500 if args.quick else 5_000),
@@ -316,12 +320,18 @@ def main() -> None:
         kill_clients()
     results["finished"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
 
-    print("\n" + text_table(results))
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = results["finished"].replace(" ", "T").replace(":", "")
     for name in (f"run-{stamp}.json", "latest.json"):
         (args.results / name).write_text(json.dumps(results, indent=1))
-    written = [str(args.results / "latest.json")]
+    publish(results, args)
+
+
+def publish(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print the tables; write the plot next to the results, and docs/benchmarks.md and .png."""
+    print("\n" + text_table(results))
+    args.results.mkdir(parents=True, exist_ok=True)
+    written = [] if args.from_json else [str(args.results / "latest.json")]
     if not args.no_plot:
         import plot  # matplotlib: the bench extra
 
