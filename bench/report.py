@@ -16,11 +16,13 @@ CONFIGURATIONS = """\
   memory; *persistent* ones are written to MongoDB (majority) before they are accepted, and again by the
   receiving sidecar before it acknowledges them to the sender.
 - **GoQ's application APIs** (`bench/clients.py`), one row each:
-  - *gRPC stream*: `SendStream` with `SendBatch`es of 500 (one message per batch at a fixed rate);
+  - *gRPC stream*: `SendStream` with `SendBatch`es of 500 messages but at most 1 MiB (16 of 64 KiB; one
+    message per batch at a fixed rate);
   - *gRPC unary*: one `Send` per message, up to 64 calls awaiting their answer at once;
   - *REST JSON*: `POST /v1/messages` with a base64 payload in JSON, up to 64 requests at once (aiohttp);
   - *REST raw*: the same with an `application/octet-stream` body and `?to=...&persistent=...`.
-  The gRPC rows receive with the server-streaming `Receive` (max_in_flight 5000, max_batch 1000) and
+  The gRPC rows receive with the server-streaming `Receive` (max_in_flight 5000, max_batch 1000, or 16 for
+  64 KiB messages so that a batch stays under gRPC's 4 MiB default message limit) and
   acknowledge every 5 ms in one `Ack`; the REST rows long-poll `GET /v1/messages?max=1000&wait=1` and
   acknowledge each message with its own `POST /v1/messages/{id}/ack` (up to 64 at once), the only ack REST
   offers. Every consumer drains before it closes: it reads on until nothing came for 0.5 s and acknowledges
