@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 from goq_system import GoQSystem, stats_of
 from procs import BenchError, cpu_seconds, finish, rss_mb, spawn, wait_ready
 from stats import latency_summary
@@ -123,7 +124,13 @@ def backlog(count: int, size: int = 1024) -> dict[str, Any]:
         )
         deadline = started + 3600
         while True:
-            queued = stats_of(receiver.grpc_target)
+            try:
+                queued = stats_of(receiver.grpc_target, timeout=30)
+            except grpc.RpcError as exc:  # a sidecar busy storing may answer late: sample again
+                if time.time() > deadline or receiver.process is None or not receiver.process.alive():
+                    raise BenchError(f"backlog: the receiving sidecar does not answer Stats: {exc}") from None
+                time.sleep(SAMPLE_EVERY)
+                continue
             pids = system.pids()
             samples.append(
                 {
