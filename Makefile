@@ -22,11 +22,11 @@ down:  ## stop everything `make up` or an interrupted `make demo` started
 test:  ## run everything CI runs: ruff, ruff format, mypy and the whole test suite
 	bash scripts/test.sh $(ARGS)
 
-bench:  ## GoQ beside RabbitMQ, NATS JetStream and a bare gRPC hop; rewrites docs/benchmarks.md (~20 min)
+bench:  ## GoQ beside RabbitMQ, NATS JetStream and a bare gRPC hop; rewrites docs/benchmarks.md (~30 min)
 	bash bench/setup.sh
 	.venv/bin/python bench/run.py $(ARGS)
 
-bench-quick:  ## the same, small: a few minutes
+bench-quick:  ## every scenario of the same, small: a few minutes
 	bash bench/setup.sh
 	.venv/bin/python bench/run.py --quick $(ARGS)
 

@@ -1,43 +1,141 @@
-"""GoQ as the benchmark runs it: a real mongod and two sidecar processes (orders -> billing) on loopback."""
+"""GoQ as the benchmark runs it: a real mongod and sidecar processes (by default orders -> billing) on loopback."""
 
+import contextlib
 import json
+import random
+import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import grpc
+
+from goq.api.v1 import queue_manager_pb2 as pb
+from goq.api.v1 import queue_manager_pb2_grpc
+from goq.devenv.errors import DevEnvError
 from goq.devenv.mongo import MongoServer
 from goq.devenv.sidecars import SidecarProcess, hmac_keys, local_sidecars
 
-# Bounds high enough that a benchmark measures delivery, not the overflow policy.
+# Bounds high enough that a benchmark measures delivery, not the overflow policy (the backlog scenario
+# queues 1,000,000 messages).
 QUEUE_SPEC = json.dumps({"sendQueueLimit": 2_000_000, "receiveQueueLimit": 2_000_000})
+STATS_FIELDS = (
+    "send_queue",
+    "receive_queue",
+    "in_flight",
+    "sent",
+    "delivered",
+    "received",
+    "acknowledged",
+    "poisoned",
+    "duplicates",
+    "refused",
+)
+
+
+WAVE = 10  # sidecars launched at once by the scale scenario
+
+
+def quiet_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` free ports below the kernel's ephemeral range. With a hundred sidecars each opening
+    connections, a port picked from the ephemeral range (as ``free_ports`` does) can be taken by someone's
+    outgoing connection before its sidecar binds it; below the range only listeners compete."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    port = random.randrange(10_000, max(10_001, low - 4 * count))
+    ports: list[int] = []
+    while len(ports) < count:
+        if port >= low:
+            raise DevEnvError(f"not {count} free ports between 10000 and {low}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+                ports.append(port)
+            except OSError:
+                pass
+        port += 1
+    return ports
+
+
+def many_sidecars(identities: tuple[str, ...], workdir: Path, env: dict[str, str]) -> dict[str, SidecarProcess]:
+    """As ``local_sidecars``, on ports from ``quiet_ports``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = iter(quiet_ports(4 * len(identities)))
+    sidecars = {
+        i: SidecarProcess(
+            i, workdir, {}, peer_port=next(ports), grpc_port=next(ports), health_port=next(ports), rest_port=next(ports)
+        )
+        for i in identities
+    }
+    peers = ",".join(f"{s.address}={s.peer_target}" for s in sidecars.values())
+    for sidecar in sidecars.values():
+        sidecar.env = {"GOQ_RESOLVER": "static", "GOQ_PEERS": peers, **env}
+    return sidecars
+
+
+def stats_of(target: str, timeout: float = 10.0) -> dict[str, int]:
+    """One sidecar's ``Stats``: queue depths, leases held and counters."""
+    with grpc.insecure_channel(target) as channel:
+        answer = queue_manager_pb2_grpc.QueueManagerStub(channel).Stats(pb.StatsRequest(), timeout=timeout)
+    return {name: int(getattr(answer, name)) for name in STATS_FIELDS}
 
 
 class GoQSystem:
-    """Start and stop MongoDB and the two sidecars; the clients talk to their gRPC ports."""
+    """Start and stop MongoDB and the sidecars; clients talk to their gRPC and REST ports."""
 
-    def __init__(self) -> None:
+    def __init__(self, identities: tuple[str, ...] = ("orders", "billing"), extra_env: dict[str, str] | None = None):
+        self.identities = identities
+        self.extra_env = extra_env or {}
         self.workdir = Path(tempfile.mkdtemp(prefix="goq-bench-"))
         self.mongo = MongoServer(self.workdir / "mongo")
         self.sidecars: dict[str, SidecarProcess] = {}
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.mongo.start()
         env = {
             "GOQ_MONGODB_URI": self.mongo.uri,
             "GOQ_HMAC_KEYS": hmac_keys({"bench": b"b" * 32}),
             "GOQ_QUEUE_SPEC": QUEUE_SPEC,
             "GOQ_LOG_LEVEL": "WARNING",
+            **self.extra_env,
         }
-        self.sidecars = local_sidecars(["orders", "billing"], self.workdir / "sidecars", env)
-        for sidecar in self.sidecars.values():
-            sidecar.start()
+        if len(self.identities) <= 2:
+            self.sidecars = local_sidecars(list(self.identities), self.workdir / "sidecars", env)
+            for sidecar in self.sidecars.values():
+                sidecar.start(timeout=timeout)
+            return
+        self.sidecars = many_sidecars(self.identities, self.workdir / "sidecars", env)
+        # Launched a wave at a time (a hundred Python processes starting at once would only thrash the cores),
+        # each wave waited for together: ``start`` with no time to wait launches the process and gives up
+        # waiting at once, which is all we ask of it here.
+        everyone = list(self.sidecars.values())
+        for first in range(0, len(everyone), WAVE):
+            wave = everyone[first : first + WAVE]
+            for sidecar in wave:
+                with contextlib.suppress(DevEnvError):
+                    sidecar.start(timeout=0.0)
+            deadline = time.monotonic() + timeout
+            while wave:
+                for sidecar in wave:
+                    if sidecar.process is None or not sidecar.process.alive():
+                        raise DevEnvError(f"sidecar {sidecar.identity} exited while starting:\n{sidecar.log()[-2000:]}")
+                wave = [s for s in wave if not s.is_ready()]
+                if wave and time.monotonic() > deadline:
+                    raise DevEnvError(f"{len(wave)} sidecars were not ready in {timeout:g} s, e.g. {wave[0].identity}")
+                time.sleep(0.2)
 
     @property
-    def producer_target(self) -> str:
-        return self.sidecars["orders"].grpc_target
+    def producer(self) -> SidecarProcess:
+        return self.sidecars[self.identities[0]]
 
     @property
-    def consumer_target(self) -> str:
-        return self.sidecars["billing"].grpc_target
+    def consumer(self) -> SidecarProcess:
+        return self.sidecars[self.identities[-1]]
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Every sidecar's Stats, by identity."""
+        return {name: stats_of(s.grpc_target) for name, s in self.sidecars.items() if s.process}
 
     def pids(self) -> dict[str, int]:
         pids = {name: s.process.pid for name, s in self.sidecars.items() if s.process}
@@ -45,7 +143,12 @@ class GoQSystem:
             pids["mongod"] = self.mongo.process.pid
         return pids
 
+    def describe(self) -> dict[str, Any]:
+        return {"identities": list(self.identities), "env": dict(self.extra_env)}
+
     def stop(self) -> None:
+        """Stop everything and remove the data: a backlog run leaves gigabytes of it."""
         for sidecar in self.sidecars.values():
             sidecar.stop()
         self.mongo.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -7,6 +7,7 @@ in-memory hand-over. ``HopSystem`` starts and stops that server as the benchmark
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -71,6 +72,7 @@ class HopSystem:
     def stop(self) -> None:
         if self.server:
             self.server.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def main() -> None:

@@ -35,3 +35,4 @@ class NatsSystem:
     def stop(self) -> None:
         if self.server:
             self.server.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -175,6 +175,7 @@ async def nats_consume(target: str, queue: str, arrivals: Arrivals, within: floa
 # The bare gRPC hop (bench/grpc_hop.py): batches of equal-sized messages in raw bytes, no queueing.
 
 HOP_BATCH = 500
+HOP_BATCH_BYTES = 1024 * 1024  # gRPC refuses messages over 4 MiB: 64 KiB payloads go 16 to a call
 
 
 async def hop_produce(target: str, queue: str, count: int, size: int, rate: float) -> int:
@@ -186,8 +187,9 @@ async def hop_produce(target: str, queue: str, count: int, size: int, rate: floa
                 async for _ in paced(count, rate):
                     yield payload(size)
             else:
-                for first in range(0, count, HOP_BATCH):
-                    yield b"".join(payload(size) for _ in range(min(HOP_BATCH, count - first)))
+                step = max(1, min(HOP_BATCH, HOP_BATCH_BYTES // size))
+                for first in range(0, count, step):
+                    yield b"".join(payload(size) for _ in range(min(step, count - first)))
 
         await send(batches())
     return count

@@ -5,6 +5,7 @@ started as our children and stopped by PID. The Erlang schedulers are told not t
 broker does not take CPU from the other systems measured in the same run.
 """
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -74,3 +75,4 @@ class RabbitMQSystem:
             self.server.stop(timeout=30)
         if self.epmd:
             self.epmd.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,51 +1,42 @@
 """End-to-end benchmark of GoQ side by side with RabbitMQ, NATS JetStream and a bare gRPC hop, in one run.
 
-    make bench          # bench/setup.sh, then: 50,000 x 1 KiB, 3 interleaved runs each; 20 s at 1,000 msg/s
-    make bench-quick    # bench/setup.sh, then a smoke run of a few minutes
+    make bench          # bench/setup.sh, then the full run (see docs/benchmarks.md for what it measures)
+    make bench-quick    # bench/setup.sh, then the same scenarios, small: a few minutes
 
 Every server is started on 127.0.0.1 as our child and stopped by its PID at the end, also on failure or Ctrl-C.
-Producer and consumer are processes of their own. Prints one table, writes the raw figures to
-bench/results/ (JSON) and regenerates docs/benchmarks.md.
+Producer and consumer are processes of their own. Prints one table, writes the raw figures to bench/results/
+(JSON) with a plot (PNG), and regenerates docs/benchmarks.md and docs/benchmarks.png.
 """
 
 import argparse
 import datetime
 import json
-import os
+import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import grpc
 import report
-from goq_system import GoQSystem
+import scenarios
+from goq_system import GoQSystem, stats_of
 from grpc_hop import HopSystem
 from nats_system import NatsSystem
+from procs import BenchError, cpu_seconds, finish, kill_clients, rss_mb, spawn, wait_ready
 from rabbitmq_system import RabbitMQSystem
 from stats import latency_summary, text_table
 
-from goq.api.v1 import queue_manager_pb2 as pb
-from goq.api.v1 import queue_manager_pb2_grpc
-
 HERE = Path(__file__).resolve().parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-RUNNING: list[subprocess.Popen[str]] = []  # client processes, killed on the way out
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+SIZES = (1024, 65536)
+APIS = {  # producer API -> (label, consumer API)
+    "stream": ("gRPC stream", "grpc"),
+    "unary": ("gRPC unary", "grpc"),
+    "rest-json": ("REST JSON", "rest"),
+    "rest-raw": ("REST raw", "rest"),
+}
+LEASE_WAIT = 45.0  # longest a phase waits for the sidecars to hold nothing: the 30 s lease and some
 
 
 class Server(Protocol):
@@ -63,35 +54,53 @@ class Contender:
     produce: list[str]
     consume: list[str]
     goq: GoQSystem | None = None
-    results: dict[str, Any] = field(default_factory=lambda: {"throughput": [], "latency": None})
-
-    def settle(self) -> None:
-        """Phases must not overlap: wait until GoQ's sidecars hold nothing; then a pause for background writes."""
-        if self.goq:
-            for target in (self.goq.producer_target, self.goq.consumer_target):
-                with grpc.insecure_channel(target) as channel:
-                    stub = queue_manager_pb2_grpc.QueueManagerStub(channel)
-                    for _ in range(600):
-                        stats = stub.Stats(pb.StatsRequest())
-                        if stats.send_queue == 0 and stats.receive_queue == 0:
-                            break
-                        time.sleep(0.1)
-        time.sleep(3.0 if self.goq else 1.0)
+    results: dict[str, Any] = field(default_factory=lambda: {"throughput": {}, "latency": None})
 
 
-def goq_contenders(system: GoQSystem) -> list[Contender]:
+@dataclass
+class Hygiene:
+    """What the GoQ sidecars held when a phase was about to start: it should be nothing."""
+
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def settle(self, system: GoQSystem | None, before: str) -> None:
+        """Wait until the sidecars hold nothing (queued, or leased to an application); record it if they did."""
+        if system is None:
+            time.sleep(1.0)
+            return
+        start = time.time()
+        first = current = system.stats()
+        while any(s["send_queue"] or s["receive_queue"] or s["in_flight"] for s in current.values()):
+            if time.time() - start > LEASE_WAIT:
+                break
+            time.sleep(0.2)
+            current = system.stats()
+        waited = time.time() - start
+        if waited > 0.05:
+            entry = {"before": before, "waited_s": round(waited, 2), "found": first, "after": current}
+            self.log.append(entry)
+            held = {
+                n: {k: v for k, v in s.items() if k in ("send_queue", "receive_queue", "in_flight") and v}
+                for n, s in first.items()
+            }
+            print(f"  (before {before}: the sidecars held {held}; waited {waited:.1f} s)", flush=True)
+        time.sleep(1.0)  # background writes of the last phase
+
+
+def goq_contenders(system: GoQSystem, apis: list[str]) -> list[Contender]:
     script = str(HERE / "clients.py")
-    return [
-        Contender(
-            f"GoQ {kind}",
-            system,
-            [script, "produce", "--target", system.producer_target]
-            + (["--persistent"] if kind == "persistent" else []),
-            [script, "consume", "--target", system.consumer_target],
-            goq=system,
-        )
-        for kind in ("transient", "persistent")
-    ]
+    producer, consumer = system.producer, system.consumer
+    contenders = []
+    for kind in ("transient", "persistent"):
+        for api in apis:
+            label, receive = APIS[api]
+            send = [script, "produce", "--api", api, "--target", producer.grpc_target, "--rest", producer.rest_url]
+            if kind == "persistent":
+                send.append("--persistent")
+            receive_argv = [script, "consume", "--api", receive, "--target", consumer.grpc_target]
+            receive_argv += ["--rest", consumer.rest_url]
+            contenders.append(Contender(f"GoQ {kind}, {label}", system, send, receive_argv, goq=system))
+    return contenders
 
 
 def peer_contender(system: RabbitMQSystem | NatsSystem | HopSystem) -> Contender:
@@ -99,29 +108,13 @@ def peer_contender(system: RabbitMQSystem | NatsSystem | HopSystem) -> Contender
     return Contender(system.name, system, [common[0], "produce", *common[1:]], [common[0], "consume", *common[1:]])
 
 
-def spawn(argv: list[str]) -> subprocess.Popen[str]:
-    process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True)
-    RUNNING.append(process)
-    return process
-
-
-def finish(process: subprocess.Popen[str], what: str) -> dict[str, Any]:
-    out, _ = process.communicate(timeout=900)
-    RUNNING.remove(process)
-    if process.returncode != 0:
-        raise SystemExit(f"{what} failed ({process.returncode})")
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
-
-
-def run_once(contender: Contender, count: int, size: int, rate: float, run: str) -> dict[str, Any]:
-    contender.settle()
+def run_once(contender: Contender, hygiene: Hygiene, count: int, size: int, rate: float, run: str) -> dict[str, Any]:
+    hygiene.settle(contender.goq, f"{contender.name} {run}")
     pids = contender.server.pids()
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    options = ["--count", str(count), "--size", str(size), "--queue", f"bench-{run}"]
-    consumer = spawn([*contender.consume, *options, "--within", "600"])
-    if consumer.stdout is None or consumer.stdout.readline().strip() != "ready":
-        raise SystemExit(f"{contender.name}: the consumer did not start")
+    options = ["--count", str(count), "--size", str(size), "--queue", run]
+    consumer = spawn([*contender.consume, *options, "--within", "900"])
+    wait_ready(consumer, contender.name)
     producer = spawn([*contender.produce, *options] + (["--rate", str(rate)] if rate else []))
     sent, got = finish(producer, f"{contender.name} producer"), finish(consumer, f"{contender.name} consumer")
     elapsed = float(got["last"]) - float(sent["start"])
@@ -134,94 +127,223 @@ def run_once(contender: Contender, count: int, size: int, rate: float, run: str)
         "accepted": sent["accepted"],
         "received": received,
         "stale": int(got.get("stale", 0)),
+        "left_in_flight": got.get("left_in_flight"),
         "seconds": elapsed,
         "msgs_per_s": received / elapsed if elapsed > 0 else 0.0,
         "mb_per_s": received * size / elapsed / 1e6 if elapsed > 0 else 0.0,
         **latency_summary([x * 1000 for x in got["latencies"]]),
         "cpu_s_per_10k": {name: seconds * 10_000 / count for name, seconds in cpu.items()},
     }
-    line = f"  {contender.name:<20} {summary['msgs_per_s']:>9,.0f} msg/s  p99 {summary['p99_ms']:.2f} ms"
-    if received < count or got.get("stale"):
-        line += f"  (received {received:,} of {count:,}; {got.get('stale', 0):,} of earlier runs ignored)"
+    line = f"  {contender.name:<30} {summary['msgs_per_s']:>9,.0f} msg/s {summary['mb_per_s']:>7.1f} MB/s"
+    line += f"  p99 {summary['p99_ms']:.2f} ms"
+    if received < count or summary["stale"] or summary["left_in_flight"]:
+        line += (
+            f"  (received {received:,} of {count:,}; {summary['stale']:,} of earlier runs ignored;"
+            f" {summary['left_in_flight'] or 0} leases left)"
+        )
     print(line, flush=True)
     return summary
 
 
+def engine_once(system: GoQSystem, hygiene: Hygiene, kind: str, count: int, size: int, run: str) -> dict[str, Any]:
+    """The engine's own end-to-end rate: from the producer's start until the receiving sidecar holds every
+    message, with no application receiving (streaming send, the fastest way in); then the backlog is
+    drained by a gRPC streaming consumer, which gives the receive path's rate on its own."""
+    hygiene.settle(system, f"GoQ {kind} engine {run}")
+    target = system.consumer.grpc_target
+    baseline = stats_of(target)["received"]
+    options = ["--count", str(count), "--size", str(size), "--queue", run]
+    producer = spawn(
+        [str(HERE / "clients.py"), "produce", "--api", "stream", "--target", system.producer.grpc_target, *options]
+        + (["--persistent"] if kind == "persistent" else [])
+    )
+    deadline = time.time() + 900
+    while (received := stats_of(target)["received"] - baseline) < count and time.time() < deadline:
+        time.sleep(0.01)
+    done = time.time()
+    sent = finish(producer, f"GoQ {kind} engine producer")
+    drainer = [str(HERE / "clients.py"), "consume", "--api", "grpc", "--target", target, "--within", "900"]
+    consumer = spawn([*drainer, *options])
+    wait_ready(consumer, f"GoQ {kind} engine drain")
+    got = finish(consumer, f"GoQ {kind} engine drain")
+    rate = received / (done - float(sent["start"]))
+    drain = float(got["received"]) / (float(got["last"]) - float(got["start"])) if got["last"] else 0.0
+    name = f"GoQ {kind}, engine"
+    print(f"  {name:<30} {rate:>9,.0f} msg/s  (receive path alone: {drain:,.0f} msg/s)", flush=True)
+    return {
+        "count": count,
+        "size": size,
+        "received": received,
+        "msgs_per_s": rate,
+        "mb_per_s": rate * size / 1e6,
+        "drain_msgs_per_s": drain,
+        "left_in_flight": got.get("left_in_flight"),
+    }
+
+
+def stopped(signum: int, frame: object) -> None:
+    print("benchmark stopped by SIGTERM: stopping the servers", file=sys.stderr, flush=True)
+    sys.exit(143)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 messages, 1 run, 5 s of latency")
-    parser.add_argument("--count", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="the same scenarios, small: a few minutes")
+    parser.add_argument("--count", type=int, default=None, help="1 KiB messages per throughput run")
+    parser.add_argument("--large-count", type=int, default=None, help="64 KiB messages per throughput run")
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--latency-seconds", type=float, default=None)
-    parser.add_argument("--only", choices=["throughput", "latency"], default=None, help="run one scenario")
+    parser.add_argument("--identities", type=int, default=None, help="sidecars of the scale scenario")
+    parser.add_argument("--scale-count", type=int, default=None, help="messages each identity sends")
+    parser.add_argument("--backlog", type=int, default=None, help="persistent messages of the backlog scenario")
+    parser.add_argument(
+        "--scenarios",
+        default="throughput,engine,latency,scale,backlog",
+        help="comma-separated subset of throughput,engine,latency,scale,backlog",
+    )
     parser.add_argument(
         "--systems", default="goq,rabbitmq,nats,hop", help="comma-separated subset of goq,rabbitmq,nats,hop"
     )
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--apis", default=",".join(APIS), help=f"GoQ's APIs, a subset of {','.join(APIS)}")
+    parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNG go")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md and .png")
+    parser.add_argument("--no-plot", action="store_true", help="no PNG (matplotlib not needed)")
+    parser.add_argument("--from-json", type=Path, help="measure nothing: table, plot and docs from saved results")
     args = parser.parse_args()
-    count = args.count or (10_000 if args.quick else 50_000)
+    if args.from_json:
+        publish(json.loads(args.from_json.read_text()), args)
+        return
+    counts = {
+        1024: args.count or (5_000 if args.quick else 50_000),
+        65536: args.large_count or (500 if args.quick else 5_000),
+    }
     runs = args.runs or (1 if args.quick else 3)
     latency_seconds = args.latency_seconds or (5 if args.quick else 20)
+    identities = args.identities or (10 if args.quick else 100)
+    scale_count = args.scale_count or (200 if args.quick else 1_000)
+    backlog_count = args.backlog or (100_000 if args.quick else 1_000_000)
     chosen = args.systems.split(",")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the finally below stops the servers
+    wanted = set(args.scenarios.split(","))
+    apis = args.apis.split(",")
+    signal.signal(signal.SIGTERM, stopped)  # so that the finally below stops the servers
 
     load_average = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     makers = {"goq": GoQSystem, "rabbitmq": RabbitMQSystem, "nats": NatsSystem, "hop": HopSystem}
     servers: list[Any] = []
     contenders: list[Contender] = []
+    goq: GoQSystem | None = None
+    engine: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    hygiene = Hygiene()
     rss_idle: dict[str, dict[str, float]] = {}
     rss_after: dict[str, dict[str, float]] = {}
+    results: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
+        "settings": {
+            "quick": args.quick,
+            "counts": {str(k): v for k, v in counts.items()},
+            "runs": runs,
+            "latency_seconds": latency_seconds,
+            "identities": identities,
+            "scale_count": scale_count,
+            "backlog": backlog_count,
+            "scenarios": sorted(wanted),
+            "apis": apis,
+        },
+        "load_average": load_average,
+        "versions": report.versions(),
+        "machine": report.machine(),
+    }
+    main_phases = wanted & {"throughput", "engine", "latency"}
     try:
-        for key in chosen:
+        for key in chosen if main_phases else []:
             server = makers[key]()
             servers.append(server)
             print(f"starting {key}", flush=True)
             server.start()
-            contenders += goq_contenders(server) if key == "goq" else [peer_contender(server)]
+            if isinstance(server, GoQSystem):
+                goq = server
+                contenders += goq_contenders(server, apis)
+            else:
+                contenders.append(peer_contender(server))
         time.sleep(2.0)
         for c in contenders:
             rss_idle[c.name] = {name: rss_mb(pid) for name, pid in c.server.pids().items()}
-        for run in range(runs if args.only != "latency" else 0):  # interleaved: machine drift hits all alike
-            print(f"throughput, run {run + 1} of {runs}: {count:,} x 1 KiB", flush=True)
+        for run in range(runs):  # interleaved: machine drift hits all alike
+            for size in SIZES:
+                count = counts[size]
+                if "throughput" in wanted:
+                    print(f"throughput, run {run + 1} of {runs}: {count:,} x {size // 1024} KiB", flush=True)
+                    for i, c in enumerate(contenders):
+                        result = run_once(c, hygiene, count, size, 0.0, f"t{run}{size // 1024}s{i}")
+                        c.results["throughput"].setdefault(str(size), []).append(result)
+                if "engine" in wanted and goq is not None:
+                    for kind in ("transient", "persistent"):
+                        result = engine_once(goq, hygiene, kind, count, size, f"e{run}{size // 1024}{kind[0]}")
+                        engine.setdefault(f"GoQ {kind}", {}).setdefault(str(size), []).append(result)
+        if "latency" in wanted:
+            print(f"latency: {latency_seconds:g} s at 1,000 msg/s, 1 KiB", flush=True)
             for i, c in enumerate(contenders):
-                c.results["throughput"].append(run_once(c, count, 1024, 0.0, f"t{run}s{i}"))
-        if args.only != "throughput":
-            print(f"latency: {latency_seconds:g} s at 1,000 msg/s", flush=True)
-            for i, c in enumerate(contenders):
-                c.results["latency"] = run_once(c, int(1000 * latency_seconds), 1024, 1000.0, f"lat-s{i}")
+                c.results["latency"] = run_once(c, hygiene, int(1000 * latency_seconds), 1024, 1000.0, f"lat-s{i}")
+        if goq is not None:
+            hygiene.settle(goq, "the end")
         for c in contenders:
             rss_after[c.name] = {name: rss_mb(pid) for name, pid in c.server.pids().items()}
+    except BenchError as exc:
+        raise SystemExit(f"benchmark failed: {exc}") from None
     finally:
-        for process in RUNNING:
-            process.kill()
+        kill_clients()
         for server in reversed(servers):
             server.stop()
 
-    results: dict[str, Any] = {
-        "finished": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
-        "settings": {"quick": args.quick, "count": count, "runs": runs, "latency_seconds": latency_seconds},
-        "load_average": load_average,
-        "versions": report.versions(),
-        "machine": report.machine(),
-        "systems": {},
-    }
+    results["systems"] = {}
     for c in contenders:
-        measured = c.results["throughput"] or ([c.results["latency"]] if c.results["latency"] else [])
+        first = c.results["throughput"].get("1024") or ([c.results["latency"]] if c.results["latency"] else [])
         results["systems"][c.name] = {
             **c.results,
+            "group": "goq" if c.goq else "peer",
             "rss_idle_mb": rss_idle.get(c.name, {}),
             "rss_after_mb": rss_after.get(c.name, {}),
-            "cpu_s_per_10k": measured[-1]["cpu_s_per_10k"] if measured else {},
+            "cpu_s_per_10k": first[-1]["cpu_s_per_10k"] if first else {},
         }
-    print("\n" + text_table(results))
-    results_dir = HERE / "results"
-    results_dir.mkdir(exist_ok=True)
+    results["engine"] = engine
+    results["hygiene"] = hygiene.log
+    try:
+        if "scale" in wanted:
+            print(f"scale: {identities} identities, {scale_count:,} x 1 KiB persistent each, in a ring", flush=True)
+            results["scale"] = scenarios.scale(identities, scale_count)
+        if "backlog" in wanted:
+            print(f"backlog: {backlog_count:,} x 1 KiB persistent, the receiving application not consuming", flush=True)
+            results["backlog"] = scenarios.backlog(backlog_count)
+    except BenchError as exc:
+        raise SystemExit(f"benchmark failed: {exc}") from None
+    finally:
+        kill_clients()
+    results["finished"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+    args.results.mkdir(parents=True, exist_ok=True)
     stamp = results["finished"].replace(" ", "T").replace(":", "")
     for name in (f"run-{stamp}.json", "latest.json"):
-        (results_dir / name).write_text(json.dumps(results, indent=1))
+        (args.results / name).write_text(json.dumps(results, indent=1))
+    publish(results, args)
+
+
+def publish(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Print the tables; write the plot next to the results, and docs/benchmarks.md and .png."""
+    print("\n" + text_table(results))
+    args.results.mkdir(parents=True, exist_ok=True)
+    written = [] if args.from_json else [str(args.results / "latest.json")]
+    if not args.no_plot:
+        import plot  # matplotlib: the bench extra
+
+        plot.write(results, args.results / "benchmarks.png")
+        written.append(str(args.results / "benchmarks.png"))
     if not args.no_docs:
-        report.write(results, HERE.parent / "docs" / "benchmarks.md")
-        print("wrote docs/benchmarks.md and bench/results/latest.json")
+        docs = HERE.parent / "docs"
+        if not args.no_plot:
+            shutil.copyfile(args.results / "benchmarks.png", docs / "benchmarks.png")
+        report.write(results, docs / "benchmarks.md", plot=not args.no_plot)
+        written += ["docs/benchmarks.md", "docs/benchmarks.png"]
+    print("wrote " + ", ".join(written))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Pure helpers of the benchmark: percentiles, summaries of repeated runs, the text and Markdown tables.
+"""Pure helpers of the benchmark: percentiles, summaries of repeated runs and the tables (text and Markdown).
 
 No I/O here, so that tests can check the figures without starting a server.
 """
@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 LATENCY_KEYS = ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")
+SIZES = ("1024", "65536")
+STREAM = "gRPC stream"
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -46,52 +48,216 @@ def throughput_row(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     }
 
 
-def text_table(results: Mapping[str, Any]) -> str:
-    """The side-by-side table printed at the end of a run."""
-    lines = [f"{'system':<22}{'msg/s median [min-max]':>30}{'MB/s':>8}" + "".join(f"{k[:-3]:>9}" for k in LATENCY_KEYS)]
-    for name, entry in results["systems"].items():
-        row = throughput_row(entry["throughput"]) if entry["throughput"] else None
-        rate = f"{row['msgs_per_s']:,.0f} [{row['min']:,.0f}-{row['max']:,.0f}]" if row else "-"
-        mbs = f"{row['mb_per_s']:.1f}" if row else "-"
+def size_label(size: str) -> str:
+    return f"{int(size) // 1024} KiB"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> list[str]:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+        return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return [fmt.format(*headers)] + [fmt.format(*row) for row in rows]
+
+
+def throughput_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
+    headers = ["system"]
+    for size in SIZES:
+        label = size_label(size)
+        headers += [f"{label} msg/s", "min", "max", f"{label} MB/s"]
+    rows = []
+    for name, entry in results.get("systems", {}).items():
+        cells = [name]
+        for size in SIZES:
+            runs = entry.get("throughput", {}).get(size)
+            if runs:
+                row = throughput_row(runs)
+                cells += [f"{row[k]:,.0f}" for k in ("msgs_per_s", "min", "max")] + [f"{row['mb_per_s']:.1f}"]
+            else:
+                cells += ["-"] * 4
+        rows.append(cells)
+    return _table(headers, rows, markdown) if rows else []
+
+
+def engine_ratios(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """For each GoQ kind and size: the engine's own rate, streaming gRPC end to end, and their ratio."""
+    found = []
+    for kind, sizes in results.get("engine", {}).items():
+        for size in SIZES:
+            runs = sizes.get(size)
+            if not runs:
+                continue
+            engine = statistics.median(float(r["msgs_per_s"]) for r in runs)
+            drain = statistics.median(float(r["drain_msgs_per_s"]) for r in runs)
+            stream_runs = results.get("systems", {}).get(f"{kind}, {STREAM}", {}).get("throughput", {}).get(size)
+            stream = throughput_row(stream_runs)["msgs_per_s"] if stream_runs else None
+            found.append(
+                {
+                    "kind": kind,
+                    "size": size,
+                    "engine": engine,
+                    "drain": drain,
+                    "stream": stream,
+                    "ratio": stream / engine if stream and engine else None,
+                }
+            )
+    return found
+
+
+def engine_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
+    headers = ["GoQ", "size", "engine msg/s", "gRPC stream e2e msg/s", "stream / engine", "receive path alone msg/s"]
+    rows = [
+        [
+            e["kind"],
+            size_label(e["size"]),
+            f"{e['engine']:,.0f}",
+            f"{e['stream']:,.0f}" if e["stream"] else "-",
+            f"{e['ratio']:.0%}" if e["ratio"] else "-",
+            f"{e['drain']:,.0f}",
+        ]
+        for e in engine_ratios(results)
+    ]
+    return _table(headers, rows, markdown) if rows else []
+
+
+def latency_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
+    headers = ["system", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"]
+    rows = []
+    for name, entry in results.get("systems", {}).items():
         latency = entry.get("latency")
-        cells = "".join(f"{float(latency[k]):>9.2f}" if latency else f"{'-':>9}" for k in LATENCY_KEYS)
-        lines.append(f"{name:<22}{rate:>30}{mbs:>8}{cells}")
-    lines.append("(latency columns: ms end to end at a fixed 1,000 msg/s)")
-    lines.append("")
-    lines.append(f"{'system':<22}{'process':<16}{'RSS idle MB':>12}{'RSS after MB':>13}{'CPU s/10k':>10}")
-    for name, entry in results["systems"].items():
-        for process, idle in entry["rss_idle_mb"].items():
-            after = entry["rss_after_mb"].get(process, 0.0)
+        if latency:
+            rows.append([name] + [f"{float(latency[k]):.2f}" for k in LATENCY_KEYS])
+    return _table(headers, rows, markdown) if rows else []
+
+
+def resources_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
+    """Memory and CPU per process. GoQ's variants share their processes: they are shown once, with the CPU
+    of each API's 1 KiB run."""
+    headers = ["system", "process", "RSS idle MB", "RSS after MB", "CPU s per 10k msgs"]
+    rows = []
+    for name, entry in results.get("systems", {}).items():
+        for process, idle in entry.get("rss_idle_mb", {}).items():
+            after = entry.get("rss_after_mb", {}).get(process, 0.0)
             cpu = entry.get("cpu_s_per_10k", {}).get(process)
-            cpu_text = f"{cpu:.2f}" if cpu is not None else "-"
-            lines.append(f"{name:<22}{process:<16}{idle:>12.0f}{after:>13.0f}{cpu_text:>10}")
+            rows.append([name, process, f"{idle:.0f}", f"{after:.0f}", f"{cpu:.2f}" if cpu is not None else "-"])
+    return _table(headers, rows, markdown) if rows else []
+
+
+def scale_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
+    s = results.get("scale")
+    if not s:
+        return []
+    headers = [
+        "identities",
+        "msgs each",
+        "received",
+        "msg/s in all",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "start all s",
+        "sidecar RSS median idle/after MB",
+        "all sidecars after MB",
+        "mongod after MB",
+    ]
+    row = [
+        f"{s['identities']}",
+        f"{s['count_each']:,}",
+        f"{s['received']:,}",
+        f"{s['msgs_per_s']:,.0f}",
+        f"{s['p50_ms']:.1f}",
+        f"{s['p99_ms']:.1f}",
+        f"{s['max_ms']:.1f}",
+        f"{s['start_all_s']:.1f}",
+        f"{s['sidecar_rss_idle_mb']['median']:.0f} / {s['sidecar_rss_after_mb']['median']:.0f}",
+        f"{s['sidecar_rss_after_mb']['sum']:,.0f}",
+        f"{s['mongod_rss_mb']['after']:.0f}",
+    ]
+    return _table(headers, [row], markdown)
+
+
+def backlog_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
+    b = results.get("backlog")
+    if not b:
+        return []
+    peak = max((s.get("billing", 0.0) for s in b["samples"]), default=0.0)
+    sender_peak = max((s.get("orders", 0.0) for s in b["samples"]), default=0.0)
+    headers = [
+        "queued",
+        "built in s",
+        "receiver RSS idle / peak / restarted / drained MB",
+        "sender RSS peak MB",
+        "mongod RSS full MB",
+        "restart: ready s",
+        "first delivery s",
+        "drain msg/s",
+    ]
+
+    def mb(value: float | None) -> str:
+        return f"{value:.0f}" if value is not None else "-"
+
+    failed = [r for r in b.get("restarts", []) if r["error"]]
+    row = [
+        f"{b['count']:,}",
+        f"{b['built_s']:.0f}",
+        f"{b['rss_idle_mb'].get('billing', 0):.0f} / {peak:.0f} / {mb(b['rss_after_restart_mb'])} / "
+        f"{mb(b['rss_after_drain_mb'])}",
+        f"{sender_peak:.0f}",
+        f"{b['rss_full_mb'].get('mongod', 0):.0f}",
+        f"{b['ready_s']:.1f}" if b["ready_s"] is not None else f"failed {len(failed)} times",
+        f"{b['first_delivery_s']:.1f}" if b.get("first_delivery_s") is not None else "-",
+        f"{b['drain_msgs_per_s']:,.0f}" if b.get("drain_msgs_per_s") is not None else "-",
+    ]
+    return _table(headers, [row], markdown)
+
+
+def hygiene_lines(results: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for entry in results.get("hygiene", []):
+        held = {
+            name: {k: v for k, v in s.items() if k in ("send_queue", "receive_queue", "in_flight") and v}
+            for name, s in entry["found"].items()
+        }
+        held = {name: h for name, h in held.items() if h}
+        lines.append(f"- before {entry['before']}: the sidecars held {held}; waited {entry['waited_s']} s")
+    return lines
+
+
+def tables(results: Mapping[str, Any], markdown: bool) -> dict[str, list[str]]:
+    return {
+        "throughput": throughput_table(results, markdown),
+        "engine": engine_table(results, markdown),
+        "latency": latency_table(results, markdown),
+        "resources": resources_table(results, markdown),
+        "scale": scale_table(results, markdown),
+        "backlog": backlog_table(results, markdown),
+    }
+
+
+TITLES = {
+    "throughput": "Throughput, end to end (median of the runs, min, max)",
+    "engine": "GoQ's engine rate and streaming gRPC's share of it",
+    "latency": "Latency end to end at a fixed 1,000 msg/s, 1 KiB",
+    "resources": "Memory and CPU",
+    "scale": "Many identities at once (persistent, 1 KiB, in a ring)",
+    "backlog": "A backlog of persistent messages the receiving application does not consume",
+}
+
+
+def text_table(results: Mapping[str, Any]) -> str:
+    """The side-by-side tables printed at the end of a run."""
+    lines: list[str] = []
+    for key, table in tables(results, markdown=False).items():
+        if table:
+            lines += [TITLES[key], *table, ""]
     return "\n".join(lines)
 
 
 def markdown_tables(results: Mapping[str, Any]) -> str:
     """The same figures as Markdown tables, for docs/benchmarks.md."""
-    lines = [
-        "| system | msg/s median | min | max | MB/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, entry in results["systems"].items():
-        row = throughput_row(entry["throughput"]) if entry["throughput"] else None
-        cells = (
-            [f"{row['msgs_per_s']:,.0f}", f"{row['min']:,.0f}", f"{row['max']:,.0f}", f"{row['mb_per_s']:.1f}"]
-            if row
-            else ["-"] * 4
-        )
-        latency = entry.get("latency")
-        cells += [f"{float(latency[k]):.2f}" if latency else "-" for k in LATENCY_KEYS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "| system | process | RSS idle MB | RSS after MB | CPU s per 10k msgs |", "|---|---|---:|---:|---:|"]
-    for name, entry in results["systems"].items():
-        for process, idle in entry["rss_idle_mb"].items():
-            after = entry["rss_after_mb"].get(process, 0.0)
-            cpu = entry.get("cpu_s_per_10k", {}).get(process)
-            lines.append(
-                f"| {name} | {process} | {idle:.0f} | {after:.0f} | "
-                + (f"{cpu:.2f}" if cpu is not None else "-")
-                + " |"
-            )
+    lines: list[str] = []
+    for key, table in tables(results, markdown=True).items():
+        if table:
+            lines += [f"### {TITLES[key]}", "", *table, ""]
     return "\n".join(lines)

@@ -45,28 +45,96 @@ def test_spread_and_throughput_row_take_median_min_max() -> None:
 RESULTS = {
     "systems": {
         "NATS JetStream": {
-            "throughput": [{"msgs_per_s": 19000.0, "mb_per_s": 19.5}],
+            "throughput": {"1024": [{"msgs_per_s": 19000.0, "mb_per_s": 19.5}]},
             "latency": {"p50_ms": 0.3, "p90_ms": 0.8, "p99_ms": 3.3, "p999_ms": 10.5, "max_ms": 19.1},
             "rss_idle_mb": {"nats-server": 12.0},
             "rss_after_mb": {"nats-server": 24.0},
             "cpu_s_per_10k": {"nats-server": 0.3},
         },
+        "GoQ persistent, gRPC stream": {
+            "throughput": {
+                "1024": [{"msgs_per_s": 8000.0, "mb_per_s": 8.2}],
+                "65536": [{"msgs_per_s": 500.0, "mb_per_s": 32.8}],
+            },
+            "latency": None,
+            "rss_idle_mb": {},
+            "rss_after_mb": {},
+            "cpu_s_per_10k": {},
+        },
         "gRPC hop (bare)": {
-            "throughput": [],
+            "throughput": {},
             "latency": None,
             "rss_idle_mb": {"hop": 38.0},
             "rss_after_mb": {},
             "cpu_s_per_10k": {},
         },
-    }
+    },
+    "engine": {"GoQ persistent": {"1024": [{"msgs_per_s": 10000.0, "drain_msgs_per_s": 40000.0}]}},
+    "hygiene": [
+        {
+            "before": "GoQ persistent, gRPC stream t1",
+            "waited_s": 29.5,
+            "found": {"orders": {"send_queue": 0, "in_flight": 0}, "billing": {"receive_queue": 0, "in_flight": 3}},
+        }
+    ],
 }
 
 
 def test_tables_show_every_system_and_dashes_for_what_was_not_run() -> None:
     text = text_table(RESULTS)
-    assert "19,000 [19,000-19,000]" in text
+    assert "19,000" in text
     assert "3.30" in text
     markdown = markdown_tables(RESULTS)
-    assert "| NATS JetStream | 19,000 | 19,000 | 19,000 | 19.5 | 0.30 | 0.80 | 3.30 | 10.50 | 19.10 |" in markdown
-    assert "| gRPC hop (bare) | - | - | - | - | - | - | - | - | - |" in markdown
+    assert "| NATS JetStream | 19,000 | 19,000 | 19,000 | 19.5 | - | - | - | - |" in markdown
+    assert "| NATS JetStream | 0.30 | 0.80 | 3.30 | 10.50 | 19.10 |" in markdown
+    assert "| gRPC hop (bare) | - | - | - | - | - | - | - | - |" in markdown
     assert "| gRPC hop (bare) | hop | 38 | 0 | - |" in markdown
+
+
+def test_engine_ratio_is_streaming_end_to_end_over_the_engine_rate() -> None:
+    (ratio,) = stats.engine_ratios(RESULTS)
+    assert ratio == {
+        "kind": "GoQ persistent",
+        "size": "1024",
+        "engine": 10000.0,
+        "drain": 40000.0,
+        "stream": 8000.0,
+        "ratio": 0.8,
+    }
+    assert "| GoQ persistent | 1 KiB | 10,000 | 8,000 | 80% | 40,000 |" in markdown_tables(RESULTS)
+
+
+def test_hygiene_lists_only_what_a_sidecar_held() -> None:
+    assert stats.hygiene_lines(RESULTS) == [
+        "- before GoQ persistent, gRPC stream t1: the sidecars held {'billing': {'in_flight': 3}}; waited 29.5 s"
+    ]
+
+
+def test_tables_of_a_run_without_scale_or_backlog_leave_them_out() -> None:
+    assert stats.scale_table(RESULTS, markdown=True) == []
+    assert stats.backlog_table(RESULTS, markdown=True) == []
+
+
+BACKLOG_THAT_NEVER_CAME_BACK = {
+    "backlog": {
+        "count": 1_000_000,
+        "built_s": 150.0,
+        "rss_idle_mb": {"billing": 69.0},
+        "rss_full_mb": {"mongod": 400.0},
+        "samples": [
+            {"t": 0.0, "queued": 0, "billing": 69.0, "orders": 69.0},
+            {"t": 150.0, "queued": 10**6, "billing": 3300.0},
+        ],
+        "ready_s": None,
+        "first_delivery_s": None,
+        "rss_after_restart_mb": None,
+        "rss_after_drain_mb": None,
+        "drain_msgs_per_s": None,
+        "restarts": [{"seconds": 12.0, "error": "pymongo.errors.NetworkTimeout: timed out"}] * 3,
+    }
+}
+
+
+def test_a_restart_that_failed_is_shown_as_failed_not_as_a_time() -> None:
+    table = "\n".join(stats.backlog_table(BACKLOG_THAT_NEVER_CAME_BACK, markdown=True))
+    assert "| 1,000,000 | 150 | 69 / 3300 / - / - | 69 | 400 | failed 3 times | - | - |" in table
