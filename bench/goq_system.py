@@ -2,9 +2,7 @@
 
 import contextlib
 import json
-import random
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -38,42 +36,6 @@ STATS_FIELDS = (
 WAVE = 10  # sidecars launched at once by the scale scenario
 
 
-def quiet_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` free ports below the kernel's ephemeral range. With a hundred sidecars each opening
-    connections, a port picked from the ephemeral range (as ``free_ports`` does) can be taken by someone's
-    outgoing connection before its sidecar binds it; below the range only listeners compete."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    port = random.randrange(10_000, max(10_001, low - 4 * count))
-    ports: list[int] = []
-    while len(ports) < count:
-        if port >= low:
-            raise DevEnvError(f"not {count} free ports between 10000 and {low}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-                ports.append(port)
-            except OSError:
-                pass
-        port += 1
-    return ports
-
-
-def many_sidecars(identities: tuple[str, ...], workdir: Path, env: dict[str, str]) -> dict[str, SidecarProcess]:
-    """As ``local_sidecars``, on ports from ``quiet_ports``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    ports = iter(quiet_ports(4 * len(identities)))
-    sidecars = {
-        i: SidecarProcess(
-            i, workdir, {}, peer_port=next(ports), grpc_port=next(ports), health_port=next(ports), rest_port=next(ports)
-        )
-        for i in identities
-    }
-    peers = ",".join(f"{s.address}={s.peer_target}" for s in sidecars.values())
-    for sidecar in sidecars.values():
-        sidecar.env = {"GOQ_RESOLVER": "static", "GOQ_PEERS": peers, **env}
-    return sidecars
-
-
 def stats_of(target: str, timeout: float = 10.0) -> dict[str, int]:
     """One sidecar's ``Stats``: queue depths, leases held and counters."""
     with grpc.insecure_channel(target) as channel:
@@ -100,12 +62,11 @@ class GoQSystem:
             "GOQ_LOG_LEVEL": "WARNING",
             **self.extra_env,
         }
+        self.sidecars = local_sidecars(list(self.identities), self.workdir / "sidecars", env)
         if len(self.identities) <= 2:
-            self.sidecars = local_sidecars(list(self.identities), self.workdir / "sidecars", env)
             for sidecar in self.sidecars.values():
                 sidecar.start(timeout=timeout)
             return
-        self.sidecars = many_sidecars(self.identities, self.workdir / "sidecars", env)
         # Launched a wave at a time (a hundred Python processes starting at once would only thrash the cores),
         # each wave waited for together: ``start`` with no time to wait launches the process and gives up
         # waiting at once, which is all we ask of it here.

@@ -312,7 +312,7 @@ def main() -> None:
             print(f"scale: {identities} identities, {scale_count:,} x 1 KiB persistent each, in a ring", flush=True)
             results["scale"] = scenarios.scale(identities, scale_count)
         if "backlog" in wanted:
-            print(f"backlog: {backlog_count:,} x 1 KiB persistent, the receiving application not consuming", flush=True)
+            print(f"backlog: {backlog_count:,} x 1 KiB persistent for a destination that is down", flush=True)
             results["backlog"] = scenarios.backlog(backlog_count)
     except BenchError as exc:
         raise SystemExit(f"benchmark failed: {exc}") from None

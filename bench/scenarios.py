@@ -2,9 +2,9 @@
 
 - ``scale``: many identities (one sidecar process each, one mongod for all) exchanging persistent messages
   at once, in a ring: each sends to the next and receives from the previous.
-- ``backlog``: a large backlog of persistent messages the receiving application does not consume; the
-  sidecars' memory is sampled while it builds; then the receiving sidecar is restarted and we measure how
-  long until it serves again and delivers the first message, and how fast it drains the backlog.
+- ``backlog``: a large backlog of persistent messages for a destination that is down: the sending
+  sidecar's memory is sampled while it builds; then that sidecar is restarted and we measure how long until
+  it serves again; then the destination comes back and we measure the first delivery and the drain rate.
 """
 
 import json
@@ -100,12 +100,20 @@ def restart(sidecar: SidecarProcess) -> list[dict[str, Any]]:
     return attempts
 
 
+PATIENT = json.dumps({"maxAttempts": 1000, "initialBackoff": "200ms", "maxBackoff": "5s", "maxAge": "2h"})
+"""A RetryPolicy that waits out a long outage, as one configured for backlogs would."""
+
+
 def backlog(count: int, size: int = 1024) -> dict[str, Any]:
-    system = GoQSystem()
+    """The destination is down while its sender accepts ``count`` persistent messages: the sender's memory
+    is sampled while the backlog builds; the sender is restarted holding it (recovery); then the destination
+    comes back and a consumer drains it."""
+    system = GoQSystem(extra_env={"GOQ_RETRY_POLICY": PATIENT})
     try:
         system.start()
-        time.sleep(2.0)
         sender, receiver = system.producer, system.consumer
+        receiver.stop()  # the destination is down for the whole time the backlog builds
+        time.sleep(2.0)
         idle = {name: rss_mb(pid) for name, pid in system.pids().items()}
         options = ["--count", str(count), "--size", str(size), "--queue", "backlog"]
         samples: list[dict[str, float]] = []
@@ -125,31 +133,30 @@ def backlog(count: int, size: int = 1024) -> dict[str, Any]:
         deadline = started + 3600
         while True:
             try:
-                queued = stats_of(receiver.grpc_target, timeout=30)
+                queued = stats_of(sender.grpc_target, timeout=30)
             except grpc.RpcError as exc:  # a sidecar busy storing may answer late: sample again
-                if time.time() > deadline or receiver.process is None or not receiver.process.alive():
-                    raise BenchError(f"backlog: the receiving sidecar does not answer Stats: {exc}") from None
+                if time.time() > deadline or sender.process is None or not sender.process.alive():
+                    raise BenchError(f"backlog: the sending sidecar does not answer Stats: {exc}") from None
                 time.sleep(SAMPLE_EVERY)
                 continue
-            pids = system.pids()
             samples.append(
                 {
                     "t": round(time.time() - started, 2),
-                    "queued": queued["receive_queue"],
-                    "received": queued["received"],
-                    **{name: round(rss_mb(pid), 1) for name, pid in pids.items()},
+                    "queued": queued["send_queue"],
+                    "received": queued["sent"],
+                    **{name: round(rss_mb(pid), 1) for name, pid in system.pids().items()},
                 }
             )
-            if queued["received"] >= count or time.time() > deadline:
+            if queued["send_queue"] >= count or time.time() > deadline:
                 break
             time.sleep(SAMPLE_EVERY)
         built_s = time.time() - started
         finish(producer, "backlog producer")
-        if samples[-1]["received"] < count:
-            raise BenchError(f"backlog: only {samples[-1]['received']:,} of {count:,} messages reached the receiver")
+        if samples[-1]["queued"] < count:
+            raise BenchError(f"backlog: only {samples[-1]['queued']:,} of {count:,} messages were accepted")
         full = {name: rss_mb(pid) for name, pid in system.pids().items()}
-
         result: dict[str, Any] = {
+            "holder": "orders",
             "count": count,
             "size": size,
             "built_s": built_s,
@@ -163,34 +170,36 @@ def backlog(count: int, size: int = 1024) -> dict[str, Any]:
             "drain_msgs_per_s": None,
             "rss_after_drain_mb": None,
         }
-        peak = max(s.get("billing", 0.0) for s in samples)
+        peak = max(s.get("orders", 0.0) for s in samples)
         print(
-            f"  {count:,} queued in {built_s:.0f} s; receiving sidecar RSS idle {idle.get('billing', 0):.0f} MB,"
+            f"  {count:,} queued in {built_s:.0f} s; sending sidecar RSS idle {idle.get('orders', 0):.0f} MB,"
             f" peak {peak:.0f} MB",
             flush=True,
         )
         stopping = time.time()
-        receiver.stop(timeout=120)
+        sender.stop(timeout=120)
         result["stop_s"] = time.time() - stopping
         restarting = time.time()
-        result["restarts"] = restarts = restart(receiver)
+        result["restarts"] = restarts = restart(sender)
         if restarts[-1]["error"]:
             return result
-        assert receiver.process is not None
+        assert sender.process is not None
         result["ready_s"] = time.time() - restarting
-        result["rss_after_restart_mb"] = rss_mb(receiver.process.pid)
-        result["queued_after_restart"] = stats_of(receiver.grpc_target, timeout=120)["receive_queue"]
+        result["rss_after_restart_mb"] = rss_mb(sender.process.pid)
+        result["queued_after_restart"] = stats_of(sender.grpc_target, timeout=120)["send_queue"]
+        receiver.start(timeout=120)  # the destination is back
         drainer = [str(HERE / "clients.py"), "consume", "--api", "grpc", "--target", receiver.grpc_target]
         consumer = spawn([*drainer, *options, "--within", "3600"])
         wait_ready(consumer, "backlog drain")
         got = finish(consumer, "backlog drain", timeout=3600)
         drain_s = float(got["last"]) - float(got["start"])
+        assert sender.process is not None
         result.update(
             first_delivery_s=float(got["first"]) - restarting if got["first"] else None,
             drained=got["received"],
             drain_s=drain_s,
             drain_msgs_per_s=got["received"] / drain_s if drain_s > 0 else 0.0,
-            rss_after_drain_mb=rss_mb(receiver.process.pid),
+            rss_after_drain_mb=rss_mb(sender.process.pid),
             left_in_flight=got["left_in_flight"],
         )
         print(
