@@ -19,6 +19,9 @@ DEFAULT_IN_FLIGHT = 100
 FRAME_BYTES = 1024 * 1024
 """Most payload bytes in one ``ReceivedBatch``: clients refuse gRPC messages over 4 MiB by default."""
 PIPELINE = 64
+PIPELINE_MESSAGES = 4096
+PIPELINE_BYTES = 8 * 1024 * 1024
+"""Per send stream: messages and payload bytes accepted and not yet answered (see ``Budget``)."""
 """Send batches of one stream being accepted at once."""
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -84,6 +87,42 @@ def received(item: Incoming) -> pb.ReceivedMessage:
     return message
 
 
+class Budget:
+    """How many messages and payload bytes a send stream may have accepted and not yet answered.
+
+    Without it a producer faster than MongoDB would pile its whole stream up in the sidecar's memory.
+    A batch larger than the whole budget is let through alone.
+    """
+
+    def __init__(self, messages: int, size: int) -> None:
+        self.messages, self.size = messages, size
+        self._messages = self._size = 0
+        self._changed = asyncio.Condition()
+
+    async def take(self, messages: int, size: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: (
+                    self._messages == 0
+                    or (self._messages + messages <= self.messages and self._size + size <= self.size)
+                )
+            )
+            self._messages += messages
+            self._size += size
+
+    def give_when_done(self, task: "asyncio.Task[Any]", messages: int, size: int) -> None:
+        task.add_done_callback(lambda _: self.give(messages, size))
+
+    def give(self, messages: int, size: int) -> None:
+        self._messages -= messages
+        self._size -= size
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
 class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
     """Send, receive, acknowledge and inspect, for the application in the same pod."""
 
@@ -117,10 +156,15 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
     ) -> None:
         # Started at once, in order: durable writes complete in the order they were submitted (one group
         # committer), so a stream's messages of the same persistence are enqueued in the order sent.
+        budget = Budget(PIPELINE_MESSAGES, PIPELINE_BYTES)
         try:
             async for batch in batches:
                 requests = [_request(m) for m in batch.messages]
-                await answers.put(asyncio.get_running_loop().create_task(self.engine.send(requests)))
+                count, size = len(requests), sum(len(r.payload) for r in requests)
+                await budget.take(count, size)  # a producer faster than the store waits here, not in memory
+                task = asyncio.get_running_loop().create_task(self.engine.send(requests))
+                budget.give_when_done(task, count, size)
+                await answers.put(task)
         finally:
             await answers.put(None)
 
