@@ -66,7 +66,7 @@ class Backlog:
         """Per destination: how many of the waiting messages the store has acknowledged. Only these may be
         loaded: a write is visible to reads before it is majority-acknowledged, and a message loaded
         before the write that carried it returns could overtake messages of that write held in memory.
-        Writes are acknowledged in the order of their spill sequence (one group-commit writer), so the
+        The group committer releases results in submission order, that is in spill-sequence order, so the
         oldest ``loadable`` of a destination are exactly the acknowledged ones."""
         self._placed: dict[Address, list[int]] = {}
         """Per destination: messages and bytes placed in memory, being stored (not yet held)."""

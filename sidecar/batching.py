@@ -1,10 +1,13 @@
 """Group commit: many callers' writes go to the store in one call.
 
-While one write is in flight, new requests gather; the next write takes them all. Under load this
+While a write is in flight, new requests gather; the next write takes them all. Under load this
 turns thousands of single-document round trips into a few large ones; at low load a request is
-written at once, with no timer adding latency. With one writer (the default) results come back in
-the order requests were submitted, which per-sender message order relies on. Writes nobody waits for
-(acknowledgements, deletes after delivery) may ``linger`` a few milliseconds to be written together.
+written at once, with no timer adding latency. With ``concurrency`` above one, a second write may
+start while the first waits for its answer (a majority write's answer waits for the journal: a
+request that arrives just then would otherwise wait for that write and then its own). Results are
+released in the order requests were submitted whatever the writes' order of completion, which
+per-sender message order relies on. Writes nobody waits for (acknowledgements, deletes after
+delivery) may ``linger`` a few milliseconds to be written together.
 """
 
 import asyncio
@@ -33,6 +36,8 @@ class GroupCommitter(Generic[T, R]):
         self._concurrency = concurrency
         self._pending: deque[tuple[list[T], asyncio.Future[list[R]]]] = deque()
         self._running: set[asyncio.Task[None]] = set()
+        self._released: asyncio.Future[None] | None = None
+        """Completes when the latest group's results are released: the next group's release waits for it."""
 
     async def submit(self, items: list[T]) -> list[R]:
         """Write ``items`` (with whatever else is waiting) and return their results, in order."""
@@ -83,18 +88,19 @@ class GroupCommitter(Generic[T, R]):
         while self._pending:
             group = self._take_group()
             flat = [item for items, _ in group for item in items]
+            earlier, released = self._released, asyncio.get_running_loop().create_future()
+            self._released = released
             try:
-                results = await self._write(flat)
-            except Exception as exc:
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            position = 0
-            for items, future in group:
-                if not future.done():
-                    future.set_result(results[position : position + len(items)])
-                position += len(items)
+                outcome: list[R] | Exception
+                try:
+                    outcome = await self._write(flat)
+                except Exception as exc:
+                    outcome = exc
+                if earlier is not None:
+                    await earlier  # release in submission order, whichever write finished first
+                _release(group, outcome)
+            finally:
+                released.set_result(None)
 
     def _take_group(self) -> list[tuple[list[T], asyncio.Future[list[R]]]]:
         group: list[tuple[list[T], asyncio.Future[list[R]]]] = []
@@ -104,6 +110,17 @@ class GroupCommitter(Generic[T, R]):
             group.append(entry)
             count += len(entry[0])
         return group
+
+
+def _release(group: list[tuple[list[T], "asyncio.Future[list[R]]"]], outcome: "list[R] | Exception") -> None:
+    position = 0
+    for items, future in group:
+        if not future.done():
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome[position : position + len(items)])
+        position += len(items)
 
 
 def _ignore_result(future: "asyncio.Future[Any]") -> None:

@@ -37,6 +37,8 @@ _DUPLICATE_KEY: Final = 11000
 _AFTER_SEPARATOR: Final = "}"  # the character after "|": bounds an owner's _id range
 RECOVERY_TIMEOUT: Final = 300.0
 """Seconds the scans of a restart or an adoption may take (a backlog of millions), not GOQ_STORE_TIMEOUT."""
+DURABLE_WRITERS: Final = 1
+"""Majority writes of one kind in flight at once (results still in order; see ``GroupCommitter``)."""
 BACKGROUND_LINGER: Final = 0.025
 """Seconds background writes wait to be grouped: deletes after delivery and acknowledgements."""
 
@@ -182,7 +184,9 @@ class MongoOutbox:
 
     def __init__(self, store: MongoStore) -> None:
         self._store = store
-        self._adds: GroupCommitter[Doc, bool] = GroupCommitter(lambda docs: _insert_new(store._outbox_durable, docs))
+        self._adds: GroupCommitter[Doc, bool] = GroupCommitter(
+            lambda docs: _insert_new(store._outbox_durable, docs), concurrency=DURABLE_WRITERS
+        )
         self._updates: GroupCommitter[Any, None] = GroupCommitter(
             lambda ops: _background(store._outbox, ops), linger=BACKGROUND_LINGER
         )
@@ -263,7 +267,9 @@ class MongoInbox:
     def __init__(self, store: MongoStore, dedupe_window: float) -> None:
         self._store = store
         self._window = dedupe_window
-        self._adds: GroupCommitter[Doc, bool] = GroupCommitter(lambda docs: _insert_new(store._inbox_durable, docs))
+        self._adds: GroupCommitter[Doc, bool] = GroupCommitter(
+            lambda docs: _insert_new(store._inbox_durable, docs), concurrency=DURABLE_WRITERS
+        )
         self._updates: GroupCommitter[Any, None] = GroupCommitter(
             lambda ops: _background(store._inbox, ops), linger=BACKGROUND_LINGER
         )

@@ -95,3 +95,30 @@ async def test_a_caller_resubmitting_as_soon_as_its_write_failed_is_written() ->
         await committer.submit([1])
     # Resumed by the failure before the finished writer was forgotten: this must still be written.
     assert await asyncio.wait_for(committer.submit([2]), 1.0) == [2]
+
+
+async def test_with_two_writers_a_second_write_overlaps_the_first_and_results_keep_submission_order() -> None:
+    delays = iter([0.05, 0.0])  # the first write answers last
+    running, overlapped = 0, False
+    released: list[int] = []
+
+    async def write(items: list[int]) -> list[int]:
+        nonlocal running, overlapped
+        running += 1
+        overlapped = overlapped or running > 1
+        await asyncio.sleep(next(delays))
+        running -= 1
+        return items
+
+    committer: GroupCommitter[int, int] = GroupCommitter(write, concurrency=2)
+
+    async def submit(value: int) -> None:
+        await committer.submit([value])
+        released.append(value)
+
+    first = asyncio.create_task(submit(1))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(submit(2))
+    await asyncio.gather(first, second)
+    assert overlapped
+    assert released == [1, 2]
