@@ -13,6 +13,8 @@ from goq.errors import ConfigError, GoQError, TemporaryError
 from goq.messages import Message
 from goq.sidecar.engine import QueueManager, SendReceipt, SendRequest
 from goq.sidecar.errors import NotFoundError, QueueFullError
+from goq.sidecar.large.service import LargeMessages
+from goq.sidecar.large.uploading import LargeSend
 from goq.sidecar.records import Incoming, PoisonRecord
 
 DEFAULT_IN_FLIGHT = 100
@@ -62,6 +64,8 @@ def received(item: Incoming) -> pb.ReceivedMessage:
         persistent=m.persistent,
         attempt=item.deliveries,
         sent_at_ms=m.created_at_ms,
+        large=m.large is not None,
+        payload_size=m.large.size if m.large is not None else len(m.payload),
         **{"from": str(m.source)},
     )
 
@@ -69,8 +73,56 @@ def received(item: Incoming) -> pb.ReceivedMessage:
 class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
     """Send, receive, acknowledge and inspect, for the application in the same pod."""
 
-    def __init__(self, engine: QueueManager) -> None:
+    def __init__(self, engine: QueueManager, large: LargeMessages | None = None) -> None:
         self.engine = engine
+        self.large = large
+
+    async def SendLarge(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.LargeSendPart], context: Context
+    ) -> pb.SendResponse:
+        """A header, then the payload in chunks: stored as it streams in (see ``goq.sidecar.large``)."""
+        stream = request_iterator.__aiter__()
+        first = await anext(stream, None)
+        try:
+            if self.large is None:
+                raise ConfigError("this sidecar takes no large messages")
+            if first is None or first.WhichOneof("part") != "header":
+                raise ConfigError("a large send must begin with its header")
+            h = first.header
+            request = LargeSend(
+                to=h.to,
+                persistent=h.persistent if h.HasField("persistent") else True,
+                headers=dict(h.headers),
+                id=h.id or None,
+                size=h.size if h.HasField("size") else None,
+            )
+            self.large.check(request)  # refused before any byte is read or stored
+
+            async def data() -> AsyncIterator[bytes]:
+                async for part in stream:
+                    if part.WhichOneof("part") != "data":
+                        raise ConfigError("after the header, a large send carries only data")
+                    yield part.data
+
+            receipt = await self.large.send(request, data())
+        except GoQError as exc:
+            await _abort(context, exc)
+        return pb.SendResponse(id=receipt.id, state=receipt.state)
+
+    async def ReadPayload(  # noqa: N802
+        self, request: pb.ReadPayloadRequest, context: Context
+    ) -> AsyncIterator[pb.PayloadChunk]:
+        try:
+            if self.large is None:
+                raise NotFoundError("this sidecar holds no large messages")
+            item = self.large.leased(request.id)
+            size = item.message.large.size if item.message.large is not None else 0
+            offset = request.offset
+            async for data in self.large.read(item, offset):
+                yield pb.PayloadChunk(offset=offset, data=data, size=size)
+                offset += len(data)
+        except GoQError as exc:
+            await _abort(context, exc)
 
     async def Send(self, request: pb.SendRequest, context: Context) -> pb.SendResponse:  # noqa: N802
         (outcome,) = await asyncio.shield(self.engine.send([_request(request)]))
@@ -152,6 +204,7 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
             poisoned=sum(c.poisoned.values()),
             duplicates=c.duplicates,
             refused=sum(c.refused.values()),
+            **large_stats(self.large),
         )
 
     async def ListPoisoned(  # noqa: N802
@@ -169,6 +222,19 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
         except GoQError as exc:
             await _abort(context, exc)
         return pb.RedriveResponse(ids=ids)
+
+
+def large_stats(large: LargeMessages | None) -> dict[str, int]:
+    """The large-message figures of ``StatsResponse`` (zero without large messages)."""
+    if large is None:
+        return {}
+    p = large.progress
+    return {
+        "large_bytes_uploaded": p.bytes_uploaded,
+        "large_bytes_received": p.bytes_received,
+        "large_bytes_in_progress": p.bytes_in_progress,
+        "large_transfers_resumed": p.transfers_resumed,
+    }
 
 
 def poisoned(record: PoisonRecord) -> pb.PoisonedMessage:

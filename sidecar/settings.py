@@ -49,6 +49,12 @@ class SidecarSettings:
     max_payload: int = 4 * 1024 * 1024
     batch_max: int = 256
     window: int = 8
+    large_chunk: int = 1024 * 1024
+    """Bytes per chunk of a large message's body (GOQ_LARGE_CHUNK_BYTES); payloads above it take the large path."""
+    spill_dir: Path | None = None
+    """Where transient large bodies spill (GOQ_SPILL_DIR); default a directory of the system's temporary area."""
+    spill_limit: int = 4 * 1024 * 1024 * 1024
+    """Most bytes of transient large bodies kept at once (GOQ_SPILL_LIMIT_BYTES); beyond, sends are refused (429)."""
     shutdown_grace: float = 10.0
     heartbeat: float = 5.0
     adopt_after: float = 20.0
@@ -92,6 +98,9 @@ class SidecarSettings:
             max_payload=e.integer("GOQ_MAX_PAYLOAD_BYTES", 4 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
             batch_max=e.integer("GOQ_BATCH_MAX", 256, 1, 10_000),
             window=e.integer("GOQ_WINDOW", 8, 1, 1024),
+            large_chunk=e.integer("GOQ_LARGE_CHUNK_BYTES", 1024 * 1024, 64 * 1024, 4 * 1024 * 1024),
+            spill_dir=Path(e.get("GOQ_SPILL_DIR")) if e.get("GOQ_SPILL_DIR") else None,
+            spill_limit=e.integer("GOQ_SPILL_LIMIT_BYTES", 4 * 1024 * 1024 * 1024, 0, 1 << 50),
             shutdown_grace=e.duration("GOQ_SHUTDOWN_GRACE", 10.0),
             heartbeat=e.duration("GOQ_HEARTBEAT", 5.0),
             adopt_after=e.duration("GOQ_ADOPT_AFTER", 20.0),
