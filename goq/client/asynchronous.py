@@ -1,6 +1,6 @@
 """The asyncio client."""
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
 from typing import Final
 
@@ -68,6 +68,42 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise translate(exc) from exc
         return results
+
+    async def send_large(
+        self,
+        to: str,
+        chunks: AsyncIterable[bytes] | Iterable[bytes],
+        *,
+        size: int | None = None,
+        persistent: bool = True,
+        headers: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> Receipt:
+        """Send one large message, its payload streamed from ``chunks``; returns once it is all stored.
+        Give ``size`` when known: over the limit, the sidecar refuses before any byte is stored."""
+
+        async def parts() -> AsyncIterator[pb.LargeSendPart]:
+            yield models.large_header(to, size=size, persistent=persistent, headers=headers, id=id)
+            if isinstance(chunks, AsyncIterable):
+                async for chunk in chunks:
+                    yield pb.LargeSendPart(data=chunk)
+            else:
+                for chunk in chunks:
+                    yield pb.LargeSendPart(data=chunk)
+
+        try:
+            response = await self._stub.SendLarge(parts())
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return Receipt(response.id, response.state)
+
+    async def read_payload(self, id: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """A leased large message's payload (from ``offset``), a chunk at a time."""
+        try:
+            async for chunk in self._stub.ReadPayload(pb.ReadPayloadRequest(id=id, offset=offset)):
+                yield chunk.data
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
 
     async def receive(self, *, max_in_flight: int = 100) -> AsyncIterator[Received]:
         """Messages as they arrive; at most ``max_in_flight`` unacknowledged at a time."""

@@ -224,6 +224,10 @@ async def test_stats_give_the_same_figures_as_grpc(sidecars: Sidecars, rest: Res
         "poisoned",
         "duplicates",
         "refused",
+        "largeBytesUploaded",
+        "largeBytesReceived",
+        "largeBytesInProgress",
+        "largeTransfersResumed",
     }
 
 
