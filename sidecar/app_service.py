@@ -118,7 +118,7 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
             item = self.large.leased(request.id)
             size = item.message.large.size if item.message.large is not None else 0
             offset = request.offset
-            async for data in self.large.read(item, offset):
+            async for data in await self.large.payload(item, offset):
                 yield pb.PayloadChunk(offset=offset, data=data, size=size)
                 offset += len(data)
         except GoQError as exc:

@@ -355,10 +355,11 @@ class RestApi:
         if self.large is None:
             raise NotFoundError("this sidecar holds no large messages")
         item = self.large.leased(request.match_info["id"])
+        chunks = await self.large.payload(item)
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = item.message.large.size if item.message.large is not None else 0
         await response.prepare(request)
-        async for data in self.large.read(item):
+        async for data in chunks:
             await response.write(data)
         await response.write_eof()
         return response

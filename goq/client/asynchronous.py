@@ -1,6 +1,8 @@
 """The asyncio client."""
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Final
 
@@ -96,6 +98,26 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise translate(exc) from exc
         return Receipt(response.id, response.state)
+
+    async def send_file(
+        self,
+        to: str,
+        path: Path,
+        *,
+        persistent: bool = True,
+        headers: dict[str, str] | None = None,
+        id: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Receipt:
+        """Send a file as one large message, never holding it whole; ``progress(sent, total)`` as it goes."""
+        chunks = models.file_chunks(path, progress)
+
+        async def read() -> AsyncIterator[bytes]:
+            while data := await asyncio.to_thread(next, chunks, b""):
+                yield data
+
+        size = (await asyncio.to_thread(path.stat)).st_size
+        return await self.send_large(to, read(), size=size, persistent=persistent, headers=headers, id=id)
 
     async def read_payload(self, id: str, offset: int = 0) -> AsyncIterator[bytes]:
         """A leased large message's payload (from ``offset``), a chunk at a time."""

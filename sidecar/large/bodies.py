@@ -59,6 +59,10 @@ class BodyStore(Protocol):
 
     async def delete(self, name: str) -> None: ...
 
+    async def held(self, name: str) -> bool:
+        """Whether the complete body ``name`` is stored."""
+        ...
+
     async def complete(self, owner: str, kind: str) -> list[tuple[str, float]]:
         """Complete bodies of ``owner`` of ``kind`` (``in``/``out``) and when they were completed."""
         ...
@@ -117,6 +121,12 @@ class GridFsBodies:
 
     async def delete(self, name: str) -> None:
         await self._drop(name)
+
+    async def held(self, name: str) -> bool:
+        try:
+            return await self.files.find_one({"_id": name}, {"_id": 1}) is not None
+        except PyMongoError as exc:
+            raise _unavailable(exc) from exc
 
     async def _drop(self, name: str) -> None:
         try:
@@ -238,6 +248,10 @@ class SpillBodies:
         if spilled is not None:
             self.used -= spilled.size
             spilled.path.unlink(missing_ok=True)
+
+    async def held(self, name: str) -> bool:
+        spilled = self.bodies.get(name)
+        return spilled is not None and spilled.completed_at is not None
 
     async def complete(self, owner: str, kind: str) -> list[tuple[str, float]]:
         prefix = f"{owner}|{kind}|"

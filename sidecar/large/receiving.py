@@ -147,7 +147,11 @@ class LargeReceiver:
             await writer.discard()
             raise self._refused(exc.reason, str(exc)) from None
         await writer.finish()
-        (result,) = await self.inbound.accept([envelope])
+        self.inbound.large_ready.add(key)
+        try:
+            (result,) = await self.inbound.accept([envelope])
+        finally:
+            self.inbound.large_ready.discard(key)
         if result.outcome != peer_pb2.OUTCOME_ACCEPTED:
             await writer.discard()  # a duplicate's body is the one already held; any other: not kept
         yield peer_pb2.TransferAck(have=writer.offset, result=result)

@@ -72,6 +72,8 @@ class LargeSender:
         task.add_done_callback(lambda _: self._tasks.pop(item.id, None))
 
     async def close(self) -> None:
+        """Stop delivering: persistent messages resume at the next start; transient ones are lost (counted)."""
+        self.counters.lost_transient += sum(1 for m in self.pending.values() if not m.persistent)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

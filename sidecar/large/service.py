@@ -15,7 +15,9 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from goq.errors import ConfigError
 from goq.identity import Address
+from goq.messages import LargeRef
 from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
 from goq.sidecar.counting import Counters
@@ -149,12 +151,20 @@ class LargeMessages:
             raise NotFoundError(f"message {message_id!r} is not a large message: its payload came with it")
         return item
 
-    async def read(self, item: Incoming, offset: int = 0) -> AsyncIterator[bytes]:
-        """A leased large message's payload from ``offset``, a chunk at a time."""
+    async def payload(self, item: Incoming, offset: int = 0) -> AsyncIterator[bytes]:
+        """A leased large message's payload from ``offset``, a chunk at a time; ``NotFoundError`` at once
+        (before any byte) if its body is no longer stored (a redriven poisoned message)."""
         large = item.message.large
         store = self.bodies[item.message.persistent]
         assert large is not None
         assert store is not None
+        if not await store.held(body_name(str(self.me), "in", item.key)):
+            raise NotFoundError(f"the payload of message {item.id!r} is no longer stored (poisoned and redriven?)")
+        if offset > large.size:
+            raise ConfigError(f"offset {offset} is past the payload's {large.size} bytes")
+        return self._read(item, large, store, offset)
+
+    async def _read(self, item: Incoming, large: LargeRef, store: BodyStore, offset: int) -> AsyncIterator[bytes]:
         start = offset // large.chunk_size * large.chunk_size
         async for data in store.read(body_name(str(self.me), "in", item.key), start, large.chunk_size):
             if start < offset:

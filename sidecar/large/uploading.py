@@ -35,9 +35,9 @@ class LargeSend:
 
 
 def limit_error(size: int, limit: int, *, declared: bool) -> PayloadTooLargeError:
-    what = "is" if declared else "is over"
+    what = f"is {size}" if declared else f"is over {limit}"
     return PayloadTooLargeError(
-        f"payload {what} {size} bytes; the limit is {limit} bytes (the GoQueue's maxMessageSize, at most "
+        f"payload {what} bytes; the limit is {limit} bytes (the GoQueue's maxMessageSize, at most "
         f"{MESSAGE_SIZE_MAX}); nothing was stored"
     )
 
