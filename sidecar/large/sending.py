@@ -94,6 +94,11 @@ class LargeSender:
                     if await self._failed(item, _describe(exc)):
                         return
                     continue
+                except Exception as exc:  # a bug must not strand the message: log it, count an attempt
+                    log.exception("large message %s: the transfer failed unexpectedly", item.id)
+                    if await self._failed(item, f"internal error: {_describe(exc)}"):
+                        return
+                    continue
             outcome = result.outcome
             if outcome in (peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_DUPLICATE, peer_pb2.OUTCOME_POISONED):
                 self.counters.delivered += 1

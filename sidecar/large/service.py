@@ -135,7 +135,13 @@ class LargeMessages:
         if request.id and request.id in self.sender.pending:
             return SendReceipt(request.id, QUEUED)  # a repeated send of a message still held
         item = await self.uploader.upload(request, data)
-        await self.outboxes[item.persistent].add(item)
+        try:
+            await self.outboxes[item.persistent].add(item)
+        except BaseException:
+            store = self.bodies[item.persistent]
+            assert store is not None
+            await store.delete(body_name(str(self.me), "out", item.id))
+            raise
         self.counters.sent += 1
         self.sender.enqueue(item)
         return SendReceipt(item.id, QUEUED)
