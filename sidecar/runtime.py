@@ -32,6 +32,7 @@ from goq.sidecar.engine import QueueManager
 from goq.sidecar.health import health_app
 from goq.sidecar.histograms import Histograms
 from goq.sidecar.inbound import Inbound, InboundConfig
+from goq.sidecar.large.memory import keep_large_buffers_off_the_heap
 from goq.sidecar.large.service import LargeConfig, LargeMessages
 from goq.sidecar.malformed import MalformedRequestInterceptor
 from goq.sidecar.metrics import EngineCollector
@@ -306,6 +307,7 @@ def dump_tasks() -> None:
 
 async def run(settings: SidecarSettings) -> None:
     """Run until SIGTERM or SIGINT, then shut down in order. SIGUSR1 logs every task's stack."""
+    keep_large_buffers_off_the_heap()
     sidecar = Sidecar(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
