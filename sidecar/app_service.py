@@ -12,7 +12,7 @@ from goq.api.v1 import queue_manager_pb2_grpc
 from goq.errors import ConfigError, GoQError, TemporaryError
 from goq.messages import Message
 from goq.sidecar.engine import QueueManager, SendReceipt, SendRequest
-from goq.sidecar.errors import NotFoundError, QueueFullError
+from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
 from goq.sidecar.large.service import LargeMessages
 from goq.sidecar.large.uploading import LargeSend
 from goq.sidecar.records import Incoming, PoisonRecord
@@ -20,6 +20,10 @@ from goq.sidecar.records import Incoming, PoisonRecord
 DEFAULT_IN_FLIGHT = 100
 PIPELINE = 64
 """Send batches of one stream being accepted at once."""
+ACCEPTED_HEADER = (("goq-large", "accepted"),)
+"""Initial metadata of ``SendLarge`` once its header passed the checks."""
+DRAIN_LIMIT = 16 * 1024 * 1024
+DRAIN_SECONDS = 5.0
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -97,6 +101,9 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
                 size=h.size if h.HasField("size") else None,
             )
             self.large.check(request)  # refused before any byte is read or stored
+            # The header is accepted: clients wait for these metadata before they stream the payload,
+            # so a refusal reaches them as its own status, not as a write that failed.
+            await context.send_initial_metadata(ACCEPTED_HEADER)
 
             async def data() -> AsyncIterator[bytes]:
                 async for part in stream:
@@ -106,6 +113,8 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
 
             receipt = await self.large.send(request, data())
         except GoQError as exc:
+            if isinstance(exc, PayloadTooLargeError):
+                await _drain(stream, DRAIN_LIMIT)  # what the client has in flight, so that it hears why
             await _abort(context, exc)
         return pb.SendResponse(id=receipt.id, state=receipt.state)
 
@@ -252,6 +261,18 @@ def poisoned(record: PoisonRecord) -> pb.PoisonedMessage:
         payload=message.payload,
         headers=message.headers,
     )
+
+
+async def _drain(stream: AsyncIterator[pb.LargeSendPart], limit: int) -> None:
+    """Read and drop up to ``limit`` payload bytes, or until the client stops sending: a client that
+    is told "too large" while it still writes sees a failed write instead of the reason."""
+    with contextlib.suppress(TimeoutError, grpc.RpcError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            dropped = 0
+            async for part in stream:
+                dropped += len(part.data)
+                if dropped > limit:
+                    return
 
 
 async def _abort(context: Context, error: GoQError) -> NoReturn:

@@ -84,17 +84,19 @@ class AsyncClient:
         """Send one large message, its payload streamed from ``chunks``; returns once it is all stored.
         Give ``size`` when known: over the limit, the sidecar refuses before any byte is stored."""
 
-        async def parts() -> AsyncIterator[pb.LargeSendPart]:
-            yield models.large_header(to, size=size, persistent=persistent, headers=headers, id=id)
-            if isinstance(chunks, AsyncIterable):
-                async for chunk in chunks:
-                    yield pb.LargeSendPart(data=chunk)
-            else:
-                for chunk in chunks:
-                    yield pb.LargeSendPart(data=chunk)
-
+        call = self._stub.SendLarge()
         try:
-            response = await self._stub.SendLarge(parts())
+            await call.write(models.large_header(to, size=size, persistent=persistent, headers=headers, id=id))
+            # The sidecar checked the header: it says "accepted", or the call ends with the reason.
+            if (await call.initial_metadata()).get(models.ACCEPTED[0]) == models.ACCEPTED[1]:
+                if isinstance(chunks, AsyncIterable):
+                    async for chunk in chunks:
+                        await call.write(pb.LargeSendPart(data=chunk))
+                else:
+                    for chunk in chunks:
+                        await call.write(pb.LargeSendPart(data=chunk))
+                await call.done_writing()
+            response = await call
         except grpc.RpcError as exc:
             raise translate(exc) from exc
         return Receipt(response.id, response.state)

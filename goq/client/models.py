@@ -8,6 +8,8 @@ from typing import Final
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.client.errors import ClientError, error_for
 
+ACCEPTED: Final = ("goq-large", "accepted")
+"""The initial metadata with which a sidecar accepts a large send's header."""
 CHUNK: Final = 1024 * 1024
 """Bytes per part of a streamed send."""
 

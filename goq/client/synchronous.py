@@ -1,9 +1,10 @@
 """The blocking client: the same calls as ``AsyncClient``, for code without asyncio."""
 
-import itertools
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 
@@ -75,9 +76,22 @@ class Client:
         """Send one large message, its payload streamed from ``chunks``; returns once it is all stored.
         Give ``size`` when known: over the limit, the sidecar refuses before any byte is stored."""
         first = models.large_header(to, size=size, persistent=persistent, headers=headers, id=id)
-        parts = itertools.chain([first], (pb.LargeSendPart(data=c) for c in chunks))
+        calls: list[Any] = []
+        started = threading.Event()
+
+        def parts() -> Iterator[pb.LargeSendPart]:
+            yield first
+            started.wait()
+            # The sidecar checked the header: it says "accepted", or the call ends with the reason.
+            if models.ACCEPTED not in tuple(calls[0].initial_metadata() or ()):
+                return
+            for chunk in chunks:
+                yield pb.LargeSendPart(data=chunk)
+
+        calls.append(self._stub.SendLarge.future(parts()))
+        started.set()
         try:
-            response = self._stub.SendLarge(parts)
+            response = calls[0].result()
         except grpc.RpcError as exc:
             raise translate(exc) from exc
         return Receipt(response.id, response.state)

@@ -117,9 +117,11 @@ async def test_a_w3c_traceparent_header_arrives_unchanged_so_traces_stitch(sidec
 
 
 async def test_async_client_streams_a_large_message_both_ways(sidecars: Sidecars) -> None:
-    group = sidecars("orders", "billing")
+    group = sidecars("orders", "billing", GOQ_QUEUE_SPEC='{"maxMessageSize": "4Mi"}')
     pieces = [bytes([i]) * 700_000 for i in range(5)]  # 3.5 MB in pieces that are not chunk-sized
     async with AsyncClient(group["orders"].grpc_target) as orders, AsyncClient(group["billing"].grpc_target) as billing:
+        with pytest.raises(InvalidMessageError, match="limit is 4194304 bytes"):
+            await orders.send_large("billing", pieces, size=5_000_000)  # refused before a byte is sent
         receipt = await orders.send_large("billing", pieces, size=3_500_000, headers={"kind": "scan"}, id="scan-1")
         assert (receipt.id, receipt.state) == ("scan-1", "queued")
         message = await anext(aiter(billing.receive(max_in_flight=1)))
@@ -133,7 +135,7 @@ async def test_async_client_streams_a_large_message_both_ways(sidecars: Sidecars
 
 
 def test_blocking_client_sends_a_file_and_reads_it_back(sidecars: Sidecars, tmp_path: Path) -> None:
-    group = sidecars("orders", "billing")
+    group = sidecars("orders", "billing", GOQ_QUEUE_SPEC='{"maxMessageSize": "4Mi"}')
     source = tmp_path / "report.bin"
     source.write_bytes(b"0123456789abcdef" * 200_000)
     seen: list[tuple[int, int]] = []
@@ -144,3 +146,5 @@ def test_blocking_client_sends_a_file_and_reads_it_back(sidecars: Sidecars, tmp_
         assert (message.id, message.large, message.persistent) == (receipt.id, True, False)
         assert b"".join(billing.read_payload(message.id)) == source.read_bytes()
         assert billing.ack(message.id) == []
+        with pytest.raises(InvalidMessageError, match="limit is 4194304 bytes"):
+            orders.send_large("billing", iter([b"x" * 1000] * 5000), size=5_000_000)

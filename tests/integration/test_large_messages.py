@@ -65,15 +65,16 @@ def _pieces(size: int, seed: int, piece: int) -> Iterator[bytes]:
 async def send_large(
     app: App, to: str, size: int, *, persistent: bool = True, declare: bool = True, seed: int = 7
 ) -> tuple[pb.SendResponse, str]:
+    """``SendLarge`` as the clients do it: the header, the sidecar's go-ahead (initial metadata), the data."""
     stream, digest = pattern(size, seed)
-
-    async def parts() -> AsyncIterator[pb.LargeSendPart]:
-        header = pb.LargeSendHeader(to=to, persistent=persistent, size=size if declare else None)
-        yield pb.LargeSendPart(header=header)
+    call = app.stub.SendLarge()
+    header = pb.LargeSendHeader(to=to, persistent=persistent, size=size if declare else None)
+    await call.write(pb.LargeSendPart(header=header))
+    if (await call.initial_metadata()).get("goq-large") == "accepted":
         async for data in stream():
-            yield pb.LargeSendPart(data=data)
-
-    response: pb.SendResponse = await app.stub.SendLarge(parts())
+            await call.write(pb.LargeSendPart(data=data))
+        await call.done_writing()
+    response: pb.SendResponse = await call
     return response, digest
 
 
