@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
+import aiohttp
 import grpc
 from aiohttp import web
 
@@ -349,6 +350,21 @@ class RestApi:
         receipt = await self.large.send(send, request.content.iter_chunked(READ_CHUNK))
         return web.json_response({"id": receipt.id, "state": receipt.state}, status=202)
 
+    async def expect_send(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue`` (curl asks so for bodies over 1 MiB): a large send that will be
+        refused anyway (over the limit, bad destination) is answered now, so the body is never sent."""
+        if request.content_type == "application/octet-stream" and self._is_large(request):
+            try:
+                assert self.large is not None
+                raw = self._raw_send(request, b"")
+                self.large.check(
+                    LargeSend(to=raw.to, persistent=raw.persistent, id=raw.id, size=request.content_length)
+                )
+            except GoQError as exc:
+                return error_response(http_status(exc), str(exc))
+        await _continue(request)
+        return None
+
     async def payload(self, request: web.Request) -> web.StreamResponse:
         """A leased large message's payload, streamed (``Content-Length`` is its size)."""
         query_of(request)
@@ -449,6 +465,16 @@ class RestApi:
         return web.json_response(openapi_document(self.engine.max_payload))
 
 
+async def _continue(request: web.Request) -> None:
+    """aiohttp's own answer to ``Expect``: ``100 Continue``, or 417 for any other expectation."""
+    if request.version != aiohttp.HttpVersion11:
+        return
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers.get('Expect')}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the 100 is not part of the answer's body
+
+
 def _camel(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(w.title() for w in rest)
@@ -458,7 +484,7 @@ def rest_app(engine: QueueManager, large: LargeMessages | None = None) -> web.Ap
     """The REST application for ``engine``; its routes are exactly those of ``/openapi.json``."""
     api = RestApi(engine, large)
     app = web.Application(middlewares=[json_errors], client_max_size=api.json_limit)
-    app.router.add_post("/v1/messages", api.send)
+    app.router.add_post("/v1/messages", api.send, expect_handler=api.expect_send)
     app.router.add_get("/v1/messages", api.receive, allow_head=False)
     app.router.add_post("/v1/messages/{id}/ack", api.ack)
     app.router.add_post("/v1/messages/{id}/nack", api.nack)

@@ -4,8 +4,10 @@ resumed after a crash, verified, bounded in size and in memory."""
 import asyncio
 import hashlib
 import http.client
+import io
 import json
 import random
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -218,12 +220,27 @@ async def test_a_message_over_the_limit_is_refused_before_anything_is_stored(
     assert answer.status == 413
     assert json.loads(answer.read())["error"]["code"] == "payload_too_large"
     connection.close()
+    # With Expect: 100-continue (curl's way for big bodies), the refusal comes instead of the 100.
+    with socket.create_connection(("127.0.0.1", orders.rest_port), timeout=30) as raw:
+        raw.sendall(
+            b"POST /v1/messages?to=billing HTTP/1.1\r\nHost: sidecar\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 9437184\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert raw.recv(4096).startswith(b"HTTP/1.1 413 ")
     # A stream of unknown length is cut off at the limit, and what had been stored is dropped.
     with pytest.raises(grpc.aio.AioRpcError) as cut:
         await send_large(app, "billing", 9 * MiB, declare=False)
     assert cut.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert await stored_bodies(mongo_uri, database) == (0, 0)
     assert (await app.stats()).sent == 0
+    # Within the limit, Expect: 100-continue gets its 100 and the body streams in.
+    async with aiohttp.ClientSession() as session:
+        url = f"{orders.rest_url}/v1/messages?to=billing"
+        headers = {"Content-Type": "application/octet-stream"}
+        body = io.BytesIO(b"y" * 2 * MiB)
+        async with session.post(url, data=body, headers=headers, expect100=True) as answer:
+            assert answer.status == 202, await answer.text()
+    assert (await app.stats()).sent == 1
 
 
 async def test_transient_large_messages_spill_to_a_bounded_directory_and_arrive_over_rest(
