@@ -88,8 +88,7 @@ class Message:
 
     def encode(self) -> bytes:
         """The envelope bytes that are signed, stored and sent."""
-        large = self.large
-        return envelope_pb2.Envelope(
+        envelope = envelope_pb2.Envelope(
             id=self.id,
             source=str(self.source),
             destination=str(self.destination),
@@ -97,12 +96,12 @@ class Message:
             headers=self.headers,
             persistent=self.persistent,
             payload=self.payload,
-            large=(
-                envelope_pb2.LargeBody(size=large.size, mac=large.mac, key_id=large.key_id, chunk_size=large.chunk_size)
-                if large is not None
-                else None
-            ),
-        ).SerializeToString()
+        )
+        large = self.large
+        if large is not None:  # (small messages, the hot path, skip this)
+            envelope.large.size, envelope.large.mac = large.size, large.mac
+            envelope.large.key_id, envelope.large.chunk_size = large.key_id, large.chunk_size
+        return envelope.SerializeToString()
 
     @classmethod
     def decode(cls, body: bytes) -> "Message":

@@ -278,3 +278,23 @@ async def test_transient_large_messages_spill_to_a_bounded_directory_and_arrive_
         async with http.post(url, data=big(), headers=headers) as answer:
             assert answer.status == 429
             assert "spill area" in (await answer.json())["error"]["message"]
+
+
+async def test_the_sender_killed_half_way_resumes_from_what_the_receiver_holds(sidecars: Sidecars, apps: Apps) -> None:
+    size = 192 * MiB
+    spec = json.dumps({"maxMessageSize": "1Gi"})
+    group = sidecars("orders", "billing", GOQ_QUEUE_SPEC=spec, GOQ_RETRY_POLICY=PATIENT)
+    orders, billing = group["orders"], apps(group["billing"])
+    receipt, sent = await send_large(apps(orders), "billing", size)
+    for _ in range(1200):  # until about half is across
+        if (await billing.stats()).large_bytes_received >= size // 2:
+            break
+        await asyncio.sleep(0.05)
+    orders.kill()
+    orders.start()  # its large outbox is read back and the delivery resumed
+    message, got = await receive_large(billing, within=600)
+    assert (message.id, got) == (receipt.id, sent)
+    stats = await billing.stats()
+    assert stats.large_transfers_resumed == 1
+    assert stats.large_bytes_received == size  # every byte exactly once, across both transfers
+    assert "holds" in orders.log()
