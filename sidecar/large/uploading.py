@@ -115,7 +115,7 @@ class Uploader:
             payload=b"",
             persistent=request.persistent,
             headers=headers,
-            large=LargeRef(size=size, mac=mac.finalize(), key_id=key_id, chunk_size=self.chunk_size),
+            large=LargeRef(size=size, mac=mac.digest(), key_id=key_id, chunk_size=self.chunk_size),
         )
         body = message.encode()
         signer, signature = keyring.sign(body)

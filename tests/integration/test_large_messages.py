@@ -173,7 +173,7 @@ async def test_a_tampered_chunk_is_refused_whole_and_never_reaches_the_applicati
         destination=Address("billing", "default"),
         created_at_ms=1,
         payload=b"",
-        large=LargeRef(size=len(body), mac=mac.finalize(), key_id="k1", chunk_size=chunk),
+        large=LargeRef(size=len(body), mac=mac.digest(), key_id="k1", chunk_size=chunk),
     )
     encoded = message.encode()
     key_id, signature = keyring.sign(encoded)
