@@ -1,12 +1,23 @@
 # GoQ developer commands. `make help` lists them.
 .DEFAULT_GOAL := help
-.PHONY: help setup test bench bench-quick proto cluster-up cluster-down cluster-status
+.PHONY: help setup demo up down test bench bench-quick proto cluster-up cluster-down cluster-status
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 setup:  ## set up a fresh machine: system packages, .venv, control-plane binaries (built once)
 	bash scripts/setup.sh
+
+demo:  ## GoQ for real on a local control plane, step by step; stops what it started (about a minute)
+	@test -x .venv/bin/goq-dev || bash scripts/setup.sh
+	.venv/bin/goq-dev demo $(ARGS)
+
+up:  ## the same cluster with GoQ and the shop example, left running to explore with kubectl and goqctl
+	@test -x .venv/bin/goq-dev || bash scripts/setup.sh
+	.venv/bin/goq-dev up --with-examples
+
+down:  ## stop everything `make up` or an interrupted `make demo` started
+	.venv/bin/goq-dev down
 
 test:  ## run everything CI runs: ruff, ruff format, mypy and the whole test suite
 	bash scripts/test.sh $(ARGS)

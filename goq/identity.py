@@ -1,5 +1,6 @@
 """Identities and addresses: validated once, so that every layer can trust them."""
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -56,13 +57,7 @@ class Address:
         """Parse ``"<id>"`` or ``"<id>.<namespace>"``, with a message that says what is wrong."""
         if not isinstance(text, str) or not text:
             raise ConfigError('destination must be "<identity>" or "<identity>.<namespace>", got nothing')
-        identity, dot, namespace = text.partition(".")
-        if "." in namespace:
-            raise ConfigError(
-                f'destination {text!r} has more than one "."; use "<identity>" or "<identity>.<namespace>"'
-            )
-        validate_identity(identity, "destination identity")
-        return cls(identity, validate_namespace(namespace, "destination namespace") if dot else None)
+        return _parse(text)
 
     def resolved(self, default_namespace: str) -> "Address":
         """This address with the namespace filled in."""
@@ -70,3 +65,14 @@ class Address:
 
     def __str__(self) -> str:
         return f"{self.identity}.{self.namespace}" if self.namespace else self.identity
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(text: str) -> Address:
+    """Every message names two addresses and a sidecar sees few distinct ones: a parsed (immutable) one is
+    handed out again. Errors are not cached: they are raised anew each time."""
+    identity, dot, namespace = text.partition(".")
+    if "." in namespace:
+        raise ConfigError(f'destination {text!r} has more than one "."; use "<identity>" or "<identity>.<namespace>"')
+    validate_identity(identity, "destination identity")
+    return Address(identity, validate_namespace(namespace, "destination namespace") if dot else None)

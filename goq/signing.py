@@ -1,17 +1,18 @@
 """HMAC-SHA256 signing of envelope bytes, with several keys valid at once so that keys can rotate.
 
+The standard library's ``hmac`` (OpenSSL underneath) does it: as fast as ``cryptography``'s, and a
+sidecar that does not load ``cryptography`` is 6 MB smaller.
+
 The sending sidecar signs with the active key; the receiving sidecar accepts any key it knows. To
 rotate: add the new key everywhere, then make it active, then, once no message signed with the old
 key can still be in flight, remove the old one.
 """
 
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, hmac
 
 from goq.errors import ConfigError, PermanentError
 
@@ -59,18 +60,12 @@ class Keyring:
 
     def sign(self, body: bytes) -> tuple[str, bytes]:
         """The active key's id and the signature of ``body``."""
-        mac = hmac.HMAC(self.keys[self.active], hashes.SHA256())
-        mac.update(body)
-        return self.active, mac.finalize()
+        return self.active, hmac.digest(self.keys[self.active], body, "sha256")
 
     def verify(self, body: bytes, key_id: str, signature: bytes) -> None:
         """Raise ``SignatureError`` unless ``signature`` is ``body``'s HMAC under ``key_id`` (constant time)."""
         key = self.keys.get(key_id)
         if key is None:
             raise SignatureError("unknown-key", f"signed with unknown key {key_id!r}")
-        mac = hmac.HMAC(key, hashes.SHA256())
-        mac.update(body)
-        try:
-            mac.verify(signature)
-        except InvalidSignature:
-            raise SignatureError("bad-signature", f"signature does not match (key {key_id!r})") from None
+        if not hmac.compare_digest(hmac.digest(key, body, "sha256"), signature):
+            raise SignatureError("bad-signature", f"signature does not match (key {key_id!r})")

@@ -60,18 +60,23 @@ def _result(outcome: SendReceipt | GoQError) -> pb.SendResult:
 def received(item: Incoming) -> pb.ReceivedMessage:
     """A leased message as the application sees it."""
     m = item.message
-    return pb.ReceivedMessage(
+    sender: dict[str, Any] = {"from": str(m.source)}  # a Python keyword: passed by name
+    message = pb.ReceivedMessage(
         id=m.id,
         to=str(m.destination),
         payload=m.payload,
-        headers=m.headers,
         persistent=m.persistent,
         attempt=item.deliveries,
         sent_at_ms=m.created_at_ms,
-        large=m.large is not None,
-        payload_size=m.large.size if m.large is not None else len(m.payload),
-        **{"from": str(m.source)},
+        **sender,
     )
+    if m.large is not None:
+        message.large, message.payload_size = True, m.large.size
+    else:
+        message.payload_size = len(m.payload)
+    if m.headers:  # a map argument, even an empty one, costs a Python-level update per message
+        message.headers.update(m.headers)
+    return message
 
 
 class AppService(queue_manager_pb2_grpc.QueueManagerServicer):

@@ -105,11 +105,19 @@ class QueueManager:
         if self.store is not None:
             await self.store.open()
             outgoing = await self.outboxes[True].recover()
+            waiting = await self.store.outbox.spilled_counts()
             incoming = await self.inboxes[True].recover()
             self.outbound.enqueue(outgoing)
+            if self.outbound.backlog:
+                self.outbound.backlog.add(waiting)
             self.inbound.recover(incoming)
-            if outgoing or incoming:
-                log.info("resumed %d outbound and %d inbound persistent message(s)", len(outgoing), len(incoming))
+            if outgoing or incoming or waiting:
+                log.info(
+                    "resumed %d outbound and %d inbound persistent message(s); %d more outbound wait in the store",
+                    len(outgoing),
+                    len(incoming),
+                    sum(waiting.values()),
+                )
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._expire_leases(), name="leases"))
         if self.store is not None:
@@ -202,18 +210,25 @@ class QueueManager:
                 group = [(i, m) for i, m in admitted if m.persistent is persistent]
                 if not group:
                     continue
+                items = [m for _, m in group]
+                if persistent:
+                    self.outbound.place(items)
                 try:
-                    fresh = await self.outboxes[persistent].add([m for _, m in group])
+                    fresh = await self.outboxes[persistent].add(items)
                 except StoreUnavailableError as exc:
+                    self.outbound.abandon(items)
                     for index, _ in group:
                         results[index] = exc
                     continue
+                except BaseException:
+                    self.outbound.abandon(items)
+                    raise
                 for index, item in group:
                     results[index] = SendReceipt(item.id, QUEUED)
                 self.counters.sent += sum(fresh)
                 # A known id is a repeated send: nothing new to do if it is held for delivery. If it is
                 # stored but not held (an earlier send's answer was lost to a failed write), hold it now.
-                self.outbound.enqueue([m for _, m in group])
+                self.outbound.stored(items, fresh)
         finally:
             self._reserved -= len(admitted)
 
@@ -310,14 +325,18 @@ class QueueManager:
                 await store.heartbeat()
                 stale = await store.stale_instances()
                 if stale:
-                    outgoing = await store.outbox.adopt(stale)
+                    outgoing, waiting = await store.outbox.adopt(stale)
                     incoming = await store.inbox.adopt(stale)
                     await store.forget_instances(stale)
                     self.outbound.enqueue(outgoing)
+                    if self.outbound.backlog:
+                        self.outbound.backlog.add(waiting)
                     self.inbound.recover(incoming)
+                    more = f" ({sum(waiting.values())} more wait in the store)" if waiting else ""
                     log.info(
-                        "adopted %d outbound and %d inbound message(s) from stopped instance(s) %s",
+                        "adopted %d outbound%s and %d inbound message(s) from stopped instance(s) %s",
                         len(outgoing),
+                        more,
                         len(incoming),
                         ", ".join(stale),
                     )

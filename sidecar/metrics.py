@@ -59,6 +59,11 @@ class EngineCollector(Collector):
         yield sink_failures
         for name, documentation, value in [
             ("goq_send_queue_messages", "Messages waiting to be delivered.", stats.send_queue),
+            (
+                "goq_send_queue_stored_only_messages",
+                "Persistent messages to deliver that wait in MongoDB only, beyond their destination's memory window.",
+                self.engine.outbound.waiting,
+            ),
             ("goq_receive_queue_messages", "Messages held for the application.", stats.receive_queue),
             ("goq_leased_messages", "Messages handed to the application and not yet acknowledged.", stats.in_flight),
         ]:

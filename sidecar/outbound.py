@@ -22,6 +22,7 @@ from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.errors import TemporaryError
 from goq.identity import Address
 from goq.retry import GiveUp, RetryPolicy, after_failure
+from goq.sidecar.backlog import Backlog, SpillStore, WindowConfig
 from goq.sidecar.counting import Counters
 from goq.sidecar.histograms import Histograms
 from goq.sidecar.peering import PeerLink, PeerUnavailableError
@@ -63,6 +64,8 @@ class Outbound:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         histograms: Histograms | None = None,
+        spill_store: SpillStore | None = None,
+        window: WindowConfig | None = None,
     ) -> None:
         self.owner = owner
         self.policy = policy
@@ -77,12 +80,21 @@ class Outbound:
         self.lanes: dict[Address, Lane] = {}
         self.holding: set[str] = set()
         """Ids of the messages held in memory for delivery."""
+        self.backlog = (
+            Backlog(spill_store, window or WindowConfig(), self._resident, self.enqueue) if spill_store else None
+        )
+        """Persistent messages beyond each destination's memory window wait in the store (none without one)."""
         self._closing = False
 
     @property
     def pending(self) -> int:
-        """Messages still to deliver: what the send queue's bound counts."""
-        return len(self.holding)
+        """Messages still to deliver, held or waiting in the store: what the send queue's bound counts."""
+        return len(self.holding) + self.waiting
+
+    @property
+    def waiting(self) -> int:
+        """Persistent messages that wait in the store only, beyond their destination's memory window."""
+        return self.backlog.total if self.backlog else 0
 
     def enqueue(self, items: list[Outgoing]) -> None:
         """Take responsibility for ``items`` (already stored if persistent) and deliver them."""
@@ -92,7 +104,42 @@ class Outbound:
             lane = self.lanes.get(item.destination)
             if lane is None:
                 lane = self.lanes[item.destination] = Lane(self, item.destination)
+            lane.resident += 1
+            lane.resident_bytes += item.size
             lane.push(item)
+
+    def place(self, persistent: list[Outgoing]) -> None:
+        """Before storing: mark the messages that will wait in the store only (their window is full)."""
+        if self.backlog:
+            self.backlog.place(persistent)
+
+    def stored(self, items: list[Outgoing], fresh: list[bool]) -> None:
+        """After storing (``fresh``: per item, new): hold and deliver what is not to wait in the store."""
+        persistent = [m.persistent for m in items]
+        self.enqueue(self.backlog.stored(items, fresh) if self.backlog and any(persistent) else items)
+
+    def abandon(self, items: list[Outgoing]) -> None:
+        """Storing ``items`` failed: forget their places."""
+        if self.backlog:
+            self.backlog.abandon(items)
+
+    def _resident(self, destination: Address) -> tuple[int, int]:
+        lane = self.lanes.get(destination)
+        return (lane.resident, lane.resident_bytes) if lane else (0, 0)
+
+    def _let_go(self, items: list[Outgoing]) -> None:
+        """``items`` are no longer this sidecar's to deliver: free their room in memory."""
+        destinations = set()
+        for item in items:
+            if item.id in self.holding:
+                self.holding.discard(item.id)
+                lane = self.lanes[item.destination]
+                lane.resident -= 1
+                lane.resident_bytes -= item.size
+                destinations.add(item.destination)
+        if self.backlog:
+            for destination in destinations:
+                self.backlog.kick(destination)
 
     def in_flight(self) -> int:
         return sum(lane.in_flight for lane in self.lanes.values())
@@ -100,6 +147,8 @@ class Outbound:
     async def close(self, grace: float) -> None:
         """Stop sending new batches, let answers in flight arrive for up to ``grace`` seconds, close links."""
         self._closing = True
+        if self.backlog:
+            await self.backlog.close()
         for lane in self.lanes.values():
             lane.stop()
         answers = [task for lane in self.lanes.values() for task in lane.completions]
@@ -122,7 +171,7 @@ class Outbound:
                     m.id,
                     extra={"id": m.id, "source": str(self.owner), "destination": str(m.destination)},
                 )
-        self.holding.difference_update(m.id for m in items)
+        self._let_go(items)
         self.counters.delivered += len(items)
         if self.histograms is not None:
             self.histograms.delivered_after([m.failed_attempts + 1 for m in items])
@@ -161,7 +210,7 @@ class Outbound:
         now = self.clock()
         records = [self.poison_record(m, reason, detail, now) for m, reason, detail in items]
         if await self.poisoner.poison(records):
-            self.holding.difference_update(m.id for m, _, _ in items)
+            self._let_go([m for m, _, _ in items])
             self._forget([m for m, _, _ in items])
             return
         for item, _, _ in items:
@@ -204,6 +253,9 @@ class Lane:
         self._stopped = False
         self._link: PeerLink | None = None
         self.in_flight = 0
+        self.resident = 0
+        """Messages for this destination held in memory (queued, waiting for a retry or in flight)."""
+        self.resident_bytes = 0
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"lane {destination}")
         self.completions: set[asyncio.Task[None]] = set()
 

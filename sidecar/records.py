@@ -26,6 +26,8 @@ class Outgoing:
     next_at: float = 0.0
     """Wall-clock seconds before which it is not tried again."""
     last_error: str = ""
+    spill: int = 0
+    """Non-zero while it waits in the store only (see ``goq.sidecar.backlog``): its place in the queue."""
 
     @property
     def size(self) -> int:

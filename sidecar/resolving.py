@@ -1,7 +1,9 @@
 """Finding a destination's sidecar: a gRPC target for an address.
 
 ``dns`` (the default in Kubernetes) names the identity's headless Service and lets gRPC resolve and
-balance; ``static`` maps addresses to ``host:port`` for sidecars run outside Kubernetes and for tests.
+balance (``GOQ_DNS_SERVER`` names a DNS server of its own instead of the system's, as the local pod
+runner's responder for the cluster domain); ``static`` maps addresses to ``host:port`` for sidecars
+run outside Kubernetes and for tests.
 """
 
 from collections.abc import Mapping
@@ -23,15 +25,20 @@ class Resolver(Protocol):
 
 
 class DnsResolver:
-    """``goq-<id>.<namespace>.svc.<cluster domain>:7702`` through gRPC's DNS resolver."""
+    """``goq-<id>.<namespace>.svc.<cluster domain>:7702`` through gRPC's DNS resolver.
 
-    def __init__(self, cluster_domain: str = "cluster.local", port: int = PORT_PEER) -> None:
+    ``server`` (``host:port``) asks that DNS server rather than the system's (gRPC's c-ares resolver
+    honours the authority of ``dns://server/name``); empty: the system's, as in a cluster.
+    """
+
+    def __init__(self, cluster_domain: str = "cluster.local", port: int = PORT_PEER, server: str = "") -> None:
         self.cluster_domain = cluster_domain
         self.port = port
+        self.server = server
 
     def target(self, destination: Address) -> str:
         host = f"{service_name(destination.identity)}.{destination.namespace}.svc.{self.cluster_domain}"
-        return f"dns:///{host}:{self.port}"
+        return f"dns://{self.server}/{host}:{self.port}"
 
 
 class StaticResolver:

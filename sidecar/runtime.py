@@ -14,7 +14,6 @@ import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
 from aiohttp import web
@@ -27,11 +26,14 @@ from goq.queue_spec import GoQueueSpec
 from goq.queue_status import PodFigures
 from goq.retry import RetryPolicy
 from goq.sidecar.app_service import AppService
+from goq.sidecar.backlog import WindowConfig
 from goq.sidecar.counting import Counters
 from goq.sidecar.engine import QueueManager
 from goq.sidecar.health import health_app
 from goq.sidecar.histograms import Histograms
 from goq.sidecar.inbound import Inbound, InboundConfig
+from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
+from goq.sidecar.kube.api import KubeApi
 from goq.sidecar.large.memory import keep_large_buffers_off_the_heap
 from goq.sidecar.large.service import LargeConfig, LargeMessages
 from goq.sidecar.malformed import MalformedRequestInterceptor
@@ -92,7 +94,7 @@ def build(
     resolver: Resolver = (
         StaticResolver.parse(settings.peers, settings.namespace)
         if settings.resolver == "static"
-        else DnsResolver(settings.cluster_domain)
+        else DnsResolver(settings.cluster_domain, server=settings.dns_server)
     )
     outboxes: dict[bool, OutboxStore] = {True: persistent_outbox, False: MemoryOutbox()}
     inboxes: dict[bool, InboxStore] = {True: persistent_inbox, False: MemoryInbox(settings.dedupe_window)}
@@ -105,6 +107,8 @@ def build(
         counters,
         OutboundConfig(max_batch=settings.batch_max, window=settings.window, max_message_bytes=settings.max_payload),
         histograms=histograms,
+        spill_store=store.outbox if store else None,
+        window=WindowConfig(settings.lane_window, settings.lane_window_bytes),
     )
     inbound = Inbound(
         me,
@@ -169,7 +173,7 @@ class Sidecar:
     _kube: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    _api: Any = None
+    _api: KubeApi | None = None
     large: LargeMessages | None = None
 
     async def start(self) -> None:
@@ -218,9 +222,7 @@ class Sidecar:
         except OSError as exc:
             raise ConfigError(f"cannot listen on {s.rest_listen} for the application REST API ({exc})") from exc
         self.ready = True
-        if s.kubernetes:
-            from goq.sidecar.kube import StatusReporter, heartbeat  # lazily: see _follow_goqueue
-
+        if self._api is not None:
             reporter = StatusReporter(self._api, s.namespace, s.identity)
             beat = heartbeat(reporter, s.instance, self.figures, s.status_interval, self._stopping)
             self._tasks.append(asyncio.get_running_loop().create_task(beat, name="status heartbeat"))
@@ -237,16 +239,12 @@ class Sidecar:
 
     async def _follow_goqueue(self, live: LiveSettings) -> None:
         """Read this identity's GoQueue and RetryPolicy (waiting up to the store timeout), then follow them."""
-        # Imported here, not at the top: the Kubernetes client library costs a sidecar about 30 MB of
-        # memory, which a sidecar outside Kubernetes should not pay.
-        from goq.sidecar.kube import QueueSettingsWatcher, connect
-
         s = self.settings
-        self._api = await self._kube.enter_async_context(connect(s.kubeconfig))
+        self._api = api = await self._kube.enter_async_context(connect(s.kubeconfig))
         first = asyncio.Event()
 
         async def follow() -> None:
-            async for current in QueueSettingsWatcher(self._api, s.namespace, s.identity):
+            async for current in QueueSettingsWatcher(api, s.namespace, s.identity):
                 if first.is_set():
                     log.info("GoQueue %s changed: now %s, %s", s.identity, current.spec, current.retry)
                 live.spec, live.retry = current.spec, current.retry

@@ -37,6 +37,8 @@ class SidecarSettings:
     resolver: str = "dns"
     peers: str = ""
     cluster_domain: str = "cluster.local"
+    dns_server: str = ""
+    """``host:port`` of the DNS server the ``dns`` resolver asks; empty: the system's (the default)."""
     peer_listen: str = f"0.0.0.0:{PORT_PEER}"
     grpc_listen: str = f"127.0.0.1:{PORT_GRPC}"
     rest_listen: str = f"127.0.0.1:{PORT_REST}"
@@ -49,6 +51,8 @@ class SidecarSettings:
     max_payload: int = 4 * 1024 * 1024
     batch_max: int = 256
     window: int = 8
+    lane_window: int = 4096
+    lane_window_bytes: int = 16 * 1024 * 1024
     large_chunk: int = 1024 * 1024
     """Bytes per chunk of a large message's body (GOQ_LARGE_CHUNK_BYTES); payloads above it take the large path."""
     spill_dir: Path | None = None
@@ -86,6 +90,7 @@ class SidecarSettings:
             resolver=e.choice("GOQ_RESOLVER", "dns", ("dns", "static")),
             peers=e.get("GOQ_PEERS", ""),
             cluster_domain=e.get("GOQ_CLUSTER_DOMAIN", "cluster.local"),
+            dns_server=e.get("GOQ_DNS_SERVER") and e.listen("GOQ_DNS_SERVER", ""),
             peer_listen=e.listen("GOQ_PEER_LISTEN", f"0.0.0.0:{PORT_PEER}"),
             grpc_listen=e.listen("GOQ_GRPC_LISTEN", f"127.0.0.1:{PORT_GRPC}"),
             rest_listen=e.listen("GOQ_REST_LISTEN", f"127.0.0.1:{PORT_REST}"),
@@ -98,6 +103,8 @@ class SidecarSettings:
             max_payload=e.integer("GOQ_MAX_PAYLOAD_BYTES", 4 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
             batch_max=e.integer("GOQ_BATCH_MAX", 256, 1, 10_000),
             window=e.integer("GOQ_WINDOW", 8, 1, 1024),
+            lane_window=e.integer("GOQ_LANE_WINDOW", 4096, 1, 1_000_000),
+            lane_window_bytes=e.integer("GOQ_LANE_WINDOW_BYTES", 16 * 1024 * 1024, 1, 1 << 40),
             large_chunk=e.integer("GOQ_LARGE_CHUNK_BYTES", 1024 * 1024, 64 * 1024, 4 * 1024 * 1024),
             spill_dir=Path(e.get("GOQ_SPILL_DIR")) if e.get("GOQ_SPILL_DIR") else None,
             spill_limit=e.integer("GOQ_SPILL_LIMIT_BYTES", 4 * 1024 * 1024 * 1024, 0, 1 << 50),

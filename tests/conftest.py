@@ -25,6 +25,7 @@ from kubernetes_asyncio import config as k8s_config
 
 from goq.devenv.kube import KubeControlPlane
 from goq.devenv.mongo import MongoServer
+from goq.sidecar.kube.api import KubeApi
 
 logging.getLogger("goq.devenv").setLevel(logging.INFO)
 
@@ -75,6 +76,15 @@ async def kube_api(kubeconfig: Path) -> AsyncIterator[k8s.ApiClient]:
     configuration = k8s.Configuration()
     await k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
     async with k8s.ApiClient(configuration) as api:
+        yield api
+
+
+@pytest.fixture
+async def sidecar_kube(kubeconfig: Path) -> AsyncIterator[KubeApi]:
+    """The sidecar's own small API client, with the admin kubeconfig (as ``GOQ_KUBECONFIG`` gives it)."""
+    from goq.sidecar.kube import connect
+
+    async with connect(str(kubeconfig)) as api:
         yield api
 
 

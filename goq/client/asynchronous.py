@@ -1,6 +1,7 @@
 """The asyncio client."""
 
 import asyncio
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -15,16 +16,28 @@ from goq.client.errors import ClientError, translate
 from goq.client.models import Outgoing, Poisoned, Receipt, Received
 
 DEFAULT_TARGET: Final = "127.0.0.1:7701"
+TARGET_ENV: Final = "GOQ_SIDECAR"
+
+
+def default_target() -> str:
+    """``$GOQ_SIDECAR`` if set, else 127.0.0.1:7701.
+
+    The local pod runner sets it: its pods share the host's network, so each sidecar listens on its pod's own
+    loopback address instead of 127.0.0.1.
+    """
+    return os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+
+
 BATCH: Final = 500
 
 
 class AsyncClient:
-    """Talks to the sidecar at ``target`` (its application gRPC port)."""
+    """Talks to the sidecar at ``target`` (its application gRPC port; default: ``default_target()``)."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 30.0) -> None:
-        self.target = target
+    def __init__(self, target: str | None = None, *, timeout: float = 30.0) -> None:
+        self.target = target or default_target()
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(target)
+        self._channel = grpc.aio.insecure_channel(self.target)
         self._stub = queue_manager_pb2_grpc.QueueManagerStub(self._channel)
 
     async def __aenter__(self) -> "AsyncClient":

@@ -11,18 +11,18 @@ import grpc
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.client import models
-from goq.client.asynchronous import BATCH, DEFAULT_TARGET
+from goq.client.asynchronous import BATCH, default_target
 from goq.client.errors import ClientError, translate
 from goq.client.models import Outgoing, Poisoned, Receipt, Received
 
 
 class Client:
-    """Talks to the sidecar at ``target`` (its application gRPC port), blocking."""
+    """Talks to the sidecar at ``target`` (its application gRPC port; default as ``AsyncClient``), blocking."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 30.0) -> None:
-        self.target = target
+    def __init__(self, target: str | None = None, *, timeout: float = 30.0) -> None:
+        self.target = target or default_target()
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(target)
+        self._channel = grpc.insecure_channel(self.target)
         self._stub = queue_manager_pb2_grpc.QueueManagerStub(self._channel)
 
     def __enter__(self) -> "Client":

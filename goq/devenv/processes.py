@@ -23,7 +23,8 @@ log = logging.getLogger("goq.devenv")
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """``preexec_fn`` that has the kernel kill the child when the thread that started it ends."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
@@ -114,7 +115,7 @@ def start(
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=None if detached else _die_with_parent,
+                preexec_fn=None if detached else die_with_parent,
             )
         except OSError as exc:
             raise DevEnvError(f"cannot start {name} ({argv[0]}): {exc}") from exc

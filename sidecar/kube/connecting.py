@@ -3,20 +3,25 @@
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
+from goq import names
+from goq.sidecar.kube.api import KubeApi, from_kubeconfig, in_cluster
 
 
 @contextlib.asynccontextmanager
-async def connect(kubeconfig: str | None = None) -> AsyncIterator[k8s.ApiClient]:
+async def connect(kubeconfig: str | None = None) -> AsyncIterator[KubeApi]:
     """An API client: ``kubeconfig`` if given, in-cluster when running in a pod, else ``$KUBECONFIG``."""
-    configuration = k8s.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        credentials = in_cluster()
     else:
-        await k8s_config.load_kube_config(
-            config_file=kubeconfig or os.environ.get("KUBECONFIG") or None, client_configuration=configuration
-        )
-    async with k8s.ApiClient(configuration) as api:
+        path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        credentials = from_kubeconfig(Path(path))
+    async with KubeApi(credentials) as api:
         yield api
+
+
+def custom_objects(namespace: str, plural: str, name: str | None = None) -> str:
+    """The API path of GoQ's custom objects of ``plural`` in ``namespace`` (one of them with ``name``)."""
+    path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/{plural}"
+    return f"{path}/{name}" if name else path

@@ -10,17 +10,14 @@ import contextlib
 import datetime
 import logging
 from collections.abc import Callable
-from typing import Any, Final
-
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from goq import names
 from goq.errors import PermanentError, TemporaryError
 from goq.queue_status import PodFigures, totals
+from goq.sidecar.kube.api import KubeApi, KubeApiError
+from goq.sidecar.kube.connecting import custom_objects
 
 log = logging.getLogger("goq.sidecar.kube")
-_MERGE: Final[dict[str, Any]] = {"_content_type": "application/merge-patch+json"}
 
 
 class StatusReporter:
@@ -28,14 +25,15 @@ class StatusReporter:
 
     def __init__(
         self,
-        api: k8s.ApiClient,
+        api: KubeApi,
         namespace: str,
         identity: str,
         *,
         attempts: int = 5,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
-        self._objects = k8s.CustomObjectsApi(api)
+        self._api = api
+        self._status = custom_objects(namespace, names.GOQUEUE_PLURAL, identity) + "/status"
         self.namespace = namespace
         self.identity = identity
         self.attempts = attempts
@@ -48,10 +46,8 @@ class StatusReporter:
         """Merge this pod's figures into the status; TemporaryError if it could not (try on the next beat)."""
         for _ in range(self.attempts):
             try:
-                current = await self._objects.get_namespaced_custom_object_status(
-                    names.GROUP, names.VERSION, self.namespace, names.GOQUEUE_PLURAL, self.identity
-                )
-            except ApiException as exc:
+                current = await self._api.get(self._status)
+            except KubeApiError as exc:
                 raise self._error("reading", exc) from exc
             pods = dict((current.get("status") or {}).get("pods") or {})
             pods[pod_name] = figures.to_entry(self.clock())
@@ -60,16 +56,14 @@ class StatusReporter:
                 "status": {"pods": {pod_name: pods[pod_name]}, **totals(pods)},
             }
             try:
-                await self._objects.patch_namespaced_custom_object_status(
-                    names.GROUP, names.VERSION, self.namespace, names.GOQUEUE_PLURAL, self.identity, patch, **_MERGE
-                )
+                await self._api.merge_patch(self._status, patch)
                 return
-            except ApiException as exc:
+            except KubeApiError as exc:
                 if exc.status != 409:
                     raise self._error("patching the status of", exc) from exc
         raise TemporaryError(f"heartbeat to {self._where()} kept conflicting with other writers", delay=1.0)
 
-    def _error(self, doing: str, exc: ApiException) -> TemporaryError | PermanentError:
+    def _error(self, doing: str, exc: KubeApiError) -> TemporaryError | PermanentError:
         message = f"{doing} {self._where()}: {exc.status} {exc.reason}"
         if exc.status == 404:
             return TemporaryError(f"{message} (no GoQueue yet; the operator makes one)", delay=5.0)

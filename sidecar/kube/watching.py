@@ -13,14 +13,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import watch
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from goq import names
 from goq.errors import ConfigError, TemporaryError
 from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
+from goq.sidecar.kube.api import KubeApi, KubeApiError
+from goq.sidecar.kube.connecting import custom_objects
 
 log = logging.getLogger("goq.sidecar.kube")
 INJECTION_ONLY_FIELD: Final = "sidecar"
@@ -42,8 +40,8 @@ class QueueSettings:
 class QueueSettingsWatcher:
     """Reads and follows one identity's settings. Iterate it: ``async for settings in watcher: ...``."""
 
-    def __init__(self, api: k8s.ApiClient, namespace: str, identity: str, *, retry_delay: float = 2.0) -> None:
-        self._objects = k8s.CustomObjectsApi(api)
+    def __init__(self, api: KubeApi, namespace: str, identity: str, *, retry_delay: float = 2.0) -> None:
+        self._api = api
         self.namespace = namespace
         self.identity = identity
         self.retry_delay = retry_delay
@@ -51,11 +49,8 @@ class QueueSettingsWatcher:
 
     async def _get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = await self._objects.get_namespaced_custom_object(
-                names.GROUP, names.VERSION, self.namespace, plural, name
-            )
-            return found
-        except ApiException as exc:
+            return await self._api.get(custom_objects(self.namespace, plural, name))
+        except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise TemporaryError(f"reading {plural} {self.namespace}/{name}: {exc.status} {exc.reason}") from exc
@@ -78,39 +73,25 @@ class QueueSettingsWatcher:
     async def _follow(self, plural: str, field_selector: str | None) -> None:
         """Set ``_changed`` on every event of ``plural`` in the namespace, forever."""
         version: str | None = None
-        selector: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+        path = custom_objects(self.namespace, plural)
+        selector = {"fieldSelector": field_selector} if field_selector else {}
         while True:
             try:
                 if version is None:
-                    listed = await self._objects.list_namespaced_custom_object(
-                        names.GROUP, names.VERSION, self.namespace, plural, **selector
-                    )
+                    listed = await self._api.get(path, selector)
                     version = listed["metadata"]["resourceVersion"]
                     self._changed.set()  # something may have changed while we were not watching
-                async with watch.Watch() as watcher:
-                    async for event in watcher.stream(
-                        self._objects.list_namespaced_custom_object,
-                        names.GROUP,
-                        names.VERSION,
-                        self.namespace,
-                        plural,
-                        **selector,
-                        resource_version=version,
-                        timeout_seconds=WATCH_SECONDS,
-                    ):
-                        if event["type"] == "ERROR":  # e.g. 410 Gone: list again
-                            version = None
-                            break
-                        version = event["object"]["metadata"]["resourceVersion"]
-                        self._changed.set()
-            except ApiException as exc:
+                params = {**selector, "resourceVersion": version, "timeoutSeconds": str(WATCH_SECONDS)}
+                async for event in self._api.watch(path, params):
+                    if event["type"] == "ERROR":  # e.g. 410 Gone: list again
+                        version = None
+                        break
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    self._changed.set()
+            except KubeApiError as exc:
                 if exc.status == 410:
                     version = None
                     continue
-                log.warning("watching %s failed (%s %s); retrying", plural, exc.status, exc.reason)
-                version = None
-                await asyncio.sleep(self.retry_delay)
-            except (OSError, TimeoutError) as exc:
                 log.warning("watching %s failed (%s); retrying", plural, exc)
                 version = None
                 await asyncio.sleep(self.retry_delay)

@@ -4,7 +4,6 @@ import datetime
 import os
 from typing import Any
 
-from bson import Binary
 from pymongo import DESCENDING, WriteConcern
 from pymongo.errors import PyMongoError
 
@@ -72,9 +71,9 @@ def _document(r: PoisonRecord) -> Doc:
         "attempts": r.attempts,
         "at": datetime.datetime.fromtimestamp(r.poisoned_at, datetime.UTC),
         "p": r.persistent,
-        "b": Binary(r.body),
+        "b": r.body,
         "k": r.key_id,
-        "s": Binary(r.signature),
+        "s": r.signature,
         "x": r.extra,
     }
 

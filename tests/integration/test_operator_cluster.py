@@ -18,6 +18,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from goq.keyring import SECRET_NAME, KeyRing
 from goq.queue_status import PodFigures
 from goq.sidecar.kube import StatusReporter
+from goq.sidecar.kube.api import KubeApi
 from goq.webhook import InjectionSettings, injection_patch
 
 from .operator_kube import OperatorProcess, apply_crds, eventually, namespace, running_operator, simple_pod
@@ -290,12 +291,12 @@ def kubectl(kubeconfig: Path, *args: str) -> str:
 
 
 async def test_heartbeats_show_in_kubectl_get_goqueues_and_a_silent_pod_turns_stale(
-    kube_api: k8s.ApiClient, ns: str, kubeconfig: Path
+    kube_api: k8s.ApiClient, ns: str, kubeconfig: Path, sidecar_kube: KubeApi
 ) -> None:
     await create_goqueue(kube_api, ns, "orders")
     await create_pod(kube_api, ns, simple_pod("orders-1", {"goq.io/id": "orders"}))
     await create_pod(kube_api, ns, simple_pod("orders-2", {"goq.io/id": "orders"}))
-    reporter = StatusReporter(kube_api, ns, "orders")
+    reporter = StatusReporter(sidecar_kube, ns, "orders")
     await reporter.report("orders-1", PodFigures(ready=True, send_queue=3, receive_queue=4, delivered=50, poisoned=1))
     await reporter.report("orders-2", PodFigures(ready=True, send_queue=2, receive_queue=0, delivered=7, poisoned=0))
     row = (await asyncio.to_thread(kubectl, kubeconfig, "get", "goqueues", "-n", ns)).split("\n")[1].split()
@@ -327,10 +328,10 @@ async def test_heartbeats_show_in_kubectl_get_goqueues_and_a_silent_pod_turns_st
     assert any(e.reason == "PodStale" and "orders-2" in e.message for e in await events_about(kube_api, ns, "orders"))
 
 
-async def test_the_entry_of_a_deleted_pod_is_removed(kube_api: k8s.ApiClient, ns: str) -> None:
+async def test_the_entry_of_a_deleted_pod_is_removed(kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi) -> None:
     await create_goqueue(kube_api, ns, "orders")
     await create_pod(kube_api, ns, simple_pod("short-lived", {"goq.io/id": "orders"}))
-    await StatusReporter(kube_api, ns, "orders").report("short-lived", PodFigures(ready=True))
+    await StatusReporter(sidecar_kube, ns, "orders").report("short-lived", PodFigures(ready=True))
     await k8s.CoreV1Api(kube_api).delete_namespaced_pod("short-lived", ns, grace_period_seconds=0)
 
     async def pruned() -> bool:

@@ -14,6 +14,7 @@ from goq.errors import PermanentError
 from goq.queue_spec import GoQueueSpec, Overflow
 from goq.retry import RetryPolicy
 from goq.sidecar.kube import PodFigures, QueueSettings, QueueSettingsWatcher, StatusReporter, heartbeat
+from goq.sidecar.kube.api import KubeApi
 
 from .operator_kube import ROOT, apply_crds, eventually, namespace
 
@@ -40,8 +41,11 @@ async def ns(kube_api: k8s.ApiClient, sidecar_role: None) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def as_app_service_account(api: k8s.ApiClient, ns: str) -> AsyncIterator[k8s.ApiClient]:
-    """A client that impersonates ServiceAccount ``app``, bound to ClusterRole goq-sidecar as the docs say."""
+async def as_app_service_account(
+    api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
+) -> AsyncIterator[tuple[k8s.ApiClient, KubeApi]]:
+    """Clients (a generic one, and the sidecar's own) that impersonate ServiceAccount ``app``, bound to
+    ClusterRole goq-sidecar as the docs say."""
     core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
     await core.create_namespaced_service_account(ns, {"metadata": {"name": "app"}})
     await rbac.create_namespaced_role_binding(
@@ -52,10 +56,11 @@ async def as_app_service_account(api: k8s.ApiClient, ns: str) -> AsyncIterator[k
             "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}],
         },
     )
-    async with k8s.ApiClient(api.configuration) as impersonating:
-        impersonating.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:app")
-        impersonating.set_default_header("Impersonate-Group", "system:serviceaccounts")
-        yield impersonating
+    headers = {"Impersonate-User": f"system:serviceaccount:{ns}:app", "Impersonate-Group": "system:serviceaccounts"}
+    async with k8s.ApiClient(api.configuration) as impersonating, sidecar_kube.with_headers(headers) as sidecar:
+        for name, value in headers.items():
+            impersonating.set_default_header(name, value)
+        yield impersonating, sidecar
 
 
 async def create(api: k8s.ApiClient, ns: str, kind: str, name: str, spec: dict[str, Any]) -> None:
@@ -70,11 +75,11 @@ async def status_of(api: k8s.ApiClient, ns: str, name: str) -> dict[str, Any]:
 
 
 async def test_the_sidecar_account_can_heartbeat_but_not_read_secrets_or_change_specs(
-    kube_api: k8s.ApiClient, ns: str
+    kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
 ) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {})
-    async with as_app_service_account(kube_api, ns) as sidecar:
-        await StatusReporter(sidecar, ns, "orders").report("orders-1", PodFigures(ready=True, delivered=3))
+    async with as_app_service_account(kube_api, ns, sidecar_kube) as (sidecar, own):
+        await StatusReporter(own, ns, "orders").report("orders-1", PodFigures(ready=True, delivered=3))
         assert (await status_of(kube_api, ns, "orders"))["pods"]["orders-1"]["delivered"] == 3
 
         with pytest.raises(ApiException) as secrets:
@@ -100,20 +105,19 @@ async def test_the_sidecar_account_can_heartbeat_but_not_read_secrets_or_change_
 
 
 async def test_without_the_role_binding_a_heartbeat_fails_permanently_with_what_to_do(
-    kube_api: k8s.ApiClient, ns: str
+    kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
 ) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {})
-    async with k8s.ApiClient(kube_api.configuration) as stranger:
-        stranger.set_default_header("Impersonate-User", f"system:serviceaccount:{ns}:default")
+    async with sidecar_kube.with_headers({"Impersonate-User": f"system:serviceaccount:{ns}:default"}) as stranger:
         with pytest.raises(PermanentError, match="bind ClusterRole goq-sidecar"):
             await StatusReporter(stranger, ns, "orders").report("p", PodFigures(ready=True))
 
 
 async def test_concurrent_heartbeats_of_many_pods_all_land_and_the_totals_add_up(
-    kube_api: k8s.ApiClient, ns: str
+    kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
 ) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {})
-    reporter = StatusReporter(kube_api, ns, "orders", attempts=20)
+    reporter = StatusReporter(sidecar_kube, ns, "orders", attempts=20)
     await asyncio.gather(
         *(reporter.report(f"orders-{i}", PodFigures(ready=i % 2 == 0, send_queue=i, delivered=10)) for i in range(6))
     )
@@ -127,10 +131,10 @@ async def next_settings(stream: AsyncIterator[QueueSettings]) -> QueueSettings:
 
 
 async def test_the_watcher_gives_the_settings_at_start_and_follows_changes_without_a_restart(
-    kube_api: k8s.ApiClient, ns: str
+    kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
 ) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {"retryPolicy": "patient"})
-    async with as_app_service_account(kube_api, ns) as sidecar:
+    async with as_app_service_account(kube_api, ns, sidecar_kube) as (_, sidecar):
         stream = aiter(QueueSettingsWatcher(sidecar, ns, "orders"))
         try:
             first = await next_settings(stream)
@@ -159,8 +163,8 @@ async def test_the_watcher_gives_the_settings_at_start_and_follows_changes_witho
             await stream.aclose()  # type: ignore[attr-defined]
 
 
-async def test_a_missing_goqueue_means_the_built_in_defaults(kube_api: k8s.ApiClient, ns: str) -> None:
-    stream = aiter(QueueSettingsWatcher(kube_api, ns, "nobody"))
+async def test_a_missing_goqueue_means_the_built_in_defaults(ns: str, sidecar_kube: KubeApi) -> None:
+    stream = aiter(QueueSettingsWatcher(sidecar_kube, ns, "nobody"))
     try:
         settings = await next_settings(stream)
     finally:
@@ -169,7 +173,7 @@ async def test_a_missing_goqueue_means_the_built_in_defaults(kube_api: k8s.ApiCl
 
 
 async def test_settings_that_fail_validation_later_never_replace_good_ones(
-    kube_api: k8s.ApiClient, ns: str, caplog: pytest.LogCaptureFixture
+    kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Without the operator's validating webhook the server accepts initialBackoff > maxBackoff (the
     # schema cannot say it on 1.20); the watcher must not hand such a policy to the engine.
@@ -182,7 +186,7 @@ async def test_settings_that_fail_validation_later_never_replace_good_ones(
             GROUP, VERSION, ns, "retrypolicies", "patient", {"spec": spec}, _content_type="application/merge-patch+json"
         )
 
-    stream = aiter(QueueSettingsWatcher(kube_api, ns, "orders"))
+    stream = aiter(QueueSettingsWatcher(sidecar_kube, ns, "orders"))
     try:
         assert (await next_settings(stream)).retry.max_attempts == 3
         following = asyncio.create_task(next_settings(stream))
@@ -200,9 +204,11 @@ async def test_settings_that_fail_validation_later_never_replace_good_ones(
         await stream.aclose()  # type: ignore[attr-defined]
 
 
-async def test_the_heartbeat_loop_reports_until_stopped(kube_api: k8s.ApiClient, ns: str) -> None:
+async def test_the_heartbeat_loop_reports_until_stopped(
+    kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
+) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {})
-    reporter = StatusReporter(kube_api, ns, "orders")
+    reporter = StatusReporter(sidecar_kube, ns, "orders")
     delivered = iter(range(1000))
     stop = asyncio.Event()
     loop = asyncio.create_task(
@@ -222,10 +228,10 @@ async def test_the_heartbeat_loop_reports_until_stopped(kube_api: k8s.ApiClient,
 
 
 async def test_the_injection_only_sidecar_field_does_not_trouble_the_engine_settings(
-    kube_api: k8s.ApiClient, ns: str
+    kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
 ) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {"overflow": "reject", "sidecar": {"image": "mine:1"}})
-    stream = aiter(QueueSettingsWatcher(kube_api, ns, "orders"))
+    stream = aiter(QueueSettingsWatcher(sidecar_kube, ns, "orders"))
     try:
         settings = await next_settings(stream)
     finally:

@@ -77,3 +77,11 @@ def test_static_peers_resolve_and_unknown_ones_say_so() -> None:
 def test_dns_resolution_names_the_identitys_headless_service() -> None:
     target = DnsResolver("cluster.local").target(Address("billing", "shop"))
     assert target == "dns:///goq-billing.shop.svc.cluster.local:7702"
+
+
+def test_dns_resolution_asks_the_named_dns_server_when_one_is_set() -> None:
+    settings = SidecarSettings.from_env({"GOQ_IDENTITY": "orders", "GOQ_DNS_SERVER": "127.0.0.1:5353"})
+    target = DnsResolver(settings.cluster_domain, server=settings.dns_server).target(Address("billing", "shop"))
+    assert target == "dns://127.0.0.1:5353/goq-billing.shop.svc.cluster.local:7702"
+    with pytest.raises(ConfigError, match="GOQ_DNS_SERVER must be <host>:<port>"):
+        SidecarSettings.from_env({"GOQ_IDENTITY": "orders", "GOQ_DNS_SERVER": "nameserver"})
