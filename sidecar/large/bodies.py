@@ -9,6 +9,7 @@ continue a file after a restart. ``SpillBodies`` (transient) keeps files in a bo
 
 import asyncio
 import hashlib
+import logging
 import os
 import shutil
 import time
@@ -26,6 +27,8 @@ from pymongo.errors import PyMongoError
 
 from goq.sidecar.errors import QueueFullError
 from goq.sidecar.stores.base import StoreUnavailableError
+
+log = logging.getLogger("goq.sidecar.large")
 
 BUCKET = "goq_large"
 READ_AHEAD = 4
@@ -196,10 +199,21 @@ class SpillBodies:
         self.limit = limit
         self.used = 0
         self.bodies: dict[str, _Spilled] = {}
+        self.unusable: str | None = None
+        """Why the directory cannot be used (a read-only file system), or None."""
 
     async def open(self) -> None:
+        """Empty the directory; if it cannot be made, the sidecar runs without transient large messages."""
         shutil.rmtree(self.directory, ignore_errors=True)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.unusable = f"the spill area {self.directory} cannot be used ({exc.strerror})"
+            log.warning(
+                "%s: transient large messages are refused; set GOQ_SPILL_DIR to a writable directory "
+                "(in a pod, an emptyDir volume)",
+                self.unusable,
+            )
 
     def reserve(self, name: str, more: int) -> None:
         """Count ``more`` bytes against the bound, or refuse with ``QueueFullError``."""
@@ -215,6 +229,8 @@ class SpillBodies:
         return self.directory / hashlib.sha256(name.encode()).hexdigest()
 
     async def writer(self, name: str, chunk_size: int, *, resume: bool) -> BodyWriter:
+        if self.unusable is not None:
+            raise StoreUnavailableError(f"{self.unusable}; set GOQ_SPILL_DIR to a writable directory")
         spilled = self.bodies.get(name)
         if spilled is not None and spilled.completed_at is not None and resume:
             return _SpillWriter(self, name, chunk_size, spilled.size, finished=True)

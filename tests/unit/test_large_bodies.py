@@ -8,6 +8,7 @@ from goq.identity import Address
 from goq.messages import LargeRef, MalformedMessageError, Message
 from goq.sidecar.errors import QueueFullError
 from goq.sidecar.large.bodies import SpillBodies
+from goq.sidecar.stores.base import StoreUnavailableError
 
 
 async def read_all(store: SpillBodies, name: str, offset: int = 0) -> bytes:
@@ -59,3 +60,13 @@ def test_a_large_envelope_round_trips_and_carries_no_inline_payload() -> None:
     assert Message.decode(message.encode()).large == large
     with pytest.raises(MalformedMessageError, match="no inline payload"):
         Message.decode(Message("x", Address("a", "d"), Address("b", "d"), 1, b"p", large=large).encode())
+
+
+async def test_a_spill_directory_that_cannot_be_made_refuses_transient_bodies_instead_of_stopping_the_sidecar(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    store = SpillBodies(tmp_path / "file" / "spill", 100)
+    await store.open()
+    with pytest.raises(StoreUnavailableError, match="set GOQ_SPILL_DIR to a writable directory"):
+        await store.writer("me|out|d", 4, resume=False)
