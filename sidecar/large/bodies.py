@@ -215,6 +215,12 @@ class SpillBodies:
                 self.unusable,
             )
 
+    async def close(self) -> None:
+        """Transient bodies do not outlive the sidecar: remove them and the directory."""
+        self.bodies.clear()
+        self.used = 0
+        shutil.rmtree(self.directory, ignore_errors=True)
+
     def reserve(self, name: str, more: int) -> None:
         """Count ``more`` bytes against the bound, or refuse with ``QueueFullError``."""
         if self.used + more > self.limit:

@@ -123,6 +123,7 @@ class LargeMessages:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleaner
         await self.sender.close()
+        await self.spill.close()
 
     # From the application.
 
