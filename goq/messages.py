@@ -63,6 +63,17 @@ def validate_headers(headers: object) -> dict[str, str]:
     return dict(headers)
 
 
+@dataclass(frozen=True, slots=True)
+class LargeRef:
+    """A large message's body, as its envelope describes and authenticates it; the body travels beside."""
+
+    size: int
+    mac: bytes
+    """HMAC-SHA256 of the body under ``key_id``."""
+    key_id: str
+    chunk_size: int
+
+
 @dataclass(slots=True)
 class Message:
     """A decoded envelope: what the application sent, with where it comes from and goes to."""
@@ -74,6 +85,8 @@ class Message:
     payload: bytes
     persistent: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    large: LargeRef | None = None
+    """Set for a large message: ``payload`` is empty and the body is stored beside the envelope."""
 
     def encode(self) -> bytes:
         """The envelope bytes that are signed, stored and sent."""
@@ -87,6 +100,10 @@ class Message:
         )
         if self.headers:  # a map argument, even an empty one, costs a Python-level update per message
             envelope.headers.update(self.headers)
+        large = self.large
+        if large is not None:  # (small messages, the hot path, skip this)
+            envelope.large.size, envelope.large.mac = large.size, large.mac
+            envelope.large.key_id, envelope.large.chunk_size = large.key_id, large.chunk_size
         return envelope.SerializeToString()
 
     @classmethod
@@ -111,7 +128,17 @@ class Message:
             payload=envelope.payload,
             persistent=envelope.persistent,
             headers=dict(envelope.headers),
+            large=_large(envelope),
         )
+
+
+def _large(envelope: envelope_pb2.Envelope) -> LargeRef | None:
+    if not envelope.HasField("large"):
+        return None
+    body = envelope.large
+    if body.chunk_size < 1 or envelope.payload:
+        raise MalformedMessageError("a large message's envelope needs a chunk size and no inline payload")
+    return LargeRef(size=body.size, mac=body.mac, key_id=body.key_id, chunk_size=body.chunk_size)
 
 
 def _qualified(text: str, what: str) -> Address:

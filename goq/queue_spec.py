@@ -1,5 +1,6 @@
 """The GoQueue spec: what the operator validates and every sidecar of the identity obeys."""
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -9,6 +10,11 @@ from goq.identity import validate_identity
 from goq.specs import SpecReader
 
 QUEUE_LIMIT_MAX: Final = 10_000_000
+MESSAGE_SIZE_MAX: Final = 4 * 1024**3
+"""The largest message GoQ carries: 4,294,967,296 bytes."""
+DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024**2
+_QUANTITY: Final = re.compile(r"([0-9]+)(Ki|Mi|Gi|k|M|G)?")
+_UNITS: Final = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "k": 1000, "M": 1000**2, "G": 1000**3}
 BUILTIN_POISON_SINKS: Final = ("mongodb", "file", "http", "log")
 BUILTIN_METRICS_SINKS: Final = ("prometheus", "pushgateway", "log", "mongodb")
 
@@ -58,6 +64,8 @@ class GoQueueSpec:
     overflow: Overflow = Overflow.POISON
     poison_queue: SinkSpec = SinkSpec("mongodb")
     metrics: MetricsSpec = MetricsSpec()
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    """Largest payload, in bytes, a sidecar of this identity accepts (to send and from peers)."""
 
     @classmethod
     def from_spec(cls, spec: object, path: str = "spec") -> "GoQueueSpec":
@@ -86,7 +94,26 @@ class GoQueueSpec:
                 else d.poison_queue
             ),
             metrics=MetricsSpec(interval=metrics.duration("interval", d.metrics.interval, 1.0, 3600.0), sinks=sinks),
+            max_message_size=parse_size(r.raw("maxMessageSize"), r.field("maxMessageSize"), d.max_message_size),
         )
         metrics.reject_unknown()
         r.reject_unknown()
         return result
+
+
+def parse_size(value: object, path: str, default: int) -> int:
+    """A byte count: an integer, or a Kubernetes-style quantity string (``512Ki``, ``64Mi``, ``4Gi``,
+    ``10M``); from 1 byte to ``MESSAGE_SIZE_MAX``."""
+    if value is None:
+        return default
+    size = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _QUANTITY.fullmatch(value)):
+        size = int(match[1]) * _UNITS[match[2]]
+    if size is None or not 1 <= size <= MESSAGE_SIZE_MAX:
+        raise ConfigError(
+            f"{path} must be a size from 1 byte to 4Gi ({MESSAGE_SIZE_MAX} bytes): an integer or a quantity "
+            f"such as 512Ki, 64Mi or 1Gi, got {value!r}"
+        )
+    return size

@@ -12,7 +12,9 @@ from goq.api.v1 import queue_manager_pb2_grpc
 from goq.errors import ConfigError, GoQError, TemporaryError
 from goq.messages import Message
 from goq.sidecar.engine import QueueManager, SendReceipt, SendRequest
-from goq.sidecar.errors import NotFoundError, QueueFullError
+from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
+from goq.sidecar.large.service import LargeMessages
+from goq.sidecar.large.uploading import LargeSend
 from goq.sidecar.records import Incoming, PoisonRecord
 
 DEFAULT_IN_FLIGHT = 100
@@ -23,6 +25,10 @@ PIPELINE_MESSAGES = 4096
 PIPELINE_BYTES = 8 * 1024 * 1024
 """Per send stream: messages and payload bytes accepted and not yet answered (see ``Budget``)."""
 """Send batches of one stream being accepted at once."""
+ACCEPTED_HEADER = (("goq-large", "accepted"),)
+"""Initial metadata of ``SendLarge`` once its header passed the checks."""
+DRAIN_LIMIT = 16 * 1024 * 1024
+DRAIN_SECONDS = 5.0
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -73,6 +79,7 @@ def frames(items: list[Incoming], limit: int = FRAME_BYTES) -> Iterator[list[Inc
 def received(item: Incoming) -> pb.ReceivedMessage:
     """A leased message as the application sees it."""
     m = item.message
+    sender: dict[str, Any] = {"from": str(m.source)}  # a Python keyword: passed by name
     message = pb.ReceivedMessage(
         id=m.id,
         to=str(m.destination),
@@ -80,8 +87,12 @@ def received(item: Incoming) -> pb.ReceivedMessage:
         persistent=m.persistent,
         attempt=item.deliveries,
         sent_at_ms=m.created_at_ms,
+        **sender,
     )
-    setattr(message, "from", str(m.source))  # a keyword in Python, so not an argument
+    if m.large is not None:
+        message.large, message.payload_size = True, m.large.size
+    else:
+        message.payload_size = len(m.payload)
     if m.headers:  # a map argument, even an empty one, costs a Python-level update per message
         message.headers.update(m.headers)
     return message
@@ -126,8 +137,61 @@ class Budget:
 class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
     """Send, receive, acknowledge and inspect, for the application in the same pod."""
 
-    def __init__(self, engine: QueueManager) -> None:
+    def __init__(self, engine: QueueManager, large: LargeMessages | None = None) -> None:
         self.engine = engine
+        self.large = large
+
+    async def SendLarge(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.LargeSendPart], context: Context
+    ) -> pb.SendResponse:
+        """A header, then the payload in chunks: stored as it streams in (see ``goq.sidecar.large``)."""
+        stream = request_iterator.__aiter__()
+        first = await anext(stream, None)
+        try:
+            if self.large is None:
+                raise ConfigError("this sidecar takes no large messages")
+            if first is None or first.WhichOneof("part") != "header":
+                raise ConfigError("a large send must begin with its header")
+            h = first.header
+            request = LargeSend(
+                to=h.to,
+                persistent=h.persistent if h.HasField("persistent") else True,
+                headers=dict(h.headers),
+                id=h.id or None,
+                size=h.size if h.HasField("size") else None,
+            )
+            self.large.check(request)  # refused before any byte is read or stored
+            # The header is accepted: clients wait for these metadata before they stream the payload,
+            # so a refusal reaches them as its own status, not as a write that failed.
+            await context.send_initial_metadata(ACCEPTED_HEADER)
+
+            async def data() -> AsyncIterator[bytes]:
+                async for part in stream:
+                    if part.WhichOneof("part") != "data":
+                        raise ConfigError("after the header, a large send carries only data")
+                    yield part.data
+
+            receipt = await self.large.send(request, data())
+        except GoQError as exc:
+            if isinstance(exc, PayloadTooLargeError):
+                await _drain(stream, DRAIN_LIMIT)  # what the client has in flight, so that it hears why
+            await _abort(context, exc)
+        return pb.SendResponse(id=receipt.id, state=receipt.state)
+
+    async def ReadPayload(  # noqa: N802
+        self, request: pb.ReadPayloadRequest, context: Context
+    ) -> AsyncIterator[pb.PayloadChunk]:
+        try:
+            if self.large is None:
+                raise NotFoundError("this sidecar holds no large messages")
+            item = self.large.leased(request.id)
+            size = item.message.large.size if item.message.large is not None else 0
+            offset = request.offset
+            async for data in await self.large.payload(item, offset):
+                yield pb.PayloadChunk(offset=offset, data=data, size=size)
+                offset += len(data)
+        except GoQError as exc:
+            await _abort(context, exc)
 
     async def Send(self, request: pb.SendRequest, context: Context) -> pb.SendResponse:  # noqa: N802
         (outcome,) = await asyncio.shield(self.engine.send([_request(request)]))
@@ -214,6 +278,7 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
             poisoned=sum(c.poisoned.values()),
             duplicates=c.duplicates,
             refused=sum(c.refused.values()),
+            **large_stats(self.large),
         )
 
     async def ListPoisoned(  # noqa: N802
@@ -233,6 +298,19 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
         return pb.RedriveResponse(ids=ids)
 
 
+def large_stats(large: LargeMessages | None) -> dict[str, int]:
+    """The large-message figures of ``StatsResponse`` (zero without large messages)."""
+    if large is None:
+        return {}
+    p = large.progress
+    return {
+        "large_bytes_uploaded": p.bytes_uploaded,
+        "large_bytes_received": p.bytes_received,
+        "large_bytes_in_progress": p.bytes_in_progress,
+        "large_transfers_resumed": p.transfers_resumed,
+    }
+
+
 def poisoned(record: PoisonRecord) -> pb.PoisonedMessage:
     """A poison-queue entry as the application sees it (payload and headers decoded from the envelope)."""
     message = Message.decode(record.body)
@@ -248,6 +326,18 @@ def poisoned(record: PoisonRecord) -> pb.PoisonedMessage:
         payload=message.payload,
         headers=message.headers,
     )
+
+
+async def _drain(stream: AsyncIterator[pb.LargeSendPart], limit: int) -> None:
+    """Read and drop up to ``limit`` payload bytes, or until the client stops sending: a client that
+    is told "too large" while it still writes sees a failed write instead of the reason."""
+    with contextlib.suppress(TimeoutError, grpc.RpcError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            dropped = 0
+            async for part in stream:
+                dropped += len(part.data)
+                if dropped > limit:
+                    return
 
 
 async def _abort(context: Context, error: GoQError) -> NoReturn:

@@ -141,23 +141,22 @@ class QueueManager:
         results: list[SendReceipt | GoQError | None] = [None] * len(requests)
         prepared: list[tuple[int, Outgoing]] = []
         now = self.clock()
+        limit = min(self.max_payload, self.spec().max_message_size)
         for index, request in enumerate(requests):
             try:
-                prepared.append((index, self._prepare(request, now)))
+                prepared.append((index, self._prepare(request, now, limit)))
             except ConfigError as exc:
                 results[index] = exc
         admitted = await self._bound(prepared, results)
         await self._keep(admitted, results)
         return [r if r is not None else GoQError("internal: no result") for r in results]
 
-    def _prepare(self, request: SendRequest, now: float) -> Outgoing:
+    def _prepare(self, request: SendRequest, now: float, limit: int) -> Outgoing:
         destination = Address.parse(request.to).resolved(self.me.namespace or "default")
         if not isinstance(request.payload, bytes):
             raise ConfigError("payload must be bytes")
-        if len(request.payload) > self.max_payload:
-            raise PayloadTooLargeError(
-                f"payload is {len(request.payload)} bytes; the limit is {self.max_payload} bytes"
-            )
+        if len(request.payload) > limit:  # larger payloads: the streaming send (large messages)
+            raise PayloadTooLargeError(f"payload is {len(request.payload)} bytes; the limit is {limit} bytes")
         message_id = validate_message_id(request.id) if request.id else new_message_id()
         message = Message(
             id=message_id,

@@ -84,6 +84,9 @@ class Inbound:
         self.leased: dict[str, Incoming] = {}
         self.live: set[str] = set()
         """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
+        self.large_ready: set[str] = set()
+        """Keys of large messages whose bodies were received and verified (``goq.sidecar.large``): only
+        their envelopes are accepted; a large envelope without its body is refused."""
         self.consumed = RecentKeys(CONSUMED_MEMORY, 100_000)
         """Keys acknowledged or poisoned lately: a redelivery racing the store's tombstone is still a duplicate."""
         self._order = itertools.count()
@@ -149,8 +152,11 @@ class Inbound:
             return self._refuse("malformed", str(exc))
         if message.destination != self.me:
             return self._refuse("wrong-destination", f"this is {self.me}, not {message.destination}")
+        key = inbound_key(message.source, message.id)
+        if message.large is not None and key not in self.large_ready:
+            return self._refuse("malformed", "a large message's envelope came without its body (see Peer.Transfer)")
         return Incoming(
-            key=inbound_key(message.source, message.id),
+            key=key,
             message=message,
             body=envelope.body,
             key_id=envelope.key_id,

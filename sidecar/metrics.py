@@ -6,13 +6,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from goq.sidecar.engine import QueueManager
+from goq.sidecar.large.service import LargeMessages
 
 
 class EngineCollector(Collector):
     """Exposes the queue manager's counters and depths, labelled with the identity."""
 
-    def __init__(self, engine: QueueManager) -> None:
+    def __init__(self, engine: QueueManager, large: LargeMessages | None = None) -> None:
         self.engine = engine
+        self.large = large
 
     def collect(self) -> Iterator[Metric]:
         stats = self.engine.stats()
@@ -68,3 +70,26 @@ class EngineCollector(Collector):
             gauge = GaugeMetricFamily(name, documentation, labels=["identity"])
             gauge.add_metric([identity], value)
             yield gauge
+        if self.large is not None:
+            yield from large_metrics(self.large, identity)
+
+
+def large_metrics(large: LargeMessages, identity: str) -> Iterator[Metric]:
+    """Progress of large messages: bytes so far, bytes being received, resumed transfers, spill use."""
+    p = large.progress
+    for name, documentation, value in [
+        ("goq_large_bytes_uploaded", "Payload bytes of large messages taken from the application.", p.bytes_uploaded),
+        ("goq_large_bytes_sent", "Body bytes of large messages sent to peers.", p.bytes_sent),
+        ("goq_large_bytes_received", "Body bytes of large messages received from peers.", p.bytes_received),
+        ("goq_large_transfers_resumed", "Large transfers from peers resumed after a break.", p.transfers_resumed),
+    ]:
+        family = CounterMetricFamily(name, documentation, labels=["identity"])
+        family.add_metric([identity], value)
+        yield family
+    for name, documentation, value in [
+        ("goq_large_bytes_in_progress", "Body bytes held of large messages being received now.", p.bytes_in_progress),
+        ("goq_spill_bytes", "Bytes of transient large bodies in the spill area.", large.spill.used),
+    ]:
+        gauge = GaugeMetricFamily(name, documentation, labels=["identity"])
+        gauge.add_metric([identity], value)
+        yield gauge

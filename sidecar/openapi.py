@@ -136,6 +136,11 @@ def _schemas(max_payload: int) -> dict[str, Any]:
                 "persistent": {"type": "boolean"},
                 "attempt": {"type": "integer", "minimum": 1, "description": "Hand-overs so far, this one included."},
                 "sentAt": {"type": "string", "format": "date-time"},
+                "large": {
+                    "type": "boolean",
+                    "description": "A large message: payload is empty; GET /v1/messages/{id}/payload streams it.",
+                },
+                "payloadSize": {"type": "integer", "minimum": 0, "description": "The payload's length in bytes."},
             },
         },
         "ReceivedMessages": {
@@ -186,9 +191,18 @@ def _schemas(max_payload: int) -> dict[str, Any]:
                         "poisoned",
                         "duplicates",
                         "refused",
+                        "largeBytesUploaded",
+                        "largeBytesReceived",
+                        "largeBytesInProgress",
+                        "largeTransfersResumed",
                     )
                 },
             },
+            "description": (
+                "largeBytesUploaded and largeBytesReceived: payload bytes of large messages taken from the "
+                "application and from peers; largeBytesInProgress: bytes of bodies being received now; "
+                "largeTransfersResumed: transfers from peers that continued after a break."
+            ),
         },
         "PoisonedMessage": {
             "type": "object",
@@ -236,7 +250,11 @@ def _paths() -> dict[str, Any]:
                 "summary": "Send a message (gRPC: Send).",
                 "description": (
                     "A JSON body, or the raw payload as application/octet-stream with to, persistent and id in "
-                    "the query string (only then). A persistent message is durable in MongoDB before the answer."
+                    "the query string (only then). A persistent message is durable in MongoDB before the answer. "
+                    "A raw body over 1 MiB (GOQ_LARGE_CHUNK_BYTES), or sent chunked without Content-Length, is a "
+                    "large message: it streams into GridFS (persistent) or the spill area (transient) as it "
+                    "arrives, up to the GoQueue's maxMessageSize (at most 4 GiB); a Content-Length over that "
+                    "limit is refused with 413 before any of the body is read."
                 ),
                 "parameters": [
                     {
@@ -269,7 +287,10 @@ def _paths() -> dict[str, Any]:
                     "202": _json("Accepted: queued for delivery, or poisoned (send queue full).", "SendReceipt"),
                     "400": _BAD,
                     "413": _error("The payload is over the size limit; nothing was stored."),
-                    "429": _error("The send queue is full and its overflow policy is reject; retry later."),
+                    "429": _error(
+                        "The send queue is full and its overflow policy is reject, or the spill area for "
+                        "transient large messages is full; retry later."
+                    ),
                     "503": _error("A persistent message could not be made durable; nothing was accepted."),
                 },
             },
@@ -316,6 +337,22 @@ def _paths() -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Nack"}}},
                 },
                 "responses": {"204": {"description": "Given back or poisoned."}, "400": _BAD, "404": _NOT_FOUND},
+            }
+        },
+        "/v1/messages/{id}/payload": {
+            "get": {
+                "operationId": "readPayload",
+                "summary": "A leased large message's payload, streamed (gRPC: ReadPayload).",
+                "description": "For a received message with large true, while leased; Content-Length is its size.",
+                "parameters": [_MESSAGE_ID],
+                "responses": {
+                    "200": {
+                        "description": "The payload.",
+                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "404": _error("The message is not leased to the application, or not a large message."),
+                    "503": _error("MongoDB could not be read."),
+                },
             }
         },
         "/v1/stats": {

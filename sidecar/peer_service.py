@@ -13,6 +13,7 @@ import grpc
 
 from goq.api.v1 import peer_pb2, peer_pb2_grpc
 from goq.sidecar.inbound import Arrival, Inbound, Result
+from goq.sidecar.large.receiving import LargeReceiver
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -20,9 +21,20 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class PeerService(peer_pb2_grpc.PeerServicer):
     """Accepts deliveries from other sidecars into this sidecar's inbound queue."""
 
-    def __init__(self, inbound: Inbound, window: int = 16) -> None:
+    def __init__(self, inbound: Inbound, window: int = 16, large: LargeReceiver | None = None) -> None:
         self.inbound = inbound
         self.window = window
+        self.large = large
+
+    async def Transfer(  # noqa: N802 - the gRPC method's name
+        self, request_iterator: AsyncIterator[peer_pb2.TransferPart], context: Context
+    ) -> AsyncIterator[peer_pb2.TransferAck]:
+        """One large message (see ``goq.sidecar.large.receiving``)."""
+        if self.large is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this sidecar takes no large messages")
+        assert self.large is not None  # abort raises
+        async for ack in self.large.transfer(request_iterator):
+            yield ack
 
     async def Deliver(  # noqa: N802 - the gRPC method's name
         self, request_iterator: AsyncIterator[peer_pb2.DeliverBatch], context: Context

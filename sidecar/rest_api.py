@@ -18,14 +18,17 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
+import aiohttp
 import grpc
 from aiohttp import web
 
 from goq.errors import ConfigError, GoQError, TemporaryError
 from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, Message, validate_message_id
-from goq.sidecar.app_service import status_of
+from goq.sidecar.app_service import large_stats, status_of
 from goq.sidecar.engine import QueueManager, SendRequest
 from goq.sidecar.errors import NotFoundError, PayloadTooLargeError
+from goq.sidecar.large.service import LargeMessages
+from goq.sidecar.large.uploading import LargeSend
 from goq.sidecar.openapi import (
     BASE64_PATTERN,
     DEFAULT_POISON_LIST,
@@ -223,6 +226,8 @@ def received_json(item: Incoming) -> dict[str, Any]:
         "persistent": m.persistent,
         "attempt": item.deliveries,
         "sentAt": _timestamp(m.created_at_ms),
+        "large": m.large is not None,
+        "payloadSize": m.large.size if m.large is not None else len(m.payload),
     }
 
 
@@ -305,8 +310,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 class RestApi:
     """The handlers, over one engine."""
 
-    def __init__(self, engine: QueueManager) -> None:
+    def __init__(self, engine: QueueManager, large: LargeMessages | None = None) -> None:
         self.engine = engine
+        self.large = large
         self.json_limit = 4 * -(-engine.max_payload // 3) + JSON_OVERHEAD
 
     async def send(self, request: web.Request) -> web.Response:
@@ -315,6 +321,8 @@ class RestApi:
             if request.query:
                 raise ConfigError("a JSON send takes its fields from the body, not from the query string")
             send = await _off_loop(len(body), _json_send, body)
+        elif request.content_type == "application/octet-stream" and self._is_large(request):
+            return await self._large_send(request)
         elif request.content_type == "application/octet-stream":
             send = self._raw_send(request, await read_body(request, self.engine.max_payload, "the payload"))
         else:
@@ -326,6 +334,51 @@ class RestApi:
         if isinstance(outcome, GoQError):
             raise outcome
         return web.json_response({"id": outcome.id, "state": outcome.state}, status=202)
+
+    def _is_large(self, request: web.Request) -> bool:
+        """A raw body over the chunk size, or of unknown length (chunked), streams: a large message."""
+        length = request.content_length
+        return self.large is not None and (length is None or length > self.large.threshold)
+
+    async def _large_send(self, request: web.Request) -> web.Response:
+        """The body streams into the store as it arrives; a declared length over the limit is refused
+        (413) before any of it is read."""
+        assert self.large is not None
+        raw = self._raw_send(request, b"")
+        send = LargeSend(to=raw.to, persistent=raw.persistent, id=raw.id, size=request.content_length)
+        self.large.check(send)
+        receipt = await self.large.send(send, request.content.iter_chunked(READ_CHUNK))
+        return web.json_response({"id": receipt.id, "state": receipt.state}, status=202)
+
+    async def expect_send(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue`` (curl asks so for bodies over 1 MiB): a large send that will be
+        refused anyway (over the limit, bad destination) is answered now, so the body is never sent."""
+        if request.content_type == "application/octet-stream" and self._is_large(request):
+            try:
+                assert self.large is not None
+                raw = self._raw_send(request, b"")
+                self.large.check(
+                    LargeSend(to=raw.to, persistent=raw.persistent, id=raw.id, size=request.content_length)
+                )
+            except GoQError as exc:
+                return error_response(http_status(exc), str(exc))
+        await _continue(request)
+        return None
+
+    async def payload(self, request: web.Request) -> web.StreamResponse:
+        """A leased large message's payload, streamed (``Content-Length`` is its size)."""
+        query_of(request)
+        if self.large is None:
+            raise NotFoundError("this sidecar holds no large messages")
+        item = self.large.leased(request.match_info["id"])
+        chunks = await self.large.payload(item)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = item.message.large.size if item.message.large is not None else 0
+        await response.prepare(request)
+        async for data in chunks:
+            await response.write(data)
+        await response.write_eof()
+        return response
 
     @staticmethod
     def _raw_send(request: web.Request, payload: bytes) -> SendRequest:
@@ -394,6 +447,7 @@ class RestApi:
                 "poisoned": sum(c.poisoned.values()),
                 "duplicates": c.duplicates,
                 "refused": sum(c.refused.values()),
+                **{_camel(k): v for k, v in large_stats(self.large).items()},
             }
         )
 
@@ -411,14 +465,30 @@ class RestApi:
         return web.json_response(openapi_document(self.engine.max_payload))
 
 
-def rest_app(engine: QueueManager) -> web.Application:
+async def _continue(request: web.Request) -> None:
+    """aiohttp's own answer to ``Expect``: ``100 Continue``, or 417 for any other expectation."""
+    if request.version != aiohttp.HttpVersion11:
+        return
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers.get('Expect')}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the 100 is not part of the answer's body
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(w.title() for w in rest)
+
+
+def rest_app(engine: QueueManager, large: LargeMessages | None = None) -> web.Application:
     """The REST application for ``engine``; its routes are exactly those of ``/openapi.json``."""
-    api = RestApi(engine)
+    api = RestApi(engine, large)
     app = web.Application(middlewares=[json_errors], client_max_size=api.json_limit)
-    app.router.add_post("/v1/messages", api.send)
+    app.router.add_post("/v1/messages", api.send, expect_handler=api.expect_send)
     app.router.add_get("/v1/messages", api.receive, allow_head=False)
     app.router.add_post("/v1/messages/{id}/ack", api.ack)
     app.router.add_post("/v1/messages/{id}/nack", api.nack)
+    app.router.add_get("/v1/messages/{id}/payload", api.payload, allow_head=False)
     app.router.add_get("/v1/stats", api.stats, allow_head=False)
     app.router.add_get("/v1/poison", api.poisoned, allow_head=False)
     app.router.add_post("/v1/poison/redrive", api.redrive)

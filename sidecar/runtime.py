@@ -11,7 +11,9 @@ import contextlib
 import io
 import logging
 import signal
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -32,6 +34,8 @@ from goq.sidecar.histograms import Histograms
 from goq.sidecar.inbound import Inbound, InboundConfig
 from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
 from goq.sidecar.kube.api import KubeApi
+from goq.sidecar.large.memory import keep_large_buffers_off_the_heap
+from goq.sidecar.large.service import LargeConfig, LargeMessages
 from goq.sidecar.malformed import MalformedRequestInterceptor
 from goq.sidecar.metrics import EngineCollector
 from goq.sidecar.metrics_sinks.base import MetricsContext
@@ -132,6 +136,29 @@ def build(
     )
 
 
+def build_large(
+    settings: SidecarSettings,
+    mongo: AsyncMongoClient[dict[str, object]] | None,
+    live: LiveSettings,
+    engine: QueueManager,
+) -> LargeMessages:
+    """Large messages beside the engine: bodies in GridFS (persistent) or the spill area (transient)."""
+    s = settings
+    spill = s.spill_dir or Path(tempfile.gettempdir()) / f"goq-spill-{s.identity}-{s.instance}"
+    return LargeMessages(
+        s.address,
+        engine.keyring,
+        lambda: live.spec,
+        lambda: live.retry,
+        engine.inbound,
+        engine.outbound.resolver,
+        engine.poisoner,
+        engine.counters,
+        LargeConfig(chunk_size=s.large_chunk, spill_dir=spill, spill_limit=s.spill_limit),
+        mongo.get_database(s.mongodb_database) if mongo is not None else None,
+    )
+
+
 @dataclass
 class Sidecar:
     """A running sidecar: its engine and its three servers."""
@@ -147,6 +174,7 @@ class Sidecar:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _api: KubeApi | None = None
+    large: LargeMessages | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -162,18 +190,20 @@ class Sidecar:
         registry = CollectorRegistry()
         self.engine = engine = build(s, self._mongo, live, Histograms(str(s.address), registry))
         await engine.start()
-        options = server_options(max(s.max_payload, 1024 * 1024))
+        self.large = large = build_large(s, self._mongo, live, engine)
+        await large.start()
+        options = server_options(max(s.max_payload, s.large_chunk, 1024 * 1024))
         interceptors = [MalformedRequestInterceptor()]
         peer = grpc.aio.server(options=options, interceptors=interceptors)
-        peer_pb2_grpc.add_PeerServicer_to_server(PeerService(engine.inbound), peer)
+        peer_pb2_grpc.add_PeerServicer_to_server(PeerService(engine.inbound, large=large.receiver), peer)
         app = grpc.aio.server(options=options, interceptors=interceptors)
-        queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine), app)
+        queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine, large), app)
         for server, address, what in ((peer, s.peer_listen, "peer"), (app, s.grpc_listen, "application gRPC")):
             if server.add_insecure_port(address) == 0:
                 raise ConfigError(f"cannot listen on {address} for the {what} API (in use?)")
             await server.start()
             self._servers.append(server)
-        registry.register(EngineCollector(engine))
+        registry.register(EngineCollector(engine, large))
         context = MetricsContext(str(s.address), registry=registry, mongo=self._mongo, database=s.mongodb_database)
         flusher = Flusher(
             engine, load_metrics_sinks(live.spec.metrics, context), lambda: live.spec.metrics.interval, registry
@@ -184,7 +214,7 @@ class Sidecar:
         host, _, port = s.health_listen.rpartition(":")
         await web.TCPSite(self._health, host, int(port)).start()
         # shutdown_timeout: long polls still waiting at SIGTERM are cut short, as gRPC's grace does.
-        self._rest = web.AppRunner(rest_app(engine), access_log=None, shutdown_timeout=1.0)
+        self._rest = web.AppRunner(rest_app(engine, large), access_log=None, shutdown_timeout=1.0)
         await self._rest.setup()
         host, _, port = s.rest_listen.rpartition(":")
         try:
@@ -248,6 +278,8 @@ class Sidecar:
             await server.stop(grace=1.0)
         if self._rest is not None:
             await self._rest.cleanup()
+        if self.large is not None:
+            await self.large.stop()
         if self.engine is not None:
             await self.engine.stop(self.settings.shutdown_grace)
         if self._mongo is not None:
@@ -273,6 +305,7 @@ def dump_tasks() -> None:
 
 async def run(settings: SidecarSettings) -> None:
     """Run until SIGTERM or SIGINT, then shut down in order. SIGUSR1 logs every task's stack."""
+    keep_large_buffers_off_the_heap()
     sidecar = Sidecar(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -53,6 +53,12 @@ class SidecarSettings:
     window: int = 8
     lane_window: int = 4096
     lane_window_bytes: int = 16 * 1024 * 1024
+    large_chunk: int = 1024 * 1024
+    """Bytes per chunk of a large message's body (GOQ_LARGE_CHUNK_BYTES); payloads above it take the large path."""
+    spill_dir: Path | None = None
+    """Where transient large bodies spill (GOQ_SPILL_DIR); default a directory of the system's temporary area."""
+    spill_limit: int = 4 * 1024 * 1024 * 1024
+    """Most bytes of transient large bodies kept at once (GOQ_SPILL_LIMIT_BYTES); beyond, sends are refused (429)."""
     shutdown_grace: float = 10.0
     heartbeat: float = 5.0
     adopt_after: float = 20.0
@@ -99,6 +105,9 @@ class SidecarSettings:
             window=e.integer("GOQ_WINDOW", 8, 1, 1024),
             lane_window=e.integer("GOQ_LANE_WINDOW", 4096, 1, 1_000_000),
             lane_window_bytes=e.integer("GOQ_LANE_WINDOW_BYTES", 16 * 1024 * 1024, 1, 1 << 40),
+            large_chunk=e.integer("GOQ_LARGE_CHUNK_BYTES", 1024 * 1024, 64 * 1024, 4 * 1024 * 1024),
+            spill_dir=Path(e.get("GOQ_SPILL_DIR")) if e.get("GOQ_SPILL_DIR") else None,
+            spill_limit=e.integer("GOQ_SPILL_LIMIT_BYTES", 4 * 1024 * 1024 * 1024, 0, 1 << 50),
             shutdown_grace=e.duration("GOQ_SHUTDOWN_GRACE", 10.0),
             heartbeat=e.duration("GOQ_HEARTBEAT", 5.0),
             adopt_after=e.duration("GOQ_ADOPT_AFTER", 20.0),

@@ -13,10 +13,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from goq.cli.common import parser as base_parser
-from goq.client import Client, ClientError, Poisoned, Received, UnavailableError
+from goq.client import Client, ClientError, Poisoned, Receipt, Received, UnavailableError
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 
@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", help="send a message")
     send.add_argument("to", help='"<identity>" or "<identity>.<namespace>"')
     send.add_argument("payload", nargs="?", help="the payload as text; '-' reads standard input")
-    send.add_argument("--file", type=Path, help="read the payload from a file")
+    send.add_argument(
+        "--file", type=Path, help="read the payload from a file (over 1 MiB: streamed, as a large message)"
+    )
+    send.add_argument(
+        "--progress", action="store_true", help="show a progress bar for --file on stderr (default: on a terminal)"
+    )
     send.add_argument("--transient", action="store_true", help="not persistent: kept in memory only")
     send.add_argument("-H", "--header", action="append", default=[], metavar="NAME=VALUE", help="a header (repeatable)")
     send.add_argument("--id", help="idempotency key: the same id is not sent twice")
@@ -48,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--wait", type=float, default=5.0, help="seconds to wait for them (default 5)")
     receive.add_argument("--follow", "-f", action="store_true", help="keep receiving until interrupted")
     receive.add_argument("--no-ack", action="store_true", help="leave them leased: they come back later")
+    receive.add_argument(
+        "--output",
+        dest="output_file",
+        type=Path,
+        metavar="FILE",
+        help="write the payload to FILE, streamed (needed for large messages; with --max 1)",
+    )
 
     ack = sub.add_parser("ack", help="acknowledge leased messages")
     ack.add_argument("ids", nargs="+")
@@ -96,16 +108,22 @@ def run(client: Client, args: argparse.Namespace) -> int:
     out = Output(args.output)
     match args.command:
         case "send":
-            receipt = client.send(
-                args.to,
-                read_payload(args),
-                persistent=not args.transient,
-                headers=parse_headers(args.header),
-                id=args.id,
-            )
+            receipt = send(client, args)
             out.emit(asdict(receipt), f"{receipt.id} {receipt.state}")
         case "receive":
+            if args.output_file is not None and args.max != 1:
+                raise UsageError("--output writes one payload: use it with --max 1")
             for message in receive(client, args):
+                if args.output_file is not None:
+                    save_payload(client, message, args.output_file)
+                elif message.large:  # it cannot be printed: give it back for a receive with --output
+                    client.nack(message.id, requeue=True)
+                    print(
+                        f"goqctl: {message.id} is a large message ({message.payload_size} bytes): "
+                        "receive it with --output FILE",
+                        file=sys.stderr,
+                    )
+                    return EXIT_REFUSED
                 if not args.no_ack:
                     client.ack(message.id)
                 out.emit(message_json(message), message_text(message))
@@ -166,6 +184,68 @@ def receive(client: Client, args: argparse.Namespace) -> Iterator[Received]:
             return
 
 
+LARGE_FILE = 1024 * 1024
+"""Files over this many bytes are streamed, as large messages."""
+
+
+def send(client: Client, args: argparse.Namespace) -> Receipt:
+    """One message: a large file streamed (with a progress bar), anything else in one request."""
+    headers, persistent = parse_headers(args.header), not args.transient
+    if args.file is not None and args.payload is None and args.file.is_file():
+        size = args.file.stat().st_size
+        if size > LARGE_FILE:
+            bar = ProgressBar(sys.stderr) if args.progress or sys.stderr.isatty() else None
+            try:
+                return client.send_file(
+                    args.to, args.file, persistent=persistent, headers=headers, id=args.id, progress=bar
+                )
+            except OSError as exc:
+                raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+            finally:
+                if bar is not None:
+                    bar.close()
+    return client.send(args.to, read_payload(args), persistent=persistent, headers=headers, id=args.id)
+
+
+def save_payload(client: Client, message: Received, path: Path) -> None:
+    """Write the message's payload to ``path``: streamed for a large message."""
+    try:
+        with path.open("wb") as file:
+            if message.large:
+                for data in client.read_payload(message.id):
+                    file.write(data)
+            else:
+                file.write(message.payload)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+class ProgressBar:
+    """``[#####.....]  52%  532.0/1024.0 MiB`` on one line of a stream, redrawn as bytes go."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 * done // total if total else 100
+        if percent == self.shown:
+            return
+        self.shown = percent
+        filled = self.WIDTH * percent // 100
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        mib = 1024 * 1024
+        self.stream.write(f"\r[{bar}] {percent:3d}%  {done / mib:.1f}/{total / mib:.1f} MiB")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown >= 0:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def read_payload(args: argparse.Namespace) -> bytes:
     if args.file is not None and args.payload is not None:
         raise UsageError("give the payload as an argument or with --file, not both")
@@ -201,10 +281,14 @@ def message_json(m: Received) -> dict[str, Any]:
         "persistent": m.persistent,
         "attempt": m.attempt,
         "sentAt": m.sent_at_ms,
+        "large": m.large,
+        "payloadSize": m.payload_size,
     }
 
 
 def message_text(m: Received) -> str:
+    if m.large:
+        return f"{m.id}  from {m.sender}  attempt {m.attempt}  <{m.payload_size} bytes, large>"
     return f"{m.id}  from {m.sender}  attempt {m.attempt}  {printable(m.payload)}"
 
 

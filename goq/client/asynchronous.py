@@ -1,7 +1,9 @@
 """The asyncio client."""
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from pathlib import Path
 from types import TracebackType
 from typing import Final
 
@@ -81,6 +83,64 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise translate(exc) from exc
         return results
+
+    async def send_large(
+        self,
+        to: str,
+        chunks: AsyncIterable[bytes] | Iterable[bytes],
+        *,
+        size: int | None = None,
+        persistent: bool = True,
+        headers: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> Receipt:
+        """Send one large message, its payload streamed from ``chunks``; returns once it is all stored.
+        Give ``size`` when known: over the limit, the sidecar refuses before any byte is stored."""
+
+        call = self._stub.SendLarge()
+        try:
+            await call.write(models.large_header(to, size=size, persistent=persistent, headers=headers, id=id))
+            # The sidecar checked the header: it says "accepted", or the call ends with the reason.
+            if (await call.initial_metadata()).get(models.ACCEPTED[0]) == models.ACCEPTED[1]:
+                if isinstance(chunks, AsyncIterable):
+                    async for chunk in chunks:
+                        await call.write(pb.LargeSendPart(data=chunk))
+                else:
+                    for chunk in chunks:
+                        await call.write(pb.LargeSendPart(data=chunk))
+                await call.done_writing()
+            response = await call
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
+        return Receipt(response.id, response.state)
+
+    async def send_file(
+        self,
+        to: str,
+        path: Path,
+        *,
+        persistent: bool = True,
+        headers: dict[str, str] | None = None,
+        id: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Receipt:
+        """Send a file as one large message, never holding it whole; ``progress(sent, total)`` as it goes."""
+        chunks = models.file_chunks(path, progress)
+
+        async def read() -> AsyncIterator[bytes]:
+            while data := await asyncio.to_thread(next, chunks, b""):
+                yield data
+
+        size = (await asyncio.to_thread(path.stat)).st_size
+        return await self.send_large(to, read(), size=size, persistent=persistent, headers=headers, id=id)
+
+    async def read_payload(self, id: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """A leased large message's payload (from ``offset``), a chunk at a time."""
+        try:
+            async for chunk in self._stub.ReadPayload(pb.ReadPayloadRequest(id=id, offset=offset)):
+                yield chunk.data
+        except grpc.RpcError as exc:
+            raise translate(exc) from exc
 
     async def receive(self, *, max_in_flight: int = 100) -> AsyncIterator[Received]:
         """Messages as they arrive; at most ``max_in_flight`` unacknowledged at a time."""

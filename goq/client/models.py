@@ -1,9 +1,17 @@
 """The client's values, and their conversion to and from the wire (one place for both clients)."""
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.client.errors import ClientError, error_for
+
+ACCEPTED: Final = ("goq-large", "accepted")
+"""The initial metadata with which a sidecar accepts a large send's header."""
+CHUNK: Final = 1024 * 1024
+"""Bytes per part of a streamed send."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,9 @@ class Received:
     persistent: bool
     attempt: int
     sent_at_ms: int
+    large: bool = False
+    """A large message: ``payload`` is empty; read it with ``read_payload(id)`` while leased."""
+    payload_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,29 @@ def received(m: pb.ReceivedMessage) -> Received:
         persistent=m.persistent,
         attempt=m.attempt,
         sent_at_ms=m.sent_at_ms,
+        large=m.large,
+        payload_size=m.payload_size,
     )
+
+
+def large_header(
+    to: str, *, size: int | None, persistent: bool, headers: dict[str, str] | None, id: str | None
+) -> pb.LargeSendPart:
+    """The first part of a streamed send."""
+    header = pb.LargeSendHeader(to=to, persistent=persistent, headers=headers or {}, id=id or "", size=size)
+    return pb.LargeSendPart(header=header)
+
+
+def file_chunks(path: Path, progress: Callable[[int, int], None] | None = None) -> Iterator[bytes]:
+    """A file's bytes, a chunk at a time; ``progress(sent, total)`` after each."""
+    total = path.stat().st_size
+    sent = 0
+    with path.open("rb") as file:
+        while data := file.read(CHUNK):
+            yield data
+            sent += len(data)
+            if progress is not None:
+                progress(sent, total)
 
 
 def poisoned(m: pb.PoisonedMessage) -> Poisoned:
@@ -112,4 +145,8 @@ def stats(response: pb.StatsResponse) -> dict[str, int | str]:
         "poisoned": response.poisoned,
         "duplicates": response.duplicates,
         "refused": response.refused,
+        "largeBytesUploaded": response.large_bytes_uploaded,
+        "largeBytesReceived": response.large_bytes_received,
+        "largeBytesInProgress": response.large_bytes_in_progress,
+        "largeTransfersResumed": response.large_transfers_resumed,
     }

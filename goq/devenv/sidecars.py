@@ -77,6 +77,7 @@ class SidecarProcess:
         """Start (or restart) the process and wait until ``/readyz`` says ready."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOQ_")}
         env["GOQ_INSTANCE"] = f"{self.identity}-0"
+        env["GOQ_SPILL_DIR"] = str(self.workdir / f"spill-{self.identity}")  # not the system's /tmp
         env.update(self.env)
         env.update(
             GOQ_IDENTITY=self.identity,

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,37 @@ async def test_a_w3c_traceparent_header_arrives_unchanged_so_traces_stitch(sidec
         async for message in billing.receive():
             assert message.headers == {"traceparent": traceparent, "tracestate": "goq=1"}
             break
+
+
+async def test_async_client_streams_a_large_message_both_ways(sidecars: Sidecars) -> None:
+    group = sidecars("orders", "billing", GOQ_QUEUE_SPEC='{"maxMessageSize": "4Mi"}')
+    pieces = [bytes([i]) * 700_000 for i in range(5)]  # 3.5 MB in pieces that are not chunk-sized
+    async with AsyncClient(group["orders"].grpc_target) as orders, AsyncClient(group["billing"].grpc_target) as billing:
+        with pytest.raises(InvalidMessageError, match="limit is 4194304 bytes"):
+            await orders.send_large("billing", pieces, size=5_000_000)  # refused before a byte is sent
+        receipt = await orders.send_large("billing", pieces, size=3_500_000, headers={"kind": "scan"}, id="scan-1")
+        assert (receipt.id, receipt.state) == ("scan-1", "queued")
+        message = await anext(aiter(billing.receive(max_in_flight=1)))
+        assert (message.id, message.large, message.payload_size, message.payload) == ("scan-1", True, 3_500_000, b"")
+        assert message.headers == {"kind": "scan"}
+        assert b"".join([c async for c in billing.read_payload(message.id)]) == b"".join(pieces)
+        assert b"".join([c async for c in billing.read_payload(message.id, offset=3_499_990)]) == bytes([4]) * 10
+        assert await billing.ack(message.id) == []
+        with pytest.raises(MessageNotFoundError):
+            [c async for c in billing.read_payload(message.id)]
+
+
+def test_blocking_client_sends_a_file_and_reads_it_back(sidecars: Sidecars, tmp_path: Path) -> None:
+    group = sidecars("orders", "billing", GOQ_QUEUE_SPEC='{"maxMessageSize": "4Mi"}')
+    source = tmp_path / "report.bin"
+    source.write_bytes(b"0123456789abcdef" * 200_000)
+    seen: list[tuple[int, int]] = []
+    with Client(group["orders"].grpc_target) as orders, Client(group["billing"].grpc_target) as billing:
+        receipt = orders.send_file("billing", source, persistent=False, progress=lambda d, t: seen.append((d, t)))
+        assert seen[-1] == (3_200_000, 3_200_000)
+        message = next(iter(billing.receive(within=30.0)))
+        assert (message.id, message.large, message.persistent) == (receipt.id, True, False)
+        assert b"".join(billing.read_payload(message.id)) == source.read_bytes()
+        assert billing.ack(message.id) == []
+        with pytest.raises(InvalidMessageError, match="limit is 4194304 bytes"):
+            orders.send_large("billing", iter([b"x" * 1000] * 5000), size=5_000_000)

@@ -93,3 +93,28 @@ def test_exit_codes_say_what_went_wrong(sidecars: Sidecars, tmp_path: Path) -> N
     down = goqctl("127.0.0.1:1", "stats")
     assert down.returncode == 3
     assert down.stderr.startswith("goqctl: sidecar at 127.0.0.1:1:")
+
+
+def test_send_file_streams_a_large_message_with_a_progress_bar_and_receive_output_writes_it(
+    sidecars: Sidecars, tmp_path: Path
+) -> None:
+    group = sidecars("orders", "billing")
+    source = tmp_path / "big.bin"
+    source.write_bytes(bytes(range(256)) * (12 * 1024) + b"tail")  # 3 MiB and 4 bytes: over the 1 MiB threshold
+    sent = goqctl(group["orders"], "-o", "json", "send", "billing", "--file", str(source), "--progress")
+    assert sent.returncode == 0, sent.stderr
+    assert "100%" in sent.stderr
+    assert "3.0/3.0 MiB" in sent.stderr
+    receipt = json.loads(sent.stdout)
+
+    without = goqctl(group["billing"], "receive", "--wait", "60")
+    assert without.returncode == 1
+    assert "is a large message (3145732 bytes): receive it with --output FILE" in without.stderr
+
+    target = tmp_path / "received.bin"
+    received = goqctl(group["billing"], "receive", "--wait", "60", "--output", str(target))
+    assert received.returncode == 0, received.stderr
+    assert received.stdout.startswith(f"{receipt['id']}  from orders.default  attempt ")
+    assert received.stdout.strip().endswith("<3145732 bytes, large>")
+    assert target.read_bytes() == source.read_bytes()
+    assert goqctl(group["billing"], "receive", "--max", "2", "--output", str(target)).returncode == 2

@@ -224,6 +224,10 @@ async def test_stats_give_the_same_figures_as_grpc(sidecars: Sidecars, rest: Res
         "poisoned",
         "duplicates",
         "refused",
+        "largeBytesUploaded",
+        "largeBytesReceived",
+        "largeBytesInProgress",
+        "largeTransfersResumed",
     }
 
 
@@ -360,9 +364,11 @@ async def test_a_payload_over_the_limit_is_413_in_either_body_and_nothing_is_sen
 
 
 async def test_a_huge_body_is_refused_before_it_is_read(sidecars: Sidecars, rest: Rest) -> None:
-    app = rest(sidecars("orders", GOQ_MAX_PAYLOAD_BYTES="1024")["orders"])
+    spec = '{"maxMessageSize": 1024}'
+    app = rest(sidecars("orders", GOQ_MAX_PAYLOAD_BYTES="1024", GOQ_QUEUE_SPEC=spec)["orders"])
 
-    async def endless() -> AsyncIterator[bytes]:  # chunked: no Content-Length to judge by
+    # Chunked, so no Content-Length to judge by: it streams as a large message, cut off at the limit.
+    async def endless() -> AsyncIterator[bytes]:
         for _ in range(10_000):
             yield b"x" * 65536
 
@@ -370,7 +376,11 @@ async def test_a_huge_body_is_refused_before_it_is_read(sidecars: Sidecars, rest
     status, answer = await app.call("POST", "/v1/messages", params={"to": "billing"}, data=endless(), headers=octets)
     assert (status, error_of(answer)) == (
         413,
-        ("payload_too_large", "the payload is over 1024 bytes; at most 1024 are accepted"),
+        (
+            "payload_too_large",
+            "payload is over 1024 bytes; the limit is 1024 bytes (the GoQueue's maxMessageSize, at most "
+            "4294967296); nothing was stored",
+        ),
     )
     huge = {"Content-Type": "application/json", "Content-Length": str(10**12)}
     status, answer = await app.call("POST", "/v1/messages", data=b"{}", headers=huge)
@@ -427,6 +437,7 @@ async def test_the_openapi_document_lists_every_route(sidecars: Sidecars, rest: 
         ("/v1/messages", "get"),
         ("/v1/messages/{id}/ack", "post"),
         ("/v1/messages/{id}/nack", "post"),
+        ("/v1/messages/{id}/payload", "get"),
         ("/v1/stats", "get"),
         ("/v1/poison", "get"),
         ("/v1/poison/redrive", "post"),

@@ -56,3 +56,21 @@ def test_sink_options_are_kept_for_the_sink() -> None:
 def test_bad_fields_are_refused_with_their_path(spec: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         GoQueueSpec.from_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(1, 1), (65536, 65536), ("512Ki", 524288), ("64Mi", 67108864), ("10M", 10_000_000), ("4Gi", 4294967296)],
+)
+def test_max_message_size_is_bytes_or_a_quantity(value: object, size: int) -> None:
+    assert GoQueueSpec.from_spec({"maxMessageSize": value}).max_message_size == size
+
+
+def test_max_message_size_defaults_well_below_the_4_gib_maximum() -> None:
+    assert GoQueueSpec().max_message_size == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("value", [0, -1, 4294967297, "5Gi", "1Ti", "64 Mi", "lots", True, 1.5])
+def test_a_max_message_size_out_of_range_or_misspelt_is_refused(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"spec.maxMessageSize must be a size from 1 byte to 4Gi"):
+        GoQueueSpec.from_spec({"maxMessageSize": value})

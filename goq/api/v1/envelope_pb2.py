@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19goq/api/v1/envelope.proto\x12\x06goq.v1\"\xd7\x01\n\x08\x45nvelope\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12.\n\x07headers\x18\x05 \x03(\x0b\x32\x1d.goq.v1.Envelope.HeadersEntry\x12\x12\n\npersistent\x18\x06 \x01(\x08\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0eSignedEnvelope\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19goq/api/v1/envelope.proto\x12\x06goq.v1\"\xf9\x01\n\x08\x45nvelope\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12.\n\x07headers\x18\x05 \x03(\x0b\x32\x1d.goq.v1.Envelope.HeadersEntry\x12\x12\n\npersistent\x18\x06 \x01(\x08\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12 \n\x05large\x18\x08 \x01(\x0b\x32\x11.goq.v1.LargeBody\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\tLargeBody\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\x0b\n\x03mac\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x12\n\nchunk_size\x18\x04 \x01(\r\"R\n\x0eSignedEnvelope\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE_HEADERSENTRY']._loaded_options = None
   _globals['_ENVELOPE_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_ENVELOPE']._serialized_start=38
-  _globals['_ENVELOPE']._serialized_end=253
-  _globals['_ENVELOPE_HEADERSENTRY']._serialized_start=207
-  _globals['_ENVELOPE_HEADERSENTRY']._serialized_end=253
-  _globals['_SIGNEDENVELOPE']._serialized_start=255
-  _globals['_SIGNEDENVELOPE']._serialized_end=337
+  _globals['_ENVELOPE']._serialized_end=287
+  _globals['_ENVELOPE_HEADERSENTRY']._serialized_start=241
+  _globals['_ENVELOPE_HEADERSENTRY']._serialized_end=287
+  _globals['_LARGEBODY']._serialized_start=289
+  _globals['_LARGEBODY']._serialized_end=363
+  _globals['_SIGNEDENVELOPE']._serialized_start=365
+  _globals['_SIGNEDENVELOPE']._serialized_end=447
 # @@protoc_insertion_point(module_scope)

@@ -54,6 +54,7 @@ class Envelope(_message.Message):
     HEADERS_FIELD_NUMBER: _builtins.int
     PERSISTENT_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
+    LARGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique per source identity; the application's idempotency key when it gave one."""
     source: _builtins.str
@@ -67,6 +68,12 @@ class Envelope(_message.Message):
     payload: _builtins.bytes
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def large(self) -> Global___LargeBody:
+        """Set for a large message: its payload is not in this envelope (payload is empty) but travels
+        beside it in chunks, and is described and authenticated here (see docs/sidecar.md, "Large messages").
+        """
+
     def __init__(
         self,
         *,
@@ -77,14 +84,49 @@ class Envelope(_message.Message):
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         persistent: _builtins.bool = ...,
         payload: _builtins.bytes = ...,
+        large: Global___LargeBody | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["large", b"large"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "destination", b"destination", "headers", b"headers", "id", b"id", "payload", b"payload", "persistent", b"persistent", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at_ms", b"created_at_ms", "destination", b"destination", "headers", b"headers", "id", b"id", "large", b"large", "payload", b"payload", "persistent", b"persistent", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Envelope: _TypeAlias = Envelope  # noqa: Y015
+
+@_typing.final
+class LargeBody(_message.Message):
+    """A large message's body, as the signed envelope describes it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    CHUNK_SIZE_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    """The body's length in bytes (at most 4,294,967,296)."""
+    mac: _builtins.bytes
+    """HMAC-SHA256 of the body's bytes under key_id, computed incrementally as the body streamed in."""
+    key_id: _builtins.str
+    """Which HMAC key computed mac."""
+    chunk_size: _builtins.int
+    """The body travels and is stored in chunks of this many bytes (the last one may be shorter)."""
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        mac: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
+        chunk_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "key_id", b"key_id", "mac", b"mac", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LargeBody: _TypeAlias = LargeBody  # noqa: Y015
 
 @_typing.final
 class SignedEnvelope(_message.Message):

@@ -25,21 +25,27 @@ _sym_db = _symbol_database.Default()
 from goq.api.v1 import envelope_pb2 as goq_dot_api_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15goq/api/v1/peer.proto\x12\x06goq.v1\x1a\x19goq/api/v1/envelope.proto\"E\n\x0c\x44\x65liverBatch\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x08messages\x18\x02 \x03(\x0b\x32\x16.goq.v1.SignedEnvelope\"A\n\rMessageResult\x12 \n\x07outcome\x18\x01 \x01(\x0e\x32\x0f.goq.v1.Outcome\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\nDeliverAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.goq.v1.MessageResult*\x94\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_ACCEPTED\x10\x01\x12\x15\n\x11OUTCOME_DUPLICATE\x10\x02\x12\x14\n\x10OUTCOME_POISONED\x10\x03\x12\x14\n\x10OUTCOME_REJECTED\x10\x04\x12\x17\n\x13OUTCOME_RETRY_LATER\x10\x05\x32?\n\x04Peer\x12\x37\n\x07\x44\x65liver\x12\x14.goq.v1.DeliverBatch\x1a\x12.goq.v1.DeliverAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15goq/api/v1/peer.proto\x12\x06goq.v1\x1a\x19goq/api/v1/envelope.proto\"E\n\x0c\x44\x65liverBatch\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12(\n\x08messages\x18\x02 \x03(\x0b\x32\x16.goq.v1.SignedEnvelope\"A\n\rMessageResult\x12 \n\x07outcome\x18\x01 \x01(\x0e\x32\x0f.goq.v1.Outcome\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\nDeliverAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12&\n\x07results\x18\x02 \x03(\x0b\x32\x15.goq.v1.MessageResult\"-\n\rTransferChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"v\n\x0cTransferPart\x12\'\n\x05\x62\x65gin\x18\x01 \x01(\x0b\x32\x16.goq.v1.SignedEnvelopeH\x00\x12&\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x15.goq.v1.TransferChunkH\x00\x12\r\n\x03\x65nd\x18\x03 \x01(\x08H\x00\x42\x06\n\x04part\"B\n\x0bTransferAck\x12\x0c\n\x04have\x18\x01 \x01(\x04\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x15.goq.v1.MessageResult*\x94\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_ACCEPTED\x10\x01\x12\x15\n\x11OUTCOME_DUPLICATE\x10\x02\x12\x14\n\x10OUTCOME_POISONED\x10\x03\x12\x14\n\x10OUTCOME_REJECTED\x10\x04\x12\x17\n\x13OUTCOME_RETRY_LATER\x10\x05\x32z\n\x04Peer\x12\x37\n\x07\x44\x65liver\x12\x14.goq.v1.DeliverBatch\x1a\x12.goq.v1.DeliverAck(\x01\x30\x01\x12\x39\n\x08Transfer\x12\x14.goq.v1.TransferPart\x1a\x13.goq.v1.TransferAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'goq.api.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=266
-  _globals['_OUTCOME']._serialized_end=414
+  _globals['_OUTCOME']._serialized_start=501
+  _globals['_OUTCOME']._serialized_end=649
   _globals['_DELIVERBATCH']._serialized_start=60
   _globals['_DELIVERBATCH']._serialized_end=129
   _globals['_MESSAGERESULT']._serialized_start=131
   _globals['_MESSAGERESULT']._serialized_end=196
   _globals['_DELIVERACK']._serialized_start=198
   _globals['_DELIVERACK']._serialized_end=263
-  _globals['_PEER']._serialized_start=416
-  _globals['_PEER']._serialized_end=479
+  _globals['_TRANSFERCHUNK']._serialized_start=265
+  _globals['_TRANSFERCHUNK']._serialized_end=310
+  _globals['_TRANSFERPART']._serialized_start=312
+  _globals['_TRANSFERPART']._serialized_end=430
+  _globals['_TRANSFERACK']._serialized_start=432
+  _globals['_TRANSFERACK']._serialized_end=498
+  _globals['_PEER']._serialized_start=651
+  _globals['_PEER']._serialized_end=773
 # @@protoc_insertion_point(module_scope)

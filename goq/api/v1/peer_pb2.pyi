@@ -128,3 +128,84 @@ class DeliverAck(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeliverAck: _TypeAlias = DeliverAck  # noqa: Y015
+
+@_typing.final
+class TransferChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    """Where data starts in the body; the sender sends chunks in order, each chunk_size bytes but the last."""
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferChunk: _TypeAlias = TransferChunk  # noqa: Y015
+
+@_typing.final
+class TransferPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEGIN_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    end: _builtins.bool
+    """Last: every byte was sent."""
+    @_builtins.property
+    def begin(self) -> _envelope_pb2.SignedEnvelope:
+        """First: the signed envelope whose LargeBody describes the body."""
+
+    @_builtins.property
+    def chunk(self) -> Global___TransferChunk: ...
+    def __init__(
+        self,
+        *,
+        begin: _envelope_pb2.SignedEnvelope | None = ...,
+        chunk: Global___TransferChunk | None = ...,
+        end: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["begin", b"begin", "chunk", b"chunk", "end", b"end", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["begin", b"begin", "chunk", b"chunk", "end", b"end", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["begin", "chunk", "end"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___TransferPart: _TypeAlias = TransferPart  # noqa: Y015
+
+@_typing.final
+class TransferAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HAVE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    have: _builtins.int
+    """Body bytes the receiver holds (stored). The first answer, after begin, says where the sender starts."""
+    @_builtins.property
+    def result(self) -> Global___MessageResult:
+        """Set once, on the last answer: the message's outcome (as for Deliver)."""
+
+    def __init__(
+        self,
+        *,
+        have: _builtins.int = ...,
+        result: Global___MessageResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["have", b"have", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TransferAck: _TypeAlias = TransferAck  # noqa: Y015

@@ -40,6 +40,11 @@ class PeerStub:
                 request_serializer=goq_dot_api_dot_v1_dot_peer__pb2.DeliverBatch.SerializeToString,
                 response_deserializer=goq_dot_api_dot_v1_dot_peer__pb2.DeliverAck.FromString,
                 _registered_method=True)
+        self.Transfer = channel.stream_stream(
+                '/goq.v1.Peer/Transfer',
+                request_serializer=goq_dot_api_dot_v1_dot_peer__pb2.TransferPart.SerializeToString,
+                response_deserializer=goq_dot_api_dot_v1_dot_peer__pb2.TransferAck.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -54,6 +59,15 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Transfer(self, request_iterator, context):
+        """One large message: the signed envelope first, then its body in chunks from the offset the receiver
+        says it already holds (so a broken transfer resumes), then end. The receiver answers with how much
+        it holds, and once with the outcome, after it verified the body's HMAC and stored the envelope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +75,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Deliver,
                     request_deserializer=goq_dot_api_dot_v1_dot_peer__pb2.DeliverBatch.FromString,
                     response_serializer=goq_dot_api_dot_v1_dot_peer__pb2.DeliverAck.SerializeToString,
+            ),
+            'Transfer': grpc.stream_stream_rpc_method_handler(
+                    servicer.Transfer,
+                    request_deserializer=goq_dot_api_dot_v1_dot_peer__pb2.TransferPart.FromString,
+                    response_serializer=goq_dot_api_dot_v1_dot_peer__pb2.TransferAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +110,33 @@ class Peer:
             '/goq.v1.Peer/Deliver',
             goq_dot_api_dot_v1_dot_peer__pb2.DeliverBatch.SerializeToString,
             goq_dot_api_dot_v1_dot_peer__pb2.DeliverAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Transfer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/goq.v1.Peer/Transfer',
+            goq_dot_api_dot_v1_dot_peer__pb2.TransferPart.SerializeToString,
+            goq_dot_api_dot_v1_dot_peer__pb2.TransferAck.FromString,
             options,
             channel_credentials,
             insecure,

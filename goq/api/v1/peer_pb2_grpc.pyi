@@ -37,6 +37,11 @@ class PeerStub:
     """The sender streams batches; the receiver answers each batch, in order, once every message in it is
     stored (durably if persistent). The sender keeps a window of batches in flight.
     """
+    Transfer: _grpc.StreamStreamMultiCallable[_peer_pb2.TransferPart, _peer_pb2.TransferAck]
+    """One large message: the signed envelope first, then its body in chunks from the offset the receiver
+    says it already holds (so a broken transfer resumes), then end. The receiver answers with how much
+    it holds, and once with the outcome, after it verified the body's HMAC and stored the envelope.
+    """
 
 @_typing.type_check_only
 class PeerAsyncStub(PeerStub):
@@ -46,6 +51,11 @@ class PeerAsyncStub(PeerStub):
     Deliver: _aio.StreamStreamMultiCallable[_peer_pb2.DeliverBatch, _peer_pb2.DeliverAck]  # type: ignore[assignment]
     """The sender streams batches; the receiver answers each batch, in order, once every message in it is
     stored (durably if persistent). The sender keeps a window of batches in flight.
+    """
+    Transfer: _aio.StreamStreamMultiCallable[_peer_pb2.TransferPart, _peer_pb2.TransferAck]  # type: ignore[assignment]
+    """One large message: the signed envelope first, then its body in chunks from the offset the receiver
+    says it already holds (so a broken transfer resumes), then end. The receiver answers with how much
+    it holds, and once with the outcome, after it verified the body's HMAC and stored the envelope.
     """
 
 class PeerServicer(metaclass=_abc_1.ABCMeta):
@@ -59,6 +69,17 @@ class PeerServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_peer_pb2.DeliverAck], _abc.AsyncIterator[_peer_pb2.DeliverAck]]:
         """The sender streams batches; the receiver answers each batch, in order, once every message in it is
         stored (durably if persistent). The sender keeps a window of batches in flight.
+        """
+
+    @_abc_1.abstractmethod
+    def Transfer(
+        self,
+        request_iterator: _MaybeAsyncIterator[_peer_pb2.TransferPart],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_peer_pb2.TransferAck], _abc.AsyncIterator[_peer_pb2.TransferAck]]:
+        """One large message: the signed envelope first, then its body in chunks from the offset the receiver
+        says it already holds (so a broken transfer resumes), then end. The receiver answers with how much
+        it holds, and once with the outcome, after it verified the body's HMAC and stored the envelope.
         """
 
 def add_PeerServicer_to_server(servicer: PeerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

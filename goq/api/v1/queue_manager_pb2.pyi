@@ -245,6 +245,8 @@ class ReceivedMessage(_message.Message):
     PERSISTENT_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     SENT_AT_MS_FIELD_NUMBER: _builtins.int
+    LARGE_FIELD_NUMBER: _builtins.int
+    PAYLOAD_SIZE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     to: _builtins.str
     payload: _builtins.bytes
@@ -252,6 +254,9 @@ class ReceivedMessage(_message.Message):
     attempt: _builtins.int
     """How many times it has been handed to the application, this time included."""
     sent_at_ms: _builtins.int
+    large: _builtins.bool
+    """A large message: payload is empty; read its payload_size bytes with ReadPayload while leased."""
+    payload_size: _builtins.int
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -264,10 +269,12 @@ class ReceivedMessage(_message.Message):
         persistent: _builtins.bool = ...,
         attempt: _builtins.int = ...,
         sent_at_ms: _builtins.int = ...,
+        large: _builtins.bool = ...,
+        payload_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "from", b"from", "headers", b"headers", "id", b"id", "payload", b"payload", "persistent", b"persistent", "sent_at_ms", b"sent_at_ms", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "from", b"from", "headers", b"headers", "id", b"id", "large", b"large", "payload", b"payload", "payload_size", b"payload_size", "persistent", b"persistent", "sent_at_ms", b"sent_at_ms", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -411,6 +418,10 @@ class StatsResponse(_message.Message):
     POISONED_FIELD_NUMBER: _builtins.int
     DUPLICATES_FIELD_NUMBER: _builtins.int
     REFUSED_FIELD_NUMBER: _builtins.int
+    LARGE_BYTES_UPLOADED_FIELD_NUMBER: _builtins.int
+    LARGE_BYTES_RECEIVED_FIELD_NUMBER: _builtins.int
+    LARGE_BYTES_IN_PROGRESS_FIELD_NUMBER: _builtins.int
+    LARGE_TRANSFERS_RESUMED_FIELD_NUMBER: _builtins.int
     identity: _builtins.str
     send_queue: _builtins.int
     receive_queue: _builtins.int
@@ -422,6 +433,13 @@ class StatsResponse(_message.Message):
     poisoned: _builtins.int
     duplicates: _builtins.int
     refused: _builtins.int
+    large_bytes_uploaded: _builtins.int
+    """Large messages: payload bytes received from the application and from peers so far, bytes of
+    bodies being received from peers right now, and transfers resumed after a break.
+    """
+    large_bytes_received: _builtins.int
+    large_bytes_in_progress: _builtins.int
+    large_transfers_resumed: _builtins.int
     def __init__(
         self,
         *,
@@ -436,10 +454,14 @@ class StatsResponse(_message.Message):
         poisoned: _builtins.int = ...,
         duplicates: _builtins.int = ...,
         refused: _builtins.int = ...,
+        large_bytes_uploaded: _builtins.int = ...,
+        large_bytes_received: _builtins.int = ...,
+        large_bytes_in_progress: _builtins.int = ...,
+        large_transfers_resumed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "delivered", b"delivered", "duplicates", b"duplicates", "identity", b"identity", "in_flight", b"in_flight", "poisoned", b"poisoned", "receive_queue", b"receive_queue", "received", b"received", "refused", b"refused", "send_queue", b"send_queue", "sent", b"sent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acknowledged", b"acknowledged", "delivered", b"delivered", "duplicates", b"duplicates", "identity", b"identity", "in_flight", b"in_flight", "large_bytes_in_progress", b"large_bytes_in_progress", "large_bytes_received", b"large_bytes_received", "large_bytes_uploaded", b"large_bytes_uploaded", "large_transfers_resumed", b"large_transfers_resumed", "poisoned", b"poisoned", "receive_queue", b"receive_queue", "received", b"received", "refused", b"refused", "send_queue", b"send_queue", "sent", b"sent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -596,3 +618,140 @@ class RedriveResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RedriveResponse: _TypeAlias = RedriveResponse  # noqa: Y015
+
+@_typing.final
+class LargeSendHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TO_FIELD_NUMBER: _builtins.int
+    PERSISTENT_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    to: _builtins.str
+    """As in SendRequest."""
+    persistent: _builtins.bool
+    id: _builtins.str
+    size: _builtins.int
+    """The payload's length, if known: over the limit is refused at once, before any byte is stored."""
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        to: _builtins.str = ...,
+        persistent: _builtins.bool | None = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        id: _builtins.str = ...,
+        size: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_persistent", b"_persistent", "_size", b"_size", "persistent", b"persistent", "size", b"size"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_persistent", b"_persistent", "_size", b"_size", "headers", b"headers", "id", b"id", "persistent", b"persistent", "size", b"size", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__persistent: _TypeAlias = _typing.Literal["persistent"]  # noqa: Y015
+    _WhichOneofArgType__persistent: _TypeAlias = _typing.Literal["_persistent", b"_persistent"]  # noqa: Y015
+    _WhichOneofReturnType__size: _TypeAlias = _typing.Literal["size"]  # noqa: Y015
+    _WhichOneofArgType__size: _TypeAlias = _typing.Literal["_size", b"_size"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__persistent) -> _WhichOneofReturnType__persistent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__size) -> _WhichOneofReturnType__size | None: ...
+
+Global___LargeSendHeader: _TypeAlias = LargeSendHeader  # noqa: Y015
+
+@_typing.final
+class LargeSendPart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    @_builtins.property
+    def header(self) -> Global___LargeSendHeader:
+        """First, and once."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___LargeSendHeader | None = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "data"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___LargeSendPart: _TypeAlias = LargeSendPart  # noqa: Y015
+
+@_typing.final
+class ReadPayloadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    offset: _builtins.int
+    """Start here (to continue a read that broke off)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadPayloadRequest: _TypeAlias = ReadPayloadRequest  # noqa: Y015
+
+@_typing.final
+class PayloadChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    offset: _builtins.int
+    data: _builtins.bytes
+    size: _builtins.int
+    """The whole payload's length."""
+    def __init__(
+        self,
+        *,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "offset", b"offset", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayloadChunk: _TypeAlias = PayloadChunk  # noqa: Y015

@@ -75,6 +75,16 @@ class QueueManagerStub:
                 request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveRequest.SerializeToString,
                 response_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveResponse.FromString,
                 _registered_method=True)
+        self.SendLarge = channel.stream_unary(
+                '/goq.v1.QueueManager/SendLarge',
+                request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.LargeSendPart.SerializeToString,
+                response_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.SendResponse.FromString,
+                _registered_method=True)
+        self.ReadPayload = channel.unary_stream(
+                '/goq.v1.QueueManager/ReadPayload',
+                request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.ReadPayloadRequest.SerializeToString,
+                response_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.PayloadChunk.FromString,
+                _registered_method=True)
 
 
 class QueueManagerServicer:
@@ -137,6 +147,22 @@ class QueueManagerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendLarge(self, request_iterator, context):
+        """Send one large message as a stream: a header first, then the payload in chunks of any size (up to
+        1 MiB each is best). Returns once the whole payload is stored (in MongoDB GridFS if persistent).
+        A declared size over the limit is refused (INVALID_ARGUMENT) before any byte is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadPayload(self, request, context):
+        """A leased large message's payload, in chunks from offset (for a ReceivedMessage with large set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueManagerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +205,16 @@ def add_QueueManagerServicer_to_server(servicer, server):
                     servicer.Redrive,
                     request_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveRequest.FromString,
                     response_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveResponse.SerializeToString,
+            ),
+            'SendLarge': grpc.stream_unary_rpc_method_handler(
+                    servicer.SendLarge,
+                    request_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.LargeSendPart.FromString,
+                    response_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.SendResponse.SerializeToString,
+            ),
+            'ReadPayload': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadPayload,
+                    request_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.ReadPayloadRequest.FromString,
+                    response_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.PayloadChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +434,60 @@ class QueueManager:
             '/goq.v1.QueueManager/Redrive',
             goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveRequest.SerializeToString,
             goq_dot_api_dot_v1_dot_queue__manager__pb2.RedriveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendLarge(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/goq.v1.QueueManager/SendLarge',
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.LargeSendPart.SerializeToString,
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.SendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadPayload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/goq.v1.QueueManager/ReadPayload',
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.ReadPayloadRequest.SerializeToString,
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.PayloadChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,13 @@ class QueueManagerStub:
     """The newest messages in this identity's poison queue (sinks that keep them: mongodb)."""
     Redrive: _grpc.UnaryUnaryMultiCallable[_queue_manager_pb2.RedriveRequest, _queue_manager_pb2.RedriveResponse]
     """Hand poisoned messages back for another round of delivery (outbound) or consumption (inbound)."""
+    SendLarge: _grpc.StreamUnaryMultiCallable[_queue_manager_pb2.LargeSendPart, _queue_manager_pb2.SendResponse]
+    """Send one large message as a stream: a header first, then the payload in chunks of any size (up to
+    1 MiB each is best). Returns once the whole payload is stored (in MongoDB GridFS if persistent).
+    A declared size over the limit is refused (INVALID_ARGUMENT) before any byte is stored.
+    """
+    ReadPayload: _grpc.UnaryStreamMultiCallable[_queue_manager_pb2.ReadPayloadRequest, _queue_manager_pb2.PayloadChunk]
+    """A leased large message's payload, in chunks from offset (for a ReceivedMessage with large set)."""
 
 @_typing.type_check_only
 class QueueManagerAsyncStub(QueueManagerStub):
@@ -73,6 +80,13 @@ class QueueManagerAsyncStub(QueueManagerStub):
     """The newest messages in this identity's poison queue (sinks that keep them: mongodb)."""
     Redrive: _aio.UnaryUnaryMultiCallable[_queue_manager_pb2.RedriveRequest, _queue_manager_pb2.RedriveResponse]  # type: ignore[assignment]
     """Hand poisoned messages back for another round of delivery (outbound) or consumption (inbound)."""
+    SendLarge: _aio.StreamUnaryMultiCallable[_queue_manager_pb2.LargeSendPart, _queue_manager_pb2.SendResponse]  # type: ignore[assignment]
+    """Send one large message as a stream: a header first, then the payload in chunks of any size (up to
+    1 MiB each is best). Returns once the whole payload is stored (in MongoDB GridFS if persistent).
+    A declared size over the limit is refused (INVALID_ARGUMENT) before any byte is stored.
+    """
+    ReadPayload: _aio.UnaryStreamMultiCallable[_queue_manager_pb2.ReadPayloadRequest, _queue_manager_pb2.PayloadChunk]  # type: ignore[assignment]
+    """A leased large message's payload, in chunks from offset (for a ReceivedMessage with large set)."""
 
 class QueueManagerServicer(metaclass=_abc_1.ABCMeta):
     """The application's API, on 127.0.0.1:7701."""
@@ -141,5 +155,24 @@ class QueueManagerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_manager_pb2.RedriveResponse, _abc.Awaitable[_queue_manager_pb2.RedriveResponse]]:
         """Hand poisoned messages back for another round of delivery (outbound) or consumption (inbound)."""
+
+    @_abc_1.abstractmethod
+    def SendLarge(
+        self,
+        request_iterator: _MaybeAsyncIterator[_queue_manager_pb2.LargeSendPart],
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_manager_pb2.SendResponse, _abc.Awaitable[_queue_manager_pb2.SendResponse]]:
+        """Send one large message as a stream: a header first, then the payload in chunks of any size (up to
+        1 MiB each is best). Returns once the whole payload is stored (in MongoDB GridFS if persistent).
+        A declared size over the limit is refused (INVALID_ARGUMENT) before any byte is stored.
+        """
+
+    @_abc_1.abstractmethod
+    def ReadPayload(
+        self,
+        request: _queue_manager_pb2.ReadPayloadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_queue_manager_pb2.PayloadChunk], _abc.AsyncIterator[_queue_manager_pb2.PayloadChunk]]:
+        """A leased large message's payload, in chunks from offset (for a ReceivedMessage with large set)."""
 
 def add_QueueManagerServicer_to_server(servicer: QueueManagerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
