@@ -19,6 +19,8 @@ from goq.devenv.sidecars import SidecarProcess, hmac_keys, local_sidecars
 # Bounds high enough that a benchmark measures delivery, not the overflow policy (the backlog scenario
 # queues 1,000,000 messages).
 QUEUE_SPEC = json.dumps({"sendQueueLimit": 2_000_000, "receiveQueueLimit": 2_000_000})
+MONGO_CACHE_GB = 2.0
+"""WiredTiger cache of the benchmark's mongod: the tests' 0.25 GB would make 64 KiB runs evict constantly."""
 STATS_FIELDS = (
     "send_queue",
     "receive_queue",
@@ -50,7 +52,7 @@ class GoQSystem:
         self.identities = identities
         self.extra_env = extra_env or {}
         self.workdir = Path(tempfile.mkdtemp(prefix="goq-bench-"))
-        self.mongo = MongoServer(self.workdir / "mongo")
+        self.mongo = MongoServer(self.workdir / "mongo", cache_gb=MONGO_CACHE_GB)
         self.sidecars: dict[str, SidecarProcess] = {}
 
     def start(self, timeout: float = 60.0) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from stats import STREAM, engine_ratios, hygiene_lines, markdown_tables, throughput_row
 
 CONFIGURATIONS = """\
-- **GoQ** (every variant): mongod (single-node replica set, WiredTiger cache 0.25 GB) and two `goq-sidecar`
+- **GoQ** (every variant): mongod (single-node replica set, WiredTiger cache 2 GB) and two `goq-sidecar`
   processes (orders -> billing) on loopback, default settings (lease 30 s, batch 256, window 8), queue limits
   raised to 2,000,000 so that the overflow policy never acts. *Transient* messages live in the sidecars'
   memory; *persistent* ones are written to MongoDB (majority) before they are accepted, and again by the

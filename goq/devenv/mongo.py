@@ -51,9 +51,11 @@ class MongoServer:
     """One ``mongod`` with its data in ``workdir``; ``stop`` then ``start`` restarts it on the same port
     with the same data, as a fault test needs."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, cache_gb: float = 0.25) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.cache_gb = cache_gb
+        """WiredTiger's cache: small for tests (many servers at once), larger for benchmarks."""
         self.process: processes.ServerProcess | None = None
 
     @property
@@ -73,7 +75,7 @@ class MongoServer:
             "--bind_ip", "127.0.0.1",
             "--port", str(self.port),
             "--dbpath", str(dbpath.resolve()),
-            "--wiredTigerCacheSizeGB", "0.25",
+            "--wiredTigerCacheSizeGB", str(self.cache_gb),
             "--oplogSize", "128",
             "--setParameter", "ttlMonitorSleepSecs=1",
         ]  # fmt: skip
