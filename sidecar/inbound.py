@@ -83,6 +83,8 @@ class Inbound:
         self.waiting: list[tuple[float, int, Incoming]] = []
         self.leased: dict[str, Incoming] = {}
         self.live: set[str] = set()
+        self._admitting = 0
+        """Keys in ``live`` reserved by arrivals whose bound is not applied yet."""
         """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
         self.large_ready: set[str] = set()
         """Keys of large messages whose bodies were received and verified (``goq.sidecar.large``): only
@@ -97,7 +99,9 @@ class Inbound:
 
     @property
     def depth(self) -> int:
-        return len(self.live)
+        """Messages held for the application; those of batches still being checked against the bound
+        are not counted yet (some of them may be refused)."""
+        return len(self.live) - self._admitting
 
     # From peers.
 
@@ -119,12 +123,16 @@ class Inbound:
             else:
                 self.live.add(checked.key)
                 arrival.candidates.append((index, checked))
+        self._admitting += len(arrival.candidates)
         return arrival
 
     async def store(self, arrival: "Arrival") -> "Arrival":
         """Apply the bound and store; several arrivals may be stored at once (one group commit)."""
         try:
-            admitted = await self._admit(arrival.candidates, arrival.results)
+            try:
+                admitted = await self._admit(arrival.candidates, arrival.results)
+            finally:
+                self._admitting -= len(arrival.candidates)
             arrival.stored = await self._store(admitted, arrival.results)
         except Exception:
             log.exception("storing a delivered batch failed; the sender will retry it")
@@ -174,7 +182,8 @@ class Inbound:
     ) -> list[tuple[int, Incoming]]:
         """Apply the receive queue's bound: beyond it, poison (``overflow: poison``) or refuse for now."""
         spec = self.spec()
-        room = spec.receive_queue_limit - (self.depth - len(candidates))
+        # Other arrivals' reservations count as taken: never more than the limit, even while several wait.
+        room = spec.receive_queue_limit - (len(self.live) - len(candidates))
         if len(candidates) <= room:
             return candidates
         admitted, over = candidates[: max(room, 0)], candidates[max(room, 0) :]
