@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Final
 
 LOWEST: Final = 10_000
+_HANDED_OUT: set[int] = set()
+"""Ports this process gave out: a port chosen for a server not started yet is free, but not ours to give again."""
 EPHEMERAL_RANGE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
@@ -24,7 +26,8 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     Below it, because a server is often restarted on its ports (a sidecar killed and started again):
     a port from the ephemeral range can meanwhile become some process's outgoing connection, and with
     many processes connecting, now and then one does. All sockets stay bound until every port is chosen,
-    so the ports are distinct from each other.
+    so the ports are distinct from each other, and a port is never handed out twice by one process (a
+    hundred sidecars are given their ports before the first of them binds one).
     """
     top = _below_ephemeral()
     chooser = random.SystemRandom()
@@ -34,11 +37,14 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves bind
             port = chooser.randrange(LOWEST, top) if top > LOWEST + 1000 else 0
+            if port in _HANDED_OUT:
+                continue
             try:
                 sock.bind((host, port))
             except OSError:
                 continue  # taken: try another
             ports.append(sock.getsockname()[1])
+        _HANDED_OUT.update(ports)
         return ports
 
 

@@ -68,3 +68,8 @@ def test_free_ports_are_distinct_and_unused() -> None:
 def test_free_ports_lie_below_the_range_the_kernel_gives_outgoing_connections() -> None:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     assert all(10_000 <= p < low for p in free_ports(20))
+
+
+def test_a_process_never_hands_out_the_same_port_twice_even_before_anything_binds_it() -> None:
+    ports = [port for _ in range(300) for port in free_ports(4)]
+    assert len(set(ports)) == len(ports)
