@@ -30,8 +30,8 @@ LOAD_RETRY: Final = 1.0
 class WindowConfig:
     """How much of one destination's send queue stays in memory (``GOQ_LANE_WINDOW``, ``_BYTES``)."""
 
-    messages: int = 4096
-    bytes: int = 16 * 1024 * 1024
+    messages: int = 16384
+    bytes: int = 32 * 1024 * 1024
 
 
 class SpillStore(Protocol):

@@ -51,8 +51,8 @@ class SidecarSettings:
     max_payload: int = 4 * 1024 * 1024
     batch_max: int = 256
     window: int = 8
-    lane_window: int = 4096
-    lane_window_bytes: int = 16 * 1024 * 1024
+    lane_window: int = 16384
+    lane_window_bytes: int = 32 * 1024 * 1024
     large_chunk: int = 1024 * 1024
     """Bytes per chunk of a large message's body (GOQ_LARGE_CHUNK_BYTES); payloads above it take the large path."""
     spill_dir: Path | None = None
@@ -103,8 +103,8 @@ class SidecarSettings:
             max_payload=e.integer("GOQ_MAX_PAYLOAD_BYTES", 4 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
             batch_max=e.integer("GOQ_BATCH_MAX", 256, 1, 10_000),
             window=e.integer("GOQ_WINDOW", 8, 1, 1024),
-            lane_window=e.integer("GOQ_LANE_WINDOW", 4096, 1, 1_000_000),
-            lane_window_bytes=e.integer("GOQ_LANE_WINDOW_BYTES", 16 * 1024 * 1024, 1, 1 << 40),
+            lane_window=e.integer("GOQ_LANE_WINDOW", 16384, 1, 1_000_000),
+            lane_window_bytes=e.integer("GOQ_LANE_WINDOW_BYTES", 32 * 1024 * 1024, 1, 1 << 40),
             large_chunk=e.integer("GOQ_LARGE_CHUNK_BYTES", 1024 * 1024, 64 * 1024, 4 * 1024 * 1024),
             spill_dir=Path(e.get("GOQ_SPILL_DIR")) if e.get("GOQ_SPILL_DIR") else None,
             spill_limit=e.integer("GOQ_SPILL_LIMIT_BYTES", 4 * 1024 * 1024 * 1024, 0, 1 << 50),
