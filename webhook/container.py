@@ -3,7 +3,14 @@
 from typing import Any
 
 from goq import names
-from goq.webhook.settings import CONTAINER_NAME, KEYS_MOUNT_PATH, KEYS_VOLUME, InjectionSettings
+from goq.webhook.settings import (
+    CONTAINER_NAME,
+    KEYS_MOUNT_PATH,
+    KEYS_VOLUME,
+    SPILL_MOUNT_PATH,
+    SPILL_VOLUME,
+    InjectionSettings,
+)
 
 PORTS: tuple[tuple[str, int], ...] = (
     ("goq-rest", names.PORT_REST),
@@ -34,6 +41,7 @@ def sidecar_container(identity: str, settings: InjectionSettings) -> dict[str, A
         _field_env("GOQ_POD_NAME", "metadata.name"),
         _field_env("GOQ_POD_IP", "status.podIP"),
         {"name": "GOQ_KEYS_DIR", "value": KEYS_MOUNT_PATH},
+        {"name": "GOQ_SPILL_DIR", "value": SPILL_MOUNT_PATH},
     ]
     if settings.mongodb_secret:
         env.append(
@@ -60,13 +68,19 @@ def sidecar_container(identity: str, settings: InjectionSettings) -> dict[str, A
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": KEYS_VOLUME, "mountPath": KEYS_MOUNT_PATH, "readOnly": True}],
+        "volumeMounts": [
+            {"name": KEYS_VOLUME, "mountPath": KEYS_MOUNT_PATH, "readOnly": True},
+            {"name": SPILL_VOLUME, "mountPath": SPILL_MOUNT_PATH},
+        ],
     }
     if settings.native_sidecar:
         container["restartPolicy"] = "Always"
     return container
 
 
-def keys_volume(settings: InjectionSettings) -> dict[str, Any]:
-    """The HMAC key ring Secret as a read-only volume."""
-    return {"name": KEYS_VOLUME, "secret": {"secretName": settings.keys_secret, "defaultMode": 0o440}}
+def sidecar_volumes(settings: InjectionSettings) -> list[dict[str, Any]]:
+    """The HMAC key ring Secret (read-only), and an emptyDir where transient large bodies spill."""
+    return [
+        {"name": KEYS_VOLUME, "secret": {"secretName": settings.keys_secret, "defaultMode": 0o440}},
+        {"name": SPILL_VOLUME, "emptyDir": {"sizeLimit": settings.spill_size_limit}},
+    ]

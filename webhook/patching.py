@@ -11,7 +11,7 @@ from typing import Any
 from goq import names
 from goq.errors import ConfigError
 from goq.identity import validate_identity
-from goq.webhook.container import keys_volume, sidecar_container
+from goq.webhook.container import sidecar_container, sidecar_volumes
 from goq.webhook.settings import CONTAINER_NAME, InjectionSettings
 
 JsonPatch = list[dict[str, Any]]
@@ -86,10 +86,10 @@ def injection_patch(pod: Mapping[str, Any], settings: InjectionSettings) -> Json
     else:
         patch.append({"op": "add", "path": "/spec/containers/-", "value": container})
 
-    volume = keys_volume(settings)
-    volumes = spec.get("volumes")
-    if not volumes:
-        patch.append({"op": "add", "path": "/spec/volumes", "value": [volume]})
-    elif all(v.get("name") != volume["name"] for v in volumes):
-        patch.append({"op": "add", "path": "/spec/volumes/-", "value": volume})
+    existing = {v.get("name") for v in spec.get("volumes") or []}
+    missing = [v for v in sidecar_volumes(settings) if v["name"] not in existing]
+    if not spec.get("volumes"):
+        patch.append({"op": "add", "path": "/spec/volumes", "value": missing})
+    else:
+        patch.extend({"op": "add", "path": "/spec/volumes/-", "value": v} for v in missing)
     return patch

@@ -9,6 +9,9 @@ from goq.keyring import SECRET_NAME
 CONTAINER_NAME: Final = "goq-sidecar"
 KEYS_VOLUME: Final = "goq-hmac-keys"
 KEYS_MOUNT_PATH: Final = "/var/run/goq/hmac"
+SPILL_VOLUME: Final = "goq-spill"
+SPILL_MOUNT_PATH: Final = "/var/run/goq/spill"
+"""Where transient large bodies spill: the sidecar's root filesystem is read-only."""
 NATIVE_SIDECARS_SINCE: Final = (1, 29)
 """Init containers with ``restartPolicy: Always`` are on by default from Kubernetes 1.29."""
 
@@ -28,6 +31,9 @@ class InjectionSettings:
     """Inject as an init container with ``restartPolicy: Always`` (servers >= 1.29) instead of a container."""
     keys_secret: str = SECRET_NAME
     """The Secret with the HMAC key ring, in the pod's namespace (the operator keeps it there)."""
+    spill_size_limit: str = "4Gi"
+    """``sizeLimit`` of the emptyDir where transient large bodies spill (the sidecar's own cap is
+    ``GOQ_SPILL_LIMIT_BYTES``, 4 GiB by default)."""
     mongodb_secret: str | None = None
     """A Secret in the pod's namespace whose key ``uri`` is the MongoDB connection string; ``None``: none."""
     version: str = __version__

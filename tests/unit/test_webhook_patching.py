@@ -8,7 +8,7 @@ import pytest
 
 from goq import names
 from goq.webhook import InjectionRefusedError, InjectionSettings, injection_patch, is_injected, supports_native_sidecars
-from goq.webhook.settings import CONTAINER_NAME, KEYS_MOUNT_PATH, KEYS_VOLUME
+from goq.webhook.settings import CONTAINER_NAME, KEYS_MOUNT_PATH, KEYS_VOLUME, SPILL_MOUNT_PATH, SPILL_VOLUME
 
 SETTINGS = InjectionSettings(image="example/goq-sidecar:1.2.3", version="1.2.3")
 NATIVE = InjectionSettings(image="example/goq-sidecar:1.2.3", version="1.2.3", native_sidecar=True)
@@ -51,14 +51,15 @@ def test_pods_that_did_not_opt_in_or_have_it_already_get_an_empty_patch(untouche
     assert injection_patch(untouched, SETTINGS) == []
 
 
-def test_an_opted_in_pod_gets_label_annotation_sidecar_and_key_volume() -> None:
+def test_an_opted_in_pod_gets_label_annotation_sidecar_key_volume_and_spill_volume() -> None:
     result = applied(pod({names.ANNOTATION_ID: "orders"}))
     assert result["metadata"]["labels"] == {names.LABEL_ID: "orders"}
     assert result["metadata"]["annotations"] == {names.ANNOTATION_ID: "orders", names.ANNOTATION_INJECTED: "1.2.3"}
     assert [c["name"] for c in result["spec"]["containers"]] == ["app", CONTAINER_NAME]
     assert "initContainers" not in result["spec"]
     assert result["spec"]["volumes"] == [
-        {"name": KEYS_VOLUME, "secret": {"secretName": "goq-hmac-keys", "defaultMode": 0o440}}
+        {"name": KEYS_VOLUME, "secret": {"secretName": "goq-hmac-keys", "defaultMode": 0o440}},
+        {"name": SPILL_VOLUME, "emptyDir": {"sizeLimit": "4Gi"}},
     ]
 
 
@@ -72,6 +73,7 @@ def test_the_sidecar_container_carries_identity_downward_api_ports_probes_and_lo
         "GOQ_POD_NAME": "metadata.name",
         "GOQ_POD_IP": "status.podIP",
         "GOQ_KEYS_DIR": KEYS_MOUNT_PATH,
+        "GOQ_SPILL_DIR": SPILL_MOUNT_PATH,
     }
     assert {p["name"]: p["containerPort"] for p in sidecar["ports"]} == {
         "goq-rest": 7700,
@@ -88,7 +90,10 @@ def test_the_sidecar_container_carries_identity_downward_api_ports_probes_and_lo
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert sidecar["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
-    assert sidecar["volumeMounts"] == [{"name": KEYS_VOLUME, "mountPath": KEYS_MOUNT_PATH, "readOnly": True}]
+    assert sidecar["volumeMounts"] == [
+        {"name": KEYS_VOLUME, "mountPath": KEYS_MOUNT_PATH, "readOnly": True},
+        {"name": SPILL_VOLUME, "mountPath": SPILL_MOUNT_PATH},  # the root filesystem is read-only
+    ]
     assert "restartPolicy" not in sidecar
 
 
@@ -116,11 +121,11 @@ def test_applying_the_patch_twice_changes_nothing() -> None:
         ),
         (
             pod({names.ANNOTATION_ID: "orders"}, volumes=[{"name": KEYS_VOLUME, "emptyDir": {}}]),
-            lambda p: p["spec"]["volumes"] == [{"name": KEYS_VOLUME, "emptyDir": {}}],
+            lambda p: p["spec"]["volumes"][0] == {"name": KEYS_VOLUME, "emptyDir": {}},
         ),
         (
             pod({names.ANNOTATION_ID: "orders"}, volumes=[{"name": "data", "emptyDir": {}}]),
-            lambda p: [v["name"] for v in p["spec"]["volumes"]] == ["data", KEYS_VOLUME],
+            lambda p: [v["name"] for v in p["spec"]["volumes"]] == ["data", KEYS_VOLUME, SPILL_VOLUME],
         ),
         (
             pod({names.ANNOTATION_ID: "orders"})
