@@ -45,7 +45,6 @@ RESULTS = {
 
 
 def test_the_plot_is_a_png_even_without_scale_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("matplotlib")  # the bench extra
     monkeypatch.setitem(sys.modules, "stats", load("stats"))  # plot.py imports its sibling by name
     plot = load("plot")
     path = tmp_path / "benchmarks.png"
