@@ -27,6 +27,7 @@ from goq.queue_status import PodFigures
 from goq.retry import RetryPolicy
 from goq.sidecar.app_service import AppService
 from goq.sidecar.backlog import WindowConfig
+from goq.sidecar.collecting import settle
 from goq.sidecar.counting import Counters
 from goq.sidecar.engine import QueueManager
 from goq.sidecar.health import health_app
@@ -221,6 +222,7 @@ class Sidecar:
             await web.TCPSite(self._rest, host, int(port)).start()
         except OSError as exc:
             raise ConfigError(f"cannot listen on {s.rest_listen} for the application REST API ({exc})") from exc
+        settle()
         self.ready = True
         if self._api is not None:
             reporter = StatusReporter(self._api, s.namespace, s.identity)

@@ -10,6 +10,7 @@ and ``GOQ_TEST_KUBECONFIG``; the fixtures then use those instead of starting the
 
 import logging
 import os
+import shutil
 
 # gRPC's core logs at INFO on every fork of a test process that holds channels; only errors matter here.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -39,6 +40,9 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServ
         yield server
     finally:
         server.stop()
+        # The data (a 300 MB journal at least, gigabytes after the large-message tests) outlives the
+        # session in pytest's kept temporary directories and fills the disk over many runs; the log stays.
+        shutil.rmtree(server.workdir / "data", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
