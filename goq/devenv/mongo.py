@@ -22,6 +22,8 @@ from goq.devenv.ports import free_port, is_listening
 log = logging.getLogger("goq.devenv")
 
 REPLICA_SET = "rs0"
+JOURNAL_COMMIT_INTERVAL_MS = 10
+"""How often mongod flushes its journal unasked (its default is 100): see the comment in ``start``."""
 
 
 def find_mongod() -> Path:
@@ -78,6 +80,10 @@ class MongoServer:
             "--wiredTigerCacheSizeGB", str(self.cache_gb),
             "--oplogSize", "128",
             "--setParameter", "ttlMonitorSleepSecs=1",
+            # A majority write that misses the journal flush it asked for waits for the next periodic one:
+            # every 100 ms by default, seen as 100-110 ms stalls of every write in flight, a few a minute
+            # at 1,000 messages/s. At 10 ms they are gone, for about 1% of a core (docs/deploy.md).
+            "--journalCommitInterval", str(JOURNAL_COMMIT_INTERVAL_MS),
         ]  # fmt: skip
         started = time.monotonic()
         self.process = processes.start("mongod", argv, self.workdir / "mongod.log", detached=detached)

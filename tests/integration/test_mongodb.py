@@ -10,7 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 
-from goq.devenv.mongo import MongoServer
+from goq.devenv.mongo import JOURNAL_COMMIT_INTERVAL_MS, MongoServer
 
 Doc = dict[str, object]
 
@@ -64,3 +64,12 @@ async def test_server_restarted_on_its_data_keeps_what_was_written(tmp_path: Pat
             assert await client.db.c.find_one({"_id": 1}) == {"_id": 1, "kept": True}
     finally:
         server.stop()
+
+
+async def test_the_local_mongod_flushes_its_journal_often_enough_for_low_latency(mongo_uri: str) -> None:
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_uri)
+    try:
+        options = await client.admin.command("getCmdLineOpts")
+    finally:
+        await client.close()
+    assert options["parsed"]["storage"]["journal"]["commitIntervalMs"] == JOURNAL_COMMIT_INTERVAL_MS == 10
