@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import floor
 import report
 import scenarios
 from goq_system import GoQSystem, stats_of
@@ -198,8 +199,8 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=None, help="persistent messages of the backlog scenario")
     parser.add_argument(
         "--scenarios",
-        default="throughput,engine,latency,scale,backlog",
-        help="comma-separated subset of throughput,engine,latency,scale,backlog",
+        default="throughput,engine,latency,floor,scale,backlog",
+        help="comma-separated subset of throughput,engine,latency,floor,scale,backlog",
     )
     parser.add_argument(
         "--systems", default="goq,rabbitmq,nats,hop", help="comma-separated subset of goq,rabbitmq,nats,hop"
@@ -308,6 +309,9 @@ def main() -> None:
     results["engine"] = engine
     results["hygiene"] = hygiene.log
     try:
+        if "floor" in wanted:
+            print("floor: MongoDB alone doing GoQ's writes for each persistent message", flush=True)
+            results["floor"] = floor.floor(counts, runs, latency_seconds)
         if "scale" in wanted:
             print(f"scale: {identities} identities, {scale_count:,} x 1 KiB persistent each, in a ring", flush=True)
             results["scale"] = scenarios.scale(identities, scale_count)

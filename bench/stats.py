@@ -210,6 +210,40 @@ def backlog_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
     return _table(headers, [row], markdown)
 
 
+FLOOR = "MongoDB alone (GoQ's writes)"
+
+
+def floor_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
+    """The floor beside GoQ persistent over gRPC streaming and the peers: throughput per size and latency."""
+    found = results.get("floor")
+    if not found:
+        return []
+    headers = ["system"] + [f"{size_label(s)} msg/s" for s in SIZES] + ["64 KiB MB/s", "p50 ms", "p99 ms"]
+    rows = []
+    for name, throughput, latency in _floor_rows(results, found):
+        cells = [name]
+        for size in SIZES:
+            cells.append(f"{throughput[size]['msgs_per_s']:,.0f}" if size in throughput else "-")
+        cells.append(f"{throughput['65536']['mb_per_s']:.1f}" if "65536" in throughput else "-")
+        cells += [f"{float(latency[k]):.2f}" if latency else "-" for k in ("p50_ms", "p99_ms")]
+        rows.append(cells)
+    return _table(headers, rows, markdown)
+
+
+def _floor_rows(
+    results: Mapping[str, Any], found: Mapping[str, Any]
+) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any] | None]]:
+    rows: list[tuple[str, Mapping[str, Any], Mapping[str, Any] | None]] = [
+        (FLOOR, found.get("throughput", {}), found.get("latency"))
+    ]
+    for name, entry in results.get("systems", {}).items():
+        if name == f"GoQ persistent, {STREAM}" or entry.get("group") == "peer":
+            runs = entry.get("throughput", {})
+            throughput = {size: throughput_row(runs[size]) for size in SIZES if runs.get(size)}
+            rows.append((name, throughput, entry.get("latency")))
+    return rows
+
+
 def hygiene_lines(results: Mapping[str, Any]) -> list[str]:
     lines = []
     for entry in results.get("hygiene", []):
@@ -227,6 +261,7 @@ def tables(results: Mapping[str, Any], markdown: bool) -> dict[str, list[str]]:
         "throughput": throughput_table(results, markdown),
         "engine": engine_table(results, markdown),
         "latency": latency_table(results, markdown),
+        "floor": floor_table(results, markdown),
         "resources": resources_table(results, markdown),
         "scale": scale_table(results, markdown),
         "backlog": backlog_table(results, markdown),
@@ -237,6 +272,7 @@ TITLES = {
     "throughput": "Throughput, end to end (median of the runs, min, max)",
     "engine": "GoQ's engine rate and streaming gRPC's share of it",
     "latency": "Latency end to end at a fixed 1,000 msg/s, 1 KiB",
+    "floor": "The floor: MongoDB alone making GoQ's writes for each persistent message, beside GoQ and the peers",
     "resources": "Memory and CPU",
     "scale": "Many identities at once (persistent, 1 KiB, in a ring)",
     "backlog": "A backlog of persistent messages for a destination that is down, restarted and drained",

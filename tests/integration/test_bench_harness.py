@@ -34,4 +34,9 @@ def test_a_tiny_run_of_every_scenario_delivers_everything_and_writes_its_results
     for kind, sizes in results["engine"].items():
         assert sizes["1024"][0]["received"] >= 200, kind
     assert results["scale"]["received"] == 3 * 20
+    floor = results["floor"]
+    assert floor["throughput"]["1024"]["msgs_per_s"] > 0
+    assert floor["throughput"]["65536"]["mb_per_s"] > 0
+    assert 0 < floor["latency"]["p50_ms"] <= floor["latency"]["p99_ms"]
+    assert "The floor: MongoDB alone" in run.stdout
     assert results["backlog"]["drained"] == 300

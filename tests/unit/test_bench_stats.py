@@ -1,6 +1,7 @@
 """The benchmark's pure figures: percentiles, summaries of repeated runs and the tables (bench/stats.py)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ stats = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stats)
 percentile, latency_summary, spread = stats.percentile, stats.latency_summary, stats.spread
 throughput_row, text_table, markdown_tables = stats.throughput_row, stats.text_table, stats.markdown_tables
+# report.py imports "stats" by that name, as bench/run.py runs it: give it this one.
+sys.modules.setdefault("stats", stats)
+_report_spec = importlib.util.spec_from_file_location(
+    "goq_bench_report", Path(__file__).resolve().parents[2] / "bench/report.py"
+)
+assert _report_spec is not None
+assert _report_spec.loader is not None
+report = importlib.util.module_from_spec(_report_spec)
+_report_spec.loader.exec_module(report)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +55,7 @@ def test_spread_and_throughput_row_take_median_min_max() -> None:
 RESULTS = {
     "systems": {
         "NATS JetStream": {
+            "group": "peer",
             "throughput": {"1024": [{"msgs_per_s": 19000.0, "mb_per_s": 19.5}]},
             "latency": {"p50_ms": 0.3, "p90_ms": 0.8, "p99_ms": 3.3, "p999_ms": 10.5, "max_ms": 19.1},
             "rss_idle_mb": {"nats-server": 12.0},
@@ -52,6 +63,7 @@ RESULTS = {
             "cpu_s_per_10k": {"nats-server": 0.3},
         },
         "GoQ persistent, gRPC stream": {
+            "group": "goq",
             "throughput": {
                 "1024": [{"msgs_per_s": 8000.0, "mb_per_s": 8.2}],
                 "65536": [{"msgs_per_s": 500.0, "mb_per_s": 32.8}],
@@ -62,6 +74,7 @@ RESULTS = {
             "cpu_s_per_10k": {},
         },
         "gRPC hop (bare)": {
+            "group": "peer",
             "throughput": {},
             "latency": None,
             "rss_idle_mb": {"hop": 38.0},
@@ -138,3 +151,31 @@ BACKLOG_THAT_NEVER_CAME_BACK = {
 def test_a_restart_that_failed_is_shown_as_failed_not_as_a_time() -> None:
     table = "\n".join(stats.backlog_table(BACKLOG_THAT_NEVER_CAME_BACK, markdown=True))
     assert "| 1,000,000 | 150 | 69 / 3300 / - / - | 400 | failed 3 times | - | - |" in table
+
+
+FLOOR = {
+    "throughput": {
+        "1024": {"msgs_per_s": 30000.0, "min": 29000.0, "max": 31000.0, "mb_per_s": 30.7},
+        "65536": {"msgs_per_s": 2000.0, "min": 1900.0, "max": 2100.0, "mb_per_s": 131.1},
+    },
+    "latency": {"p50_ms": 1.9, "p90_ms": 3.0, "p99_ms": 4.2, "p999_ms": 10.0, "max_ms": 15.0},
+}
+
+
+def test_the_floor_is_shown_beside_goq_persistent_streaming_and_the_peers() -> None:
+    markdown = markdown_tables({**RESULTS, "floor": FLOOR})
+    assert "| MongoDB alone (GoQ's writes) | 30,000 | 2,000 | 131.1 | 1.90 | 4.20 |" in markdown
+    assert "| GoQ persistent, gRPC stream | 8,000 | 500 | 32.8 | - | - |" in markdown
+    assert "| NATS JetStream | 19,000 | - | - | 0.30 | 3.30 |" in markdown
+
+
+def test_the_reading_says_which_targets_lie_beyond_the_store_itself() -> None:
+    text = report.reading({**RESULTS, "floor": FLOOR})
+    assert "GoQ persistent, gRPC stream reaches 27% at 1 KiB and 25% at 64 KiB of that floor's rate." in text
+    assert "the store alone takes 131 MB/s" in text
+    assert "the two majority writes alone take p99 4.20 ms" in text
+
+
+def test_a_run_without_the_floor_has_no_floor_table_or_reading() -> None:
+    assert stats.floor_table(RESULTS, markdown=True) == []
+    assert "floor" not in report.reading(RESULTS)
