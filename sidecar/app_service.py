@@ -56,10 +56,18 @@ def _request(message: pb.SendRequest) -> SendRequest:
     )
 
 
-def _result(outcome: SendReceipt | GoQError) -> pb.SendResult:
-    if isinstance(outcome, SendReceipt):
-        return pb.SendResult(accepted=pb.SendResponse(id=outcome.id, state=outcome.state))
-    return pb.SendResult(error=pb.SendError(code=status_of(outcome).name, message=str(outcome)))
+def _batch_result(outcomes: list[SendReceipt | GoQError]) -> pb.SendBatchResult:
+    """Filled in place: building each result as a message of its own and copying it in costs 3-4 times more."""
+    answer = pb.SendBatchResult()
+    add = answer.results.add
+    for outcome in outcomes:
+        if isinstance(outcome, SendReceipt):
+            accepted = add().accepted
+            accepted.id, accepted.state = outcome.id, outcome.state
+        else:
+            error = add().error
+            error.code, error.message = status_of(outcome).name, str(outcome)
+    return answer
 
 
 def frames(items: list[Incoming], limit: int = FRAME_BYTES) -> Iterator[list[Incoming]]:
@@ -209,7 +217,7 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
             while (task := await answers.get()) is not None:
                 # shield: once stored, messages are enqueued even if the application hangs up meanwhile.
                 outcomes = await asyncio.shield(task)
-                yield pb.SendBatchResult(results=[_result(o) for o in outcomes])
+                yield _batch_result(outcomes)
         finally:
             reader.cancel()
 
