@@ -19,7 +19,7 @@ from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
 from goq.sidecar.inbound import Inbound
-from goq.sidecar.large.bodies import BodyStore, body_name
+from goq.sidecar.large.bodies import BodyStore, BodyWriter, body_name
 from goq.sidecar.large.macs import body_mac, verify_body
 from goq.sidecar.large.progress import LargeProgress
 from goq.sidecar.records import inbound_key
@@ -29,6 +29,22 @@ log = logging.getLogger("goq.sidecar.large")
 
 Result = peer_pb2.MessageResult
 MAX_CHUNK = 4 * 1024 * 1024
+
+
+async def store_chunk(writer: BodyWriter, data: bytes, progress: LargeProgress) -> None:
+    """Append one chunk and count it, finishing the write even if the transfer is cancelled meanwhile.
+
+    A sender that dies cancels this transfer, but an insert already sent lands anyway: the resumed
+    transfer (which waits for this one's lock) must find it stored and counted, not race it.
+    """
+    write = asyncio.ensure_future(writer.write(data))
+    try:
+        await asyncio.shield(write)
+    finally:
+        if not write.done():
+            await asyncio.wait([write])
+        if not write.cancelled() and write.exception() is None:
+            progress.bytes_received += len(data)
 
 
 class TransferRefusedError(Exception):
@@ -134,8 +150,7 @@ class LargeReceiver:
             if end > large.size or (len(chunk.data) != large.chunk_size and end != large.size):
                 raise self._refused("malformed", f"chunk at {chunk.offset} has a wrong length")
             mac.update(chunk.data)
-            await writer.write(chunk.data)
-            self.progress.bytes_received += len(chunk.data)
+            await store_chunk(writer, chunk.data, self.progress)
             self.progress.receiving[key] = writer.offset
         else:
             return  # the sender went away: keep what is stored, for the resumed transfer
