@@ -93,7 +93,7 @@ def versions() -> dict[str, str]:
         found["mongod"] = _command([str(find_mongod()), "--version"])
     except Exception:  # a version line is nice to have, never a reason to fail the run
         found["mongod"] = "?"
-    packages = ("goq", "grpcio", "aiohttp", "pymongo", "aio-pika", "aiormq", "nats-py", "matplotlib")
+    packages = ("goq", "grpcio", "h11", "aiohttp", "pymongo", "aio-pika", "aiormq", "nats-py", "matplotlib")
     for package in packages:
         try:
             found[package] = importlib.metadata.version(package)
@@ -312,11 +312,12 @@ how each path works (it holds whatever the numbers of a particular run are):
 - **Processes**: GoQ is three processes (two Python sidecars and mongod) competing for 2 cores with the
   benchmark's own producer and consumer; each peer is one native broker. Python's per-message overhead in
   the sidecars is most of GoQ's CPU per 10,000 messages.
-- **Memory**: an idle sidecar's RSS is mostly its imports (grpcio, aiohttp, pymongo, protobuf: about 600
-  modules). Under a backlog a sender keeps at most `GOQ_LANE_WINDOW` messages per destination in memory and
-  the rest in MongoDB only, so its memory stays flat however long the outage; a receiver holds what waits for
-  its application in memory, bounded by `receiveQueueLimit` (with `overflow: reject` the rest stays with the
-  senders).
+- **Memory**: an idle sidecar's RSS is mostly its imports (grpcio, pymongo, protobuf, prometheus-client:
+  about 540 modules). Its REST and health server and its Kubernetes client are small ones of its own on h11:
+  aiohttp's cost 11 MB more per sidecar. Under a backlog a sender keeps at most `GOQ_LANE_WINDOW` messages
+  per destination in memory and the rest in MongoDB only, so its memory stays flat however long the outage;
+  a receiver holds what waits for its application in memory, bounded by `receiveQueueLimit` (with
+  `overflow: reject` the rest stays with the senders).
 - **Latency at 1,000 msg/s** measures one message at a time through every hop: the tail (p99 and beyond)
   on a shared 2-core machine is mostly scheduling of the five processes involved. A persistent message
   waits for two majority writes in sequence; the floor's latency row is those two writes alone.

@@ -2,27 +2,30 @@
 
 from collections.abc import Callable
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from goq.sidecar.http_server import Request, Response, Router
 
-def health_app(ready: Callable[[], bool], registry: CollectorRegistry) -> web.Application:
+TEXT = "text/plain; charset=utf-8"
+
+
+def health_routes(ready: Callable[[], bool], registry: CollectorRegistry) -> Router:
     """Liveness (the event loop answers), readiness (started and not shutting down), metrics."""
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    async def healthz(request: Request) -> Response:
+        return Response(body=b"ok\n", content_type=TEXT)
 
-    async def readyz(request: web.Request) -> web.Response:
+    async def readyz(request: Request) -> Response:
         if ready():
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready\n")
+            return Response(body=b"ready\n", content_type=TEXT)
+        return Response(503, b"not ready\n", TEXT)
 
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(request: Request) -> Response:
+        return Response(body=generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    return app
+    routes = Router()
+    routes.add("GET", "/healthz", healthz)
+    routes.add("GET", "/readyz", readyz)
+    routes.add("GET", "/metrics", metrics)
+    return routes

@@ -14,19 +14,18 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
-import aiohttp
 import grpc
-from aiohttp import web
 
 from goq.errors import ConfigError, GoQError, TemporaryError
 from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, Message, validate_message_id
 from goq.sidecar.app_service import large_stats, status_of
 from goq.sidecar.engine import QueueManager, SendRequest
 from goq.sidecar.errors import NotFoundError, PayloadTooLargeError
+from goq.sidecar.http_server import HttpError, Request, Response, Router
 from goq.sidecar.large.service import LargeMessages
 from goq.sidecar.large.uploading import LargeSend
 from goq.sidecar.openapi import (
@@ -54,7 +53,6 @@ SMALL_BODY: Final = 1024 * 1024
 JSON_OVERHEAD: Final = MAX_HEADERS * (MAX_HEADER_NAME + MAX_HEADER_VALUE) * 6 + 64 * 1024
 """Room in a JSON send beyond the base64 payload: every header at its longest, each character
 ``\\uXXXX``-escaped, plus the other fields."""
-READ_CHUNK: Final = 64 * 1024
 SEND_FIELDS: Final = ("to", "payload", "persistent", "headers", "id")
 NACK_FIELDS: Final = ("requeue", "delay", "reason")
 _INTEGER: Final = re.compile(r"[0-9]{1,9}")
@@ -90,10 +88,14 @@ def http_status(error: GoQError) -> int:
     return status
 
 
-def error_response(status: int, message: str) -> web.Response:
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(value).encode(), "application/json")
+
+
+def error_response(status: int, message: str) -> Response:
     """``{"error": {"code", "message"}}`` with ``status``."""
     code = ERROR_CODES.get(status, "bad_request" if status < 500 else "internal")
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+    return json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 # Request decoding: pure functions that raise ConfigError (400) with what is wrong and what is allowed.
@@ -147,14 +149,14 @@ def decode_base64(text: str) -> bytes:
         raise ConfigError('"payload" is not standard base64 (A-Z, a-z, 0-9, + and /, padded with =)') from None
 
 
-def query_of(request: web.Request, *allowed: str) -> dict[str, str]:
+def query_of(request: Request, *allowed: str) -> dict[str, str]:
     """The query parameters, refusing names the call does not take (a likely typo) and repeated ones."""
-    names = list(request.query.keys())
+    names = [name for name, _ in request.query]
     unknown = sorted(set(names) - set(allowed))
     if unknown:
         takes = f"allowed: {', '.join(allowed)}" if allowed else "this call takes none"
         raise ConfigError(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; {takes}")
-    if len(request.query) != len(set(names)):
+    if len(names) != len(set(names)):
         raise ConfigError("a query parameter is given more than once")
     return dict(request.query)
 
@@ -251,13 +253,13 @@ def poisoned_json(record: PoisonRecord) -> dict[str, Any]:
 # Bodies, read with a bound.
 
 
-async def read_body(request: web.Request, limit: int, what: str) -> bytes:
+async def read_body(request: Request, limit: int, what: str) -> bytes:
     """The body, or 413 as soon as it is known to exceed ``limit`` bytes (before it is all read)."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(f"{what} is {request.content_length} bytes; at most {limit} are accepted")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
+    async for chunk in request.chunks():
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(f"{what} is over {limit} bytes; at most {limit} are accepted")
@@ -283,28 +285,16 @@ def _received_text(items: list[Incoming]) -> str:
     return json.dumps({"messages": [received_json(i) for i in items]}, separators=(",", ":"))
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+def json_errors(request: Request, error: Exception) -> Response:
     """Every refusal as ``{"error": {"code", "message"}}``; an unexpected failure is logged and a 500."""
-    try:
-        return await handler(request)
-    except GoQError as exc:
-        return error_response(http_status(exc), str(exc))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        if exc.status == 405:
-            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ())))
-            return error_response(405, f"{request.method} is not allowed on {request.path}; allowed: {allowed}")
-        if exc.status == 404:
-            return error_response(404, f"no such endpoint: {request.path} (see /openapi.json)")
-        return error_response(exc.status, exc.reason)
-    except Exception:
-        log.exception("REST %s %s failed", request.method, request.path)
-        return error_response(500, "internal error; see the sidecar's log")
+    if isinstance(error, GoQError):
+        return error_response(http_status(error), str(error))
+    if isinstance(error, HttpError) and error.status == 404:
+        return error_response(404, f"no such endpoint: {request.path} (see /openapi.json)")
+    if isinstance(error, HttpError):
+        return error_response(error.status, str(error))
+    log.error("REST %s %s failed", request.method, request.path, exc_info=error)
+    return error_response(500, "internal error; see the sidecar's log")
 
 
 class RestApi:
@@ -315,7 +305,7 @@ class RestApi:
         self.large = large
         self.json_limit = 4 * -(-engine.max_payload // 3) + JSON_OVERHEAD
 
-    async def send(self, request: web.Request) -> web.Response:
+    async def send(self, request: Request) -> Response:
         if request.content_type == "application/json":
             body = await read_body(request, self.json_limit, "the JSON body")
             if request.query:
@@ -333,24 +323,24 @@ class RestApi:
         (outcome,) = await asyncio.shield(self.engine.send([send]))
         if isinstance(outcome, GoQError):
             raise outcome
-        return web.json_response({"id": outcome.id, "state": outcome.state}, status=202)
+        return json_response({"id": outcome.id, "state": outcome.state}, status=202)
 
-    def _is_large(self, request: web.Request) -> bool:
+    def _is_large(self, request: Request) -> bool:
         """A raw body over the chunk size, or of unknown length (chunked), streams: a large message."""
         length = request.content_length
         return self.large is not None and (length is None or length > self.large.threshold)
 
-    async def _large_send(self, request: web.Request) -> web.Response:
+    async def _large_send(self, request: Request) -> Response:
         """The body streams into the store as it arrives; a declared length over the limit is refused
         (413) before any of it is read."""
         assert self.large is not None
         raw = self._raw_send(request, b"")
         send = LargeSend(to=raw.to, persistent=raw.persistent, id=raw.id, size=request.content_length)
         self.large.check(send)
-        receipt = await self.large.send(send, request.content.iter_chunked(READ_CHUNK))
-        return web.json_response({"id": receipt.id, "state": receipt.state}, status=202)
+        receipt = await self.large.send(send, request.chunks())
+        return json_response({"id": receipt.id, "state": receipt.state}, status=202)
 
-    async def expect_send(self, request: web.Request) -> web.StreamResponse | None:
+    async def expect_send(self, request: Request) -> Response | None:
         """``Expect: 100-continue`` (curl asks so for bodies over 1 MiB): a large send that will be
         refused anyway (over the limit, bad destination) is answered now, so the body is never sent."""
         if request.content_type == "application/octet-stream" and self._is_large(request):
@@ -362,26 +352,20 @@ class RestApi:
                 )
             except GoQError as exc:
                 return error_response(http_status(exc), str(exc))
-        await _continue(request)
         return None
 
-    async def payload(self, request: web.Request) -> web.StreamResponse:
+    async def payload(self, request: Request) -> Response:
         """A leased large message's payload, streamed (``Content-Length`` is its size)."""
         query_of(request)
         if self.large is None:
             raise NotFoundError("this sidecar holds no large messages")
-        item = self.large.leased(request.match_info["id"])
+        item = self.large.leased(request.params["id"])
         chunks = await self.large.payload(item)
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        response.content_length = item.message.large.size if item.message.large is not None else 0
-        await response.prepare(request)
-        async for data in chunks:
-            await response.write(data)
-        await response.write_eof()
-        return response
+        size = item.message.large.size if item.message.large is not None else 0
+        return Response(content_type="application/octet-stream", stream=chunks, length=size)
 
     @staticmethod
-    def _raw_send(request: web.Request, payload: bytes) -> SendRequest:
+    def _raw_send(request: Request, payload: bytes) -> SendRequest:
         query = query_of(request, "to", "persistent", "id")
         to = query.get("to")
         if to is None:
@@ -390,14 +374,14 @@ class RestApi:
         message_id = validate_message_id(query["id"]) if "id" in query else None
         return SendRequest(to=to, payload=payload, persistent=persistent, id=message_id)
 
-    async def receive(self, request: web.Request) -> web.Response:
+    async def receive(self, request: Request) -> Response:
         query = query_of(request, "max", "wait")
         limit = parse_int(query.get("max"), "max", DEFAULT_RECEIVE, 1, MAX_RECEIVE)
         wait = parse_seconds(query.get("wait"), "wait", MAX_WAIT)
         items = await self._lease(limit, wait)
         size = sum(len(i.message.payload) for i in items)
         text = await _off_loop(size, _received_text, items)
-        return web.Response(text=text, content_type="application/json")
+        return Response(body=text.encode(), content_type="application/json")
 
     async def _lease(self, limit: int, wait: float) -> list[Incoming]:
         """Up to ``limit`` messages whose payloads add up to at most ``RESPONSE_BUDGET`` bytes: each
@@ -413,28 +397,28 @@ class RestApi:
             room -= sum(len(i.message.payload) for i in more)
         return items
 
-    async def ack(self, request: web.Request) -> web.Response:
+    async def ack(self, request: Request) -> Response:
         query_of(request)
-        message_id = request.match_info["id"]
+        message_id = request.params["id"]
         if self.engine.acknowledge([message_id]):
             raise NotFoundError(
                 f"message {message_id!r} is not leased to the application "
                 "(never received, already acknowledged, or its lease ran out)"
             )
-        return web.Response(status=204)
+        return Response(status=204)
 
-    async def nack(self, request: web.Request) -> web.Response:
+    async def nack(self, request: Request) -> Response:
         query_of(request)
         body = await read_body(request, SMALL_BODY, "the nack body")
         requeue, delay, reason = nack_arguments(parse_json_object(body, "the nack body") if body.strip() else {})
-        await self.engine.reject(request.match_info["id"], requeue=requeue, delay=delay, reason=reason)
-        return web.Response(status=204)
+        await self.engine.reject(request.params["id"], requeue=requeue, delay=delay, reason=reason)
+        return Response(status=204)
 
-    async def stats(self, request: web.Request) -> web.Response:
+    async def stats(self, request: Request) -> Response:
         query_of(request)
         stats = self.engine.stats()
         c = stats.counters
-        return web.json_response(
+        return json_response(
             {
                 "identity": stats.identity,
                 "sendQueue": stats.send_queue,
@@ -451,28 +435,18 @@ class RestApi:
             }
         )
 
-    async def poisoned(self, request: web.Request) -> web.Response:
+    async def poisoned(self, request: Request) -> Response:
         limit = parse_int(query_of(request, "limit").get("limit"), "limit", DEFAULT_POISON_LIST, 1, MAX_POISON_LIST)
         records = await self.engine.poisoned(limit)
-        return web.json_response({"messages": [poisoned_json(r) for r in records]})
+        return json_response({"messages": [poisoned_json(r) for r in records]})
 
-    async def redrive(self, request: web.Request) -> web.Response:
+    async def redrive(self, request: Request) -> Response:
         query_of(request)
         ids = redrive_ids(parse_json_object(await read_body(request, SMALL_BODY, "the redrive body"), "the body"))
-        return web.json_response({"ids": await asyncio.shield(self.engine.redrive(ids))})
+        return json_response({"ids": await asyncio.shield(self.engine.redrive(ids))})
 
-    async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(self.engine.max_payload))
-
-
-async def _continue(request: web.Request) -> None:
-    """aiohttp's own answer to ``Expect``: ``100 Continue``, or 417 for any other expectation."""
-    if request.version != aiohttp.HttpVersion11:
-        return
-    if request.headers.get("Expect", "").lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers.get('Expect')}")
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    request.writer.output_size = 0  # the 100 is not part of the answer's body
+    async def openapi(self, request: Request) -> Response:
+        return json_response(openapi_document(self.engine.max_payload))
 
 
 def _camel(name: str) -> str:
@@ -480,17 +454,17 @@ def _camel(name: str) -> str:
     return first + "".join(w.title() for w in rest)
 
 
-def rest_app(engine: QueueManager, large: LargeMessages | None = None) -> web.Application:
-    """The REST application for ``engine``; its routes are exactly those of ``/openapi.json``."""
+def rest_routes(engine: QueueManager, large: LargeMessages | None = None) -> Router:
+    """The REST API's routes for ``engine``: exactly those of ``/openapi.json``."""
     api = RestApi(engine, large)
-    app = web.Application(middlewares=[json_errors], client_max_size=api.json_limit)
-    app.router.add_post("/v1/messages", api.send, expect_handler=api.expect_send)
-    app.router.add_get("/v1/messages", api.receive, allow_head=False)
-    app.router.add_post("/v1/messages/{id}/ack", api.ack)
-    app.router.add_post("/v1/messages/{id}/nack", api.nack)
-    app.router.add_get("/v1/messages/{id}/payload", api.payload, allow_head=False)
-    app.router.add_get("/v1/stats", api.stats, allow_head=False)
-    app.router.add_get("/v1/poison", api.poisoned, allow_head=False)
-    app.router.add_post("/v1/poison/redrive", api.redrive)
-    app.router.add_get("/openapi.json", api.openapi, allow_head=False)
-    return app
+    routes = Router(json_errors)
+    routes.add("POST", "/v1/messages", api.send, expect=api.expect_send)
+    routes.add("GET", "/v1/messages", api.receive)
+    routes.add("POST", "/v1/messages/{id}/ack", api.ack)
+    routes.add("POST", "/v1/messages/{id}/nack", api.nack)
+    routes.add("GET", "/v1/messages/{id}/payload", api.payload)
+    routes.add("GET", "/v1/stats", api.stats)
+    routes.add("GET", "/v1/poison", api.poisoned)
+    routes.add("POST", "/v1/poison/redrive", api.redrive)
+    routes.add("GET", "/openapi.json", api.openapi)
+    return routes

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 from pymongo import AsyncMongoClient
 
@@ -30,8 +29,9 @@ from goq.sidecar.backlog import WindowConfig
 from goq.sidecar.collecting import settle
 from goq.sidecar.counting import Counters
 from goq.sidecar.engine import QueueManager
-from goq.sidecar.health import health_app
+from goq.sidecar.health import health_routes
 from goq.sidecar.histograms import Histograms
+from goq.sidecar.http_server import HttpServer
 from goq.sidecar.inbound import Inbound, InboundConfig
 from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
 from goq.sidecar.kube.api import KubeApi
@@ -48,7 +48,7 @@ from goq.sidecar.poison.base import SinkContext
 from goq.sidecar.poison.loading import load_poison_sink
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.resolving import DnsResolver, Resolver, StaticResolver
-from goq.sidecar.rest_api import rest_app
+from goq.sidecar.rest_api import rest_routes
 from goq.sidecar.settings import SidecarSettings
 from goq.sidecar.stores.absent import NoInbox, NoOutbox
 from goq.sidecar.stores.base import InboxStore, OutboxStore
@@ -169,8 +169,8 @@ class Sidecar:
     engine: QueueManager | None = None
     _mongo: AsyncMongoClient[dict[str, object]] | None = None
     _servers: list[grpc.aio.Server] = field(default_factory=list)
-    _rest: web.AppRunner | None = None
-    _health: web.AppRunner | None = None
+    _rest: HttpServer | None = None
+    _health: HttpServer | None = None
     _kube: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -210,16 +210,13 @@ class Sidecar:
             engine, load_metrics_sinks(live.spec.metrics, context), lambda: live.spec.metrics.interval, registry
         )
         self._tasks.append(asyncio.get_running_loop().create_task(flusher.run(), name="metrics flush"))
-        self._health = web.AppRunner(health_app(lambda: self.ready, registry), access_log=None)
-        await self._health.setup()
+        self._health = HttpServer(health_routes(lambda: self.ready, registry))
         host, _, port = s.health_listen.rpartition(":")
-        await web.TCPSite(self._health, host, int(port)).start()
-        # shutdown_timeout: long polls still waiting at SIGTERM are cut short, as gRPC's grace does.
-        self._rest = web.AppRunner(rest_app(engine, large), access_log=None, shutdown_timeout=1.0)
-        await self._rest.setup()
+        await self._health.start(host, int(port))
+        self._rest = HttpServer(rest_routes(engine, large))
         host, _, port = s.rest_listen.rpartition(":")
         try:
-            await web.TCPSite(self._rest, host, int(port)).start()
+            await self._rest.start(host, int(port))
         except OSError as exc:
             raise ConfigError(f"cannot listen on {s.rest_listen} for the application REST API ({exc})") from exc
         settle()
@@ -278,8 +275,8 @@ class Sidecar:
         self._stopping.set()
         for server in reversed(self._servers):
             await server.stop(grace=1.0)
-        if self._rest is not None:
-            await self._rest.cleanup()
+        if self._rest is not None:  # long polls still waiting are cut short, as gRPC's grace does
+            await self._rest.close(grace=1.0)
         if self.large is not None:
             await self.large.stop()
         if self.engine is not None:
@@ -287,7 +284,7 @@ class Sidecar:
         if self._mongo is not None:
             await self._mongo.close()
         if self._health is not None:
-            await self._health.cleanup()
+            await self._health.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
