@@ -59,7 +59,7 @@ def test_session_leaves_no_mongod_running(how: str, tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(CONFTEST.format(path=ROOT / "tests" / "conftest.py"))
     (tmp_path / "test_inner.py").write_text(INNER_TEST)
     pid_file = tmp_path / "mongod.pid"
-    env = {**os.environ, "PID_FILE": str(pid_file), "HOW": how}
+    env = {**os.environ, "PID_FILE": str(pid_file), "HOW": how, "PYTHONFAULTHANDLER": "1"}
     inner = subprocess.Popen(
         [
             sys.executable,
@@ -82,6 +82,11 @@ def test_session_leaves_no_mongod_running(how: str, tmp_path: Path) -> None:
         inner.send_signal(signal.SIGINT)
     elif how == "killed":
         inner.send_signal(signal.SIGKILL)
-    output, _ = inner.communicate(timeout=60)
+    try:
+        output, _ = inner.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        inner.send_signal(signal.SIGABRT)  # with PYTHONFAULTHANDLER its threads' stacks show where it hangs
+        output, _ = inner.communicate(timeout=30)
+        pytest.fail(f"the inner session did not end within 60 s after it {how}:\n{output.decode(errors='replace')}")
     assert inner.returncode != 0, output.decode()
     assert wait_gone(pid), f"mongod (pid {pid}) still runs after the session {how}"
