@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import pymongo
-from pymongo import AsyncMongoClient, DeleteMany, ReplaceOne, UpdateMany, UpdateOne, WriteConcern
+from pymongo import AsyncMongoClient, DeleteMany, UpdateMany, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -82,6 +82,7 @@ class MongoStore:
         """Create indexes and announce this instance."""
         try:
             await self._inbox.create_index("t", expireAfterSeconds=0, sparse=True, name="tombstone_ttl")
+            await self.inbox.open()
             # Only messages waiting beyond a memory window are in it, so ordinary inserts do not pay for it.
             await self._outbox.create_index(
                 [("h", 1), ("d", 1), ("sp", 1)], partialFilterExpression={"sp": {"$exists": True}}, name="waiting"
@@ -262,7 +263,18 @@ def _outgoing(doc: Doc) -> Outgoing:
 
 
 class MongoInbox:
-    """The persistent inbox (see ``MongoStore``)."""
+    """The persistent inbox: one document per group of messages stored together (see ``MongoStore``).
+
+    A group is what one ``add`` stored at once: a batch a peer delivered. Its document holds the members
+    (``m``) and their de-duplication keys (``ks``, under a unique index: a key already held anywhere makes
+    the insert clash, which is how a redelivery is recognised, one index entry per message as before).
+    Acknowledgements are remembered per group (``x``, in the background); once every member is
+    acknowledged, the group becomes a tombstone (members dropped, keys kept) that the TTL index removes
+    after the dedupe window. Per message that is a fraction of an insert, an update and a TTL deletion,
+    where one document per message cost MongoDB about 40 us of CPU each (bench/floor.py).
+    Documents of one message each (``_id`` the owner and key, no ``ks``), written before groups, are
+    still recovered and acknowledged as they were.
+    """
 
     def __init__(self, store: MongoStore, dedupe_window: float) -> None:
         self._store = store
@@ -273,86 +285,194 @@ class MongoInbox:
         self._updates: GroupCommitter[Any, None] = GroupCommitter(
             lambda ops: _background(store._inbox, ops), linger=BACKGROUND_LINGER
         )
+        self._group_of: dict[str, str] = {}
+        """The ``_id`` of the document holding each message not yet acknowledged."""
+        self._waiting: dict[str, set[str]] = {}
+        """Per group document, the keys of its members not yet acknowledged."""
+
+    async def open(self) -> None:
+        """The unique index on the keys of group documents (documents of one message have none)."""
+        await self._store._inbox.create_index(
+            "ks", unique=True, partialFilterExpression={"ks": {"$exists": True}}, name="dedupe_keys"
+        )
 
     async def add(self, items: list[Incoming]) -> list[bool]:
-        inserted = await self._adds.submit(self._documents(items))
-        clashes = [self._store.key(m.key) for m, new in zip(items, inserted, strict=True) if not new]
-        if not clashes:
-            return inserted
-        # A clash is a true duplicate only if that message was consumed (a tombstone) or another instance
-        # holds it. An unconsumed record of ours was written by an attempt whose answer was lost (a write
-        # that failed ambiguously): the caller does not hold it in memory, so it counts as new.
-        ours = await self._unconsumed_of_this_instance(clashes)
-        return [new or self._store.key(m.key) in ours for m, new in zip(items, inserted, strict=True)]
+        groups = _grouped(items)
+        docs = [self._document(group) for group in groups]
+        stored = await self._adds.submit(docs)
+        new: dict[str, bool] = {}
+        for group, doc, inserted in zip(groups, docs, stored, strict=True):
+            if inserted:
+                self._hold(doc["_id"], [m.key for m in group])
+                new.update((m.key, True) for m in group)
+            else:
+                new.update(await self._add_clashing(group))
+        return [new[m.key] for m in items]
 
-    async def _unconsumed_of_this_instance(self, ids: list[str]) -> set[str]:
-        query = {"_id": {"$in": ids}, "st": "r", "h": self._store.instance}
+    async def _add_clashing(self, group: list[Incoming]) -> dict[str, bool]:
+        """A group whose insert clashed: which members were here already, and the others stored anew.
+
+        A member already held is a true duplicate only if it was consumed (acknowledged) or another
+        instance holds it. An unconsumed member of this instance's was written by an attempt whose
+        answer was lost (a write that failed ambiguously): the caller does not hold it in memory, so it
+        counts as new, held in that earlier document.
+        """
+        new: dict[str, bool] = {}
+        for _ in range(3):  # a clash with a concurrent write of the same keys is retried
+            held, unacknowledged = await self._holders([m.key for m in group])
+            for key, (doc_id, ours) in held.items():
+                new[key] = ours
+                if ours:
+                    # All its unacknowledged members keep the earlier document, not just those sent again.
+                    self._waiting.setdefault(doc_id, unacknowledged[doc_id])
+                    self._hold(doc_id, [key])
+            group = [m for m in group if m.key not in held]
+            if not group:
+                return new
+            doc = self._document(group)
+            (inserted,) = await self._adds.submit([doc])
+            if inserted:
+                self._hold(doc["_id"], [m.key for m in group])
+                new.update((m.key, True) for m in group)
+                return new
+        raise StoreUnavailableError("MongoDB kept refusing a group of received messages as duplicates")
+
+    async def _holders(self, keys: list[str]) -> tuple[dict[str, tuple[str, bool]], dict[str, set[str]]]:
+        """For each key already stored: the document holding it, and whether it is an unconsumed one of
+        ours; and for each such document of ours, all its members not yet acknowledged."""
+        query = {"ks": {"$in": keys}, **self._store.owned()}
         try:
-            return {d["_id"] for d in await self._store._inbox_durable.find(query, {"_id": 1}).to_list(None)}
+            docs = await self._store._inbox_durable.find(query, {"ks": 1, "st": 1, "h": 1, "x": 1}).to_list(None)
         except PyMongoError as exc:
             raise StoreUnavailableError(f"MongoDB could not check for duplicates: {exc}") from exc
+        wanted, held, unacknowledged = set(keys), {}, {}
+        for doc in docs:
+            live = doc.get("st") == "r" and doc.get("h") == self._store.instance
+            waiting = set(doc["ks"]).difference(doc.get("x", ()))
+            if live:
+                unacknowledged[doc["_id"]] = waiting
+            for key in wanted.intersection(doc["ks"]):
+                held[key] = (doc["_id"], live and key in waiting)
+        return held, unacknowledged
 
-    def _documents(self, items: list[Incoming]) -> list[Doc]:
+    def _document(self, group: list[Incoming]) -> Doc:
         store = self._store
-        return [
-            {
-                "_id": store.key(m.key),
-                "h": store.instance,
-                "st": "r",
-                "r": m.received_at,
-                "dl": m.deliveries,
-                "b": m.body,
-                "k": m.key_id,
-                "s": m.signature,
-            }
-            for m in items
-        ]
+        return {
+            "_id": store.key(f"g{os.urandom(12).hex()}"),
+            "h": store.instance,
+            "st": "r",
+            "ks": [m.key for m in group],
+            "m": [
+                {"k": m.key, "r": m.received_at, "dl": m.deliveries, "b": m.body, "ki": m.key_id, "s": m.signature}
+                for m in group
+            ],
+        }
+
+    def _hold(self, doc_id: str, keys: list[str]) -> None:
+        self._waiting.setdefault(doc_id, set()).update(keys)
+        for key in keys:
+            self._group_of[key] = doc_id
 
     def acknowledge(self, keys: list[str]) -> None:
         if not keys:
             return
-        expires = datetime.datetime.fromtimestamp(time.time() + self._window, datetime.UTC)
-        ids = [self._store.key(k) for k in keys]
-        self._updates.submit_nowait(
-            [
-                # A tombstone: no payload, kept for de-duplication until the TTL index removes it.
-                UpdateMany({"_id": {"$in": ids}}, {"$set": {"st": "x", "t": expires}, "$unset": {"b": "", "s": ""}})
-            ]
-        )
+        done: dict[str, list[str]] = {}
+        single = []
+        for key in keys:
+            doc_id = self._group_of.pop(key, None)
+            if doc_id is None:
+                single.append(self._store.key(key))  # a document of one message, from before groups
+            else:
+                done.setdefault(doc_id, []).append(key)
+        expires = self._expiry()
+        operations: list[Any] = []
+        for doc_id, acked in done.items():
+            waiting = self._waiting[doc_id]
+            waiting.difference_update(acked)
+            if waiting:
+                operations.append(UpdateOne({"_id": doc_id}, {"$addToSet": {"x": {"$each": acked}}}))
+            else:
+                del self._waiting[doc_id]
+                operations.append(_tombstone(doc_id, expires))
+        if single:
+            tombstone = {"$set": {"st": "x", "t": expires}, "$unset": {"b": "", "s": ""}}
+            operations.append(UpdateMany({"_id": {"$in": single}}, tombstone))
+        self._updates.submit_nowait(operations)
+
+    def _expiry(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(time.time() + self._window, datetime.UTC)
 
     async def restore(self, items: list[Incoming]) -> None:
-        operations = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in self._documents(items)]
-        if not operations:
+        """Stored again as a group of their own; the keys leave whatever documents held them."""
+        if not items:
             return
+        keys = [m.key for m in items]
+        inbox = self._store._inbox_durable
+        doc = self._document(items)
         try:
-            await self._store._inbox_durable.bulk_write(operations, ordered=False)
+            await inbox.update_many({"ks": {"$in": keys}, **self._store.owned()}, {"$pull": {"ks": {"$in": keys}}})
+            await inbox.delete_many({"_id": {"$in": [self._store.key(k) for k in keys]}})
+            await inbox.insert_one(doc)
         except PyMongoError as exc:
             raise StoreUnavailableError(f"MongoDB could not restore the messages: {exc}") from exc
+        self._hold(doc["_id"], keys)
 
     async def recover(self) -> list[Incoming]:
-        return _incoming_sorted((await self._store.claim("inbox", [self._store.instance]))[1])
+        return self._held((await self._store.claim("inbox", [self._store.instance]))[1])
 
     async def adopt(self, holders: Sequence[str]) -> list[Incoming]:
-        return _incoming_sorted((await self._store.claim("inbox", holders))[1])
+        return self._held((await self._store.claim("inbox", holders))[1])
+
+    def _held(self, docs: list[Doc]) -> list[Incoming]:
+        """The unacknowledged messages of claimed documents, oldest first, remembered for acknowledgement."""
+        records = []
+        for doc in docs:
+            if "m" not in doc:
+                records.append(_incoming(doc["_id"].split("|", 1)[1], doc, doc["k"]))
+                continue
+            done = set(doc.get("x", ()))
+            members = [m for m in doc["m"] if m["k"] not in done]
+            if not members:  # all acknowledged, but the tombstone's write was lost
+                self._updates.submit_nowait([_tombstone(doc["_id"], self._expiry())])
+                continue
+            self._hold(doc["_id"], [m["k"] for m in members])
+            records += [_incoming(m["k"], m, m["ki"]) for m in members]
+        return sorted(records, key=lambda r: r.received_at)
 
     async def close(self) -> None:
         await self._adds.drain()
         await self._updates.drain()
 
 
-def _incoming_sorted(docs: list[Doc]) -> list[Incoming]:
-    records = []
-    for doc in sorted(docs, key=lambda d: d["r"]):
-        body = bytes(doc["b"])
-        records.append(
-            Incoming(
-                key=doc["_id"].split("|", 1)[1],
-                message=Message.decode(body),
-                body=body,
-                key_id=doc["k"],
-                signature=bytes(doc["s"]),
-                received_at=doc["r"],
-                deliveries=doc.get("dl", 0),
-            )
-        )
-    return records
+def _tombstone(doc_id: str, expires: datetime.datetime) -> UpdateOne:
+    """A group all acknowledged: no members, its keys kept for de-duplication until the TTL index removes it."""
+    return UpdateOne({"_id": doc_id}, {"$set": {"st": "x", "t": expires}, "$unset": {"m": "", "x": ""}})
+
+
+GROUP_BYTES: Final = 8 * 1024 * 1024
+"""Most payload bytes in one group document (MongoDB's limit for a document is 16 MiB)."""
+
+
+def _grouped(items: list[Incoming]) -> list[list[Incoming]]:
+    groups: list[list[Incoming]] = [[]]
+    size = 0
+    for item in items:
+        if groups[-1] and size + len(item.body) > GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += len(item.body)
+    return groups
+
+
+def _incoming(key: str, doc: Doc, key_id: str) -> Incoming:
+    body = bytes(doc["b"])
+    return Incoming(
+        key=key,
+        message=Message.decode(body),
+        body=body,
+        key_id=key_id,
+        signature=bytes(doc["s"]),
+        received_at=doc["r"],
+        deliveries=doc.get("dl", 0),
+    )
