@@ -2,9 +2,10 @@
 
 A persistent message costs two majority writes in sequence (the sender stores it before it answers, the
 receiver stores it before it acknowledges: docs/sidecar.md, the delivery promise) and two background
-writes (the sender's delete after delivery, the receiver's tombstone after the application's ack). Here
-one process makes exactly those writes with two clients (one per "sidecar") against a mongod started as
-the GoQ runs start theirs, and nothing else: no gRPC, no signing, no sidecar process. What GoQ measures
+writes (the sender's delete after delivery, the receiver's tombstone after the application's ack), each
+for a batch's messages in one document, as GoQ stores them (docs/sidecar.md, "MongoDB layout"). Here one
+process makes exactly those writes with two clients (one per "sidecar") against a mongod started as the
+GoQ runs start theirs, and nothing else: no gRPC, no signing, no sidecar process. What GoQ measures
 above these figures is the cost of its own processes; below them no design with this store can go.
 
     python bench/floor.py [--count N] [--large-count N] [--latency-seconds S]
@@ -47,18 +48,27 @@ class Side:
         self.background: AsyncCollection[Doc] = db.get_collection(name, write_concern=WriteConcern(w=1))
 
 
-def documents(first: int, count: int, size: int) -> list[Doc]:
+def outbox_document(first: int, count: int, size: int) -> Doc:
+    """A batch of ``count`` messages as the sending sidecar stores it: one document, its members in ``m``."""
     body = os.urandom(size)
-    return [{"_id": f"m{first + i}", "h": "bench", "d": "billing", "b": body, "s": b"s" * 32} for i in range(count)]
+    members = [
+        {"i": f"m{first + i}", "d": "billing", "c": 0.0, "b": body, "k": "k1", "s": b"s" * 32} for i in range(count)
+    ]
+    return {"_id": f"g{first}", "h": "bench", "m": members}
+
+
+def inbox_document(sent: Doc) -> Doc:
+    """The same batch as the receiving sidecar stores it: with its de-duplication keys (``ks``)."""
+    members = [{"k": f"orders|{m['i']}", "r": 0.0, "dl": 0, "b": m["b"], "ki": "k1", "s": m["s"]} for m in sent["m"]]
+    return {"_id": sent["_id"], "h": "bench", "st": "r", "ks": [m["k"] for m in members], "m": members}
 
 
 async def cleanup(sender: Side, receiver: Side, ids: list[str]) -> None:
-    """The two background writes: the sender forgets what was delivered, the receiver leaves tombstones."""
+    """The two background writes: the sender deletes what was delivered, the receiver leaves tombstones."""
     await asyncio.gather(
         sender.background.delete_many({"_id": {"$in": ids}}),
         receiver.background.update_many(
-            {"_id": {"$in": ids}},
-            {"$set": {"st": "x", "t": datetime.datetime.now(datetime.UTC)}, "$unset": {"b": "", "s": ""}},
+            {"_id": {"$in": ids}}, {"$set": {"st": "x", "t": datetime.datetime.now(datetime.UTC)}, "$unset": {"m": ""}}
         ),
     )
 
@@ -76,9 +86,9 @@ async def latency(uri: str, seconds: float, rate: float = 1000.0) -> dict[str, f
         if delay > 0:
             await asyncio.sleep(delay)
         began = time.perf_counter()
-        [doc] = documents(i, 1, 1024)
+        doc = outbox_document(i, 1, 1024)
         await sender.durable.insert_one(doc)
-        await receiver.durable.insert_one(dict(doc))
+        await receiver.durable.insert_one(inbox_document(doc))
         took.append((time.perf_counter() - began) * 1000)
         pending.append(doc["_id"])
         if time.perf_counter() - flushed >= LINGER:
@@ -96,19 +106,19 @@ async def throughput(uri: str, count: int, size: int) -> float:
     sidecars: the receiver stores one batch while the sender stores the next."""
     sender, receiver = Side(uri, "outbox"), Side(uri, "inbox")
     per_batch = max(1, min(BATCH_COUNT, BATCH_BYTES // size))
-    handover: asyncio.Queue[list[Doc] | None] = asyncio.Queue(maxsize=8)
+    handover: asyncio.Queue[Doc | None] = asyncio.Queue(maxsize=8)
 
     async def send() -> None:
         for first in range(0, count, per_batch):
-            batch = documents(first, min(per_batch, count - first), size)
-            await sender.durable.insert_many(batch, ordered=False)
+            batch = outbox_document(first, min(per_batch, count - first), size)
+            await sender.durable.insert_one(batch)
             await handover.put(batch)
         await handover.put(None)
 
     async def receive() -> None:
         while (batch := await handover.get()) is not None:
-            await receiver.durable.insert_many([dict(d) for d in batch], ordered=False)
-            await cleanup(sender, receiver, [d["_id"] for d in batch])
+            await receiver.durable.insert_one(inbox_document(batch))
+            await cleanup(sender, receiver, [batch["_id"]])
 
     start = time.perf_counter()
     await asyncio.gather(send(), receive())
@@ -121,8 +131,10 @@ async def fresh(server: MongoServer, measure: Callable[[str], Awaitable[Any]]) -
     """Run ``measure`` on empty collections, so that no run reads another's leftovers."""
     client: AsyncMongoClient[Doc] = AsyncMongoClient(server.uri)
     await client.drop_database("floor")
-    # GoQ's inbox index that expires tombstones: the tombstone write updates it too.
-    await client["floor"]["inbox"].create_index("t", expireAfterSeconds=3600, sparse=True)
+    # GoQ's inbox indexes: de-duplication keys (one entry per message), and the expiry of tombstones.
+    inbox = client["floor"]["inbox"]
+    await inbox.create_index("ks", unique=True, partialFilterExpression={"ks": {"$exists": True}})
+    await inbox.create_index("t", expireAfterSeconds=3600, sparse=True)
     await client.close()
     return await measure(server.uri)
 

@@ -177,6 +177,7 @@ class QueueManager:
             signature=signature,
             persistent=message.persistent,
             created_at=now,
+            generated=not request.id,
         )
 
     async def _bound(

@@ -28,6 +28,9 @@ class Outgoing:
     last_error: str = ""
     spill: int = 0
     """Non-zero while it waits in the store only (see ``goq.sidecar.backlog``): its place in the queue."""
+    generated: bool = False
+    """Its id was made by this sidecar as it accepted it: no earlier send can have stored it (it may share
+    a document with others; see ``MongoOutbox``)."""
 
     @property
     def size(self) -> int:

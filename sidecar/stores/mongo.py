@@ -12,15 +12,16 @@ redelivery is still recognised. Payloads and signatures are stored as plain ``by
 subtype 0): wrapping them in ``bson.Binary`` first cost a tenth of a sidecar's CPU at full rate.
 """
 
+import asyncio
 import datetime
 import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import pymongo
-from pymongo import AsyncMongoClient, DeleteMany, UpdateMany, UpdateOne, WriteConcern
+from pymongo import AsyncMongoClient, DeleteMany, DeleteOne, UpdateMany, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -41,6 +42,8 @@ DURABLE_WRITERS: Final = 1
 """Majority writes of one kind in flight at once (results still in order; see ``GroupCommitter``)."""
 BACKGROUND_LINGER: Final = 0.025
 """Seconds background writes wait to be grouped: deletes after delivery and acknowledgements."""
+PROGRESS_DELAY: Final = 2.0
+"""Seconds before the members done in an unfinished group document are written (see ``_Progress``)."""
 
 
 class MongoStore:
@@ -127,7 +130,8 @@ class MongoStore:
     async def count_waiting(self, extra: Doc) -> dict[str, int]:
         """Outbox records that wait in the store only, per destination."""
         match = {**self.owned(), "h": self.instance, "sp": {"$exists": True}, **extra}
-        pipeline = [{"$match": match}, {"$group": {"_id": "$d", "n": {"$sum": 1}}}]
+        messages = {"$cond": [{"$isArray": "$m"}, {"$size": "$m"}, 1]}  # a group holds several
+        pipeline = [{"$match": match}, {"$group": {"_id": "$d", "n": {"$sum": messages}}}]
         try:
             with pymongo.timeout(RECOVERY_TIMEOUT):
                 docs = await (await self._outbox.aggregate(pipeline)).to_list(None)
@@ -136,12 +140,22 @@ class MongoStore:
         return {doc["_id"]: doc["n"] for doc in docs}
 
     async def take_waiting(self, destination: str, limit: int) -> list[Doc]:
-        """The oldest ``limit`` waiting records for ``destination``, no longer marked waiting."""
+        """The oldest waiting records for ``destination``, no longer marked waiting: whole documents, as
+        many as hold ``limit`` messages (the last group may take it over by less than a batch)."""
         query = {"h": self.instance, "d": destination, "sp": {"$exists": True}, **self.owned()}
-        try:
-            docs = await self._outbox.find(query).sort("sp", 1).limit(limit).to_list(None)
-            if docs:
-                await self._outbox.update_many({"_id": {"$in": [d["_id"] for d in docs]}}, {"$unset": {"sp": ""}})
+        size = {"$cond": [{"$isArray": "$m"}, {"$size": "$m"}, 1]}
+        try:  # first which documents (counted, not read: a group is a batch's bodies), then those alone
+            heads = await self._outbox.find(query, {"n": size}).sort("sp", 1).limit(limit).to_list(None)
+            chosen, count = [], 0
+            for head in heads:
+                if count >= limit:
+                    break
+                chosen.append(head["_id"])
+                count += head["n"]
+            if not chosen:
+                return []
+            docs = await self._outbox.find({"_id": {"$in": chosen}}).sort("sp", 1).to_list(None)
+            await self._outbox.update_many({"_id": {"$in": chosen}}, {"$unset": {"sp": ""}})
         except PyMongoError as exc:
             raise StoreUnavailableError(f"MongoDB could not load waiting messages: {exc}") from exc
         return docs
@@ -180,8 +194,47 @@ async def _background(collection: AsyncCollection[Doc], operations: list[Any]) -
     return [None] * len(operations)
 
 
+class _Progress:
+    """Members done in group documents that are not finished yet, written only if still unfinished a
+    moment later: most groups finish within milliseconds, and then their delete or tombstone says it all
+    (rewriting a large document for each part done cost MongoDB more than the documents saved). Lost
+    with a crash, progress only means redelivery: the receiver de-duplicates, the application may see
+    again what it had acknowledged (as with any acknowledgement written in the background)."""
+
+    def __init__(self, updates: "GroupCommitter[Any, None]") -> None:
+        self._updates = updates
+        self._pending: dict[str, list[str]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, doc_id: str, done: list[str]) -> None:
+        self._pending.setdefault(doc_id, []).extend(done)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(PROGRESS_DELAY, self.flush)
+
+    def finished(self, doc_id: str) -> None:
+        self._pending.pop(doc_id, None)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, {}
+        self._updates.submit_nowait(
+            [UpdateOne({"_id": d}, {"$addToSet": {"x": {"$each": ids}}}) for d, ids in pending.items()]
+        )
+
+
 class MongoOutbox:
-    """The persistent outbox (see ``MongoStore``)."""
+    """The persistent outbox (see ``MongoStore``).
+
+    Messages whose ids this sidecar generated (it cannot have stored them before) are stored together:
+    one document per accepted batch (members in ``m``); those that wait in the store only (beyond the
+    window, see ``goq.sidecar.backlog``) one per destination, with the destination and the first
+    member's place in the queue. A member's delivery is recorded in the document (``x``, see
+    ``_Progress``) and the document is deleted once every member is delivered or poisoned; a failed
+    attempt updates its member's fields. A message with the application's idempotency id keeps a
+    document of its own, as before groups: its uniqueness is the ``_id``'s.
+    """
 
     def __init__(self, store: MongoStore) -> None:
         self._store = store
@@ -191,65 +244,137 @@ class MongoOutbox:
         self._updates: GroupCommitter[Any, None] = GroupCommitter(
             lambda ops: _background(store._outbox, ops), linger=BACKGROUND_LINGER
         )
+        self._member_of: dict[str, tuple[str, int]] = {}
+        """The group document and position of each held message that is stored in a group."""
+        self._waiting: dict[str, set[str]] = {}
+        """Per group document, the ids of its members not yet delivered or poisoned."""
+        self._progress = _Progress(self._updates)
 
     async def add(self, items: list[Outgoing]) -> list[bool]:
-        store = self._store
-        docs = [
-            {
-                "_id": store.key(m.id),
-                "h": store.instance,
-                "d": str(m.destination),
-                "c": m.created_at,
-                "a": m.failed_attempts,
-                "n": m.next_at,
-                "b": m.body,
-                "k": m.key_id,
-                "s": m.signature,
-                **({"sp": m.spill} if m.spill else {}),
-            }
-            for m in items
-        ]
-        return await self._adds.submit(docs)
+        singles = [m for m in items if not m.generated]
+        held = _grouped([m for m in items if m.generated and not m.spill])
+        spilled = [group for run in _spilled_runs(items) for group in _grouped(run)]
+        docs = [self._single(m) for m in singles]
+        docs += [self._group(group) for group in held] + [self._group(group, spilled=True) for group in spilled]
+        stored = await self._adds.submit(docs)
+        for group, doc in zip(held, docs[len(singles) :], strict=False):
+            self._hold(doc, list(enumerate(m.id for m in group)))
+        answers = iter(stored[: len(singles)])  # a group's members are new: their ids were just made
+        return [next(answers) if not m.generated else True for m in items]
+
+    def _hold(self, doc: Doc, members: list[tuple[int, str]]) -> None:
+        self._waiting[doc["_id"]] = {message_id for _, message_id in members}
+        for index, message_id in members:
+            self._member_of[message_id] = (doc["_id"], index)
+
+    def _single(self, m: Outgoing) -> Doc:
+        return {
+            "_id": self._store.key(m.id),
+            "h": self._store.instance,
+            "d": str(m.destination),
+            "c": m.created_at,
+            "a": m.failed_attempts,
+            "n": m.next_at,
+            "b": m.body,
+            "k": m.key_id,
+            "s": m.signature,
+            **({"sp": m.spill} if m.spill else {}),
+        }
+
+    def _group(self, group: list[Outgoing], *, spilled: bool = False) -> Doc:
+        """Members in ``m``; a spilled group (all for one destination) also has the destination and the
+        first member's place in the queue, as a spilled message of its own has (``d``, ``sp``)."""
+        doc: Doc = {
+            "_id": self._store.key(f"g{os.urandom(12).hex()}"),
+            "h": self._store.instance,
+            "m": [
+                {"i": m.id, "d": str(m.destination), "c": m.created_at, "b": m.body, "k": m.key_id, "s": m.signature}
+                for m in group
+            ],
+        }
+        if spilled:
+            doc.update(d=str(group[0].destination), sp=group[0].spill)
+        return doc
 
     def forget(self, ids: list[str]) -> None:
-        if ids:
-            self._updates.submit_nowait([DeleteMany({"_id": {"$in": [self._store.key(i) for i in ids]}})])
+        done: dict[str, list[str]] = {}
+        singles = []
+        for message_id in ids:
+            member = self._member_of.pop(message_id, None)
+            if member is None:
+                singles.append(self._store.key(message_id))
+            else:
+                done.setdefault(member[0], []).append(message_id)
+        operations: list[Any] = []
+        for doc_id, delivered in done.items():
+            waiting = self._waiting[doc_id]
+            waiting.difference_update(delivered)
+            if waiting:
+                self._progress.add(doc_id, delivered)
+            else:
+                del self._waiting[doc_id]
+                self._progress.finished(doc_id)
+                operations.append(DeleteOne({"_id": doc_id}))
+        if singles:
+            operations.append(DeleteMany({"_id": {"$in": singles}}))
+        self._updates.submit_nowait(operations)
 
     def record_failures(self, items: list[Outgoing]) -> None:
-        self._updates.submit_nowait(
-            [
-                UpdateOne(
-                    {"_id": self._store.key(m.id)},
-                    {"$set": {"a": m.failed_attempts, "n": m.next_at, "e": m.last_error}},
-                )
-                for m in items
-            ]
-        )
+        changes: dict[str, Doc] = {}
+        operations: list[Any] = []
+        for m in items:
+            member = self._member_of.get(m.id)
+            if member is None:
+                failure = {"a": m.failed_attempts, "n": m.next_at, "e": m.last_error}
+                operations.append(UpdateOne({"_id": self._store.key(m.id)}, {"$set": failure}))
+                continue
+            doc_id, index = member
+            fields = changes.setdefault(doc_id, {})
+            fields.update({f"m.{index}.a": m.failed_attempts, f"m.{index}.n": m.next_at, f"m.{index}.e": m.last_error})
+        operations += [UpdateOne({"_id": doc_id}, {"$set": fields}) for doc_id, fields in changes.items()]
+        self._updates.submit_nowait(operations)
 
     async def recover(self) -> list[Outgoing]:
         """What this instance held in memory; see ``spilled_counts`` for what waits in the store only."""
         _, docs = await self._store.claim("outbox", [self._store.instance], waiting=False)
-        return [_outgoing(doc) for doc in docs]
+        return self._held(docs)
 
     async def adopt(self, holders: Sequence[str]) -> tuple[list[Outgoing], dict[str, int]]:
         """Take over a dead replica's records: those to hold, and per destination how many wait in the store."""
         token, docs = await self._store.claim("outbox", holders, waiting=False)
-        return [_outgoing(doc) for doc in docs], await self._store.count_waiting({"cl": token})
+        return self._held(docs), await self._store.count_waiting({"cl": token})
+
+    def _held(self, docs: list[Doc]) -> list[Outgoing]:
+        """The undelivered messages of claimed documents, oldest first, remembered for ``forget``."""
+        records = []
+        for doc in docs:
+            if "m" not in doc:
+                records.append(_outgoing(doc["_id"].split("|", 1)[1], doc))
+                continue
+            done = set(doc.get("x", ()))
+            members = [(index, m) for index, m in enumerate(doc["m"]) if m["i"] not in done]
+            if not members:  # all delivered, but the delete was lost
+                self._updates.submit_nowait([DeleteOne({"_id": doc["_id"]})])
+                continue
+            self._hold(doc, [(index, m["i"]) for index, m in members])
+            records += [_outgoing(m["i"], m) for _, m in members]
+        return sorted(records, key=lambda r: r.created_at)
 
     async def spilled_counts(self) -> dict[str, int]:
         return await self._store.count_waiting({})
 
     async def load_spilled(self, destination: str, limit: int) -> list[Outgoing]:
-        return [_outgoing(doc) for doc in await self._store.take_waiting(destination, limit)]
+        return self._held(await self._store.take_waiting(destination, limit))
 
     async def close(self) -> None:
         await self._adds.drain()
+        self._progress.flush()
         await self._updates.drain()
 
 
-def _outgoing(doc: Doc) -> Outgoing:
+def _outgoing(message_id: str, doc: Doc) -> Outgoing:
     return Outgoing(
-        id=doc["_id"].split("|", 1)[1],
+        id=message_id,
         destination=Address.parse(doc["d"]),
         body=bytes(doc["b"]),
         key_id=doc["k"],
@@ -273,7 +398,7 @@ class MongoInbox:
     after the dedupe window. Per message that is a fraction of an insert, an update and a TTL deletion,
     where one document per message cost MongoDB about 40 us of CPU each (bench/floor.py).
     Documents of one message each (``_id`` the owner and key, no ``ks``), written before groups, are
-    still recovered and acknowledged as they were.
+    still recovered, acknowledged and recognised in de-duplication as they were.
     """
 
     def __init__(self, store: MongoStore, dedupe_window: float) -> None:
@@ -289,18 +414,31 @@ class MongoInbox:
         """The ``_id`` of the document holding each message not yet acknowledged."""
         self._waiting: dict[str, set[str]] = {}
         """Per group document, the keys of its members not yet acknowledged."""
+        self._progress = _Progress(self._updates)
+        self._singles = False
+        """Whether documents of one message (written before groups) were found at start: then ``add``
+        checks their ``_id``s too, until a restart finds none left."""
 
     async def open(self) -> None:
         """The unique index on the keys of group documents (documents of one message have none)."""
-        await self._store._inbox.create_index(
+        inbox = self._store._inbox
+        await inbox.create_index(
             "ks", unique=True, partialFilterExpression={"ks": {"$exists": True}}, name="dedupe_keys"
         )
+        with pymongo.timeout(RECOVERY_TIMEOUT):  # scans the owner's range, as the recovery's claim does
+            single = await inbox.find_one({**self._store.owned(), "ks": {"$exists": False}}, {"_id": 1})
+        self._singles = single is not None
 
     async def add(self, items: list[Incoming]) -> list[bool]:
-        groups = _grouped(items)
+        new: dict[str, bool] = {}
+        if self._singles:  # documents of one message from before groups: their keys are their _ids
+            new = await self._held_singly([m.key for m in items])
+            items_left = [m for m in items if m.key not in new]
+        else:
+            items_left = items
+        groups = _grouped(items_left)
         docs = [self._document(group) for group in groups]
         stored = await self._adds.submit(docs)
-        new: dict[str, bool] = {}
         for group, doc, inserted in zip(groups, docs, stored, strict=True):
             if inserted:
                 self._hold(doc["_id"], [m.key for m in group])
@@ -308,6 +446,17 @@ class MongoInbox:
             else:
                 new.update(await self._add_clashing(group))
         return [new[m.key] for m in items]
+
+    async def _held_singly(self, keys: list[str]) -> dict[str, bool]:
+        """Keys stored in documents of one message: new only if unconsumed and this instance's (see
+        ``_add_clashing``)."""
+        query = {"_id": {"$in": [self._store.key(k) for k in keys]}}
+        try:
+            docs = await self._store._inbox_durable.find(query, {"st": 1, "h": 1}).to_list(None)
+        except PyMongoError as exc:
+            raise StoreUnavailableError(f"MongoDB could not check for duplicates: {exc}") from exc
+        ours = {"st": "r", "h": self._store.instance}
+        return {d["_id"].split("|", 1)[1]: all(d.get(f) == v for f, v in ours.items()) for d in docs}
 
     async def _add_clashing(self, group: list[Incoming]) -> dict[str, bool]:
         """A group whose insert clashed: which members were here already, and the others stored anew.
@@ -390,9 +539,10 @@ class MongoInbox:
             waiting = self._waiting[doc_id]
             waiting.difference_update(acked)
             if waiting:
-                operations.append(UpdateOne({"_id": doc_id}, {"$addToSet": {"x": {"$each": acked}}}))
+                self._progress.add(doc_id, acked)
             else:
                 del self._waiting[doc_id]
+                self._progress.finished(doc_id)
                 operations.append(_tombstone(doc_id, expires))
         if single:
             tombstone = {"$set": {"st": "x", "t": expires}, "$unset": {"b": "", "s": ""}}
@@ -441,6 +591,7 @@ class MongoInbox:
 
     async def close(self) -> None:
         await self._adds.drain()
+        self._progress.flush()
         await self._updates.drain()
 
 
@@ -449,20 +600,41 @@ def _tombstone(doc_id: str, expires: datetime.datetime) -> UpdateOne:
     return UpdateOne({"_id": doc_id}, {"$set": {"st": "x", "t": expires}, "$unset": {"m": "", "x": ""}})
 
 
+R = TypeVar("R", Incoming, Outgoing)
 GROUP_BYTES: Final = 8 * 1024 * 1024
 """Most payload bytes in one group document (MongoDB's limit for a document is 16 MiB)."""
 
 
-def _grouped(items: list[Incoming]) -> list[list[Incoming]]:
-    groups: list[list[Incoming]] = [[]]
-    size = 0
+def _grouped(items: list[R]) -> list[list[R]]:
+    """``items`` in runs of at most ``GROUP_BYTES`` of bodies (a single larger one alone)."""
+    groups: list[list[R]] = []
+    size = GROUP_BYTES
     for item in items:
-        if groups[-1] and size + len(item.body) > GROUP_BYTES:
+        if size + len(item.body) > GROUP_BYTES:
             groups.append([])
             size = 0
         groups[-1].append(item)
         size += len(item.body)
     return groups
+
+
+def _spilled_runs(items: list[Outgoing]) -> list[list[Outgoing]]:
+    """Spilled messages with generated ids, in runs per destination that a message of the same destination
+    stored on its own (an application's id) ends: each run loads back in its place in the queue."""
+    runs: list[list[Outgoing]] = []
+    current: dict[Address, list[Outgoing]] = {}
+    for item in items:
+        if not item.spill:
+            continue
+        if not item.generated:
+            current.pop(item.destination, None)
+            continue
+        run = current.get(item.destination)
+        if run is None:
+            run = current[item.destination] = []
+            runs.append(run)
+        run.append(item)
+    return runs
 
 
 def _incoming(key: str, doc: Doc, key_id: str) -> Incoming:

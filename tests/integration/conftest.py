@@ -2,16 +2,18 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from pymongo import AsyncMongoClient
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.devenv.sidecars import SidecarProcess, hmac_keys, local_sidecars
+from goq.sidecar.stores.mongo import MongoStore
 
 KEY = b"k" * 32
 
@@ -123,3 +125,31 @@ async def apps() -> AsyncIterator[Callable[[SidecarProcess], App]]:
     yield make
     for app in made:
         await app.close()
+
+
+Doc = dict[str, Any]
+OpenStore = Callable[..., Awaitable[MongoStore]]
+
+
+@pytest.fixture
+async def mongo_client(mongo_uri: str) -> AsyncIterator[AsyncMongoClient[Doc]]:
+    async with AsyncMongoClient[Doc](mongo_uri) as connected:
+        yield connected
+
+
+@pytest.fixture
+async def open_store(mongo_client: AsyncMongoClient[Doc], database: str) -> AsyncIterator[OpenStore]:
+    """Open billing's persistent store as a sidecar instance does (``open_store("billing-1")``); a second
+    store of the same instance name is that instance restarted."""
+    opened: list[MongoStore] = []
+
+    async def start(instance: str = "billing-0") -> MongoStore:
+        store = MongoStore(mongo_client, database, "billing.default", instance, dedupe_window=3600, stale_after=0.0)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield start
+    for store in opened:
+        await store.inbox.close()
+        await store.outbox.close()

@@ -25,9 +25,11 @@ def stored_only(sidecar: SidecarProcess) -> float:
 
 
 async def waiting_in_mongodb(mongo_uri: str, database: str) -> int:
+    """Messages stored with a place in the queue: a document of one, or a group's members."""
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
     try:
-        return await client[database]["outbox"].count_documents({"sp": {"$exists": True}})
+        docs = await client[database]["outbox"].find({"sp": {"$exists": True}}, {"m.i": 1}).to_list(None)
+        return sum(len(doc["m"]) if "m" in doc else 1 for doc in docs)
     finally:
         await client.close()
 

@@ -6,15 +6,15 @@ is a second ``MongoStore`` of the same instance name over the same database.
 """
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 
-import pytest
 from pymongo import AsyncMongoClient
 
 from goq.identity import Address
 from goq.messages import Message
 from goq.sidecar.records import Incoming, inbound_key
 from goq.sidecar.stores.mongo import MongoStore
+
+from .conftest import OpenStore
 
 Doc = dict[str, object]
 ORDERS = Address.parse("orders.default")
@@ -36,42 +36,18 @@ def incoming(number: int) -> Incoming:
     )
 
 
-@pytest.fixture
-async def client(mongo_uri: str) -> AsyncIterator[AsyncMongoClient[Doc]]:
-    async with AsyncMongoClient[Doc](mongo_uri) as connected:
-        yield connected
-
-
-OpenStore = Callable[..., Awaitable[MongoStore]]
-
-
-@pytest.fixture
-async def open_store(client: AsyncMongoClient[Doc], database: str) -> AsyncIterator[OpenStore]:
-    opened: list[MongoStore] = []
-
-    async def start(instance: str = "billing-0") -> MongoStore:
-        store = MongoStore(client, database, "billing.default", instance, dedupe_window=3600, stale_after=0.0)
-        await store.open()
-        opened.append(store)
-        return store
-
-    yield start
-    for store in opened:
-        await store.inbox.close()
-
-
 async def settled(store: MongoStore) -> None:
     """Background writes (acknowledgements) done."""
     await store.inbox.close()
 
 
 async def test_a_batch_is_stored_in_one_document_and_a_redelivery_is_a_duplicate(
-    open_store: OpenStore, client: AsyncMongoClient[Doc], database: str
+    open_store: OpenStore, mongo_client: AsyncMongoClient[Doc], database: str
 ) -> None:
     store: MongoStore = await open_store()
     batch = [incoming(n) for n in range(5)]
     assert await store.inbox.add(batch) == [True] * 5
-    assert await client[database]["inbox"].count_documents({}) == 1
+    assert await mongo_client[database]["inbox"].count_documents({}) == 1
     store.inbox.acknowledge([batch[0].key])
     await settled(store)
     # Sent again with one new message: the consumed one is a duplicate, so is one held by this instance
@@ -80,18 +56,18 @@ async def test_a_batch_is_stored_in_one_document_and_a_redelivery_is_a_duplicate
 
 
 async def test_a_group_becomes_a_tombstone_once_every_member_is_acknowledged(
-    open_store: OpenStore, client: AsyncMongoClient[Doc], database: str
+    open_store: OpenStore, mongo_client: AsyncMongoClient[Doc], database: str
 ) -> None:
     store: MongoStore = await open_store()
     batch = [incoming(n) for n in range(3)]
     await store.inbox.add(batch)
     store.inbox.acknowledge([batch[0].key, batch[1].key])
     await settled(store)
-    (doc,) = await client[database]["inbox"].find({}).to_list(None)
+    (doc,) = await mongo_client[database]["inbox"].find({}).to_list(None)
     assert (doc["st"], sorted(doc["x"]), "t" in doc) == ("r", sorted([batch[0].key, batch[1].key]), False)
     store.inbox.acknowledge([batch[2].key])
     await settled(store)
-    (doc,) = await client[database]["inbox"].find({}).to_list(None)
+    (doc,) = await mongo_client[database]["inbox"].find({}).to_list(None)
     assert (doc["st"], "m" in doc, "t" in doc) == ("x", False, True)  # payloads dropped, expiry set
     assert sorted(doc["ks"]) == sorted(m.key for m in batch)  # keys kept for de-duplication
     assert await store.inbox.add(batch) == [False, False, False]
@@ -118,7 +94,7 @@ async def test_a_restart_recovers_only_the_unacknowledged_members_oldest_first(
 
 
 async def test_a_write_whose_answer_was_lost_is_taken_back_with_all_its_unacknowledged_members(
-    open_store: OpenStore, client: AsyncMongoClient[Doc], database: str
+    open_store: OpenStore, mongo_client: AsyncMongoClient[Doc], database: str
 ) -> None:
     store: MongoStore = await open_store()
     batch = [incoming(n) for n in range(3)]
@@ -129,12 +105,12 @@ async def test_a_write_whose_answer_was_lost_is_taken_back_with_all_its_unacknow
     again.inbox.acknowledge([batch[0].key, batch[1].key])
     await settled(again)
     # The third member is still waiting: the document is no tombstone, and the third arrives as new.
-    (doc,) = await client[database]["inbox"].find({}).to_list(None)
+    (doc,) = await mongo_client[database]["inbox"].find({}).to_list(None)
     assert doc["st"] == "r"
     assert await again.inbox.add([batch[2]]) == [True]
     again.inbox.acknowledge([batch[2].key])
     await settled(again)
-    assert await client[database]["inbox"].count_documents({"st": "x"}) == 1
+    assert await mongo_client[database]["inbox"].count_documents({"st": "x"}) == 1
 
 
 async def test_messages_held_by_another_live_instance_are_duplicates_and_adopted_once_it_dies(
@@ -168,7 +144,7 @@ async def test_a_redriven_message_is_stored_again_though_its_key_was_consumed(
 
 
 async def test_documents_of_one_message_from_before_groups_are_recovered_and_acknowledged(
-    open_store: OpenStore, client: AsyncMongoClient[Doc], database: str
+    open_store: OpenStore, mongo_client: AsyncMongoClient[Doc], database: str
 ) -> None:
     old = incoming(1)
     owner = "billing.default"
@@ -182,12 +158,15 @@ async def test_documents_of_one_message_from_before_groups_are_recovered_and_ack
         "k": "k1",
         "s": old.signature,
     }
-    await client[database]["inbox"].insert_one(legacy)
+    await mongo_client[database]["inbox"].insert_one(legacy)
     store: MongoStore = await open_store()
     (recovered,) = await store.inbox.recover()
     assert (recovered.key, recovered.body, recovered.key_id) == (old.key, old.body, "k1")
     store.inbox.acknowledge([recovered.key])
     await settled(store)
-    doc = await client[database]["inbox"].find_one({"_id": legacy["_id"]})
+    doc = await mongo_client[database]["inbox"].find_one({"_id": legacy["_id"]})
     assert doc is not None
     assert (doc["st"], "b" in doc, "t" in doc) == ("x", False, True)
+    # While such documents exist, a redelivery of a message they hold (consumed, as here) is recognised.
+    again = await open_store()
+    assert await again.inbox.add([old, incoming(2)]) == [False, True]

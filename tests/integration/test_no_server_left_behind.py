@@ -43,6 +43,10 @@ def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float =
     return path.read_text()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_gone(pid: int, timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
     while pid_runs(pid, "mongod"):
@@ -76,6 +80,9 @@ def test_session_leaves_no_mongod_running(how: str, tmp_path: Path) -> None:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        # A suite started in the background (``cmd &``) inherits SIGINT ignored, and so would the inner
+        # session: Python then installs no KeyboardInterrupt handler, and "interrupted" never arrives.
+        preexec_fn=_default_sigint,
     )
     pid = int(wait_for_file(pid_file, inner))
     if how == "interrupted":
