@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from pymongo import MongoClient
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
@@ -105,6 +106,11 @@ class GoQSystem:
         if self.mongo.process:
             pids["mongod"] = self.mongo.process.pid
         return pids
+
+    def checkpoint(self) -> None:
+        """Have mongod write what it holds dirty now (``fsync``), not in the middle of the next phase."""
+        with MongoClient(self.mongo.uri) as client:
+            client.admin.command("fsync")
 
     def describe(self) -> dict[str, Any]:
         return {"identities": list(self.identities), "env": dict(self.extra_env)}

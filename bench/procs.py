@@ -8,10 +8,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+QUIET = 0.10
+"""A latency run starts once less than this share of the cores is busy (nothing of the last phase left)."""
+QUIET_WAIT = 60.0
+"""Most seconds a latency run waits for that."""
 RUNNING: list[subprocess.Popen[str]] = []
 
 
@@ -23,6 +28,28 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy(window: float = 0.5) -> float:
+    """The share of all cores busy over ``window`` seconds (from /proc/stat: everything but idle and iowait)."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(values), values[3] + values[4]
+
+    total, idle = sample()
+    time.sleep(window)
+    total_after, idle_after = sample()
+    return 1.0 - (idle_after - idle) / max(1, total_after - total)
+
+
+def wait_quiet(busy_below: float = QUIET, longest: float = QUIET_WAIT) -> float:
+    """Wait until the machine is quiet (what the last phase left, e.g. a store's checkpoint, is done), at
+    most ``longest`` seconds; the seconds waited."""
+    start = time.monotonic()
+    while machine_busy() >= busy_below and time.monotonic() - start < longest:
+        pass
+    return time.monotonic() - start
 
 
 def rss_mb(pid: int) -> float:

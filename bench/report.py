@@ -48,7 +48,10 @@ CONFIGURATIONS = """\
   subscribes first, then the producer starts; each payload's first 16 bytes carry its send time and the run's
   tag, and the consumer computes the end-to-end latency. Throughput = messages received / (last arrival -
   producer start). Systems run in turn within each repetition (interleaved), all servers up at once.
-  CPU per 10,000 messages is taken from /proc over each system's last 1 KiB throughput run.
+  CPU per 10,000 messages is taken from /proc over each system's last 1 KiB throughput run. Each latency
+  run starts once the machine is quiet (under 10% of the cores busy, at most 60 s), GoQ's mongod having been
+  told to write out what the throughput runs left (`fsync`): otherwise the first system in line measured
+  the last phase's checkpoint instead of itself.
 - **Scale**: a GoQ of its own: one mongod and one sidecar per identity, every sidecar knowing all others
   (static peer map); each identity sends its messages (persistent, 1 KiB, `SendStream`) to the next one in
   a ring and receives the previous one's over its own `Receive` stream; one producer and one consumer

@@ -25,7 +25,7 @@ import scenarios
 from goq_system import GoQSystem, stats_of
 from grpc_hop import HopSystem
 from nats_system import NatsSystem
-from procs import BenchError, cpu_seconds, finish, kill_clients, rss_mb, spawn, wait_ready
+from procs import QUIET_WAIT, BenchError, cpu_seconds, finish, kill_clients, rss_mb, spawn, wait_quiet, wait_ready
 from rabbitmq_system import RabbitMQSystem
 from stats import latency_summary, text_table
 
@@ -283,7 +283,11 @@ def main() -> None:
                         engine.setdefault(f"GoQ {kind}", {}).setdefault(str(size), []).append(result)
         if "latency" in wanted:
             print(f"latency: {latency_seconds:g} s at 1,000 msg/s, 1 KiB", flush=True)
+            if goq is not None:
+                goq.checkpoint()  # what the throughput runs wrote, flushed now rather than during a latency run
             for i, c in enumerate(contenders):
+                waited = wait_quiet(longest=min(QUIET_WAIT, 3 * latency_seconds))
+                print(f"  {c.name}: the machine was quiet after {waited:.1f} s", flush=True)
                 c.results["latency"] = run_once(c, hygiene, int(1000 * latency_seconds), 1024, 1000.0, f"lat-s{i}")
         if goq is not None:
             hygiene.settle(goq, "the end")
