@@ -36,6 +36,8 @@ log = logging.getLogger("goq.sidecar.store")
 Doc = dict[str, Any]
 _DUPLICATE_KEY: Final = 11000
 _AFTER_SEPARATOR: Final = "}"  # the character after "|": bounds an owner's _id range
+WAITING_STEP: Final = 8
+"""Waiting documents read (by their counts) in the first round of a load; each next round reads 4x more."""
 RECOVERY_TIMEOUT: Final = 300.0
 """Seconds the scans of a restart or an adoption may take (a backlog of millions), not GOQ_STORE_TIMEOUT."""
 DURABLE_WRITERS: Final = 1
@@ -130,7 +132,7 @@ class MongoStore:
     async def count_waiting(self, extra: Doc) -> dict[str, int]:
         """Outbox records that wait in the store only, per destination."""
         match = {**self.owned(), "h": self.instance, "sp": {"$exists": True}, **extra}
-        messages = {"$cond": [{"$isArray": "$m"}, {"$size": "$m"}, 1]}  # a group holds several
+        messages = {"$ifNull": ["$mc", 1]}  # a waiting group holds ``mc``, a document of its own one
         pipeline = [{"$match": match}, {"$group": {"_id": "$d", "n": {"$sum": messages}}}]
         try:
             with pymongo.timeout(RECOVERY_TIMEOUT):
@@ -142,16 +144,8 @@ class MongoStore:
     async def take_waiting(self, destination: str, limit: int) -> list[Doc]:
         """The oldest waiting records for ``destination``, no longer marked waiting: whole documents, as
         many as hold ``limit`` messages (the last group may take it over by less than a batch)."""
-        query = {"h": self.instance, "d": destination, "sp": {"$exists": True}, **self.owned()}
-        size = {"$cond": [{"$isArray": "$m"}, {"$size": "$m"}, 1]}
-        try:  # first which documents (counted, not read: a group is a batch's bodies), then those alone
-            heads = await self._outbox.find(query, {"n": size}).sort("sp", 1).limit(limit).to_list(None)
-            chosen, count = [], 0
-            for head in heads:
-                if count >= limit:
-                    break
-                chosen.append(head["_id"])
-                count += head["n"]
+        try:
+            chosen = await self._first_waiting(destination, limit)
             if not chosen:
                 return []
             docs = await self._outbox.find({"_id": {"$in": chosen}}).sort("sp", 1).to_list(None)
@@ -159,6 +153,26 @@ class MongoStore:
         except PyMongoError as exc:
             raise StoreUnavailableError(f"MongoDB could not load waiting messages: {exc}") from exc
         return docs
+
+    async def _first_waiting(self, destination: str, limit: int) -> list[str]:
+        """The ``_id``s of the oldest waiting documents that hold ``limit`` messages, read by their message
+        counts (``mc``), a few at first and more each round: a group is a whole batch's bodies, and reading
+        a thousand of them to pick two cost more than the delivery."""
+        query: Doc = {"h": self.instance, "d": destination, "sp": {"$exists": True}, **self.owned()}
+        chosen: list[str] = []
+        count, step = 0, WAITING_STEP
+        while count < limit:
+            heads = await self._outbox.find(query, {"mc": 1, "sp": 1}).sort("sp", 1).limit(step).to_list(None)
+            for head in heads:
+                if count >= limit:
+                    break
+                chosen.append(head["_id"])
+                count += head.get("mc", 1)  # a document of one message has no count
+            if len(heads) < step:
+                break
+            query["sp"] = {"$gt": heads[-1]["sp"]}
+            step *= 4
+        return chosen
 
     async def forget_instances(self, instances: Sequence[str]) -> None:
         await self._instances.delete_many({"_id": {"$in": [self.key(i) for i in instances]}})
@@ -283,7 +297,8 @@ class MongoOutbox:
 
     def _group(self, group: list[Outgoing], *, spilled: bool = False) -> Doc:
         """Members in ``m``; a spilled group (all for one destination) also has the destination and the
-        first member's place in the queue, as a spilled message of its own has (``d``, ``sp``)."""
+        first member's place in the queue, as a spilled message of its own has (``d``, ``sp``), and its
+        member count (``mc``), so a load can choose documents without reading their bodies."""
         doc: Doc = {
             "_id": self._store.key(f"g{os.urandom(12).hex()}"),
             "h": self._store.instance,
@@ -293,7 +308,7 @@ class MongoOutbox:
             ],
         }
         if spilled:
-            doc.update(d=str(group[0].destination), sp=group[0].spill)
+            doc.update(d=str(group[0].destination), sp=group[0].spill, mc=len(group))
         return doc
 
     def forget(self, ids: list[str]) -> None:
