@@ -15,7 +15,7 @@ from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.devenv.errors import DevEnvError
 from goq.devenv.mongo import MongoServer
-from goq.devenv.sidecars import SidecarProcess, hmac_keys, local_sidecars
+from goq.devenv.sidecars import PORT_ATTEMPTS, SidecarProcess, hmac_keys, local_sidecars
 
 # Bounds high enough that a benchmark measures delivery, not the overflow policy (the backlog scenario
 # queues 1,000,000 messages).
@@ -83,6 +83,9 @@ class GoQSystem:
             while wave:
                 for sidecar in wave:
                     if sidecar.process is None or not sidecar.process.alive():
+                        if sidecar.starts < PORT_ATTEMPTS and sidecar.move_off_taken_port():
+                            sidecar.launch()
+                            continue
                         raise DevEnvError(f"sidecar {sidecar.identity} exited while starting:\n{sidecar.log()[-2000:]}")
                 wave = [s for s in wave if not s.is_ready()]
                 if wave and time.monotonic() > deadline:

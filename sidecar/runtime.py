@@ -31,7 +31,7 @@ from goq.sidecar.counting import Counters
 from goq.sidecar.engine import QueueManager
 from goq.sidecar.health import health_routes
 from goq.sidecar.histograms import Histograms
-from goq.sidecar.http_server import HttpServer
+from goq.sidecar.http_server import HttpServer, Router
 from goq.sidecar.inbound import Inbound, InboundConfig
 from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
 from goq.sidecar.kube.api import KubeApi
@@ -200,7 +200,11 @@ class Sidecar:
         app = grpc.aio.server(options=options, interceptors=interceptors)
         queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine, large), app)
         for server, address, what in ((peer, s.peer_listen, "peer"), (app, s.grpc_listen, "application gRPC")):
-            if server.add_insecure_port(address) == 0:
+            try:
+                bound = server.add_insecure_port(address)
+            except RuntimeError:  # grpcio raises where it once returned 0
+                bound = 0
+            if bound == 0:
                 raise ConfigError(f"cannot listen on {address} for the {what} API (in use?)")
             await server.start()
             self._servers.append(server)
@@ -210,15 +214,8 @@ class Sidecar:
             engine, load_metrics_sinks(live.spec.metrics, context), lambda: live.spec.metrics.interval, registry
         )
         self._tasks.append(asyncio.get_running_loop().create_task(flusher.run(), name="metrics flush"))
-        self._health = HttpServer(health_routes(lambda: self.ready, registry))
-        host, _, port = s.health_listen.rpartition(":")
-        await self._health.start(host, int(port))
-        self._rest = HttpServer(rest_routes(engine, large))
-        host, _, port = s.rest_listen.rpartition(":")
-        try:
-            await self._rest.start(host, int(port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {s.rest_listen} for the application REST API ({exc})") from exc
+        self._health = await _listen(health_routes(lambda: self.ready, registry), s.health_listen, "health")
+        self._rest = await _listen(rest_routes(engine, large), s.rest_listen, "application REST")
         settle()
         self.ready = True
         if self._api is not None:
@@ -317,3 +314,14 @@ async def run(settings: SidecarSettings) -> None:
         log.info("shutting down (grace %.0f s)", settings.shutdown_grace)
     finally:
         await sidecar.stop()
+
+
+async def _listen(routes: Router, address: str, what: str) -> HttpServer:
+    """An HTTP server on ``address``; a port that is taken is a configuration error naming it."""
+    server = HttpServer(routes)
+    host, _, port = address.rpartition(":")
+    try:
+        await server.start(host, int(port))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {address} for the {what} API ({exc.strerror or exc})") from exc
+    return server

@@ -6,7 +6,10 @@ would). ``kill`` is ``kill -9``; ``stop`` is SIGTERM and a clean shutdown.
 """
 
 import base64
+import logging
 import os
+import re
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -15,7 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goq.devenv import processes
+from goq.devenv.errors import DevEnvError
 from goq.devenv.ports import free_ports
+
+log = logging.getLogger("goq.devenv")
+PORT_ATTEMPTS = 3
 
 
 def sidecar_command() -> list[str]:
@@ -45,6 +52,9 @@ class SidecarProcess:
     rest_port: int = 0
     process: processes.ServerProcess | None = None
     starts: int = field(default=0)
+    _log_from: int = field(default=0, repr=False)
+    _served: bool = field(default=False, repr=False)
+    """Whether it was ever ready: from then on clients know its ports, and it keeps them."""
 
     def __post_init__(self) -> None:
         if not self.peer_port:
@@ -74,7 +84,24 @@ class SidecarProcess:
         return f"http://127.0.0.1:{self.health_port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start (or restart) the process and wait until ``/readyz`` says ready."""
+        """Start (or restart) the process and wait until ``/readyz`` says ready.
+
+        Until it first served, a sidecar that finds one of its application ports taken (another process
+        bound it after it was chosen) moves to a fresh one and starts again: nobody knows those ports
+        yet, while its peer port is in every other sidecar's peer map and must stay.
+        """
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.launch()
+            assert self.process is not None
+            try:
+                processes.wait_until("ready", self.is_ready, self.process, timeout)
+                return
+            except DevEnvError:
+                if attempt == PORT_ATTEMPTS or not self.move_off_taken_port():
+                    raise
+
+    def launch(self) -> None:
+        """Start the process and return at once (``is_ready`` says when it serves)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOQ_")}
         env["GOQ_INSTANCE"] = f"{self.identity}-0"
         env["GOQ_SPILL_DIR"] = str(self.workdir / f"spill-{self.identity}")  # not the system's /tmp
@@ -89,12 +116,30 @@ class SidecarProcess:
         )
         self.starts += 1
         log_path = self.workdir / f"{self.identity}.log"
+        self._log_from = log_path.stat().st_size if log_path.exists() else 0
         self.process = processes.start(f"sidecar {self.identity}", sidecar_command(), log_path, env=env)
-        processes.wait_until("ready", self.is_ready, self.process, timeout)
+
+    def move_off_taken_port(self) -> bool:
+        """After a first start that failed on a taken application port: choose a fresh one; whether it did."""
+        if self._served or self.process is None or self.process.alive():
+            return False
+        found = re.search(r"cannot listen on 127\.0\.0\.1:(\d+)", self.log()[self._log_from :])
+        if found is None:
+            return False
+        taken = int(found.group(1))
+        (fresh,) = free_ports(1)
+        for name in ("grpc_port", "health_port", "rest_port"):
+            if getattr(self, name) == taken:
+                who = holder(taken)
+                log.warning("sidecar %s: port %d was taken (%s); moving to %d", self.identity, taken, who, fresh)
+                setattr(self, name, fresh)
+                return True
+        return False
 
     def is_ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.health_url}/readyz", timeout=1) as response:
+                self._served = self._served or response.status == 200
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False
@@ -125,3 +170,12 @@ def local_sidecars(
     for sidecar in sidecars.values():
         sidecar.env = {"GOQ_RESOLVER": "static", "GOQ_PEERS": peers, **common_env}
     return sidecars
+
+
+def holder(port: int) -> str:
+    """Which process listens on ``port``, as ``ss`` tells (for the log line that says a port was taken)."""
+    try:
+        shown = subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "holder unknown"
+    return " ".join(shown.stdout.split()) or "no listener left"
