@@ -7,7 +7,7 @@ import sys
 from goq import logs
 from goq.cli.common import parser
 from goq.errors import GoQError
-from goq.sidecar.runtime import run
+from goq.sidecar.grpc_core import choose_io_engine
 from goq.sidecar.settings import SidecarSettings
 
 
@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("goq.sidecar").warning(
             "ignoring unknown setting(s) %s (typos?); docs/sidecar.md lists the known ones", ", ".join(settings.unknown)
         )
+    choose_io_engine()
+    from goq.sidecar.runtime import run  # loads grpcio: after its I/O engine is chosen
+
     try:
         asyncio.run(run(settings))
     except GoQError as exc:
