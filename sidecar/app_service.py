@@ -51,7 +51,7 @@ def _request(message: pb.SendRequest) -> SendRequest:
         to=message.to,
         payload=message.payload,
         persistent=message.persistent if message.HasField("persistent") else True,
-        headers=dict(message.headers),
+        headers=dict(message.headers) if message.headers else None,  # most have none: no dict for them
         id=message.id or None,
     )
 
@@ -84,26 +84,29 @@ def frames(items: list[Incoming], limit: int = FRAME_BYTES) -> Iterator[list[Inc
         yield frame
 
 
-def received(item: Incoming) -> pb.ReceivedMessage:
-    """A leased message as the application sees it."""
-    m = item.message
-    sender: dict[str, Any] = {"from": str(m.source)}  # a Python keyword: passed by name
-    message = pb.ReceivedMessage(
-        id=m.id,
-        to=str(m.destination),
-        payload=m.payload,
-        persistent=m.persistent,
-        attempt=item.deliveries,
-        sent_at_ms=m.created_at_ms,
-        **sender,
-    )
-    if m.large is not None:
-        message.large, message.payload_size = True, m.large.size
-    else:
-        message.payload_size = len(m.payload)
-    if m.headers:  # a map argument, even an empty one, costs a Python-level update per message
-        message.headers.update(m.headers)
-    return message
+def received_batch(items: list[Incoming]) -> pb.ReceivedBatch:
+    """Leased messages as the application sees them, each filled in place (building each message on its own
+    and copying it into the batch cost a third more per message)."""
+    batch = pb.ReceivedBatch()
+    add = batch.messages.add
+    for item in items:
+        m = item.message
+        message = add(
+            id=m.id,
+            to=str(m.destination),
+            payload=m.payload,
+            persistent=m.persistent,
+            attempt=item.deliveries,
+            sent_at_ms=m.created_at_ms,
+            **{"from": str(m.source)},  # a Python keyword: passed by name
+        )
+        if m.large is not None:
+            message.large, message.payload_size = True, m.large.size
+        else:
+            message.payload_size = len(m.payload)
+        if m.headers:  # a map argument, even an empty one, costs a Python-level update per message
+            message.headers.update(m.headers)
+    return batch
 
 
 class Budget:
@@ -258,7 +261,7 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
             items = await self.engine.receive(min(credit, max_batch), wait=1.0)
             mine.update(item.id for item in items)
             for frame in frames(items):
-                yield pb.ReceivedBatch(messages=[received(i) for i in frame])
+                yield received_batch(frame)
 
     async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:  # noqa: N802
         return pb.AckResponse(unknown=self.engine.acknowledge(list(request.ids)))

@@ -7,12 +7,11 @@ batch in flight fails with ``PeerUnavailableError`` and the next batch opens a n
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Final
 
 import grpc
 
-from goq.api.v1 import envelope_pb2, peer_pb2, peer_pb2_grpc
+from goq.api.v1 import peer_pb2, peer_pb2_grpc
 from goq.errors import TemporaryError
 
 log = logging.getLogger("goq.sidecar.peering")
@@ -73,14 +72,16 @@ class PeerLink:
         self._reader: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def send(self, envelopes: Sequence[envelope_pb2.SignedEnvelope]) -> "asyncio.Future[Results]":
-        """Write one batch; the returned future completes with its results, or fails if the stream breaks."""
+    async def send(self, batch: peer_pb2.DeliverBatch) -> "asyncio.Future[Results]":
+        """Write one batch (its ``seq`` is set here); the returned future completes with its results, or fails
+        if the stream breaks."""
         call = self._open()
         self._seq += 1
+        batch.seq = self._seq
         future: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
         self._pending[self._seq] = future
         try:
-            await call.write(peer_pb2.DeliverBatch(seq=self._seq, messages=envelopes))
+            await call.write(batch)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.RpcError) as exc:
             self._break(call, f"write failed: {_describe(exc)}")
         return future
