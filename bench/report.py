@@ -11,9 +11,9 @@ from stats import STREAM, engine_ratios, hygiene_lines, markdown_tables, through
 
 CONFIGURATIONS = """\
 - **GoQ** (every variant): mongod (single-node replica set, WiredTiger cache 2 GB, journal flushed every
-  10 ms: `--journalCommitInterval 10`, see docs/deploy.md) and two `goq-sidecar`
-  processes (orders -> billing) on loopback, default settings (lease 30 s, batch 256, window 8), queue limits
-  raised to 2,000,000 so that the overflow policy never acts. *Transient* messages live in the sidecars'
+  10 ms: `--journalCommitInterval 10`, see docs/deploy.md) and two `goq-sidecar` processes (orders ->
+  billing) on loopback, default settings (lease 30 s, batch 256, window 8, gRPC core's iomgr engine), queue
+  limits raised to 2,000,000 so that the overflow policy never acts. *Transient* messages live in the sidecars'
   memory; *persistent* ones are written to MongoDB (majority) before they are accepted, and again by the
   receiving sidecar before it acknowledges them to the sender.
 - **GoQ's application APIs** (`bench/clients.py`), one row each:
@@ -340,13 +340,26 @@ the benchmark starts them; CPU from /proc, Python stacks from `py-spy`):
   0.63, the receiving one 0.57-0.61, the clients 0.11-0.13: the sidecars are now the limit. py-spy on the
   sender finds no single hot spot: asyncio's socket writes 8%, grpc's poller thread 7%, grpc stream writes
   5%, BSON encoding 5%, HMAC 4%, envelope encoding 5%. Transient, by contrast: about 0.7 of a core per
-  sidecar at 30,000 msg/s and mongod idle.
+  sidecar at 30,000 msg/s and mongod idle. Later (50,000 messages, CPU per message from /proc, 3 runs):
+  filling delivery and receive batches in place instead of copying each message in took orders from 26.6
+  to 23.4 us and billing from 26.1 to 25.1 us per message, mongod 14-15 us: with the clients about 72 us
+  of the 2 cores' 2,000,000 per second, that is a ceiling near 27,000 msg/s on this machine. What is left
+  in the receiver is spread thin: grpc's own callbacks 19%, BSON 6%, then checks, decoding and
+  de-duplication at 1-3% each.
 - **Persistent at 1,000 msg/s** (the latency run): orders 0.53, billing 0.49, mongod 0.44, the probe's
   client 0.32: about 1.8 of the 2 cores, so every hop queues for a core. At that rate each message is a
   batch of its own: about 0.45 ms of CPU per message in each sidecar, most of it in grpcio's native code
   (py-spy: the event loop's callbacks into grpc 30%, grpc's completion-queue poller thread 24%, `select`
   30%), and mongod spends 0.23 ms of CPU on a single-document insert, 0.5 ms with the journal flush a
   majority write waits for. Swapping the event loop for uvloop changed neither rate nor CPU (measured).
+  gRPC core's iomgr engine instead of EventEngine (the sidecar's default now, docs/sidecar.md
+  `GRPC_EXPERIMENTS`) does the socket I/O on the poller thread, one thread hand-off fewer per event:
+  transient, 0.41/0.38 ms of CPU per message (orders/billing) became 0.34/0.33 and the p99 went from
+  2.1-2.8 ms to 1.9-2.3 ms; persistent, 0.52 -> 0.48 ms in orders and the latency about the same. Timing
+  the majority inserts themselves at 1,000 msg/s: p50 1.75 ms (outbox) and 1.80 ms (inbox), p99 4.6 and
+  5.3 ms, two of them in sequence, each also waiting for the write before it (one durable writer per
+  side; two or three writers measured worse, p50 9.4-13.5 ms, since more writes mean more journal
+  flushes): that, on a machine this busy, is the persistent p50 of 7-8 ms.
 - **Tails**: full garbage collections of the sidecar's ~600 modules' objects took 20-35 ms mid-run until the
   sidecar froze them at start (`gc.freeze`); majority writes stalled 100-110 ms, both sidecars' at once, a few
   times a minute, until mongod flushed its journal every 10 ms instead of 100 (docs/deploy.md).
