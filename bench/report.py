@@ -355,7 +355,9 @@ the benchmark starts them; CPU from /proc, Python stacks from `py-spy`):
   gRPC core's iomgr engine instead of EventEngine (the sidecar's default now, docs/sidecar.md
   `GRPC_EXPERIMENTS`) does the socket I/O on the poller thread, one thread hand-off fewer per event:
   transient, 0.41/0.38 ms of CPU per message (orders/billing) became 0.34/0.33 and the p99 went from
-  2.1-2.8 ms to 1.9-2.3 ms; persistent, 0.52 -> 0.48 ms in orders and the latency about the same. Timing
+  2.1-2.8 ms to 1.9-2.3 ms; persistent, 0.52 -> 0.48 ms in orders and the latency about the same. Its
+  cost: unary `Send` with 64 calls in flight, transient, 12% fewer msg/s (5 alternating runs each, medians
+  1,765 and 2,005 in that probe; compare the unary rows with an earlier run's). Timing
   the majority inserts themselves at 1,000 msg/s: p50 1.75 ms (outbox) and 1.80 ms (inbox), p99 4.6 and
   5.3 ms, two of them in sequence, each also waiting for the write before it (one durable writer per
   side; two or three writers measured worse, p50 9.4-13.5 ms, since more writes mean more journal
