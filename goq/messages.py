@@ -129,7 +129,7 @@ class Message:
             created_at_ms=envelope.created_at_ms,
             payload=envelope.payload,
             persistent=envelope.persistent,
-            headers=dict(envelope.headers),
+            headers=dict(envelope.headers) if envelope.headers else {},  # a dict from an empty map costs 0.4 us
             large=_large(envelope),
         )
 

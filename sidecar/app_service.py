@@ -119,18 +119,16 @@ class Budget:
     def __init__(self, messages: int, size: int) -> None:
         self.messages, self.size = messages, size
         self._messages = self._size = 0
-        self._changed = asyncio.Condition()
+        self._room: asyncio.Event | None = None
+        """Set by the next ``give`` while a ``take`` waits; none while nobody does (no work per batch then)."""
 
     async def take(self, messages: int, size: int) -> None:
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: (
-                    self._messages == 0
-                    or (self._messages + messages <= self.messages and self._size + size <= self.size)
-                )
-            )
-            self._messages += messages
-            self._size += size
+        while not self._fits(messages, size):
+            if self._room is None:
+                self._room = asyncio.Event()
+            await self._room.wait()
+        self._messages += messages
+        self._size += size
 
     def give_when_done(self, task: "asyncio.Task[Any]", messages: int, size: int) -> None:
         task.add_done_callback(lambda _: self.give(messages, size))
@@ -138,11 +136,12 @@ class Budget:
     def give(self, messages: int, size: int) -> None:
         self._messages -= messages
         self._size -= size
-        asyncio.get_running_loop().create_task(self._notify())
+        room, self._room = self._room, None
+        if room is not None:
+            room.set()  # every waiter checks again; one that still does not fit waits for the next give
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _fits(self, messages: int, size: int) -> bool:
+        return self._messages == 0 or (self._messages + messages <= self.messages and self._size + size <= self.size)
 
 
 class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
