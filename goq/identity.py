@@ -2,7 +2,7 @@
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from goq.errors import ConfigError
@@ -51,6 +51,13 @@ class Address:
 
     identity: str
     namespace: str | None = None
+    _text: str = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: every message's addresses are hashed (lanes, backlogs) and written out (envelopes).
+        object.__setattr__(self, "_text", f"{self.identity}.{self.namespace}" if self.namespace else self.identity)
+        object.__setattr__(self, "_hash", hash((self.identity, self.namespace)))
 
     @classmethod
     def parse(cls, text: object) -> "Address":
@@ -61,10 +68,23 @@ class Address:
 
     def resolved(self, default_namespace: str) -> "Address":
         """This address with the namespace filled in."""
-        return self if self.namespace else Address(self.identity, default_namespace)
+        return self if self.namespace else _in_namespace(self.identity, default_namespace)
 
     def __str__(self) -> str:
-        return f"{self.identity}.{self.namespace}" if self.namespace else self.identity
+        return self._text
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type["Address"], tuple[str, str | None]]:
+        """Rebuilt from its fields: a string's hash differs from one process to the next."""
+        return Address, (self.identity, self.namespace)
+
+
+@functools.lru_cache(maxsize=1024)
+def _in_namespace(identity: str, namespace: str) -> Address:
+    """Shared, like parsed addresses: a dict lookup finds the very object it holds, without comparing fields."""
+    return Address(identity, namespace)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,5 +1,9 @@
 """Identities and addresses are validated with messages that say what is wrong and what is allowed."""
 
+import pickle
+import subprocess
+import sys
+
 import pytest
 
 from goq.errors import ConfigError
@@ -73,3 +77,28 @@ def test_address_in_another_namespace() -> None:
 def test_bad_addresses_are_refused_with_the_reason(text: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Address.parse(text)
+
+
+def test_equal_addresses_hash_alike_and_print_the_same() -> None:
+    one, other = Address("billing", "shop"), Address.parse("billing.shop")
+    assert one == other
+    assert hash(one) == hash(other)
+    assert {one: 1}[other] == 1
+    assert str(one) == "billing.shop"
+    assert str(Address("billing")) == "billing"
+    assert repr(one) == "Address(identity='billing', namespace='shop')"  # the cached text is not shown
+
+
+def test_resolving_into_a_namespace_hands_out_one_shared_address() -> None:
+    assert Address.parse("billing").resolved("shop") is Address.parse("billing").resolved("shop")
+    assert Address.parse("billing").resolved("shop") == Address("billing", "shop")
+
+
+def test_an_address_survives_pickling_into_a_fresh_process() -> None:
+    data = pickle.dumps(Address("billing", "shop"))
+    code = (
+        "import pickle, sys; from goq.identity import Address; a = pickle.loads(sys.stdin.buffer.read()); "
+        "print({Address('billing', 'shop'): 'found'}.get(a, 'lost'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
+    assert done.stdout.strip() == b"found"
