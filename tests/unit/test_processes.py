@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from goq.devenv import ports as port_choice
 from goq.devenv import processes
 from goq.devenv.errors import DevEnvError
 from goq.devenv.ports import free_ports, is_listening
@@ -73,3 +74,17 @@ def test_free_ports_lie_below_the_range_the_kernel_gives_outgoing_connections() 
 def test_a_process_never_hands_out_the_same_port_twice_even_before_anything_binds_it() -> None:
     ports = [port for _ in range(300) for port in free_ports(4)]
     assert len(set(ports)) == len(ports)
+
+
+def test_a_port_drawn_twice_in_one_call_is_handed_out_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two sockets with SO_REUSEADDR may both bind one port while neither listens: the draw must not count it twice.
+    a, b, c = free_ports(3)
+    monkeypatch.setattr(port_choice, "_HANDED_OUT", set())  # as if drawn by nobody yet
+    draws = iter([a, a, b, b, c])
+
+    class Repeating:
+        def randrange(self, low: int, high: int) -> int:
+            return next(draws)
+
+    monkeypatch.setattr(port_choice.random, "SystemRandom", Repeating)
+    assert sorted(free_ports(3)) == sorted([a, b, c])
