@@ -340,12 +340,14 @@ the benchmark starts them; CPU from /proc, Python stacks from `py-spy`):
   0.63, the receiving one 0.57-0.61, the clients 0.11-0.13: the sidecars are now the limit. py-spy on the
   sender finds no single hot spot: asyncio's socket writes 8%, grpc's poller thread 7%, grpc stream writes
   5%, BSON encoding 5%, HMAC 4%, envelope encoding 5%. Transient, by contrast: about 0.7 of a core per
-  sidecar at 30,000 msg/s and mongod idle. Later (50,000 messages, CPU per message from /proc, 3 runs):
+  sidecar at 30,000 msg/s and mongod idle. Later (50,000 messages, CPU per message from /proc, 3 runs each):
   filling delivery and receive batches in place instead of copying each message in took orders from 26.6
-  to 23.4 us and billing from 26.1 to 25.1 us per message, mongod 14-15 us: with the clients about 72 us
-  of the 2 cores' 2,000,000 per second, that is a ceiling near 27,000 msg/s on this machine. What is left
-  in the receiver is spread thin: grpc's own callbacks 19%, BSON 6%, then checks, decoding and
-  de-duplication at 1-3% each.
+  to 23.4 us and billing from 26.1 to 25.1 us per message; then no task per answered send batch, no dict
+  for absent headers, addresses that keep their text and hash, and histograms counted a batch at a time
+  (prometheus_client's took 0.55 us per message) brought them to 21.4-22.0 and 23.0-23.6 us, mongod
+  14-15 us. With the clients, about 68 us of the 2 cores' 2,000,000 per second: a ceiling near 29,000
+  msg/s on this machine. What is left in the receiver is spread thin: grpc's own callbacks 19%, BSON 6%,
+  then checks, decoding and de-duplication at 1-3% each.
 - **Persistent at 1,000 msg/s** (the latency run): orders 0.53, billing 0.49, mongod 0.44, the probe's
   client 0.32: about 1.8 of the 2 cores, so every hop queues for a core. At that rate each message is a
   batch of its own: about 0.45 ms of CPU per message in each sidecar, most of it in grpcio's native code
