@@ -212,24 +212,26 @@ class QueueManager:
                 if not group:
                     continue
                 items = [m for _, m in group]
-                if persistent:
-                    self.outbound.place(items)
+                early = self.outbound.storing(items, deliver_now=self.store is not None) if persistent else []
                 try:
                     fresh = await self.outboxes[persistent].add(items)
                 except StoreUnavailableError as exc:
-                    self.outbound.abandon(items)
-                    for index, _ in group:
-                        results[index] = exc
+                    # Delivered meanwhile means stored by the receiver: accepted all the same.
+                    delivered = await self.outbound.not_stored(items, early) if persistent else set()
+                    for index, item in group:
+                        results[index] = SendReceipt(item.id, QUEUED) if item.id in delivered else exc
+                    self.counters.sent += len(delivered)
                     continue
                 except BaseException:
-                    self.outbound.abandon(items)
+                    if persistent:
+                        self.outbound.not_stored_nowait(items, early)
                     raise
                 for index, item in group:
                     results[index] = SendReceipt(item.id, QUEUED)
                 self.counters.sent += sum(fresh)
                 # A known id is a repeated send: nothing new to do if it is held for delivery. If it is
                 # stored but not held (an earlier send's answer was lost to a failed write), hold it now.
-                self.outbound.stored(items, fresh)
+                self.outbound.stored(items, fresh, early)
         finally:
             self._reserved -= len(admitted)
 

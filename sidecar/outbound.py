@@ -85,6 +85,14 @@ class Outbound:
         )
         """Persistent messages beyond each destination's memory window wait in the store (none without one)."""
         self._closing = False
+        self._unstored: set[str] = set()
+        """Ids of persistent messages being delivered while their store write is still on its way."""
+        self._settled: set[str] = set()
+        """Those of ``_unstored`` already delivered or poisoned: their ``forget`` waits for the write."""
+        self._withdrawn: set[str] = set()
+        """Those of ``_unstored`` whose write failed: never tried again (see ``not_stored``)."""
+        self._storing_in_order = 0
+        """Persistent sends being stored that are delivered only once stored: later sends wait their turn."""
 
     @property
     def pending(self) -> int:
@@ -108,20 +116,80 @@ class Outbound:
             lane.resident_bytes += item.size
             lane.push(item)
 
-    def place(self, persistent: list[Outgoing]) -> None:
-        """Before storing: mark the messages that will wait in the store only (their window is full)."""
+    def storing(self, persistent: list[Outgoing], *, deliver_now: bool) -> list[Outgoing]:
+        """Before storing persistent messages: place them (some may wait in the store only, see ``Backlog``)
+        and start delivering those that need not wait for their write; returns those.
+
+        Why: the sender's majority write and the receiver's are each a journal flush; made one after the
+        other they were most of a persistent message's latency. Delivery starts at once for messages whose
+        ids this sidecar made (no earlier send can have stored or delivered them), held in memory, when no
+        earlier send is still being stored: the destination still gets each sender's messages in order.
+        ``Send`` still answers only once the message is durable, and the store forgets a delivered message
+        only after its write returned (see ``stored``, and ``not_stored`` for a write that fails). Without
+        ``deliver_now`` (no store that could keep them), every message waits for its write.
+        """
         if self.backlog:
             self.backlog.place(persistent)
+        if not deliver_now or self._storing_in_order or not all(m.generated and not m.spill for m in persistent):
+            self._storing_in_order += 1
+            return []
+        self._unstored.update(m.id for m in persistent)
+        self.enqueue(persistent)
+        return persistent
 
-    def stored(self, items: list[Outgoing], fresh: list[bool]) -> None:
-        """After storing (``fresh``: per item, new): hold and deliver what is not to wait in the store."""
-        persistent = [m.persistent for m in items]
-        self.enqueue(self.backlog.stored(items, fresh) if self.backlog and any(persistent) else items)
+    def stored(self, items: list[Outgoing], fresh: list[bool], early: list[Outgoing] | None = None) -> None:
+        """After storing (``fresh``: per item, new): hold and deliver what is not to wait in the store;
+        ``early``: what ``storing`` started delivering already."""
+        persistent = any(m.persistent for m in items)
+        held = self.backlog.stored(items, fresh) if self.backlog and persistent else items
+        if early:
+            self._written(early)
+            return
+        if persistent:
+            self._storing_in_order -= 1
+        self.enqueue(held)
 
-    def abandon(self, items: list[Outgoing]) -> None:
-        """Storing ``items`` failed: forget their places."""
+    async def not_stored(self, items: list[Outgoing], early: list[Outgoing]) -> set[str]:
+        """Storing ``items`` failed: forget their places and stop delivering them. Returns the ids of those
+        delivered (or poisoned) meanwhile: stored by the receiver, they are accepted all the same. Waits
+        for the answers to batches in flight, so that each message is either accepted or not sent."""
         if self.backlog:
             self.backlog.abandon(items)
+        if not early:
+            self._storing_in_order -= 1
+            return set()
+        ids = {m.id for m in early}
+        self._withdrawn |= ids
+        lanes = {lane for m in early if (lane := self.lanes.get(m.destination)) is not None}
+        for lane in lanes:
+            self._let_go(lane.withdraw(ids))
+        answers = [task for lane in lanes for task in lane.completions]
+        if answers:
+            await asyncio.wait(answers)
+        settled = ids & self._settled
+        self._let_go(early)  # whatever was in flight and not delivered is not held either
+        self._settled -= ids
+        self._unstored -= ids
+        self._withdrawn -= ids
+        return settled
+
+    def not_stored_nowait(self, items: list[Outgoing], early: list[Outgoing]) -> None:
+        """The send was cancelled while storing: its outcome unknown, what was delivering goes on."""
+        if self.backlog:
+            self.backlog.abandon(items)
+        if early:
+            self._written(early)
+        else:
+            self._storing_in_order -= 1
+
+    def _written(self, early: list[Outgoing]) -> None:
+        """The write of messages delivered early returned: forget in the store those already delivered."""
+        ids = {m.id for m in early}
+        self._unstored -= ids
+        settled = [m for m in early if m.id in self._settled]
+        if settled:
+            self._settled.difference_update(m.id for m in settled)
+            self.stores[True].forget([m.id for m in settled])
 
     def _resident(self, destination: Address) -> tuple[int, int]:
         lane = self.lanes.get(destination)
@@ -198,9 +266,12 @@ class Outbound:
             else:
                 item.next_at = decision.at
                 retry.append(item)
+        if self._withdrawn:  # their write failed: not accepted, not tried again
+            retry = [m for m in retry if m.id not in self._withdrawn]
+            give_up = [g for g in give_up if g[0].id not in self._withdrawn]
         for item in retry:
             lane.push(item)
-        self.stores[True].record_failures([m for m in retry if m.persistent])
+        self.stores[True].record_failures([m for m in retry if m.persistent and m.id not in self._unstored])
         await self.poison(lane, give_up)
 
     async def poison(self, lane: "Lane", items: list[tuple[Outgoing, str, str]]) -> None:
@@ -214,8 +285,9 @@ class Outbound:
             self._forget([m for m, _, _ in items])
             return
         for item, _, _ in items:
-            item.next_at = now + POISON_RETRY
-            lane.push(item)
+            if item.id not in self._withdrawn:
+                item.next_at = now + POISON_RETRY
+                lane.push(item)
 
     def poison_record(self, m: Outgoing, reason: str, detail: str, now: float) -> PoisonRecord:
         return PoisonRecord(
@@ -236,6 +308,9 @@ class Outbound:
     def _forget(self, items: list[Outgoing]) -> None:
         for persistent in (True, False):
             ids = [m.id for m in items if m.persistent is persistent]
+            if persistent and self._unstored:  # delivered before its write returned: forget it after
+                self._settled.update(i for i in ids if i in self._unstored)
+                ids = [i for i in ids if i not in self._unstored]
             if ids:
                 self.stores[persistent].forget(ids)
 
@@ -269,6 +344,15 @@ class Lane:
     def queued(self) -> list[Outgoing]:
         return [*self.ready, *(m for _, _, m in self.waiting)]
 
+    def withdraw(self, ids: set[str]) -> list[Outgoing]:
+        """Take the messages ``ids`` out of this lane's queue (not those in flight); returns them."""
+        taken = [m for m in self.ready if m.id in ids] + [m for _, _, m in self.waiting if m.id in ids]
+        if taken:
+            self.ready = deque(m for m in self.ready if m.id not in ids)
+            self.waiting = [entry for entry in self.waiting if entry[2].id not in ids]
+            heapq.heapify(self.waiting)
+        return taken
+
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
@@ -285,6 +369,7 @@ class Lane:
             await self._link.close()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopped:
             self._promote_due()
             if not self.ready:
@@ -305,16 +390,23 @@ class Lane:
                 link.slots.release()
                 continue
             self.in_flight += len(batch)
-            answer = await link.send(_delivery(batch))
-            task = asyncio.get_running_loop().create_task(self._complete(link, batch, answer))
+            # The batch's completion is registered before it is written: whoever waits for this lane's
+            # batches in flight (``Outbound.not_stored``) must see it while the write waits for the stream.
+            written: asyncio.Future[asyncio.Future[list[peer_pb2.MessageResult]]] = loop.create_future()
+            task = loop.create_task(self._complete(link, batch, written))
             self.completions.add(task)
             task.add_done_callback(self.completions.discard)
+            written.set_result(await link.send(_delivery(batch)))
 
     async def _complete(
-        self, link: PeerLink, batch: list[Outgoing], answer: "asyncio.Future[list[peer_pb2.MessageResult]]"
+        self,
+        link: PeerLink,
+        batch: list[Outgoing],
+        written: "asyncio.Future[asyncio.Future[list[peer_pb2.MessageResult]]]",
     ) -> None:
         try:
             try:
+                answer = await written
                 results = await asyncio.wait_for(answer, self.outbound.policy().attempt_timeout)
             except TimeoutError:
                 link.reset("no answer within attemptTimeout")

@@ -50,3 +50,34 @@ async def test_sends_during_an_outage_are_refused_and_nothing_accepted_is_lost(
         assert b"during" not in payloads
     finally:
         mongo.stop()
+
+
+async def test_with_only_the_senders_database_down_what_the_receiver_stored_is_accepted(
+    sidecars: Sidecars, apps: Apps, tmp_path: Path
+) -> None:
+    """Delivery starts while the sender's write is on its way: a message the receiver stored durably is
+    accepted though the sender's own write failed. One with the application's id waits for that write (its
+    uniqueness is the sender's store's), so it is refused, and never arrives."""
+    senders_mongo = MongoServer(tmp_path / "senders-mongo")
+    senders_mongo.start()
+    try:
+        group = sidecars("orders", "billing", GOQ_STORE_TIMEOUT="2s", start=False)
+        group["orders"].env["GOQ_MONGODB_URI"] = senders_mongo.uri
+        for sidecar in group.values():
+            sidecar.start()
+        orders, billing = apps(group["orders"]), apps(group["billing"])
+        await asyncio.to_thread(senders_mongo.stop)
+
+        answer = await orders.stub.Send(pb.SendRequest(to="billing", payload=b"stored-by-billing"))
+        assert answer.state == "queued"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await orders.stub.Send(pb.SendRequest(to="billing", payload=b"with-my-id", id="order-17"))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        got = await billing.receive(1, within=10)
+        assert [m.payload for m in got] == [b"stored-by-billing"]
+        assert [m.payload for m in await billing.quiet(2.0)] == []
+        stats = await orders.stats()
+        assert (stats.sent, stats.delivered, stats.send_queue) == (1, 1, 0)
+    finally:
+        senders_mongo.stop()

@@ -4,6 +4,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -25,7 +26,9 @@ def numbers(messages: list) -> list[int]:  # type: ignore[type-arg]
     return [int(m.payload[:8]) for m in messages]
 
 
-async def test_ten_thousand_persistent_messages_arrive_once_each_in_order(sidecars: Sidecars, apps: Apps) -> None:
+async def test_ten_thousand_persistent_messages_arrive_once_each_in_order_and_leave_no_outbox_record(
+    sidecars: Sidecars, apps: Apps, mongo_client: AsyncMongoClient[dict[str, Any]], database: str
+) -> None:
     group = sidecars("orders", "billing")
     orders, billing = apps(group["orders"]), apps(group["billing"])
 
@@ -39,6 +42,13 @@ async def test_ten_thousand_persistent_messages_arrive_once_each_in_order(sideca
     assert all(m.persistent and m.attempt == 1 for m in got)
     stats = await orders.stats()
     assert (stats.sent, stats.delivered, stats.send_queue) == (10_000, 10_000, 0)
+    # Delivery starts before the sender's write returns; each delete must still follow its write.
+    outbox = mongo_client[database]["outbox"]
+    for _ in range(100):
+        if await outbox.count_documents({}) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await outbox.count_documents({}) == 0, "delivered messages left outbox records behind"
 
 
 @pytest.mark.parametrize("victim", ["billing", "orders"])
