@@ -188,13 +188,17 @@ async def consume_grpc(
         closing = False
 
         async def acknowledge() -> None:
-            """Acknowledge what arrived every 5 ms, in one call (as a consumer's multiple-ack would)."""
+            """Acknowledge what arrived every 5 ms, in one message on the ack stream (as a consumer's
+            multiple-ack would)."""
+            acks = stub.AckStream()
             while not closing or unacked:
                 await asyncio.sleep(0.005)
                 if unacked:
                     ids = list(unacked)
                     unacked.clear()
-                    await stub.Ack(pb.AckRequest(ids=ids))
+                    await acks.write(pb.AckRequest(ids=ids))
+                    await acks.read()
+            await acks.done_writing()
 
         done, arrived = asyncio.Event(), asyncio.Event()
 

@@ -15,7 +15,8 @@ CONFIGURATIONS = """\
   billing) on loopback, default settings (lease 30 s, batch 256, window 8, gRPC core's iomgr engine), queue
   limits raised to 2,000,000 so that the overflow policy never acts. *Transient* messages live in the sidecars'
   memory; *persistent* ones are written to MongoDB (majority) before they are accepted, and again by the
-  receiving sidecar before it acknowledges them to the sender.
+  receiving sidecar before it acknowledges them to the sender (delivery starts while the sender's write is
+  in flight, so the two writes overlap; see docs/sidecar.md).
 - **GoQ's application APIs** (`bench/clients.py`), one row each:
   - *gRPC stream*: `SendStream` with `SendBatch`es of 500 messages but at most 1 MiB (16 of 64 KiB; one
     message per batch at a fixed rate);
@@ -23,8 +24,8 @@ CONFIGURATIONS = """\
   - *REST JSON*: `POST /v1/messages` with a base64 payload in JSON, up to 64 requests at once (aiohttp);
   - *REST raw*: the same with an `application/octet-stream` body and `?to=...&persistent=...`.
   The gRPC rows receive with the server-streaming `Receive` (max_in_flight 5000, max_batch 1000, or 16 for
-  64 KiB messages so that a batch stays under gRPC's 4 MiB default message limit) and
-  acknowledge every 5 ms in one `Ack`; the REST rows long-poll `GET /v1/messages?max=1000&wait=1` and
+  64 KiB messages so that a batch stays under gRPC's 4 MiB default message limit) and acknowledge every
+  5 ms in one message on an `AckStream`; the REST rows long-poll `GET /v1/messages?max=1000&wait=1` and
   acknowledge each message with its own `POST /v1/messages/{id}/ack` (up to 64 at once), the only ack REST
   offers. Every consumer drains before it closes: it reads on until nothing came for 0.5 s and acknowledges
   all it holds, then reports how many leases the sidecar still holds (`left_in_flight` in the JSON).
@@ -301,7 +302,8 @@ What the reading above computes is this run's verdict; what follows is why the r
 how each path works (it holds whatever the numbers of a particular run are):
 
 - **Streaming gRPC is GoQ's fast path.** `SendStream` carries 500 messages per request and `Receive` hands
-  out up to 1,000 per batch with one `Ack` per 5 ms, so per-message costs are amortised. This is the row to
+  out up to 1,000 per batch with one acknowledgement per 5 ms on an `AckStream`, so per-message costs are
+  amortised. This is the row to
   compare with the peers, whose clients also pipeline (1,000 unconfirmed publishes, prefetch 2,000).
 - **gRPC unary** pays one RPC per message (64 in flight): HTTP/2 framing, a task and a protobuf round trip
   each, in both the client and the sidecar; the receive side is the same stream as above.
@@ -309,7 +311,8 @@ how each path works (it holds whatever the numbers of a particular run are):
   batch ack), with JSON and, for JSON sends, base64 (a third more bytes, and encoding on both sides, which is
   what separates REST JSON from REST raw at 64 KiB). It is the convenient path, not the fast one.
 - **Persistent vs transient**: a persistent message is written to MongoDB (majority write concern) by the
-  sending sidecar before `Send` returns, again by the receiving sidecar before it acknowledges the transfer,
+  sending sidecar before `Send` returns, again by the receiving sidecar before it acknowledges the transfer
+  (the two overlap: delivery does not wait for the sender's write),
   and its records are updated or removed after delivery and acknowledgement (background writes): four
   writes per batch (a batch's messages share a document on each side) and an index entry per message,
   through one mongod on the same 2 cores, where RabbitMQ and NATS append to their own log in one process.
@@ -324,7 +327,8 @@ how each path works (it holds whatever the numbers of a particular run are):
   `overflow: reject` the rest stays with the senders).
 - **Latency at 1,000 msg/s** measures one message at a time through every hop: the tail (p99 and beyond)
   on a shared 2-core machine is mostly scheduling of the five processes involved. A persistent message
-  waits for two majority writes in sequence; the floor's latency row is those two writes alone.
+  waits for two majority writes, the sender's and the receiver's, which overlap; the floor's latency row is
+  the two writes in sequence, alone.
 """
 
 

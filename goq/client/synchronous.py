@@ -1,5 +1,7 @@
 """The blocking client: the same calls as ``AsyncClient``, for code without asyncio."""
 
+import contextlib
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.client import models
 from goq.client.asynchronous import BATCH, default_target
-from goq.client.errors import ClientError, translate
+from goq.client.errors import ClientError, UnavailableError, translate
 from goq.client.models import Outgoing, Poisoned, Receipt, Received
 
 
@@ -140,6 +142,10 @@ class Client:
         except grpc.RpcError as exc:
             raise translate(exc) from exc
 
+    def acknowledger(self) -> "Acknowledger":
+        """Acknowledgements on one stream, for a consumer that acknowledges often (see ``Acknowledger``)."""
+        return Acknowledger(self._stub)
+
     def nack(self, id: str, *, requeue: bool = True, delay: float = 0.0, reason: str = "") -> None:
         """Give a message back (after ``delay`` seconds), or send it to the poison queue (``requeue=False``)."""
         try:
@@ -170,3 +176,38 @@ class Client:
             return list(self._stub.Redrive(pb.RedriveRequest(ids=list(ids)), timeout=self.timeout).ids)
         except grpc.RpcError as exc:
             raise translate(exc) from exc
+
+
+class Acknowledger:
+    """The blocking ``AsyncAcknowledger``: ``with client.acknowledger() as acks: acks.ack(*ids)``."""
+
+    def __init__(self, stub: queue_manager_pb2_grpc.QueueManagerStub) -> None:
+        self._requests: queue.SimpleQueue[pb.AckRequest | None] = queue.SimpleQueue()
+        self._answers = stub.AckStream(iter(self._requests.get, None))
+        self._turn = threading.Lock()  # answers come in order: one request and its answer at a time
+
+    def __enter__(self) -> "Acknowledger":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def ack(self, *ids: str) -> list[str]:
+        """Done with these messages; returns the ids the sidecar did not hold."""
+        with self._turn:
+            self._requests.put(pb.AckRequest(ids=ids))
+            try:
+                response = next(self._answers)
+            except StopIteration:
+                raise UnavailableError("the sidecar closed the acknowledgement stream", "UNAVAILABLE") from None
+            except grpc.RpcError as exc:
+                raise translate(exc) from exc
+        return list(response.unknown)
+
+    def close(self) -> None:
+        """End the stream (acknowledgements already answered are done)."""
+        with self._turn:
+            self._requests.put(None)
+            with contextlib.suppress(grpc.RpcError):
+                for _ in self._answers:  # the sidecar answers what is left and closes
+                    pass

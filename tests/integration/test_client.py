@@ -70,6 +70,43 @@ def test_blocking_client_round_trip(sidecars: Sidecars) -> None:
         assert billing.ack(again.id) == []
 
 
+async def test_acknowledgements_on_one_stream_are_answered_in_order_and_release_the_leases(
+    sidecars: Sidecars,
+) -> None:
+    group = sidecars("orders", "billing")
+    async with AsyncClient(group["orders"].grpc_target) as orders, AsyncClient(group["billing"].grpc_target) as billing:
+        await orders.send_many([Outgoing("billing", f"n{i}".encode(), persistent=False) for i in range(5)])
+        ids = []
+        async for message in billing.receive(max_in_flight=5):
+            ids.append(message.id)
+            if len(ids) == 5:
+                break
+        assert (await billing.stats())["inFlight"] == 5
+        async with billing.acknowledger() as acks:
+            assert await acks.ack(*ids[:2]) == []
+            assert await acks.ack(*ids[2:], "never-received") == ["never-received"]
+            assert await acks.ack(ids[0]) == [ids[0]]  # acknowledged already
+        stats = await billing.stats()
+        assert (stats["acknowledged"], stats["inFlight"]) == (5, 0)
+
+
+def test_blocking_client_acknowledges_on_one_stream(sidecars: Sidecars) -> None:
+    group = sidecars("orders", "billing")
+    with Client(group["orders"].grpc_target) as orders, Client(group["billing"].grpc_target) as billing:
+        receipts = orders.send_many([Outgoing("billing", f"n{i}".encode(), persistent=False) for i in range(3)])
+        ids = []
+        for message in billing.receive(max_in_flight=3, within=30.0):
+            ids.append(message.id)
+            if len(ids) == 3:
+                break
+        assert sorted(ids) == sorted(r.id for r in receipts if not isinstance(r, Exception))
+        with billing.acknowledger() as acks:
+            assert acks.ack(*ids) == []
+            assert acks.ack(ids[0], "never-received") == [ids[0], "never-received"]
+        stats = billing.stats()
+        assert (stats["acknowledged"], stats["inFlight"]) == (3, 0)
+
+
 def test_async_and_blocking_clients_are_the_same_api() -> None:
     public = {n for n in dir(AsyncClient) if not n.startswith("_")}
     assert public == {n for n in dir(Client) if not n.startswith("_")}

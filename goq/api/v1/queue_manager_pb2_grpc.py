@@ -55,6 +55,11 @@ class QueueManagerStub:
                 request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.AckRequest.SerializeToString,
                 response_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.AckResponse.FromString,
                 _registered_method=True)
+        self.AckStream = channel.stream_stream(
+                '/goq.v1.QueueManager/AckStream',
+                request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.AckRequest.SerializeToString,
+                response_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.AckResponse.FromString,
+                _registered_method=True)
         self.Nack = channel.unary_unary(
                 '/goq.v1.QueueManager/Nack',
                 request_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.NackRequest.SerializeToString,
@@ -115,6 +120,14 @@ class QueueManagerServicer:
 
     def Ack(self, request, context):
         """Done with these messages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckStream(self, request_iterator, context):
+        """Acknowledge on one stream, for a consumer that acknowledges often: one AckResponse per AckRequest,
+        in order. Each request costs the sidecar a fraction of an Ack call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -183,6 +196,11 @@ def add_QueueManagerServicer_to_server(servicer, server):
             ),
             'Ack': grpc.unary_unary_rpc_method_handler(
                     servicer.Ack,
+                    request_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.AckRequest.FromString,
+                    response_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.AckResponse.SerializeToString,
+            ),
+            'AckStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AckStream,
                     request_deserializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.AckRequest.FromString,
                     response_serializer=goq_dot_api_dot_v1_dot_queue__manager__pb2.AckResponse.SerializeToString,
             ),
@@ -324,6 +342,33 @@ class QueueManager:
             request,
             target,
             '/goq.v1.QueueManager/Ack',
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.AckRequest.SerializeToString,
+            goq_dot_api_dot_v1_dot_queue__manager__pb2.AckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/goq.v1.QueueManager/AckStream',
             goq_dot_api_dot_v1_dot_queue__manager__pb2.AckRequest.SerializeToString,
             goq_dot_api_dot_v1_dot_queue__manager__pb2.AckResponse.FromString,
             options,

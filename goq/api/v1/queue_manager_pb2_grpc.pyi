@@ -43,6 +43,10 @@ class QueueManagerStub:
     """
     Ack: _grpc.UnaryUnaryMultiCallable[_queue_manager_pb2.AckRequest, _queue_manager_pb2.AckResponse]
     """Done with these messages."""
+    AckStream: _grpc.StreamStreamMultiCallable[_queue_manager_pb2.AckRequest, _queue_manager_pb2.AckResponse]
+    """Acknowledge on one stream, for a consumer that acknowledges often: one AckResponse per AckRequest,
+    in order. Each request costs the sidecar a fraction of an Ack call.
+    """
     Nack: _grpc.UnaryUnaryMultiCallable[_queue_manager_pb2.NackRequest, _queue_manager_pb2.NackResponse]
     """Give a message back: requeue it (after a delay) or send it to the poison queue now."""
     Stats: _grpc.UnaryUnaryMultiCallable[_queue_manager_pb2.StatsRequest, _queue_manager_pb2.StatsResponse]
@@ -73,6 +77,10 @@ class QueueManagerAsyncStub(QueueManagerStub):
     """
     Ack: _aio.UnaryUnaryMultiCallable[_queue_manager_pb2.AckRequest, _queue_manager_pb2.AckResponse]  # type: ignore[assignment]
     """Done with these messages."""
+    AckStream: _aio.StreamStreamMultiCallable[_queue_manager_pb2.AckRequest, _queue_manager_pb2.AckResponse]  # type: ignore[assignment]
+    """Acknowledge on one stream, for a consumer that acknowledges often: one AckResponse per AckRequest,
+    in order. Each request costs the sidecar a fraction of an Ack call.
+    """
     Nack: _aio.UnaryUnaryMultiCallable[_queue_manager_pb2.NackRequest, _queue_manager_pb2.NackResponse]  # type: ignore[assignment]
     """Give a message back: requeue it (after a delay) or send it to the poison queue now."""
     Stats: _aio.UnaryUnaryMultiCallable[_queue_manager_pb2.StatsRequest, _queue_manager_pb2.StatsResponse]  # type: ignore[assignment]
@@ -124,6 +132,16 @@ class QueueManagerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_manager_pb2.AckResponse, _abc.Awaitable[_queue_manager_pb2.AckResponse]]:
         """Done with these messages."""
+
+    @_abc_1.abstractmethod
+    def AckStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_queue_manager_pb2.AckRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_queue_manager_pb2.AckResponse], _abc.AsyncIterator[_queue_manager_pb2.AckResponse]]:
+        """Acknowledge on one stream, for a consumer that acknowledges often: one AckResponse per AckRequest,
+        in order. Each request costs the sidecar a fraction of an Ack call.
+        """
 
     @_abc_1.abstractmethod
     def Nack(
