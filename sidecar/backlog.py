@@ -108,6 +108,10 @@ class Backlog:
             hold.append(item)
         return hold
 
+    def held(self, items: list[Outgoing]) -> None:
+        """Placed ``items`` are held in memory already (delivered while being stored): the lane counts them."""
+        self._unplace(items)
+
     def abandon(self, items: list[Outgoing]) -> None:
         """The store refused ``items``: none of them waits there."""
         self._unplace(items)

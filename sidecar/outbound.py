@@ -133,6 +133,8 @@ class Outbound:
         if not deliver_now or self._storing_in_order or not all(m.generated and not m.spill for m in persistent):
             self._storing_in_order += 1
             return []
+        if self.backlog:
+            self.backlog.held(persistent)  # counted in their lane from now on, not twice
         self._unstored.update(m.id for m in persistent)
         self.enqueue(persistent)
         return persistent
@@ -140,11 +142,11 @@ class Outbound:
     def stored(self, items: list[Outgoing], fresh: list[bool], early: list[Outgoing] | None = None) -> None:
         """After storing (``fresh``: per item, new): hold and deliver what is not to wait in the store;
         ``early``: what ``storing`` started delivering already."""
-        persistent = any(m.persistent for m in items)
-        held = self.backlog.stored(items, fresh) if self.backlog and persistent else items
         if early:
             self._written(early)
             return
+        persistent = any(m.persistent for m in items)
+        held = self.backlog.stored(items, fresh) if self.backlog and persistent else items
         if persistent:
             self._storing_in_order -= 1
         self.enqueue(held)
@@ -153,9 +155,9 @@ class Outbound:
         """Storing ``items`` failed: forget their places and stop delivering them. Returns the ids of those
         delivered (or poisoned) meanwhile: stored by the receiver, they are accepted all the same. Waits
         for the answers to batches in flight, so that each message is either accepted or not sent."""
-        if self.backlog:
-            self.backlog.abandon(items)
         if not early:
+            if self.backlog:
+                self.backlog.abandon(items)
             self._storing_in_order -= 1
             return set()
         ids = {m.id for m in early}
@@ -175,12 +177,12 @@ class Outbound:
 
     def not_stored_nowait(self, items: list[Outgoing], early: list[Outgoing]) -> None:
         """The send was cancelled while storing: its outcome unknown, what was delivering goes on."""
-        if self.backlog:
-            self.backlog.abandon(items)
         if early:
             self._written(early)
-        else:
-            self._storing_in_order -= 1
+            return
+        if self.backlog:
+            self.backlog.abandon(items)
+        self._storing_in_order -= 1
 
     def _written(self, early: list[Outgoing]) -> None:
         """The write of messages delivered early returned: forget in the store those already delivered."""

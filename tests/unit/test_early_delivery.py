@@ -9,6 +9,7 @@ import pytest
 
 from goq.identity import Address
 from goq.retry import RetryPolicy
+from goq.sidecar.backlog import WindowConfig
 from goq.sidecar.counting import Counters
 from goq.sidecar.outbound import Outbound, OutboundConfig
 from goq.sidecar.poisoning import Poisoner
@@ -152,3 +153,36 @@ async def test_without_a_store_that_keeps_them_nothing_is_delivered_before_it_is
     assert outbound.storing(items, deliver_now=False) == []
     assert await outbound.not_stored(items, []) == set()
     assert outbound.pending == 0
+
+
+class NoSpills:
+    async def load_spilled(self, destination: str, limit: int) -> list[Outgoing]:
+        return []
+
+    async def spilled_counts(self) -> dict[str, int]:
+        return {}
+
+
+async def test_messages_delivering_while_stored_count_once_against_their_memory_window(
+    outbox: RecordingOutbox,
+) -> None:
+    counters = Counters()
+    outbound = Outbound(
+        Address.parse("orders.shop"),
+        lambda: RetryPolicy(initial_backoff=60.0),
+        StaticResolver({}),
+        {True: outbox, False: RecordingOutbox()},
+        Poisoner(KeepingSink(), counters),
+        counters,
+        OutboundConfig(),
+        spill_store=NoSpills(),
+        window=WindowConfig(messages=4),
+    )
+    try:
+        assert len(outbound.storing(messages(3), deliver_now=True)) == 3
+        fourth, fifth = messages(1, start=3), messages(1, start=4)
+        assert outbound.storing(fourth, deliver_now=True) == fourth  # room for one more, not spilled
+        assert outbound.storing(fifth, deliver_now=True) == []  # the window is full: it waits in the store
+        assert fifth[0].spill
+    finally:
+        await outbound.close(0.0)
