@@ -368,6 +368,20 @@ the benchmark starts them; CPU from /proc, Python stacks from `py-spy`):
   5.3 ms, two of them in sequence, each also waiting for the write before it (one durable writer per
   side; two or three writers measured worse, p50 9.4-13.5 ms, since more writes mean more journal
   flushes): that, on a machine this busy, is the persistent p50 of 7-8 ms.
+- **Persistent at 1,000 msg/s, where the time goes** (later; stages timed inside the sidecars, 10,000-20,000
+  messages): the sender's write 3.5 ms p50 (an `insert_many` alone 2.2 ms, the rest waiting for the write
+  before it), then delivery, the receiver's write 3.1 ms p50 (p99 8-14 ms; `insert_many` alone p99 8-10
+  ms), then 0.8 ms to the application. Delivery now starts while the sender's write is in flight
+  (docs/sidecar.md): time to the first send 4.4 -> 0.1 ms p50. In the latency scenario, 3 alternating runs
+  each: p50 9.06/8.63/7.74 -> 6.70/6.20/6.04 ms; p99 19.3/25.2/18.7 -> 20.8/21.7/20.3 ms, unchanged: the tail
+  is the receiver's majority write, whose own p99 under this load is above the 4 ms target. A full run's
+  p99 can be far worse than these (50 ms in one) when mongod stalls. `--journalCommitInterval 2` instead of
+  10 made no difference (2 runs each).
+- **Transient at 1,000 msg/s**: acknowledging every 5 ms with `Ack` calls cost the receiving sidecar about a
+  tenth of its CPU per message; on an `AckStream` it took 0.316-0.324 instead of 0.353-0.357 ms (orders
+  0.342-0.349 against 0.357-0.364) and the p99 went 2.32 -> 1.91-2.06 ms (2 runs each). What is left is
+  mostly grpcio's: py-spy finds our code (with what it calls) in a third of the receiver's busy event-loop
+  samples, grpc's callbacks and the loop itself in the rest.
 - **Tails**: full garbage collections of the sidecar's ~600 modules' objects took 20-35 ms mid-run until the
   sidecar froze them at start (`gc.freeze`); majority writes stalled 100-110 ms, both sidecars' at once, a few
   times a minute, until mongod flushed its journal every 10 ms instead of 100 (docs/deploy.md).
