@@ -185,13 +185,17 @@ class Outbound:
         self._storing_in_order -= 1
 
     def _written(self, early: list[Outgoing]) -> None:
-        """The write of messages delivered early returned: forget in the store those already delivered."""
+        """The write of messages delivered early returned: forget in the store those already delivered, and
+        record the attempts that failed meanwhile (the write carried none)."""
         ids = {m.id for m in early}
         self._unstored -= ids
         settled = [m for m in early if m.id in self._settled]
         if settled:
             self._settled.difference_update(m.id for m in settled)
             self.stores[True].forget([m.id for m in settled])
+        failed = [m for m in early if m.failed_attempts and m.id in self.holding]
+        if failed:
+            self.stores[True].record_failures(failed)
 
     def _resident(self, destination: Address) -> tuple[int, int]:
         lane = self.lanes.get(destination)

@@ -3,6 +3,7 @@ the store forgets a delivered message only after its write returned, a failed wr
 was delivered meanwhile, and whatever must keep its order or cannot be kept waits for its write."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,6 +25,7 @@ class RecordingOutbox:
 
     def __init__(self) -> None:
         self.forgotten: list[str] = []
+        self.failures: list[str] = []
 
     async def add(self, items: list[Outgoing]) -> list[bool]:
         return [True] * len(items)
@@ -32,7 +34,7 @@ class RecordingOutbox:
         self.forgotten += ids
 
     def record_failures(self, items: list[Outgoing]) -> None:
-        return None
+        self.failures += [m.id for m in items]
 
     async def recover(self) -> list[Outgoing]:
         return []
@@ -61,7 +63,7 @@ async def outbound(outbox: RecordingOutbox) -> AsyncIterator[Outbound]:
     # what a test sees delivered is what it reported delivered itself.
     outbound = Outbound(
         Address.parse("orders.shop"),
-        lambda: RetryPolicy(initial_backoff=60.0),
+        lambda: RetryPolicy(initial_backoff=30.0),
         StaticResolver({}),
         {True: outbox, False: RecordingOutbox()},
         Poisoner(KeepingSink(), counters),
@@ -81,7 +83,7 @@ def messages(count: int, *, generated: bool = True, start: int = 0) -> list[Outg
             key_id="k",
             signature=b"s",
             persistent=True,
-            created_at=0.0,
+            created_at=time.time(),
             generated=generated,
         )
         for i in range(start, start + count)
@@ -111,6 +113,19 @@ async def test_a_message_delivered_before_its_write_returns_is_forgotten_only_af
     assert outbound.pending == 1  # m1 is still to deliver, and not delivered twice
     outbound.delivered(items[1:])
     assert outbox.forgotten == ["m0", "m1"]
+
+
+async def test_an_attempt_that_failed_before_the_write_returned_is_recorded_after_it(
+    outbound: Outbound, outbox: RecordingOutbox
+) -> None:
+    items = messages(2)
+    early = outbound.storing(items, deliver_now=True)
+    lane = outbound.lanes[BILLING]
+    lane.withdraw({"m0"})
+    await outbound.failed(lane, items[:1], "billing: unreachable")
+    assert outbox.failures == []  # no document to update yet
+    outbound.stored(items, [True, True], early)
+    assert outbox.failures == ["m0"]
 
 
 async def test_a_failed_write_accepts_what_was_delivered_meanwhile_and_withdraws_the_rest(
@@ -169,7 +184,7 @@ async def test_messages_delivering_while_stored_count_once_against_their_memory_
     counters = Counters()
     outbound = Outbound(
         Address.parse("orders.shop"),
-        lambda: RetryPolicy(initial_backoff=60.0),
+        lambda: RetryPolicy(initial_backoff=30.0),
         StaticResolver({}),
         {True: outbox, False: RecordingOutbox()},
         Poisoner(KeepingSink(), counters),
