@@ -6,6 +6,13 @@
             handle(message.payload)
             await goq.ack(message.id)
 
+A consumer that acknowledges often does so on one stream, cheaper for the sidecar than a call each time:
+
+    async with AsyncClient() as goq, goq.acknowledger() as acks:
+        async for message in goq.receive(max_in_flight=500):
+            handle(message.payload)
+            await acks.ack(message.id)
+
 ``Client`` offers the same calls without asyncio. Errors are ``goq.client.errors`` types.
 """
 
