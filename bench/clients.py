@@ -236,7 +236,8 @@ async def consume_grpc(
 
 
 async def consume_rest(url: str, target: str, arrivals: Arrivals, within: float) -> int:
-    """Long-poll receive and one ack per message (up to WINDOW at once) until done, then drain."""
+    """Long-poll receive and acknowledge each answer's messages in one request (up to WINDOW at once) until
+    done, then drain."""
     import aiohttp
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=WINDOW + 1)) as session:
@@ -247,9 +248,9 @@ async def consume_rest(url: str, target: str, arrivals: Arrivals, within: float)
         window = asyncio.Semaphore(WINDOW)
         acks: set[asyncio.Task[None]] = set()
 
-        async def ack(message_id: str) -> None:
+        async def ack(ids: list[str]) -> None:
             try:
-                async with session.post(f"{url}/v1/messages/{message_id}/ack") as response:
+                async with session.post(f"{url}/v1/messages/ack", json={"ids": ids}) as response:
                     await response.read()
             finally:
                 window.release()
@@ -260,8 +261,9 @@ async def consume_rest(url: str, target: str, arrivals: Arrivals, within: float)
             now = time.time()
             for m in answer["messages"]:
                 arrivals.add(base64.b64decode(m["payload"]), now)
+            if answer["messages"]:
                 await window.acquire()
-                task = asyncio.ensure_future(ack(m["id"]))
+                task = asyncio.ensure_future(ack([m["id"] for m in answer["messages"]]))
                 acks.add(task)
                 task.add_done_callback(acks.discard)
             return len(answer["messages"])

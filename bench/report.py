@@ -26,8 +26,8 @@ CONFIGURATIONS = """\
   The gRPC rows receive with the server-streaming `Receive` (max_in_flight 5000, max_batch 1000, or 16 for
   64 KiB messages so that a batch stays under gRPC's 4 MiB default message limit) and acknowledge every
   5 ms in one message on an `AckStream`; the REST rows long-poll `GET /v1/messages?max=1000&wait=1` and
-  acknowledge each message with its own `POST /v1/messages/{id}/ack` (up to 64 at once), the only ack REST
-  offers. Every consumer drains before it closes: it reads on until nothing came for 0.5 s and acknowledges
+  acknowledge each answer's messages in one `POST /v1/messages/ack` (up to 64 at once). Every consumer
+  drains before it closes: it reads on until nothing came for 0.5 s and acknowledges
   all it holds, then reports how many leases the sidecar still holds (`left_in_flight` in the JSON).
 - **GoQ's engine rate** (the yardstick of issue 4): the same streaming producer with *no application
   receiving*; the rate runs from the producer's start until the receiving sidecar's `Stats.received` counter
@@ -307,9 +307,10 @@ how each path works (it holds whatever the numbers of a particular run are):
   compare with the peers, whose clients also pipeline (1,000 unconfirmed publishes, prefetch 2,000).
 - **gRPC unary** pays one RPC per message (64 in flight): HTTP/2 framing, a task and a protobuf round trip
   each, in both the client and the sidecar; the receive side is the same stream as above.
-- **REST** pays one HTTP request per message to send *and* one per message to acknowledge (the API has no
-  batch ack), with JSON and, for JSON sends, base64 (a third more bytes, and encoding on both sides, which is
-  what separates REST JSON from REST raw at 64 KiB). It is the convenient path, not the fast one.
+- **REST** pays one HTTP request per message to send (a long poll hands out many at once, and one request
+  acknowledges them all), with JSON and, for JSON sends, base64 (a third more bytes, and encoding on both
+  sides, which is what separates REST JSON from REST raw at 64 KiB). It is the convenient path, not the
+  fast one.
 - **Persistent vs transient**: a persistent message is written to MongoDB (majority write concern) by the
   sending sidecar before `Send` returns, again by the receiving sidecar before it acknowledges the transfer
   (the two overlap: delivery does not wait for the sender's write),

@@ -18,6 +18,8 @@ MAX_WAIT: Final = 60
 MAX_POISON_LIST: Final = 1000
 DEFAULT_POISON_LIST: Final = 100
 MAX_REDRIVE: Final = 1000
+MAX_ACK: Final = 10_000
+"""Most ids one ``POST /v1/messages/ack`` takes (its body stays under the 1 MiB of small bodies)."""
 MAX_DELAY: Final = 86400
 """Longest nack delay, seconds (the engine's bound)."""
 
@@ -228,6 +230,17 @@ def _schemas(max_payload: int) -> dict[str, Any]:
             "required": ["messages"],
             "properties": {"messages": {"type": "array", "items": {"$ref": "#/components/schemas/PoisonedMessage"}}},
         },
+        "Acks": {
+            "type": "object",
+            "required": ["ids"],
+            "additionalProperties": False,
+            "properties": {"ids": {"type": "array", "maxItems": MAX_ACK, "items": {"type": "string"}}},
+        },
+        "Acknowledged": {
+            "type": "object",
+            "required": ["unknown"],
+            "properties": {"unknown": {"type": "array", "items": {"type": "string"}}},
+        },
         "Redrive": {
             "type": "object",
             "required": ["ids"],
@@ -318,6 +331,20 @@ def _paths() -> dict[str, Any]:
                 ],
                 "responses": {"200": _json("The messages leased, maybe none.", "ReceivedMessages"), "400": _BAD},
             },
+        },
+        "/v1/messages/ack": {
+            "post": {
+                "operationId": "ackMany",
+                "summary": "Done with many messages at once (gRPC: Ack).",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Acks"}}},
+                },
+                "responses": {
+                    "200": _json("Acknowledged; the ids that were not leased are listed.", "Acknowledged"),
+                    "400": _BAD,
+                },
+            }
         },
         "/v1/messages/{id}/ack": {
             "post": {

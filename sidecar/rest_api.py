@@ -32,6 +32,7 @@ from goq.sidecar.openapi import (
     BASE64_PATTERN,
     DEFAULT_POISON_LIST,
     DEFAULT_RECEIVE,
+    MAX_ACK,
     MAX_DELAY,
     MAX_POISON_LIST,
     MAX_RECEIVE,
@@ -49,7 +50,7 @@ RESPONSE_BUDGET: Final = 16 * 1024 * 1024
 OFF_LOOP: Final = 256 * 1024
 """JSON bodies larger than this are parsed and encoded in a worker thread, not on the event loop."""
 SMALL_BODY: Final = 1024 * 1024
-"""Bodies other than sends (nack, redrive) are small; more than this is refused unread."""
+"""Bodies other than sends (nack, redrive, acknowledgements) are small; more than this is refused unread."""
 JSON_OVERHEAD: Final = MAX_HEADERS * (MAX_HEADER_NAME + MAX_HEADER_VALUE) * 6 + 64 * 1024
 """Room in a JSON send beyond the base64 payload: every header at its longest, each character
 ``\\uXXXX``-escaped, plus the other fields."""
@@ -201,11 +202,12 @@ def nack_arguments(body: dict[str, Any]) -> tuple[bool, float, str]:
     return requeue, float(delay), reason
 
 
-def redrive_ids(body: dict[str, Any]) -> list[str]:
-    _only(body, ("ids",), "the redrive request")
+def message_ids(body: dict[str, Any], what: str, limit: int) -> list[str]:
+    """The ``ids`` of a redrive or acknowledgement request."""
+    _only(body, ("ids",), what)
     ids = body.get("ids")
-    if not isinstance(ids, list) or len(ids) > MAX_REDRIVE or not all(isinstance(i, str) for i in ids):
-        raise ConfigError(f'"ids" is required: a list of at most {MAX_REDRIVE} message ids')
+    if not isinstance(ids, list) or len(ids) > limit or not all(isinstance(i, str) for i in ids):
+        raise ConfigError(f'"ids" is required: a list of at most {limit} message ids')
     return ids
 
 
@@ -407,6 +409,12 @@ class RestApi:
             )
         return Response(status=204)
 
+    async def ack_many(self, request: Request) -> Response:
+        """Why: a consumer of a batch paid one request per message to acknowledge it."""
+        query_of(request)
+        body = parse_json_object(await read_body(request, SMALL_BODY, "the acknowledgement body"), "the body")
+        return json_response({"unknown": self.engine.acknowledge(message_ids(body, "the acknowledgement", MAX_ACK))})
+
     async def nack(self, request: Request) -> Response:
         query_of(request)
         body = await read_body(request, SMALL_BODY, "the nack body")
@@ -442,7 +450,8 @@ class RestApi:
 
     async def redrive(self, request: Request) -> Response:
         query_of(request)
-        ids = redrive_ids(parse_json_object(await read_body(request, SMALL_BODY, "the redrive body"), "the body"))
+        body = parse_json_object(await read_body(request, SMALL_BODY, "the redrive body"), "the body")
+        ids = message_ids(body, "the redrive request", MAX_REDRIVE)
         return json_response({"ids": await asyncio.shield(self.engine.redrive(ids))})
 
     async def openapi(self, request: Request) -> Response:
@@ -460,6 +469,7 @@ def rest_routes(engine: QueueManager, large: LargeMessages | None = None) -> Rou
     routes = Router(json_errors)
     routes.add("POST", "/v1/messages", api.send, expect=api.expect_send)
     routes.add("GET", "/v1/messages", api.receive)
+    routes.add("POST", "/v1/messages/ack", api.ack_many)
     routes.add("POST", "/v1/messages/{id}/ack", api.ack)
     routes.add("POST", "/v1/messages/{id}/nack", api.nack)
     routes.add("GET", "/v1/messages/{id}/payload", api.payload)

@@ -167,6 +167,31 @@ async def test_acknowledging_twice_or_an_unknown_id_is_not_found(sidecars: Sidec
     assert (status, error_of(body)) == (404, ("not_found", "message 'nope' is not leased to the application"))
 
 
+async def test_many_messages_are_acknowledged_in_one_request_and_the_ids_not_leased_are_listed(
+    sidecars: Sidecars, rest: Rest
+) -> None:
+    group = sidecars("orders", "billing")
+    orders, billing = rest(group["orders"]), rest(group["billing"])
+    for i in range(3):
+        await orders.send("billing", b"x", id=f"m{i}", persistent=False)
+    await billing.receive(3)
+    status, body = await billing.call("POST", "/v1/messages/ack", json={"ids": ["m0", "m1", "m2", "nope"]})
+    assert (status, body) == (200, {"unknown": ["nope"]})
+    stats = await billing.stats()
+    assert (stats["acknowledged"], stats["inFlight"]) == (3, 0)
+    assert await billing.call("POST", "/v1/messages/ack", json={"ids": ["m0"]}) == (200, {"unknown": ["m0"]})
+    status, body = await billing.call("POST", "/v1/messages/ack", json={"id": "m0"})
+    assert (status, error_of(body)) == (
+        400,
+        ("bad_request", "the acknowledgement has unknown field(s) 'id'; allowed: ids"),
+    )
+    status, body = await billing.call("POST", "/v1/messages/ack", json={"ids": ["x"] * 10_001})
+    assert (status, error_of(body)) == (
+        400,
+        ("bad_request", '"ids" is required: a list of at most 10000 message ids'),
+    )
+
+
 async def test_a_nack_with_a_delay_hands_the_message_out_again_only_after_it(sidecars: Sidecars, rest: Rest) -> None:
     group = sidecars("orders", "billing")
     orders, billing = rest(group["orders"]), rest(group["billing"])
@@ -435,6 +460,7 @@ async def test_the_openapi_document_lists_every_route(sidecars: Sidecars, rest: 
     assert {(p, m) for p, item in document["paths"].items() for m in item} == {
         ("/v1/messages", "post"),
         ("/v1/messages", "get"),
+        ("/v1/messages/ack", "post"),
         ("/v1/messages/{id}/ack", "post"),
         ("/v1/messages/{id}/nack", "post"),
         ("/v1/messages/{id}/payload", "get"),

@@ -79,7 +79,7 @@ def test_generated_requests_get_documented_answers_and_forbidden_ones_are_refuse
         # Negative mode needs something to break: operations without input have no wrong request.
         if mode is GenerationMode.POSITIVE or "parameters" in definition or "requestBody" in definition
     ]
-    assert len(operations) == (9 if mode is GenerationMode.POSITIVE else 7)
+    assert len(operations) == (10 if mode is GenerationMode.POSITIVE else 8)
     accepted: set[tuple[str, bool]] = set()
     """(id, persistent) of each 202: an id is an idempotency key within its store, persistent or memory."""
 

@@ -18,11 +18,11 @@ from goq.sidecar.rest_api import (
     ERROR_CODES,
     decode_base64,
     http_status,
+    message_ids,
     nack_arguments,
     parse_int,
     parse_json_object,
     parse_seconds,
-    redrive_ids,
     send_request_of_json,
 )
 from goq.sidecar.stores.base import StoreUnavailableError
@@ -128,7 +128,12 @@ def test_a_nack_delay_must_be_seconds_within_a_day(delay: object) -> None:
 @pytest.mark.parametrize("body", [{}, {"ids": "a"}, {"ids": [1]}, {"ids": ["a"] * 1001}])
 def test_redrive_needs_a_list_of_ids(body: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match='"ids" is required: a list of at most 1000 message ids'):
-        redrive_ids(body)
+        message_ids(body, "the redrive request", 1000)
+
+
+def test_a_request_with_ids_names_the_field_it_does_not_know() -> None:
+    with pytest.raises(ConfigError, match="the acknowledgement"):
+        message_ids({"ids": [], "id": "x"}, "the acknowledgement", 10)
 
 
 def _accepts(check: object, value: str) -> bool:
