@@ -205,7 +205,8 @@ class QueueManager:
 
     async def _keep(self, admitted: list[tuple[int, Outgoing]], results: list[SendReceipt | GoQError | None]) -> None:
         """Make persistent messages durable (and both kinds idempotent), then start their delivery."""
-        self._reserved += len(admitted)
+        reserved = len(admitted)
+        self._reserved += reserved
         try:
             for persistent in (True, False):
                 group = [(i, m) for i, m in admitted if m.persistent is persistent]
@@ -213,6 +214,9 @@ class QueueManager:
                     continue
                 items = [m for _, m in group]
                 early = self.outbound.storing(items, deliver_now=self.store is not None) if persistent else []
+                # Held for delivery now, so counted in ``outbound.pending``: no longer reserved (not counted twice).
+                self._reserved -= len(early)
+                reserved -= len(early)
                 try:
                     fresh = await self.outboxes[persistent].add(items)
                 except StoreUnavailableError as exc:
@@ -233,7 +237,7 @@ class QueueManager:
                 # stored but not held (an earlier send's answer was lost to a failed write), hold it now.
                 self.outbound.stored(items, fresh, early)
         finally:
-            self._reserved -= len(admitted)
+            self._reserved -= reserved
 
     # Receiving.
 

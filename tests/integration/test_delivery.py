@@ -122,6 +122,18 @@ async def test_transient_messages_never_touch_mongodb(
         assert await db["poison"].count_documents({}) == 0
 
 
+async def test_a_send_queue_filled_exactly_to_its_limit_in_pipelined_batches_poisons_nothing(
+    sidecars: Sidecars, apps: Apps
+) -> None:
+    """Messages already on their way while their batch is stored count once against the bound, not twice."""
+    orders = apps(sidecars("orders", GOQ_QUEUE_SPEC=json.dumps({"sendQueueLimit": 400}))["orders"])
+    # Batches of one stream are stored concurrently: each is bounded while others' writes are in flight.
+    results = await orders.send("nobody", payloads(400), batch=20)
+    assert [r.accepted.state for r in results] == ["queued"] * 400
+    over = await orders.send("nobody", payloads(1))
+    assert [r.accepted.state for r in over] == ["poisoned"]
+
+
 async def test_send_overflow_poisons_by_default_and_refuses_when_told(sidecars: Sidecars, apps: Apps) -> None:
     limited = json.dumps({"sendQueueLimit": 5})
     rejecting = json.dumps({"sendQueueLimit": 5, "overflow": "reject"})
