@@ -76,6 +76,7 @@ class MongoServer:
             "--replSet", REPLICA_SET,
             "--bind_ip", "127.0.0.1",
             "--port", str(self.port),
+            "--nounixsocket",  # clients use TCP; a killed mongod would leave /tmp/mongodb-<port>.sock behind
             "--dbpath", str(dbpath.resolve()),
             "--wiredTigerCacheSizeGB", str(self.cache_gb),
             "--oplogSize", "128",
