@@ -19,18 +19,21 @@ class Counters:
     """Handed to the application again after a lease ran out or a nack."""
     duplicates: int = 0
     """Deliveries recognised as already received."""
+    repeats_while_storing: int = 0
+    """Deliveries of a message whose earlier delivery was still being stored: answered "retry later"."""
     poisoned: dict[str, int] = field(default_factory=dict)
     """By reason."""
     refused: dict[str, int] = field(default_factory=dict)
-    """Deliveries refused from peers, by reason (bad-signature, unknown-key, malformed, wrong-destination)."""
+    """Deliveries refused from peers, by reason: per envelope (bad-signature, unknown-key, malformed,
+    wrong-destination, batch-too-large), or per request that did not decode (undecodable)."""
     lost_transient: int = 0
     """Transient messages dropped at shutdown (documented: transient messages do not survive the pod)."""
 
     def count_poisoned(self, reason: str, n: int = 1) -> None:
         self.poisoned[reason] = self.poisoned.get(reason, 0) + n
 
-    def count_refused(self, reason: str) -> None:
-        self.refused[reason] = self.refused.get(reason, 0) + 1
+    def count_refused(self, reason: str, n: int = 1) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + n
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -33,6 +33,7 @@ from goq.signing import Keyring, SignatureError
 log = logging.getLogger("goq.sidecar.inbound")
 
 Result = peer_pb2.MessageResult
+STILL_STORING = "an earlier delivery of this message is still being stored here; try again"
 CONSUMED_MEMORY = 60.0
 """Seconds a consumed key is remembered in memory, well past the store's tombstone write."""
 
@@ -83,9 +84,12 @@ class Inbound:
         self.waiting: list[tuple[float, int, Incoming]] = []
         self.leased: dict[str, Incoming] = {}
         self.live: set[str] = set()
+        """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
+        self.storing: set[str] = set()
+        """Keys in ``live`` whose store write has not returned: not durably held yet, so a repeat of one is
+        answered "retry later", never "duplicate" (the sender would forget a message the write may still lose)."""
         self._admitting = 0
         """Keys in ``live`` reserved by arrivals whose bound is not applied yet."""
-        """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
         self.large_ready: set[str] = set()
         """Keys of large messages whose bodies were received and verified (``goq.sidecar.large``): only
         their envelopes are accepted; a large envelope without its body is refused."""
@@ -117,17 +121,25 @@ class Inbound:
             checked = self._check(envelope, now)
             if isinstance(checked, Result):
                 arrival.results[index] = checked
+            elif checked.key in self.storing:
+                self.counters.repeats_while_storing += 1
+                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=STILL_STORING)
             elif checked.key in self.live or checked.key in self.consumed:
                 self.counters.duplicates += 1
                 arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
             else:
                 self.live.add(checked.key)
+                self.storing.add(checked.key)
                 arrival.candidates.append((index, checked))
         self._admitting += len(arrival.candidates)
         return arrival
 
     async def store(self, arrival: "Arrival") -> "Arrival":
-        """Apply the bound and store; several arrivals may be stored at once (one group commit)."""
+        """Apply the bound and store; several arrivals may be stored at once (one group commit).
+
+        Whatever happens, the arrival's keys leave ``storing``: held durably, or no longer held at all (a
+        failed or cancelled write lets go of the key, so the sender's retry is stored anew; a write that
+        failed only in appearance is found by the store and counts as new, see ``InboxStore.add``)."""
         try:
             try:
                 admitted = await self._admit(arrival.candidates, arrival.results)
@@ -136,11 +148,19 @@ class Inbound:
             arrival.stored = await self._store(admitted, arrival.results)
         except Exception:
             log.exception("storing a delivered batch failed; the sender will retry it")
-            for index, item in arrival.candidates:
-                self.live.discard(item.key)
-                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason="receiver error")
-            arrival.stored = []
+            self._let_go(arrival, "receiver error")
+        except BaseException:  # cancelled (shutting down): nothing here is answered or queued
+            self._let_go(arrival, "receiver stopping")
+            raise
+        finally:
+            self.storing.difference_update(item.key for _, item in arrival.candidates)
         return arrival
+
+    def _let_go(self, arrival: "Arrival", reason: str) -> None:
+        for index, item in arrival.candidates:
+            self.live.discard(item.key)
+            arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=reason)
+        arrival.stored = []
 
     def publish(self, arrival: "Arrival") -> list[Result]:
         """Queue what was stored, for the application; call in the order the arrivals came."""

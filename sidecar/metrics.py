@@ -32,6 +32,11 @@ class EngineCollector(Collector):
             ("goq_messages_acknowledged", "Messages the application acknowledged.", c.acknowledged),
             ("goq_messages_redelivered", "Messages handed to the application again.", c.redelivered),
             ("goq_messages_duplicate", "Deliveries recognised as already received.", c.duplicates),
+            (
+                "goq_deliveries_deferred_while_storing",
+                "Repeated deliveries answered 'retry later' because the first one's store write had not returned.",
+                c.repeats_while_storing,
+            ),
             ("goq_transient_messages_lost", "Transient messages dropped at shutdown.", c.lost_transient),
         ]
         for name, documentation, value in totals:

@@ -14,6 +14,7 @@ from goq.devenv.mongo import MongoServer
 from goq.devenv.sidecars import SidecarProcess
 
 from .conftest import App
+from .test_metrics import scrape
 
 Sidecars = Callable[..., dict[str, SidecarProcess]]
 Apps = Callable[[SidecarProcess], App]
@@ -81,3 +82,36 @@ async def test_with_only_the_senders_database_down_what_the_receiver_stored_is_a
         assert (stats.sent, stats.delivered, stats.send_queue) == (1, 1, 0)
     finally:
         senders_mongo.stop()
+
+
+async def test_retries_while_the_receivers_write_waits_on_its_stopped_database_are_not_taken_as_delivered(
+    sidecars: Sidecars, apps: Apps, tmp_path: Path
+) -> None:
+    """The loss of issue 16, reproduced: billing's MongoDB stops, so its write of a delivered batch waits
+    (up to GOQ_STORE_TIMEOUT) while orders' attempt times out and is retried. The retry used to find the
+    message reserved in billing's memory and be answered DUPLICATE: orders forgot it, billing's write failed,
+    every message was lost. A repeat of a message still being stored is now answered "retry later"."""
+    receivers_mongo = MongoServer(tmp_path / "receivers-mongo")
+    receivers_mongo.start()
+    try:
+        patient = {"maxAttempts": 1000, "initialBackoff": "100ms", "maxBackoff": "500ms", "attemptTimeout": "1s"}
+        group = sidecars("orders", "billing", GOQ_RETRY_POLICY=json.dumps(patient), start=False)
+        group["billing"].env.update(GOQ_MONGODB_URI=receivers_mongo.uri, GOQ_STORE_TIMEOUT="4s")
+        for sidecar in group.values():
+            sidecar.start()
+        orders, billing = apps(group["orders"]), apps(group["billing"])
+        await asyncio.to_thread(receivers_mongo.stop)
+
+        payloads = [f"during-{i}".encode() for i in range(80)]
+        answers = await orders.send("billing", payloads, batch=20)
+        assert all(r.WhichOneof("result") == "accepted" for r in answers)
+        await asyncio.sleep(6.0)  # attempts time out and are repeated while billing's writes wait and fail
+        metrics = scrape(group["billing"]).items()
+        deferred = sum(v for (name, _), v in metrics if name == "goq_deliveries_deferred_while_storing_total")
+        await asyncio.to_thread(receivers_mongo.start)
+
+        got = await billing.receive(len(payloads), within=60, distinct=True)
+        assert {m.payload for m in got} == set(payloads)
+        assert deferred > 0, "no repeat met a write in flight: the scenario did not happen"
+    finally:
+        receivers_mongo.stop()

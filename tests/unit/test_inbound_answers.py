@@ -1,0 +1,149 @@
+"""What the receiver answers a delivery, and the invariant each answer relies on: DUPLICATE (the sender
+forgets the message) only for a message this sidecar holds durably or has consumed; a repeat of a message
+whose store write has not returned is answered RETRY_LATER, whether that write then succeeds or fails."""
+
+import asyncio
+import time
+
+import pytest
+
+from goq.api.v1 import envelope_pb2, peer_pb2
+from goq.identity import Address
+from goq.messages import Message
+from goq.queue_spec import GoQueueSpec
+from goq.sidecar.counting import Counters
+from goq.sidecar.inbound import Inbound, InboundConfig
+from goq.sidecar.poisoning import Poisoner
+from goq.sidecar.records import Incoming, PoisonRecord
+from goq.sidecar.stores.base import StoreUnavailableError
+from goq.signing import Keyring
+
+ORDERS = Address.parse("orders.shop")
+BILLING = Address.parse("billing.shop")
+KEYRING = Keyring({"k1": b"k" * 32}, "k1")
+ACCEPTED, DUPLICATE, RETRY_LATER = peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_DUPLICATE, peer_pb2.OUTCOME_RETRY_LATER
+
+
+class GatedInbox:
+    """An inbox whose writes wait until the test opens the gate, then succeed or fail as told."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.fail = False
+        self.held: set[str] = set()
+
+    async def add(self, items: list[Incoming]) -> list[bool]:
+        await self.gate.wait()
+        if self.fail:
+            raise StoreUnavailableError("MongoDB could not make the messages durable: test outage")
+        fresh = [m.key not in self.held for m in items]
+        self.held.update(m.key for m in items)
+        return fresh
+
+    def acknowledge(self, keys: list[str]) -> None:
+        return None
+
+    async def restore(self, items: list[Incoming]) -> None:
+        return None
+
+    async def recover(self) -> list[Incoming]:
+        return []
+
+    async def close(self) -> None:
+        return None
+
+
+class KeepingSink:
+    async def put(self, records: list[PoisonRecord]) -> None:
+        return None
+
+
+@pytest.fixture
+async def inbox() -> GatedInbox:
+    return GatedInbox()
+
+
+@pytest.fixture
+async def inbound(inbox: GatedInbox) -> Inbound:
+    counters = Counters()
+    return Inbound(
+        BILLING,
+        lambda: KEYRING,
+        GoQueueSpec,
+        {True: inbox, False: GatedInbox()},
+        Poisoner(KeepingSink(), counters),
+        counters,
+        InboundConfig(),
+    )
+
+
+def envelope(message_id: str) -> envelope_pb2.SignedEnvelope:
+    body = Message(message_id, ORDERS, BILLING, int(time.time() * 1000), b"order").encode()
+    key_id, signature = KEYRING.sign(body)
+    return envelope_pb2.SignedEnvelope(body=body, key_id=key_id, signature=signature)
+
+
+def outcomes(results: list[peer_pb2.MessageResult]) -> list[int]:
+    return [r.outcome for r in results]
+
+
+async def test_a_repeat_while_the_first_write_is_in_flight_is_answered_retry_later(
+    inbound: Inbound, inbox: GatedInbox
+) -> None:
+    first = asyncio.create_task(inbound.accept([envelope("m1")]))
+    await asyncio.sleep(0)  # the first delivery is checked and its write waits on the gate
+
+    repeat = await inbound.accept([envelope("m1")])
+
+    assert outcomes(repeat) == [RETRY_LATER]
+    assert "still being stored" in repeat[0].reason
+    assert inbound.counters.duplicates == 0
+    assert inbound.counters.repeats_while_storing == 1
+    inbox.gate.set()
+    assert outcomes(await first) == [ACCEPTED]
+
+
+async def test_a_repeat_after_the_write_returned_is_a_duplicate(inbound: Inbound, inbox: GatedInbox) -> None:
+    inbox.gate.set()
+    assert outcomes(await inbound.accept([envelope("m1")])) == [ACCEPTED]
+
+    assert outcomes(await inbound.accept([envelope("m1")])) == [DUPLICATE]
+    assert inbound.counters.duplicates == 1
+
+
+async def test_after_a_failed_write_the_senders_retry_is_stored_anew(inbound: Inbound, inbox: GatedInbox) -> None:
+    first = asyncio.create_task(inbound.accept([envelope("m1")]))
+    await asyncio.sleep(0)
+    assert outcomes(await inbound.accept([envelope("m1")])) == [RETRY_LATER]
+    inbox.fail = True
+    inbox.gate.set()
+    assert outcomes(await first) == [RETRY_LATER]  # what the sender's timed-out attempt no longer hears
+
+    inbox.fail = False
+    retried = await inbound.accept([envelope("m1")])
+
+    assert outcomes(retried) == [ACCEPTED]
+    assert [m.id for m in inbound.take(10)] == ["m1"]
+
+
+async def test_a_cancelled_write_lets_go_of_its_messages(inbound: Inbound, inbox: GatedInbox) -> None:
+    first = asyncio.create_task(inbound.accept([envelope("m1")]))
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert inbound.storing == set()
+    assert inbound.depth == 0
+
+    inbox.gate.set()
+    assert outcomes(await inbound.accept([envelope("m1")])) == [ACCEPTED]
+
+
+async def test_an_acknowledged_message_delivered_again_is_a_duplicate(inbound: Inbound, inbox: GatedInbox) -> None:
+    inbox.gate.set()
+    await inbound.accept([envelope("m1")])
+    (taken,) = inbound.take(1)
+    assert inbound.acknowledge([taken.id]) == []
+
+    assert outcomes(await inbound.accept([envelope("m1")])) == [DUPLICATE]
+    assert inbound.take(1) == []
