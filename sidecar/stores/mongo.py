@@ -24,6 +24,7 @@ import pymongo
 from pymongo import AsyncMongoClient, DeleteMany, DeleteOne, UpdateMany, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.read_concern import ReadConcern
 
 from goq.identity import Address
 from goq.messages import Message
@@ -71,7 +72,12 @@ class MongoStore:
         background = WriteConcern(w=1)
         self._outbox_durable: AsyncCollection[Doc] = db.get_collection("outbox", write_concern=majority)
         self._outbox: AsyncCollection[Doc] = db.get_collection("outbox", write_concern=background)
-        self._inbox_durable: AsyncCollection[Doc] = db.get_collection("inbox", write_concern=majority)
+        # Reads that decide an answer to a sender (is this a duplicate? is it ours?) see only majority-committed
+        # documents: a write that failed in appearance may sit on a primary alone, and be rolled back by an
+        # election after the sender was told it is held.
+        self._inbox_durable: AsyncCollection[Doc] = db.get_collection(
+            "inbox", write_concern=majority, read_concern=ReadConcern("majority")
+        )
         self._inbox: AsyncCollection[Doc] = db.get_collection("inbox", write_concern=background)
         self._instances: AsyncCollection[Doc] = db.get_collection("instances", write_concern=background)
         self.outbox = MongoOutbox(self)
