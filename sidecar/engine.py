@@ -22,6 +22,7 @@ from goq.sidecar.outbound import Outbound
 from goq.sidecar.poison.base import BrowsablePoisonSink
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Incoming, Outgoing, PoisonRecord, inbound_key
+from goq.sidecar.stores.absent import REASON as NO_MONGODB
 from goq.sidecar.stores.base import InboxStore, OutboxStore, StoreUnavailableError
 from goq.sidecar.stores.mongo import MongoStore
 from goq.signing import Keyring
@@ -144,9 +145,14 @@ class QueueManager:
         limit = min(self.max_payload, self.spec().max_message_size)
         for index, request in enumerate(requests):
             try:
-                prepared.append((index, self._prepare(request, now, limit)))
+                item = self._prepare(request, now, limit)
             except ConfigError as exc:
                 results[index] = exc
+                continue
+            if item.persistent and self.store is None:  # refused before the bound: over it, it would be poisoned
+                results[index] = StoreUnavailableError(NO_MONGODB)
+            else:
+                prepared.append((index, item))
         admitted = await self._bound(prepared, results)
         await self._keep(admitted, results)
         return [r if r is not None else GoQError("internal: no result") for r in results]
