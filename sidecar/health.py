@@ -1,6 +1,7 @@
 """``/healthz``, ``/readyz`` and ``/metrics`` on the pod IP (port 7703), for probes and Prometheus."""
 
 from collections.abc import Callable
+from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
@@ -8,6 +9,10 @@ from prometheus_client.registry import CollectorRegistry
 from goq.sidecar.http_server import Request, Response, Router
 
 TEXT = "text/plain; charset=utf-8"
+MAX_CONNECTIONS: Final = 64
+"""Most connections the health port holds (it listens on every interface): probes and scrapes each
+take one for a moment, so 64 is ample; at the bound the one waiting longest for a request is closed
+(see ``goq.sidecar.http_server``), so idle or trickling clients cannot shut out the kubelet's probe."""
 
 
 def health_routes(ready: Callable[[], bool], registry: CollectorRegistry) -> Router:

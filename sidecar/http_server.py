@@ -6,12 +6,20 @@ uvicorn) parses and frames requests and responses correctly; this module adds wh
 around it: routes with ``{name}`` parts, request bodies read as a stream, ``Expect: 100-continue``
 answered (or refused before the body is sent), responses whole or streamed, keep-alive, and a
 shutdown that gives running requests a grace period.
+
+It holds up against clients that are slow or gone (the health port listens on every interface): a
+request head must arrive whole within ``HEAD_TIMEOUT``, a body may not stall for ``BODY_TIMEOUT``, an
+answer may not wait for its reader for ``SEND_TIMEOUT``, and a server holds at most ``max_connections``
+connections: at the bound, a new connection closes the one that has waited longest for a request (idle,
+or still sending its head), or is refused with 503 when every connection is busy with a request. A body
+cut short is answered 400 and the connection closed; none of it is logged above DEBUG.
 """
 
 import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -29,7 +37,27 @@ _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus
 DRAIN_LIMIT: Final = 64 * 1024
 """Most bytes of an unread request body read and dropped to keep the connection; beyond, it closes."""
 IDLE_TIMEOUT: Final = 75.0
-"""Seconds a kept-alive connection may wait for its next request (aiohttp's default too)."""
+"""Seconds a kept-alive connection may wait for the first byte of its next request (aiohttp's default too)."""
+HEAD_TIMEOUT: Final = 10.0
+"""Seconds from a new connection (or the first byte of a kept-alive one's next request) to the end of
+the request head. Clients send a head in one write; one trickled a byte at a time, or a request line
+with no blank line after it, would otherwise hold its connection forever. Answered 408, then closed."""
+BODY_TIMEOUT: Final = 30.0
+"""Seconds a request body may go without a byte arriving before the request is answered 408 and its
+connection closed: a client that stalls mid-body would otherwise hold its connection (and a large
+send's half-written body) forever. Draining an unread body after the answer is bounded by it in all."""
+SEND_TIMEOUT: Final = 60.0
+"""Seconds an answer may wait for the client to read any of it (a full socket buffer) before the
+connection is closed: a client that asks and never reads would otherwise hold it forever. Generous,
+as an application may pause between reads of a large payload."""
+MAX_CONNECTIONS: Final = 512
+"""Most connections one server holds at once (each costs a socket and a task). Beyond it, the
+connection waiting longest for a request is closed, so idle or trickling clients cannot shut out a
+real request; when all are busy with requests, the new one is answered 503 and closed."""
+REFUSAL_LINGER: Final = 1.0
+"""Seconds a refused connection's request is read and dropped after the 503, before it is closed."""
+REFUSAL_LOG_INTERVAL: Final = 60.0
+"""Seconds between warnings that a server refused connections at its bound (one line, with the count)."""
 
 
 class HttpError(Exception):
@@ -41,12 +69,30 @@ class HttpError(Exception):
         self.allowed = sorted(allowed)
 
 
+class BodyError(HttpError):
+    """The request body broke off (400) or stalled (408): answered if the client can still read, and
+    the connection closed, since the rest of its bytes cannot be trusted to start a next request."""
+
+
 class _Channel:
     """One connection: h11's state machine between a socket's reader and writer."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body_timeout: float, send_timeout: float
+    ) -> None:
         self.reader, self.writer = reader, writer
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.body_timeout, self.send_timeout = body_timeout, send_timeout
+        self.must_close = False
+        """The rest of this request's body will not come (it broke off, stalled, or was refused before
+        ``100 Continue``): answer if possible, then close."""
+        self.waiting_since: float | None = time.monotonic()
+        """Since when the connection waits for a request (idle, or reading a head, or draining an
+        answered request's body); None while a request is being handled. At the bound, the longest
+        waiting connection is closed to make room."""
+        self.served = False
+        self.dismissed = False
+        """The server cancelled this connection (to make room, or on shutdown): an end, not an error."""
 
     async def next_event(self) -> object:
         while True:
@@ -58,7 +104,23 @@ class _Channel:
     async def send(self, *events: h11.Event) -> None:
         """One write for all ``events``: a small answer leaves in one segment, not one per part."""
         self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
-        await self.writer.drain()
+        async with asyncio.timeout(self.send_timeout):
+            await self.writer.drain()
+
+    async def body_event(self) -> object:
+        """The next event of a request body, or ``BodyError`` when it broke off or stalled."""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await self.next_event()
+        except TimeoutError:
+            self.must_close = True
+            message = f"no byte of the request body arrived for {self.body_timeout:g} s; send the body without pauses"
+            log.debug("HTTP request body stalled: %s", message)
+            raise BodyError(408, message) from None
+        except h11.RemoteProtocolError as exc:
+            self.must_close = True
+            log.debug("HTTP request body broke off: %s", exc)
+            raise BodyError(400, f"the request body broke off before its end ({exc}); send the whole body") from None
 
 
 @dataclass
@@ -91,18 +153,19 @@ class Request:
         return value or "application/octet-stream"
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; a client that hangs up mid-body raises ``ConnectionError``."""
+        """The body as it arrives; a client that hangs up mid-body, or sends nothing for the body
+        timeout, raises ``BodyError`` (400 or 408), which the router answers like any refusal."""
         while self._channel is not None and not self._body_done:
-            try:
-                event = await self._channel.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise ConnectionError(f"the request body broke off: {exc}") from exc
+            if self._channel.must_close:
+                raise BodyError(400, "the request body broke off before its end; send the whole body")
+            event = await self._channel.body_event()
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 self._body_done = True
             else:
-                raise ConnectionError(f"the request body broke off ({type(event).__name__})")
+                self._channel.must_close = True
+                raise BodyError(400, f"the request body broke off ({type(event).__name__}); send the whole body")
 
 
 @dataclass
@@ -189,13 +252,31 @@ class Router:
 
 
 class HttpServer:
-    """Serves one ``Router`` on one address; ``close`` lets running requests finish for a grace period."""
+    """Serves one ``Router`` on one address; ``close`` lets running requests finish for a grace period.
 
-    def __init__(self, router: Router, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    The timeouts and the connection bound are the module's constants unless given (tests shorten them).
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        head_timeout: float = HEAD_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+        send_timeout: float = SEND_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.router = router
-        self.idle_timeout = idle_timeout
+        self.idle_timeout, self.head_timeout = idle_timeout, head_timeout
+        self.body_timeout, self.send_timeout = body_timeout, send_timeout
+        self.max_connections = max_connections
+        self.refused = 0
+        """Connections refused at the bound since the server started."""
         self._server: asyncio.Server | None = None
-        self._busy: dict[asyncio.Task[None], bool] = {}
+        self._connections: dict[asyncio.Task[None], _Channel] = {}
+        self._warned_at = -REFUSAL_LOG_INTERVAL
+        self._refused_since_warning = 0
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port, limit=READ_SIZE)
@@ -206,58 +287,157 @@ class HttpServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    @property
+    def connections(self) -> int:
+        """Connections held now."""
+        return len(self._connections)
+
     async def close(self, grace: float = 1.0) -> None:
         """Stop accepting; idle connections close now, busy ones after their answer or ``grace`` seconds."""
         if self._server is None:
             return
         self._server.close()
-        for task, busy in list(self._busy.items()):
-            if not busy:
-                task.cancel()
-        if self._busy:
-            _, late = await asyncio.wait(list(self._busy), timeout=grace)
+        for task, channel in list(self._connections.items()):
+            if channel.waiting_since is not None:
+                self._dismiss(task, channel)
+        if self._connections:
+            connections = dict(self._connections)
+            _, late = await asyncio.wait(list(connections), timeout=grace)
             for task in late:
-                task.cancel()
+                self._dismiss(task, connections[task])
             await asyncio.gather(*late, return_exceptions=True)
         self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._busy[task] = False
-        channel = _Channel(reader, writer)
+        if len(self._connections) >= self.max_connections and not self._make_room():
+            await self._refuse_busy(reader, writer)
+            return
+        channel = _Channel(reader, writer, self.body_timeout, self.send_timeout)
+        self._connections[task] = channel
         try:
-            await self._requests(channel, task)
+            await self._requests(channel)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away, or stayed silent too long: nothing to answer
+        except asyncio.CancelledError:
+            if not channel.dismissed:
+                raise
+            # Ended by the server: asyncio (3.11) would log a cancelled connection task as an error.
         except h11.RemoteProtocolError as exc:
             await self._refuse_malformed(channel, exc)
         except Exception:  # a streamed answer that broke off: its connection is all that can go
             log.exception("HTTP connection failed mid-answer")
         finally:
-            self._busy.pop(task, None)
+            self._connections.pop(task, None)
             writer.close()
 
-    async def _requests(self, channel: _Channel, task: asyncio.Task[None]) -> None:
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request, if any is waiting."""
+        waiting = [(c.waiting_since, t) for t, c in self._connections.items() if c.waiting_since is not None]
+        if not waiting:
+            return False
+        _, task = min(waiting, key=lambda pair: pair[0])
+        self._dismiss(task, self._connections.pop(task))
+        return True
+
+    @staticmethod
+    def _dismiss(task: asyncio.Task[None], channel: _Channel) -> None:
+        channel.dismissed = True
+        task.cancel()
+
+    async def _refuse_busy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Every connection is busy with a request: say so (503) and close, with one warning a while.
+        What the client sent is read and dropped for ``REFUSAL_LINGER`` seconds at most, as closing a
+        socket with unread bytes resets it, and the reset could overtake the 503."""
+        self.refused += 1
+        self._refused_since_warning += 1
+        now = time.monotonic()
+        if now - self._warned_at >= REFUSAL_LOG_INTERVAL:
+            log.warning(
+                "HTTP server on port %d holds %d connections, all busy with requests: refused %d new one(s)",
+                self.port,
+                self.max_connections,
+                self._refused_since_warning,
+            )
+            self._warned_at, self._refused_since_warning = now, 0
+        body = f"busy: {self.max_connections} connections are being served; retry shortly\n".encode()
+        head = h11.Response(
+            status_code=503,
+            headers=[
+                ("content-type", "text/plain; charset=utf-8"),
+                ("content-length", str(len(body))),
+                ("connection", "close"),
+            ],
+            reason=_REASONS[503],
+        )
+        # (cancelled too: on shutdown, this brief linger ends like the connection it answers)
+        with contextlib.suppress(ConnectionError, TimeoutError, RuntimeError, asyncio.CancelledError):
+            writer.write((h11.Connection(h11.SERVER).send(head) or b"") + body)
+            writer.write_eof()
+            async with asyncio.timeout(REFUSAL_LINGER):
+                while await reader.read(READ_SIZE):
+                    pass
+        writer.close()
+
+    async def _requests(self, channel: _Channel) -> None:
         while True:
-            self._busy[task] = False
-            async with asyncio.timeout(self.idle_timeout):
-                event = await channel.next_event()
-            if not isinstance(event, h11.Request):
-                return  # the client closed the connection
-            self._busy[task] = True
+            event = await self._next_request(channel)
+            if event is None:
+                return  # the client closed the connection, or stayed silent
+            channel.waiting_since = None
             request = _request_of(event, channel)
             response = None
             if channel.h11.they_are_waiting_for_100_continue or "expect" in request.headers:
                 response = await self.router.expect(request)
                 if response is None and channel.h11.they_are_waiting_for_100_continue:
                     await channel.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+                elif response is not None and channel.h11.they_are_waiting_for_100_continue:
+                    channel.must_close = True  # refused before its body: the body will not come
             if response is None:
                 response = await self.router(request)
             await self._respond(channel, response)
-            if not await _finish_request(request) or channel.h11.our_state is not h11.DONE:
+            channel.waiting_since = time.monotonic()
+            channel.served = True
+            if not await self._finish_request(request) or channel.h11.our_state is not h11.DONE:
                 return  # the connection is not kept alive
             channel.h11.start_next_cycle()
+
+    async def _next_request(self, channel: _Channel) -> h11.Request | None:
+        """The next request's head: a kept-alive connection waits ``idle_timeout`` for its first
+        byte; the head must then be whole within ``head_timeout`` (from the accept, for a new one)."""
+        if channel.served and not channel.h11.trailing_data[0]:
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    data = await channel.reader.read(READ_SIZE)
+            except TimeoutError:
+                return None
+            channel.h11.receive_data(data)
+        try:
+            async with asyncio.timeout(self.head_timeout):
+                event = await channel.next_event()
+        except TimeoutError:
+            if channel.h11.trailing_data[0]:  # a head begun and not finished: say why it ends
+                log.debug("HTTP request head not complete within %g s; closing", self.head_timeout)
+                message = f"the request head did not arrive whole within {self.head_timeout:g} s\n"
+                await self._refuse(channel, 408, message)
+            return None
+        return event if isinstance(event, h11.Request) else None
+
+    async def _finish_request(self, request: Request) -> bool:
+        """Read what is left of the request (a GET's end, a refused small body) so the connection can be
+        reused; a body left unread beyond ``DRAIN_LIMIT`` bytes, or not all there within the body
+        timeout, closes it instead."""
+        drained = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for data in request.chunks():
+                    drained += len(data)
+                    if drained > DRAIN_LIMIT:
+                        return False
+        except (TimeoutError, BodyError):
+            return False
+        return True
 
     async def _respond(self, channel: _Channel, response: Response) -> None:
         headers = [(name.lower(), value) for name, value in response.headers.items()]
@@ -266,6 +446,8 @@ class HttpServer:
         length = len(response.body) if response.stream is None else response.length
         if length is not None:
             headers.append(("content-length", str(length)))
+        if channel.must_close and "connection" not in response.headers:
+            headers.append(("connection", "close"))
         reason = _REASONS.get(response.status, b"")
         head = h11.Response(status_code=response.status, headers=headers, reason=reason)
         if response.stream is None:
@@ -277,23 +459,15 @@ class HttpServer:
         await channel.send(h11.EndOfMessage())
 
     async def _refuse_malformed(self, channel: _Channel, error: h11.RemoteProtocolError) -> None:
+        await self._refuse(channel, error.error_status_hint, f"malformed HTTP request: {error}\n")
+
+    async def _refuse(self, channel: _Channel, status: int, message: str) -> None:
+        """Answer ``status`` before the connection closes, unless an answer has begun already."""
         if channel.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return  # an answer has begun: all that is left is to close
-        body = f"malformed HTTP request: {error}\n".encode()
-        response = Response(error.error_status_hint, body, "text/plain; charset=utf-8", {"connection": "close"})
-        with contextlib.suppress(ConnectionError, h11.LocalProtocolError):
+        response = Response(status, message.encode(), "text/plain; charset=utf-8", {"connection": "close"})
+        with contextlib.suppress(ConnectionError, TimeoutError, h11.LocalProtocolError):
             await self._respond(channel, response)
-
-
-async def _finish_request(request: Request) -> bool:
-    """Read what is left of the request (a GET's end, a refused small body) so the connection can be
-    reused; a body left unread beyond ``DRAIN_LIMIT`` bytes closes it instead."""
-    drained = 0
-    async for data in request.chunks():
-        drained += len(data)
-        if drained > DRAIN_LIMIT:
-            return False
-    return True
 
 
 def _request_of(event: h11.Request, channel: _Channel) -> Request:

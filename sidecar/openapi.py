@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from goq.identity import MAX_IDENTITY_LENGTH, MAX_NAMESPACE_LENGTH
 from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, MAX_ID_LENGTH
+from goq.sidecar.http_server import BODY_TIMEOUT, HEAD_TIMEOUT
 
 MAX_RECEIVE: Final = 1000
 """Most messages one ``GET /v1/messages`` may lease (``max``)."""
@@ -447,7 +448,10 @@ def openapi_document(max_payload: int) -> dict[str, Any]:
             "version": "v1",
             "description": (
                 "What an application asks of its GoQ sidecar on 127.0.0.1:7700. The same calls exist over "
-                'gRPC (goq.v1.QueueManager on 127.0.0.1:7701). Errors are {"error": {"code", "message"}}.'
+                'gRPC (goq.v1.QueueManager on 127.0.0.1:7701). Errors are {"error": {"code", "message"}}. '
+                "JSON bodies are UTF-8 without a byte-order mark, with no key twice in one object; others "
+                f"are refused (400). A request head must arrive within {HEAD_TIMEOUT:g} s and a body may not "
+                f"pause for {BODY_TIMEOUT:g} s (408, then the connection closes)."
             ),
         },
         "paths": _paths(),

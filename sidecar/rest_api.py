@@ -59,6 +59,7 @@ NACK_FIELDS: Final = ("requeue", "delay", "reason")
 _INTEGER: Final = re.compile(r"[0-9]{1,9}")
 _SECONDS: Final = re.compile(SECONDS_PATTERN)
 _BASE64: Final = re.compile(BASE64_PATTERN)
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 
 _HTTP_OF_GRPC: Final = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -70,6 +71,7 @@ ERROR_CODES: Final = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     429: "queue_full",
     500: "internal",
@@ -106,14 +108,61 @@ def _reject_constant(name: str) -> float:
     raise ConfigError(f"{name} is not a JSON number; use a finite number")
 
 
-def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
-    """A JSON object from ``body``; NaN and Infinity are refused, as JSON has no such numbers."""
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: with a key twice, which one counts would be the parser's
+    guess (Python's: the last; others: the first or an error), so the request is refused instead."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ConfigError(f"the key {key!r} appears more than once in one object; give each key once")
+            seen.add(key)
+    return value
+
+
+_NOT_UTF8: Final = (
+    (b"\xef\xbb\xbf", "starts with a UTF-8 byte-order mark"),
+    (b"\xff\xfe", "starts with a UTF-16 or UTF-32 byte-order mark"),
+    (b"\xfe\xff", "starts with a UTF-16 byte-order mark"),
+    (b"\x00\x00\xfe\xff", "starts with a UTF-32 byte-order mark"),
+)
+
+
+def _json_text(body: bytes, what: str) -> str:
+    """``body`` as text: UTF-8 without a byte-order mark, as JSON sent over a network must be (RFC 8259)."""
+    allowed = "JSON bodies must be UTF-8 without a byte-order mark"
+    for mark, found in _NOT_UTF8:
+        if body.startswith(mark):
+            raise ConfigError(f"{what} {found}; {allowed}")
+    if b"\x00" in body[:4]:
+        raise ConfigError(f"{what} looks like UTF-16 or UTF-32 (it has zero bytes); {allowed}")
     try:
-        value = json.loads(body, parse_constant=_reject_constant)
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} is not valid UTF-8 (byte {exc.start}); {allowed}") from None
+
+
+def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from ``body``, strictly: UTF-8 only, no key twice in any object, and no NaN or
+    Infinity (JSON has no such numbers). Every REST body is parsed here."""
+    text = _json_text(body, what)
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:
         raise ConfigError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{what} must be a JSON object, got {type(value).__name__}")
+    if _SURROGATE_ESCAPE.search(text):  # rare: then check that every escape made a character
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            raise ConfigError(f"{what} is nested too deeply") from None
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{what} has a \\u escape of half a surrogate pair (\\ud800-\\udfff) that is not "
+                "part of a whole pair; escape characters beyond U+FFFF as a pair, or send them as UTF-8"
+            ) from None
     return value
 
 

@@ -8,6 +8,8 @@ import asyncio
 import base64
 import contextlib
 import io
+import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
@@ -370,6 +372,81 @@ async def test_bad_nacks_are_400_before_the_id_is_looked_up(
     status, answer = await app.call("POST", "/v1/messages/any/nack", json=body)
     assert (status, error_of(answer)[0]) == (400, "bad_request")
     assert message in error_of(answer)[1]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ('{"to": "billing", "payload": ""}'.encode("utf-16"), "starts with a UTF-16 or UTF-32 byte-order mark"),
+        ('{"to": "billing", "payload": ""}'.encode("utf-16-le"), "looks like UTF-16 or UTF-32"),
+        ('{"to": "billing", "payload": ""}'.encode("utf-8-sig"), "starts with a UTF-8 byte-order mark"),
+        (b'{"to": "nobody", "payload": "", "to": "billing"}', "the key 'to' appears more than once in one object"),
+        (b'{"to": "billing", "payload": "", "headers": {"k": "\\udc00"}}', "half a surrogate pair"),
+    ],
+)
+async def test_json_that_is_not_utf8_or_has_a_key_twice_is_400_and_nothing_is_sent(
+    data: bytes, message: str, sidecars: Sidecars, rest: Rest
+) -> None:
+    app = rest(sidecars("orders")["orders"])
+    status, answer = await app.call("POST", "/v1/messages", data=data, headers={"Content-Type": "application/json"})
+    assert (status, error_of(answer)[0]) == (400, "bad_request")
+    assert message in error_of(answer)[1]
+    assert (await app.stats())["sent"] == 0
+
+
+def _raw_exchange(port: int, data: bytes, *, half_close: bool) -> bytes:
+    """Send ``data`` on a fresh connection, half-close it (or close it at once), read what comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(data)
+        if not half_close:
+            return b""
+        raw.shutdown(socket.SHUT_WR)
+        got = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := raw.recv(65536):
+                got += chunk
+        return got
+
+
+async def test_a_body_cut_short_is_answered_400_or_closed_and_the_sidecar_logs_no_traceback(
+    sidecars: Sidecars, rest: Rest
+) -> None:
+    sidecar = sidecars("orders")["orders"]
+    app = rest(sidecar)
+    cut = (
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"to": "bi'
+    )
+    got = await asyncio.to_thread(_raw_exchange, sidecar.rest_port, cut, half_close=True)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    code, message = error_of(json.loads(body))
+    assert code == "bad_request"
+    assert "the request body broke off before its end" in message
+    for _ in range(20):  # and clients that hang up at once, which cannot be answered
+        await asyncio.to_thread(_raw_exchange, sidecar.rest_port, cut, half_close=False)
+    assert (await app.stats())["sent"] == 0  # served after all of them
+    log = sidecar.log()
+    assert "Traceback" not in log
+    assert "failed" not in log
+
+
+async def test_idle_connections_beyond_the_health_ports_bound_do_not_shut_out_a_probe(sidecars: Sidecars) -> None:
+    sidecar = sidecars("orders")["orders"]
+    idle = [socket.create_connection(("127.0.0.1", sidecar.health_port)) for _ in range(100)]
+    trickling = [socket.create_connection(("127.0.0.1", sidecar.health_port)) for _ in range(20)]
+    try:
+        for raw in trickling:
+            raw.sendall(b"GET /healthz HTTP/1.1\r\n")  # a head begun, never finished
+        async with aiohttp.ClientSession() as session:
+            for path in ("/healthz", "/readyz", "/metrics"):
+                async with session.get(sidecar.health_url + path) as response:
+                    assert response.status == 200
+        idle[0].settimeout(5)
+        assert idle[0].recv(1) == b""  # the longest waiting made room
+    finally:
+        for raw in idle + trickling:
+            raw.close()
 
 
 async def test_a_payload_over_the_limit_is_413_in_either_body_and_nothing_is_sent(

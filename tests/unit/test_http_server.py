@@ -3,13 +3,17 @@
 Routes with ``{name}`` parts (percent-decoded, ``%2F`` included), 404 and 405 with what is allowed,
 bodies streamed in and out, keep-alive across requests that do and do not read their body,
 ``Expect: 100-continue`` answered or refused before the body, malformed requests refused with 400,
-and a shutdown that lets a running request finish within its grace and cuts it after.
+and a shutdown that lets a running request finish within its grace and cuts it after. And clients
+that are slow or gone: a body cut short (400, no traceback), a head or body that trickles or stalls
+(408 after the timeout), an answer never read, and more connections than the bound.
 """
 
 import asyncio
 import json
+import logging
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -35,13 +39,26 @@ async def refuse_early(request: Request) -> Response | None:
     return Response(413, b"too big\n") if request.content_length and request.content_length > 10 else None
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[HttpServer]:
+def items() -> Router:
     routes = Router()
     routes.add("POST", "/items/{id}", echo, expect=refuse_early)
     routes.add("GET", "/items/{id}", echo)
     routes.add("GET", "/lines", counted)
-    http = HttpServer(routes)
+    return routes
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[HttpServer]:
+    http = HttpServer(items())
+    await http.start("127.0.0.1", 0)
+    yield http
+    await http.close()
+
+
+@pytest.fixture
+async def impatient() -> AsyncIterator[HttpServer]:
+    """The same routes with timeouts of half a second, so that slow clients are dealt with quickly."""
+    http = HttpServer(items(), head_timeout=0.5, body_timeout=0.5, send_timeout=0.5)
     await http.start("127.0.0.1", 0)
     yield http
     await http.close()
@@ -159,7 +176,7 @@ async def test_shutdown_lets_a_running_request_finish_within_its_grace() -> None
     assert await answer == (200, b"done")
 
 
-async def test_shutdown_cuts_a_request_still_running_after_its_grace() -> None:
+async def test_shutdown_cuts_a_request_still_running_after_its_grace(caplog: pytest.LogCaptureFixture) -> None:
     async def forever(request: Request) -> Response:
         await asyncio.Event().wait()
         return Response()
@@ -178,6 +195,8 @@ async def test_shutdown_cuts_a_request_still_running_after_its_grace() -> None:
     await asyncio.wait_for(http.close(grace=0.2), 5)
     with pytest.raises(HttpClientError):
         await answer
+    await asyncio.sleep(0.05)  # the connection task's end is reported a moment later
+    assert _problems(caplog) == []  # a connection cut on shutdown is no error
 
 
 async def test_a_client_call_to_a_closed_port_fails_with_a_clear_error() -> None:
@@ -187,3 +206,253 @@ async def test_a_client_call_to_a_closed_port_fails_with_a_clear_error() -> None
     with pytest.raises(HttpClientError, match=f"cannot connect to 127.0.0.1:{port}"):
         async with request("GET", f"http://127.0.0.1:{port}/"):
             pass
+
+
+# Clients that are slow, gone, or too many.
+
+
+def _read_all(raw: socket.socket) -> bytes:
+    """Everything until the server closes (or the socket's timeout passes)."""
+    got = b""
+    try:
+        while chunk := raw.recv(65536):
+            got += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return got
+
+
+def _closes_within(raw: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``raw`` within ``seconds`` (its data, if any, read and dropped)."""
+    raw.settimeout(seconds)
+    try:
+        while raw.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+async def until(check: Callable[[], bool], within: float = 3.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.02)
+
+
+def _problems(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+async def test_a_body_cut_short_by_a_half_close_is_answered_400_without_a_traceback(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    def run() -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2) as raw:
+            raw.sendall(b"POST /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            raw.shutdown(socket.SHUT_WR)
+            return _read_all(raw)
+
+    got = await asyncio.to_thread(run)
+    assert got.startswith(b"HTTP/1.1 400 ")
+    assert b"connection: close" in got.lower()
+    assert b"the request body broke off before its end" in got
+    assert b"received 10 bytes, expected 100" in got
+    assert _problems(caplog) == []
+
+
+async def test_a_body_cut_short_by_a_close_leaves_no_connection_and_no_traceback(
+    server: HttpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    def run() -> None:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2) as raw:
+            raw.sendall(b"POST /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+
+    await asyncio.to_thread(run)
+    await until(lambda: server.connections == 0)
+    assert _problems(caplog) == []
+
+
+async def test_a_head_trickled_a_byte_at_a_time_is_answered_408_after_the_head_timeout(
+    impatient: HttpServer,
+) -> None:
+    def run() -> tuple[bytes, float]:
+        head = b"GET /items/1 HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"y" * 100 + b"\r\n\r\n"
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", impatient.port), timeout=2) as raw:
+            try:
+                for byte in head:
+                    raw.sendall(bytes([byte]))
+                    time.sleep(0.05)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed while trickling: what is read below says why
+            return _read_all(raw), time.monotonic() - started
+
+    got, took = await asyncio.to_thread(run)
+    assert got.startswith(b"HTTP/1.1 408 ")
+    assert b"the request head did not arrive whole within 0.5 s" in got
+    assert took < 2.0 + 0.5  # not held for the 6 s the trickle would take; 2 s is the client's read timeout
+
+
+async def test_a_request_line_without_its_blank_line_is_answered_408_after_the_head_timeout(
+    impatient: HttpServer,
+) -> None:
+    def run() -> tuple[bytes, float]:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", impatient.port), timeout=5) as raw:
+            raw.sendall(b"GET /items/1 HTTP/1.1\r\n")
+            return _read_all(raw), time.monotonic() - started
+
+    got, took = await asyncio.to_thread(run)
+    assert got.startswith(b"HTTP/1.1 408 ")
+    assert 0.4 < took < 2.0
+
+
+async def test_a_connection_that_sends_nothing_is_closed_quietly_after_the_head_timeout(
+    impatient: HttpServer,
+) -> None:
+    def run() -> bytes:
+        with socket.create_connection(("127.0.0.1", impatient.port), timeout=3) as raw:
+            return _read_all(raw)
+
+    started = time.monotonic()
+    assert await asyncio.to_thread(run) == b""
+    assert time.monotonic() - started < 2.0
+
+
+async def test_a_kept_alive_connection_waits_the_idle_timeout_not_the_head_timeout(impatient: HttpServer) -> None:
+    def run() -> tuple[bytes, bytes]:
+        with socket.create_connection(("127.0.0.1", impatient.port), timeout=3) as raw:
+            raw.sendall(b"GET /items/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = raw.recv(65536)
+            time.sleep(1.0)  # twice the head timeout, well within the idle timeout
+            raw.sendall(b"GET /items/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return first, _read_all(raw)
+
+    first, second = await asyncio.to_thread(run)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert second.startswith(b"HTTP/1.1 200 ")
+    assert b'"id": "2"' in second
+
+
+async def test_a_stalled_body_is_answered_408_after_the_body_timeout(impatient: HttpServer) -> None:
+    def run() -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", impatient.port), timeout=3) as raw:
+            raw.sendall(b"POST /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+            started = time.monotonic()
+            return _read_all(raw), time.monotonic() - started
+
+    got, took = await asyncio.to_thread(run)
+    assert got.startswith(b"HTTP/1.1 408 ")
+    assert b"no byte of the request body arrived for 0.5 s" in got
+    assert b"connection: close" in got.lower()
+    assert 0.4 < took < 2.0
+
+
+async def test_an_unread_body_that_stalls_after_the_answer_closes_the_connection(impatient: HttpServer) -> None:
+    def run() -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", impatient.port), timeout=3) as raw:
+            raw.sendall(b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+            started = time.monotonic()
+            return _read_all(raw), time.monotonic() - started
+
+    got, took = await asyncio.to_thread(run)
+    assert got.startswith(b"HTTP/1.1 404 ")
+    assert took < 2.0
+
+
+async def test_a_refusal_before_100_continue_closes_the_connection_at_once(server: HttpServer) -> None:
+    def run() -> tuple[bytes, float]:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            raw.sendall(b"POST /items/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\nExpect: 100-continue\r\n\r\n")
+            started = time.monotonic()
+            return _read_all(raw), time.monotonic() - started
+
+    got, took = await asyncio.to_thread(run)
+    assert got.startswith(b"HTTP/1.1 413 ")
+    assert took < 1.0
+
+
+async def test_an_answer_nobody_reads_is_given_up_after_the_send_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    async def endless(request: Request) -> Response:
+        async def pieces() -> AsyncIterator[bytes]:
+            while True:
+                yield b"x" * 1024 * 1024
+
+        return Response(stream=pieces(), content_type="application/octet-stream")
+
+    routes = Router()
+    routes.add("GET", "/endless", endless)
+    http = HttpServer(routes, send_timeout=0.5)
+    await http.start("127.0.0.1", 0)
+    try:
+        with socket.socket() as raw:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.connect(("127.0.0.1", http.port))
+            raw.sendall(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+            await until(lambda: http.connections == 1)
+            await until(lambda: http.connections == 0, within=5.0)  # nothing read: given up
+    finally:
+        await http.close()
+    assert _problems(caplog) == []
+
+
+async def test_idle_connections_beyond_the_bound_make_room_and_a_request_is_still_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    http = HttpServer(items(), head_timeout=30, max_connections=4)
+    await http.start("127.0.0.1", 0)
+    try:
+        idle = [socket.create_connection(("127.0.0.1", http.port)) for _ in range(4)]
+        await until(lambda: http.connections == 4)
+        trickling = socket.create_connection(("127.0.0.1", http.port))
+        trickling.sendall(b"GET /items/1 HT")  # a head begun, never finished
+        await until(lambda: http.connections == 4)  # the oldest idle one made room
+        assert await asyncio.to_thread(_closes_within, idle[0], 1.0)
+        async with request("GET", f"http://127.0.0.1:{http.port}/items/9") as reply:
+            assert reply.status == 200
+            assert json.loads(await reply.read())["id"] == "9"
+        assert await asyncio.to_thread(_closes_within, idle[1], 1.0)
+        assert not await asyncio.to_thread(_closes_within, idle[3], 0.2)  # the newest are kept
+        assert not await asyncio.to_thread(_closes_within, trickling, 0.2)
+        assert http.connections <= 4
+        for raw in [*idle, trickling]:
+            raw.close()
+    finally:
+        await http.close()
+    assert _problems(caplog) == []  # closing a connection to make room is no error
+
+
+async def test_when_every_connection_is_busy_a_new_one_is_refused_503_and_the_busy_ones_finish(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await release.wait()
+        return Response(body=b"done")
+
+    routes = Router()
+    routes.add("GET", "/slow", slow)
+    http = HttpServer(routes, max_connections=2)
+    await http.start("127.0.0.1", 0)
+
+    async def call() -> tuple[int, bytes]:
+        async with request("GET", f"http://127.0.0.1:{http.port}/slow") as reply:
+            return reply.status, await reply.read()
+
+    try:
+        busy = [asyncio.create_task(call()) for _ in range(2)]
+        await until(lambda: http.connections == 2)
+        await asyncio.sleep(0.1)  # both heads read: busy with a request, not waiting for one
+        got = await exchange(http.port, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 503 ")
+        assert b"busy: 2 connections are being served; retry shortly" in got
+        assert http.refused == 1
+        assert any("all busy with requests: refused 1" in m for m in _problems(caplog))
+        release.set()
+        assert await asyncio.gather(*busy) == [(200, b"done"), (200, b"done")]
+    finally:
+        await http.close()

@@ -80,7 +80,7 @@ def test_a_bad_json_send_says_what_is_wrong(body: dict[str, object], message: st
     ("body", "message"),
     [
         (b"", "not valid JSON"),
-        (b"\xff", "not valid JSON"),
+        (b"\xff", "is not valid UTF-8 (byte 0)"),
         (b"[" * 50_000, "not valid JSON"),
         (b'{"a": Infinity}', "Infinity is not a JSON number"),
         (b"3", "must be a JSON object, got int"),
@@ -90,6 +90,47 @@ def test_a_body_that_is_not_a_json_object_is_refused(body: bytes, message: str) 
     with pytest.raises(ConfigError) as refused:
         parse_json_object(body, "the body")
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"to": "b"}'.encode("utf-16"), "starts with a UTF-16 or UTF-32 byte-order mark"),
+        ('{"to": "b"}'.encode("utf-16-be"), "looks like UTF-16 or UTF-32"),
+        ('{"to": "b"}'.encode("utf-32-le"), "looks like UTF-16 or UTF-32"),
+        ('{"to": "b"}'.encode("utf-8-sig"), "starts with a UTF-8 byte-order mark"),
+        ('{"to": "é"}'.encode("latin-1"), "is not valid UTF-8 (byte 8)"),
+    ],
+)
+def test_a_json_body_must_be_utf8_without_a_byte_order_mark(body: bytes, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse_json_object(body, "the body")
+    assert message in str(refused.value)
+    assert "JSON bodies must be UTF-8 without a byte-order mark" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (b'{"to": "a", "to": "b"}', "to"),
+        (b'{"to": "a", "payload": "", "headers": {"k": "1", "k": "2"}}', "k"),
+        (b'{"ids": [{"x": 1, "y": 2, "x": 3}]}', "x"),
+    ],
+)
+def test_a_json_body_with_a_key_twice_in_one_object_is_refused_naming_it(body: bytes, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"the key '{key}' appears more than once in one object; give each key once"):
+        parse_json_object(body, "the body")
+
+
+@pytest.mark.parametrize("body", [b'{"to": "\\ud800"}', b'{"headers": {"k": ["\\uDC00"]}}'])
+def test_a_json_body_with_half_a_surrogate_pair_is_refused(body: bytes) -> None:
+    with pytest.raises(ConfigError, match="half a surrogate pair"):
+        parse_json_object(body, "the body")
+
+
+def test_strict_json_still_takes_utf8_text_escapes_and_the_same_key_in_different_objects() -> None:
+    body = '{"to": "b", "payload": "", "headers": {"to": "ü\\u00fc\\ud83d\\ude00"}}'.encode()
+    assert parse_json_object(body, "the body") == {"to": "b", "payload": "", "headers": {"to": "üü😀"}}
 
 
 @pytest.mark.parametrize(("text", "value"), [(None, 10), ("1", 1), ("1000", 1000), ("007", 7)])
