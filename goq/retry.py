@@ -1,7 +1,7 @@
 """RetryPolicy and the backoff between delivery attempts: pure functions of the policy and the clock."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from goq.durations import format_duration
@@ -29,7 +29,11 @@ class RetryPolicy:
     attempt_timeout: float = 5.0
     """How long one attempt may take before it counts as failed."""
     max_age: float = 3600.0
-    """A message older than this is poisoned (reason ``max-age``) instead of retried."""
+    """A message older than this is poisoned (reason ``max-age``) instead of retried; at most the
+    de-duplication window (``goq.freshness``)."""
+    max_age_limit: str = field(default="", compare=False)
+    """Not part of the spec: what cut ``max_age`` below the spec's ``maxAge``, if anything (set by
+    ``goq.freshness.within_window``), for the poison detail."""
 
     def __post_init__(self) -> None:
         if self.initial_backoff > self.max_backoff:
@@ -114,5 +118,6 @@ def after_failure(
     at = now + compute_backoff(policy, failed_attempts, rand)
     if at - created_at > policy.max_age:
         age = format_duration(max(0.0, now - created_at))
-        return GiveUp("max-age", f"next attempt would pass maxAge {format_duration(policy.max_age)} (age {age})")
+        limit = policy.max_age_limit or f"maxAge {format_duration(policy.max_age)}"
+        return GiveUp("max-age", f"next attempt would pass {limit} (age {age})")
     return RetryAt(at)

@@ -5,7 +5,8 @@ sidecar that does not load ``cryptography`` is 6 MB smaller.
 
 The sending sidecar signs with the active key; the receiving sidecar accepts any key it knows. To
 rotate: add the new key everywhere, then make it active, then, once no message signed with the old
-key can still be in flight, remove the old one.
+key can still be in flight, remove the old one. A receiver that does not know a key yet answers "retry
+later", so a rotation faster than the key's propagation delays messages but loses none.
 """
 
 import hmac
@@ -19,10 +20,14 @@ from goq.errors import ConfigError, PermanentError
 MIN_KEY_BYTES: Final = 32
 ACTIVE_FILE: Final = "active"
 """In a key directory (a mounted Secret), the file that names the active key; every other file is a key."""
+UNKNOWN_KEY: Final = "unknown-key"
+"""``SignatureError.reason`` for a key id this ring does not hold: perhaps a newer key not yet propagated here."""
+BAD_SIGNATURE: Final = "bad-signature"
+"""``SignatureError.reason`` for a known key whose signature does not match: forged or corrupted."""
 
 
 class SignatureError(PermanentError):
-    """A message's signature does not verify; ``reason`` is ``unknown-key`` or ``bad-signature``."""
+    """A message's signature does not verify; ``reason`` is ``UNKNOWN_KEY`` or ``BAD_SIGNATURE``."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -66,6 +71,6 @@ class Keyring:
         """Raise ``SignatureError`` unless ``signature`` is ``body``'s HMAC under ``key_id`` (constant time)."""
         key = self.keys.get(key_id)
         if key is None:
-            raise SignatureError("unknown-key", f"signed with unknown key {key_id!r}")
+            raise SignatureError(UNKNOWN_KEY, f"signed with unknown key {key_id!r}")
         if not hmac.compare_digest(hmac.digest(key, body, "sha256"), signature):
-            raise SignatureError("bad-signature", f"signature does not match (key {key_id!r})")
+            raise SignatureError(BAD_SIGNATURE, f"signature does not match (key {key_id!r})")

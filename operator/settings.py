@@ -8,6 +8,7 @@ from typing import Final
 from goq import __version__
 from goq.durations import parse_duration
 from goq.errors import ConfigError
+from goq.freshness import DEFAULT_DEDUPE_WINDOW
 from goq.identity import validate_namespace
 
 DEFAULT_NAMESPACE: Final = "goq-system"
@@ -77,6 +78,9 @@ class OperatorSettings:
     """A pod whose sidecar has not reported for this many seconds is marked stale."""
     sweep_interval: float = 10.0
     """How often every GoQueue's status, Service and keys are checked (level-triggered repair)."""
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW
+    """Seconds (``GOQ_DEDUPE_WINDOW``, 2h): the de-duplication window of every injected sidecar (passed to it
+    as its ``GOQ_DEDUPE_WINDOW``); RetryPolicies whose ``maxAge`` exceeds it are refused at admission."""
     webhook: WebhookSettings = WebhookSettings()
     sidecar: SidecarSettings = SidecarSettings()
     keys: KeySettings = KeySettings()
@@ -104,6 +108,7 @@ class OperatorSettings:
             namespace=validate_namespace(e.get("GOQ_OPERATOR_NAMESPACE", d.namespace), "GOQ_OPERATOR_NAMESPACE"),
             stale_after=seconds("GOQ_STALE_AFTER", d.stale_after),
             sweep_interval=seconds("GOQ_SWEEP_INTERVAL", d.sweep_interval),
+            dedupe_window=seconds("GOQ_DEDUPE_WINDOW", d.dedupe_window),
             webhook=WebhookSettings(
                 host=e.get("GOQ_WEBHOOK_HOST", d.webhook.host),
                 port=port,

@@ -25,7 +25,7 @@ class Counters:
     """By reason."""
     refused: dict[str, int] = field(default_factory=dict)
     """Deliveries refused from peers, by reason: per envelope (bad-signature, unknown-key, malformed,
-    wrong-destination, batch-too-large), or per request that did not decode (undecodable)."""
+    wrong-destination, expired, clock-skew, batch-too-large), or per request that did not decode (undecodable)."""
     lost_transient: int = 0
     """Transient messages dropped at shutdown (documented: transient messages do not survive the pod)."""
 

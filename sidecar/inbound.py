@@ -1,14 +1,16 @@
 """Inbound: what other sidecars deliver, held for the application until it acknowledges.
 
 Order of checks for each delivered message, the promise's order: verify the signature (before
-anything else), decode, check it is for this identity, de-duplicate, check the receive queue's
-bound, store it (durably if persistent), and only then answer the sender. The application gets
-messages with a lease; a lease that runs out hands the message out again, and a message handed out
-``max_deliveries`` times without an acknowledgement is poisoned.
+anything else), decode, check it is for this identity and not too old (``goq.freshness``),
+de-duplicate, check the receive queue's bound, store it (durably if persistent), and only then
+answer the sender. The application gets messages with a lease; a lease that runs out hands the
+message out again, and a message handed out ``max_deliveries`` times without an acknowledgement is
+poisoned.
 """
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 
 from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.errors import GoQError
+from goq.freshness import DEFAULT_DEDUPE_WINDOW, age_refusal
 from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec, Overflow
@@ -26,9 +29,10 @@ from goq.sidecar.counting import Counters
 from goq.sidecar.histograms import Histograms
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import INBOUND, Incoming, PoisonRecord, inbound_key
+from goq.sidecar.refusing import Refusals
 from goq.sidecar.stores.base import InboxStore, StoreUnavailableError
 from goq.sidecar.stores.memory import RecentKeys
-from goq.signing import Keyring, SignatureError
+from goq.signing import UNKNOWN_KEY, Keyring, SignatureError
 
 log = logging.getLogger("goq.sidecar.inbound")
 
@@ -53,6 +57,8 @@ class InboundConfig:
 
     lease: float = 30.0
     max_deliveries: int = 10
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW
+    """Envelopes older than this (plus the clock-skew allowance) are refused: see ``goq.freshness``."""
 
 
 class Inbound:
@@ -175,11 +181,16 @@ class Inbound:
             self.keyring().verify(envelope.body, envelope.key_id, envelope.signature)
             message = Message.decode(envelope.body)
         except SignatureError as exc:
-            return self._refuse(exc.reason, str(exc))
+            refused = self._refuse(exc.reason, str(exc))
+            if exc.reason == UNKNOWN_KEY:  # perhaps a new key not propagated here yet: retry, never poison at once
+                refused.outcome = peer_pb2.OUTCOME_RETRY_LATER
+            return refused
         except GoQError as exc:
             return self._refuse("malformed", str(exc))
         if message.destination != self.me:
             return self._refuse("wrong-destination", f"this is {self.me}, not {message.destination}")
+        if (stale := age_refusal(message.created_at_ms, now, self.config.dedupe_window)) is not None:
+            return self._refuse(*stale)
         key = inbound_key(message.source, message.id)
         if message.large is not None and key not in self.large_ready:
             return self._refuse("malformed", "a large message's envelope came without its body (see Peer.Transfer)")
@@ -192,9 +203,14 @@ class Inbound:
             received_at=now,
         )
 
+    @functools.cached_property
+    def refusals(self) -> Refusals:
+        """Refused deliveries: counted exactly, logged in aggregate (a flood of them writes a line per reason
+        per ten seconds, not one per envelope)."""
+        return Refusals(self.counters, log)
+
     def _refuse(self, reason: str, detail: str) -> Result:
-        self.counters.count_refused(reason)
-        log.warning("refused a delivery (%s): %s", reason, detail)
+        self.refusals.refuse(reason, detail)
         return Result(outcome=peer_pb2.OUTCOME_REJECTED, reason=f"{reason}: {detail}")
 
     async def _admit(

@@ -30,14 +30,26 @@ def _tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return tolerant_parse
 
 
-async def _refuse(context: grpc.aio.ServicerContext[Any, Any], method: str, request: _Malformed) -> None:
+Noticed = Callable[[str, str], None]
+"""Told of each undecodable request: the method and what was wrong (to count and log it)."""
+
+
+async def _refuse(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, request: _Malformed, noticed: Noticed | None
+) -> None:
+    if noticed is not None:
+        noticed(method, request.error)
     await context.abort(
         grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is not a valid protobuf message ({request.error})"
     )
 
 
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every method's handler so that a request that does not decode is refused with INVALID_ARGUMENT."""
+    """Wraps every method's handler so that a request that does not decode is refused with INVALID_ARGUMENT;
+    ``noticed``, if given, is told of each such request first."""
+
+    def __init__(self, noticed: Noticed | None = None) -> None:
+        self.noticed = noticed
 
     async def intercept_service(
         self,
@@ -51,30 +63,30 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         parse = _tolerant(handler.request_deserializer)
         fields: dict[str, Any] = {"request_deserializer": parse}
         if handler.unary_unary is not None:
-            fields["unary_unary"] = _unary_unary(handler.unary_unary, method)
+            fields["unary_unary"] = _unary_unary(handler.unary_unary, method, self.noticed)
         elif handler.unary_stream is not None:
-            fields["unary_stream"] = _unary_stream(handler.unary_stream, method)
+            fields["unary_stream"] = _unary_stream(handler.unary_stream, method, self.noticed)
         elif handler.stream_unary is not None:
-            fields["stream_unary"] = _stream_in(handler.stream_unary, method)
+            fields["stream_unary"] = _stream_in(handler.stream_unary, method, self.noticed)
         elif handler.stream_stream is not None:
-            fields["stream_stream"] = _stream_stream(handler.stream_stream, method)
+            fields["stream_stream"] = _stream_stream(handler.stream_stream, method, self.noticed)
         replaced: grpc.RpcMethodHandler[Any, Any] = handler._replace(**fields)  # type: ignore[attr-defined]
         return replaced
 
 
-def _unary_unary(inner: Any, method: str) -> Any:
+def _unary_unary(inner: Any, method: str, noticed: Noticed | None) -> Any:
     async def behaviour(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if isinstance(request, _Malformed):
-            await _refuse(context, method, request)
+            await _refuse(context, method, request, noticed)
         return await inner(request, context)
 
     return behaviour
 
 
-def _unary_stream(inner: Any, method: str) -> Any:
+def _unary_stream(inner: Any, method: str, noticed: Noticed | None) -> Any:
     async def behaviour(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         if isinstance(request, _Malformed):
-            await _refuse(context, method, request)
+            await _refuse(context, method, request, noticed)
         async for response in inner(request, context):
             yield response
 
@@ -82,29 +94,29 @@ def _unary_stream(inner: Any, method: str) -> Any:
 
 
 def _checked(
-    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any], method: str
+    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any], method: str, noticed: Noticed | None
 ) -> AsyncIterator[Any]:
     async def checked() -> AsyncIterator[Any]:
         async for request in requests:
             if isinstance(request, _Malformed):
-                await _refuse(context, method, request)
+                await _refuse(context, method, request, noticed)
             yield request
 
     return checked()
 
 
-def _stream_in(inner: Any, method: str) -> Any:
+def _stream_in(inner: Any, method: str, noticed: Noticed | None) -> Any:
     async def behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        return await inner(_checked(requests, context, method), context)
+        return await inner(_checked(requests, context, method, noticed), context)
 
     return behaviour
 
 
-def _stream_stream(inner: Any, method: str) -> Any:
+def _stream_stream(inner: Any, method: str, noticed: Noticed | None) -> Any:
     async def behaviour(
         requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        async for response in inner(_checked(requests, context, method), context):
+        async for response in inner(_checked(requests, context, method, noticed), context):
             yield response
 
     return behaviour

@@ -1,6 +1,6 @@
 """Prometheus metrics (``goq_*``) read from the engine's figures at scrape time."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -50,7 +50,9 @@ class EngineCollector(Collector):
             poisoned.add_metric([identity, reason], value)
         yield poisoned
         refused = CounterMetricFamily(
-            "goq_deliveries_refused", "Deliveries refused (HMAC failures and malformed).", labels=["identity", "reason"]
+            "goq_deliveries_refused",
+            "Deliveries refused from peers, by reason (envelopes; requests that did not decode: undecodable).",
+            labels=["identity", "reason"],
         )
         for reason, value in sorted(c.refused.items()):
             refused.add_metric([identity, reason], value)
@@ -98,3 +100,20 @@ def large_metrics(large: LargeMessages, identity: str) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(name, documentation, labels=["identity"])
         gauge.add_metric([identity], value)
         yield gauge
+
+
+class KeyRingCollector(Collector):
+    """``goq_key_ring_reloads_total``: how often a changed key Secret was put in force without a restart."""
+
+    def __init__(self, identity: str, reloads: Callable[[], int]) -> None:
+        self.identity = identity
+        self.reloads = reloads
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "goq_key_ring_reloads",
+            "Changed HMAC key rings loaded from GOQ_KEYS_DIR while running.",
+            labels=["identity"],
+        )
+        family.add_metric([self.identity], self.reloads())
+        yield family

@@ -12,6 +12,7 @@ import io
 import logging
 import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from pymongo import AsyncMongoClient
 
 from goq.api.v1 import peer_pb2_grpc, queue_manager_pb2_grpc
 from goq.errors import ConfigError
+from goq.freshness import within_window
 from goq.queue_spec import GoQueueSpec
 from goq.queue_status import PodFigures
 from goq.retry import RetryPolicy
@@ -29,19 +31,22 @@ from goq.sidecar.backlog import WindowConfig
 from goq.sidecar.collecting import settle
 from goq.sidecar.counting import Counters
 from goq.sidecar.engine import QueueManager
+from goq.sidecar.health import MAX_CONNECTIONS as HEALTH_CONNECTIONS
 from goq.sidecar.health import health_routes
 from goq.sidecar.histograms import Histograms
-from goq.sidecar.http_server import HttpServer, Router
+from goq.sidecar.http_server import MAX_CONNECTIONS, HttpServer, Router
 from goq.sidecar.inbound import Inbound, InboundConfig
+from goq.sidecar.keys_watching import KeyringFollower
 from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
 from goq.sidecar.kube.api import KubeApi
 from goq.sidecar.large.memory import keep_large_buffers_off_the_heap
 from goq.sidecar.large.service import LargeConfig, LargeMessages
 from goq.sidecar.malformed import MalformedRequestInterceptor
-from goq.sidecar.metrics import EngineCollector
+from goq.sidecar.metrics import EngineCollector, KeyRingCollector
 from goq.sidecar.metrics_sinks.base import MetricsContext
 from goq.sidecar.metrics_sinks.flushing import Flusher, load_metrics_sinks
 from goq.sidecar.outbound import Outbound, OutboundConfig
+from goq.sidecar.peer_limits import peer_server_options
 from goq.sidecar.peer_service import PeerService
 from goq.sidecar.peering import server_options
 from goq.sidecar.poison.base import SinkContext
@@ -54,6 +59,7 @@ from goq.sidecar.stores.absent import NoInbox, NoOutbox
 from goq.sidecar.stores.base import InboxStore, OutboxStore
 from goq.sidecar.stores.memory import MemoryInbox, MemoryOutbox
 from goq.sidecar.stores.mongo import MongoStore
+from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar")
 
@@ -71,11 +77,14 @@ def build(
     mongo: AsyncMongoClient[dict[str, object]] | None,
     live: LiveSettings,
     histograms: Histograms | None = None,
+    keys: Callable[[], Keyring] | None = None,
 ) -> QueueManager:
-    """Wire the engine's parts as ``settings`` say; limits and retries follow ``live`` as it changes."""
+    """Wire the engine's parts as ``settings`` say; limits and retries follow ``live`` as it changes, and the
+    key ring follows ``keys`` (by default: the ring read at start)."""
     if settings.keyring is None:
         raise ConfigError("no HMAC keys: set GOQ_KEYS_DIR (a mounted key Secret) or GOQ_HMAC_KEYS")
-    keyring = settings.keyring
+    started_with = settings.keyring
+    keyring = keys or (lambda: started_with)
     me, counters = settings.address, Counters()
     store: MongoStore | None = None
     persistent_outbox: OutboxStore = NoOutbox()
@@ -106,24 +115,31 @@ def build(
         outboxes,
         poisoner,
         counters,
-        OutboundConfig(max_batch=settings.batch_max, window=settings.window, max_message_bytes=settings.max_payload),
+        OutboundConfig(
+            max_batch=settings.batch_max,
+            window=settings.window,
+            max_message_bytes=settings.max_payload,
+            settle_timeout=settings.store_timeout,
+        ),
         histograms=histograms,
         spill_store=store.outbox if store else None,
         window=WindowConfig(settings.lane_window, settings.lane_window_bytes),
     )
     inbound = Inbound(
         me,
-        lambda: keyring,
+        keyring,
         lambda: live.spec,
         inboxes,
         poisoner,
         counters,
-        InboundConfig(lease=settings.lease, max_deliveries=settings.max_deliveries),
+        InboundConfig(
+            lease=settings.lease, max_deliveries=settings.max_deliveries, dedupe_window=settings.dedupe_window
+        ),
         histograms=histograms,
     )
     return QueueManager(
         me,
-        lambda: keyring,
+        keyring,
         lambda: live.spec,
         outbound,
         inbound,
@@ -176,6 +192,7 @@ class Sidecar:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _api: KubeApi | None = None
     large: LargeMessages | None = None
+    keys: KeyringFollower | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -189,15 +206,22 @@ class Sidecar:
                 serverSelectionTimeoutMS=int(s.store_timeout * 1000),
             )
         registry = CollectorRegistry()
-        self.engine = engine = build(s, self._mongo, live, Histograms(str(s.address), registry))
+        if s.keys_dir is not None and s.keyring is not None:
+            self.keys = KeyringFollower(s.keys_dir, s.keyring)
+            self._tasks.append(asyncio.get_running_loop().create_task(self.keys.run(), name="key ring"))
+        keys = self.keys.current if self.keys is not None else None
+        self.engine = engine = build(s, self._mongo, live, Histograms(str(s.address), registry), keys)
         await engine.start()
         self.large = large = build_large(s, self._mongo, live, engine)
         await large.start()
         options = server_options(max(s.max_payload, s.large_chunk, 1024 * 1024))
-        interceptors = [MalformedRequestInterceptor()]
-        peer = grpc.aio.server(options=options, interceptors=interceptors)
+        refusals = engine.inbound.refusals
+        undecodable = MalformedRequestInterceptor(
+            lambda method, error: refusals.refuse("undecodable", f"{method}: {error}")
+        )
+        peer = grpc.aio.server(options=peer_server_options(s.max_payload), interceptors=[undecodable])
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(engine.inbound, large=large.receiver), peer)
-        app = grpc.aio.server(options=options, interceptors=interceptors)
+        app = grpc.aio.server(options=options, interceptors=[MalformedRequestInterceptor()])
         queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine, large), app)
         for server, address, what in ((peer, s.peer_listen, "peer"), (app, s.grpc_listen, "application gRPC")):
             try:
@@ -209,12 +233,14 @@ class Sidecar:
             await server.start()
             self._servers.append(server)
         registry.register(EngineCollector(engine, large))
+        registry.register(KeyRingCollector(str(s.address), lambda: self.keys.reloads if self.keys else 0))
         context = MetricsContext(str(s.address), registry=registry, mongo=self._mongo, database=s.mongodb_database)
         flusher = Flusher(
             engine, load_metrics_sinks(live.spec.metrics, context), lambda: live.spec.metrics.interval, registry
         )
         self._tasks.append(asyncio.get_running_loop().create_task(flusher.run(), name="metrics flush"))
-        self._health = await _listen(health_routes(lambda: self.ready, registry), s.health_listen, "health")
+        health = health_routes(lambda: self.ready, registry)
+        self._health = await _listen(health, s.health_listen, "health", max_connections=HEALTH_CONNECTIONS)
         self._rest = await _listen(rest_routes(engine, large), s.rest_listen, "application REST")
         settle()
         self.ready = True
@@ -243,7 +269,12 @@ class Sidecar:
             async for current in QueueSettingsWatcher(api, s.namespace, s.identity):
                 if first.is_set():
                     log.info("GoQueue %s changed: now %s, %s", s.identity, current.spec, current.retry)
-                live.spec, live.retry = current.spec, current.retry
+                live.spec, live.retry = current.spec, within_window(current.retry, s.dedupe_window)
+                if live.retry is not current.retry:  # once per change of the policy: the watcher yields changes only
+                    log.warning(
+                        "retries' maxAge cut to %s: older messages are poisoned (max-age)",
+                        live.retry.max_age_limit,
+                    )
                 first.set()
 
         self._tasks.append(asyncio.get_running_loop().create_task(follow(), name="settings"))
@@ -316,9 +347,9 @@ async def run(settings: SidecarSettings) -> None:
         await sidecar.stop()
 
 
-async def _listen(routes: Router, address: str, what: str) -> HttpServer:
+async def _listen(routes: Router, address: str, what: str, max_connections: int = MAX_CONNECTIONS) -> HttpServer:
     """An HTTP server on ``address``; a port that is taken is a configuration error naming it."""
-    server = HttpServer(routes)
+    server = HttpServer(routes, max_connections=max_connections)
     host, _, port = address.rpartition(":")
     try:
         await server.start(host, int(port))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from goq.durations import parse_duration
 from goq.errors import ConfigError
+from goq.freshness import DEFAULT_DEDUPE_WINDOW, check_max_age, within_window
 from goq.identity import Address, validate_identity, validate_namespace
 from goq.names import PORT_GRPC, PORT_HEALTH, PORT_PEER, PORT_REST
 from goq.queue_spec import GoQueueSpec
@@ -34,6 +35,8 @@ class SidecarSettings:
     mongodb_database: str = "goq"
     store_timeout: float = 10.0
     keyring: Keyring | None = None
+    keys_dir: Path | None = None
+    """GOQ_KEYS_DIR: the mounted key Secret, followed while running (``goq.sidecar.keys_watching``)."""
     resolver: str = "dns"
     peers: str = ""
     cluster_domain: str = "cluster.local"
@@ -47,7 +50,9 @@ class SidecarSettings:
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     lease: float = 30.0
     max_deliveries: int = 10
-    dedupe_window: float = 7200.0
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW
+    """Seconds a consumed message's key is remembered (GOQ_DEDUPE_WINDOW); bounds the age of what is accepted and
+    retried (``goq.freshness``)."""
     max_payload: int = 4 * 1024 * 1024
     batch_max: int = 256
     window: int = 8
@@ -87,6 +92,7 @@ class SidecarSettings:
             mongodb_database=e.get("GOQ_MONGODB_DATABASE", "goq"),
             store_timeout=e.duration("GOQ_STORE_TIMEOUT", 10.0),
             keyring=e.keyring(),
+            keys_dir=Path(e.get("GOQ_KEYS_DIR")) if e.get("GOQ_KEYS_DIR") else None,
             resolver=e.choice("GOQ_RESOLVER", "dns", ("dns", "static")),
             peers=e.get("GOQ_PEERS", ""),
             cluster_domain=e.get("GOQ_CLUSTER_DOMAIN", "cluster.local"),
@@ -99,7 +105,7 @@ class SidecarSettings:
             retry_policy=RetryPolicy.from_spec(e.json("GOQ_RETRY_POLICY"), "GOQ_RETRY_POLICY"),
             lease=e.duration("GOQ_LEASE", 30.0),
             max_deliveries=e.integer("GOQ_MAX_DELIVERIES", 10, 1, 1000),
-            dedupe_window=e.duration("GOQ_DEDUPE_WINDOW", 7200.0),
+            dedupe_window=e.duration("GOQ_DEDUPE_WINDOW", DEFAULT_DEDUPE_WINDOW),
             max_payload=e.integer("GOQ_MAX_PAYLOAD_BYTES", 4 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
             batch_max=e.integer("GOQ_BATCH_MAX", 256, 1, 10_000),
             window=e.integer("GOQ_WINDOW", 8, 1, 1024),
@@ -122,9 +128,19 @@ class SidecarSettings:
                 f"GOQ_ADOPT_AFTER must be more than twice GOQ_HEARTBEAT, or a live replica's messages are adopted "
                 f"(got {settings.adopt_after:g}s and {settings.heartbeat:g}s)"
             )
+        settings = replace(settings, retry_policy=_within_window(settings, e.json("GOQ_RETRY_POLICY")))
         if settings.resolver == "static" and not settings.peers:
             raise ConfigError("GOQ_RESOLVER=static needs GOQ_PEERS, e.g. billing=127.0.0.1:7702")
         return replace(settings, unknown=e.unknown())
+
+
+def _within_window(settings: SidecarSettings, spec: object) -> RetryPolicy:
+    """The policy, if its maxAge fits the window; a maxAge set longer is refused, the default one is cut to fit
+    (a short window needs no policy of its own)."""
+    policy, window = settings.retry_policy, settings.dedupe_window
+    if isinstance(spec, dict) and "maxAge" in spec:
+        check_max_age(policy.max_age, window, "GOQ_RETRY_POLICY maxAge", "GOQ_DEDUPE_WINDOW")
+    return within_window(policy, window)
 
 
 KNOWN_ELSEWHERE = {"GOQ_POD_NAME", "GOQ_POD_IP", "GOQ_HMAC_ACTIVE"}

@@ -3,6 +3,7 @@
 from typing import Any
 
 from goq import names
+from goq.durations import format_duration
 from goq.webhook.settings import (
     CONTAINER_NAME,
     KEYS_MOUNT_PATH,
@@ -42,6 +43,7 @@ def sidecar_container(identity: str, settings: InjectionSettings) -> dict[str, A
         _field_env("GOQ_POD_IP", "status.podIP"),
         {"name": "GOQ_KEYS_DIR", "value": KEYS_MOUNT_PATH},
         {"name": "GOQ_SPILL_DIR", "value": SPILL_MOUNT_PATH},
+        {"name": "GOQ_DEDUPE_WINDOW", "value": format_duration(settings.dedupe_window)},
     ]
     if settings.mongodb_secret:
         env.append(

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from goq import __version__
+from goq.freshness import DEFAULT_DEDUPE_WINDOW
 from goq.keyring import SECRET_NAME
 
 CONTAINER_NAME: Final = "goq-sidecar"
@@ -36,6 +37,8 @@ class InjectionSettings:
     ``GOQ_SPILL_LIMIT_BYTES``, 4 GiB by default)."""
     mongodb_secret: str | None = None
     """A Secret in the pod's namespace whose key ``uri`` is the MongoDB connection string; ``None``: none."""
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW
+    """Seconds; the sidecar's ``GOQ_DEDUPE_WINDOW``, the same for every sidecar of the cluster (the operator's)."""
     version: str = __version__
     """Written to the ``goq.io/injected`` annotation."""
     run_as_user: int = 65532

@@ -5,6 +5,7 @@ Wires the pure webhook functions (``goq.webhook``) into the operator's admission
 """
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from typing import Any
 
 from goq.cli.common import parser
 from goq.errors import ConfigError, GoQError
-from goq.operator.admission import Mutator
+from goq.operator.admission import Mutator, Validator
 from goq.operator.running import MutatorFactory, run
 from goq.operator.settings import OperatorSettings
 from goq.operator.sidecar_specs import SidecarSpecLookup
@@ -37,6 +38,7 @@ def injection_settings(settings: OperatorSettings, major: str, minor: str) -> In
         limits=dict(settings.sidecar.limits),
         native_sidecar=supports_native_sidecars(major, minor) if native == "auto" else native == "true",
         mongodb_secret=settings.sidecar.mongodb_secret,
+        dedupe_window=settings.dedupe_window,
     )
 
 
@@ -68,6 +70,11 @@ def mutator_for(settings: OperatorSettings) -> MutatorFactory:
     return factory
 
 
+def validator_for(settings: OperatorSettings) -> Validator:
+    """Custom-resource validation, RetryPolicies held to the window the operator gives every sidecar."""
+    return functools.partial(validate_custom_object, dedupe_window=settings.dedupe_window)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the operator until it is signalled; settings come from ``GOQ_*`` variables (docs/operator.md)."""
     parser("goq-operator", "The GoQ operator and sidecar-injection webhook (settings: GOQ_* variables).").parse_args(
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = OperatorSettings.from_env()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one INFO line per handled pod is noise
-        asyncio.run(run(settings, mutator_for(settings), validate_custom_object))
+        asyncio.run(run(settings, mutator_for(settings), validator_for(settings)))
     except GoQError as exc:
         print(f"goq-operator: {exc}", file=sys.stderr)
         return 1

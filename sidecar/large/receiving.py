@@ -1,6 +1,6 @@
 """The receiving side of ``Peer.Transfer``: a large message's body, then its envelope into the inbox.
 
-Order, as for small messages: verify the envelope's signature and check it (destination, size limit,
+Order, as for small messages: verify the envelope's signature and check it (destination, age, size limit,
 de-duplication) before any byte of the body is stored; store the body chunk by chunk, feeding an
 incremental HMAC; verify the HMAC once every byte is in; only then hand the envelope to ``Inbound``
 (which stores it, durably if persistent) and answer the sender. A body whose HMAC fails is dropped
@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.errors import GoQError
+from goq.freshness import age_refusal
 from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
@@ -23,7 +24,7 @@ from goq.sidecar.large.bodies import BodyStore, BodyWriter, body_name
 from goq.sidecar.large.macs import body_mac, verify_body
 from goq.sidecar.large.progress import LargeProgress
 from goq.sidecar.records import inbound_key
-from goq.signing import Keyring, SignatureError
+from goq.signing import UNKNOWN_KEY, Keyring, SignatureError
 
 log = logging.getLogger("goq.sidecar.large")
 
@@ -176,11 +177,17 @@ class LargeReceiver:
             self.keyring().verify(envelope.body, envelope.key_id, envelope.signature)
             message = Message.decode(envelope.body)
         except SignatureError as exc:
-            raise self._refused(exc.reason, str(exc)) from None
+            refused = self._refuse(exc.reason, str(exc))
+            if exc.reason == UNKNOWN_KEY:  # perhaps a new key not propagated here yet: retry, never poison at once
+                refused.outcome = peer_pb2.OUTCOME_RETRY_LATER
+            raise TransferRefusedError(refused) from None
         except GoQError as exc:
             raise self._refused("malformed", str(exc)) from None
         if message.destination != self.me:
             raise self._refused("wrong-destination", f"this is {self.me}, not {message.destination}")
+        stale = age_refusal(message.created_at_ms, self.inbound.clock(), self.inbound.config.dedupe_window)
+        if stale is not None:
+            raise self._refused(*stale)
         large = message.large
         if large is None or not 1 <= large.chunk_size <= MAX_CHUNK:
             raise self._refused("malformed", "a transfer's envelope must describe a large body")

@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from typing import Final
 
+from goq.freshness import remembered_for
 from goq.sidecar.records import Incoming, Outgoing
 
 EXPIRY_INTERVAL: Final = 0.5
@@ -81,10 +82,14 @@ class MemoryOutbox:
 
 
 class MemoryInbox:
-    """De-duplication of transient deliveries, for the dedupe window (bounded in size)."""
+    """De-duplication of transient deliveries (bounded in size).
+
+    A key is remembered ``remembered_for(dedupe_window)`` from its arrival, not just the window: that covers
+    every later copy the receiver's age check still accepts, a clock-skew allowance either way
+    (``goq.freshness``)."""
 
     def __init__(self, dedupe_window: float, limit: int = 100_000) -> None:
-        self._keys = RecentKeys(dedupe_window, limit)
+        self._keys = RecentKeys(remembered_for(dedupe_window), limit)
 
     async def add(self, items: list[Incoming]) -> list[bool]:
         return [self._keys.add(item.key) for item in items]

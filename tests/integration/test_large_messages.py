@@ -8,6 +8,7 @@ import io
 import json
 import random
 import socket
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -171,7 +172,7 @@ async def test_a_tampered_chunk_is_refused_whole_and_never_reaches_the_applicati
         id="tampered-1",
         source=Address("mallory", "default"),
         destination=Address("billing", "default"),
-        created_at_ms=1,
+        created_at_ms=int(time.time() * 1000),  # fresh: an older envelope would be refused as expired
         payload=b"",
         large=LargeRef(size=len(body), mac=mac.digest(), key_id="k1", chunk_size=chunk),
     )

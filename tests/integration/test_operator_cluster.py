@@ -178,6 +178,7 @@ async def test_a_pod_with_the_annotation_is_created_with_the_sidecar_by_the_api_
     assert sidecar["image"] == "example/goq-sidecar:test"
     assert {p["containerPort"] for p in sidecar["ports"]} == {7700, 7701, 7702, 7703}
     assert {"name": "GOQ_IDENTITY", "value": "orders"} in sidecar["env"]
+    assert {"name": "GOQ_DEDUPE_WINDOW", "value": "2h"} in sidecar["env"]  # the operator's, for every sidecar
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert any(v["name"] == "goq-hmac-keys" for v in created["spec"]["volumes"])
     # Applying the webhook's patch to what the server stored changes nothing.
@@ -229,6 +230,25 @@ async def test_the_validating_webhook_refuses_what_the_schema_cannot_express(kub
     message = json.loads(refused.value.body)["message"]
     assert "initialBackoff (1m) must not exceed maxBackoff (30s)" in message
     assert "RetryPolicy 'rushed' is invalid" in message
+
+
+async def test_the_validating_webhook_refuses_a_max_age_beyond_the_dedupe_window(
+    kube_api: k8s.ApiClient, ns: str
+) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RetryPolicy",
+        "metadata": {"name": "stubborn"},
+        "spec": {"maxAge": "3h"},
+    }
+    with pytest.raises(ApiException) as refused:
+        await objects(kube_api).create_namespaced_custom_object(GROUP, VERSION, ns, "retrypolicies", body)
+    message = json.loads(refused.value.body)["message"]
+    assert (
+        "RetryPolicy 'stubborn' is invalid: spec.maxAge (3h) exceeds the de-duplication window "
+        "(2h, the operator's GOQ_DEDUPE_WINDOW)"
+    ) in message
+    assert "maxAge may be at most 2h" in message
 
 
 async def test_an_identity_used_without_a_goqueue_gets_one_with_defaults(kube_api: k8s.ApiClient, ns: str) -> None:

@@ -69,6 +69,7 @@ def test_the_operator_deployment_settings_are_valid_settings(built: list[dict[st
     settings = OperatorSettings.from_env(env)
     assert settings.namespace == "goq-system"
     assert settings.sidecar.mongodb_secret == "goq-mongodb"
+    assert settings.dedupe_window == 7200
     assert settings.webhook.port == container["ports"][0]["containerPort"]
     service = find(built, "Service", "goq-webhook")
     assert service["spec"]["ports"][0]["port"] == 443  # what the webhook registration's service reference uses

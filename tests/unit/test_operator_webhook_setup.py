@@ -151,8 +151,10 @@ def test_settings_come_from_goq_variables() -> None:
             "GOQ_SIDECAR_REQUESTS": "cpu=10m, memory=32Mi",
             "GOQ_KEY_ROTATION": "720h",
             "GOQ_NATIVE_SIDECAR": "false",
+            "GOQ_DEDUPE_WINDOW": "4h",
         }
     )
+    assert settings.dedupe_window == 4 * 3600
     assert settings.namespace == "goq"
     assert settings.stale_after == 45.0
     assert settings.webhook.url == "https://127.0.0.1:9443"
@@ -166,6 +168,7 @@ def test_settings_come_from_goq_variables() -> None:
     ("env", "message"),
     [
         ({"GOQ_STALE_AFTER": "soon"}, "GOQ_STALE_AFTER 'soon' is not a duration"),
+        ({"GOQ_DEDUPE_WINDOW": "2 hours"}, "GOQ_DEDUPE_WINDOW '2 hours' is not a duration"),
         ({"GOQ_NATIVE_SIDECAR": "maybe"}, "GOQ_NATIVE_SIDECAR must be auto, true or false"),
         ({"GOQ_WEBHOOK_TIMEOUT": "60"}, "GOQ_WEBHOOK_TIMEOUT must be from 1 to 30 seconds"),
         ({"GOQ_SIDECAR_LIMITS": "memory"}, "GOQ_SIDECAR_LIMITS must look like"),

@@ -85,3 +85,19 @@ def test_dns_resolution_asks_the_named_dns_server_when_one_is_set() -> None:
     assert target == "dns://127.0.0.1:5353/goq-billing.shop.svc.cluster.local:7702"
     with pytest.raises(ConfigError, match="GOQ_DNS_SERVER must be <host>:<port>"):
         SidecarSettings.from_env({"GOQ_IDENTITY": "orders", "GOQ_DNS_SERVER": "nameserver"})
+
+
+def test_a_retry_policy_whose_max_age_exceeds_the_dedupe_window_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings(GOQ_DEDUPE_WINDOW="30m", GOQ_RETRY_POLICY=json.dumps({"maxAge": "1h"}))
+    assert str(refused.value) == (
+        "GOQ_RETRY_POLICY maxAge (1h) exceeds the de-duplication window (30m, GOQ_DEDUPE_WINDOW): a message still "
+        "retried after the window could be delivered twice; maxAge may be at most 30m (or lengthen the window)"
+    )
+    assert settings(GOQ_DEDUPE_WINDOW="1h", GOQ_RETRY_POLICY=json.dumps({"maxAge": "1h"})).retry_policy.max_age == 3600
+
+
+def test_the_default_max_age_is_cut_to_a_shorter_dedupe_window() -> None:
+    s = settings(GOQ_DEDUPE_WINDOW="3s", GOQ_RETRY_POLICY=json.dumps({"maxAttempts": 3}))
+    assert (s.dedupe_window, s.retry_policy.max_age, s.retry_policy.max_attempts) == (3.0, 3.0, 3)
+    assert settings().retry_policy.max_age == 3600.0

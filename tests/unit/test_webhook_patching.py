@@ -74,6 +74,7 @@ def test_the_sidecar_container_carries_identity_downward_api_ports_probes_and_lo
         "GOQ_POD_IP": "status.podIP",
         "GOQ_KEYS_DIR": KEYS_MOUNT_PATH,
         "GOQ_SPILL_DIR": SPILL_MOUNT_PATH,
+        "GOQ_DEDUPE_WINDOW": "2h",
     }
     assert {p["name"]: p["containerPort"] for p in sidecar["ports"]} == {
         "goq-rest": 7700,

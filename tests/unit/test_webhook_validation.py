@@ -4,8 +4,11 @@ from typing import Any
 
 import pytest
 
+from goq.cli.operator import injection_settings, validator_for
 from goq.errors import ConfigError
+from goq.operator.settings import OperatorSettings
 from goq.webhook import validate_custom_object
+from goq.webhook.container import sidecar_container
 
 
 def obj(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -53,3 +56,25 @@ def test_invalid_objects_are_refused_with_object_and_field(invalid: dict[str, An
     with pytest.raises(ConfigError) as refused:
         validate_custom_object(invalid)
     assert message in str(refused.value)
+
+
+def test_a_retry_policy_may_retry_up_to_the_dedupe_window_and_no_longer() -> None:
+    validate_custom_object(obj("RetryPolicy", "patient", {"maxAge": "2h"}))  # the default window, 2h
+    with pytest.raises(ConfigError) as refused:
+        validate_custom_object(obj("RetryPolicy", "stubborn", {"maxAge": "2h30m"}))
+    assert str(refused.value).startswith(
+        "RetryPolicy 'stubborn' is invalid: spec.maxAge (2h30m) exceeds the de-duplication window "
+        "(2h, the operator's GOQ_DEDUPE_WINDOW)"
+    )
+    assert "maxAge may be at most 2h" in str(refused.value)
+
+
+def test_the_operators_dedupe_window_bounds_retry_policies_and_reaches_every_sidecar() -> None:
+    settings = OperatorSettings.from_env({"GOQ_DEDUPE_WINDOW": "30m"})
+    validate = validator_for(settings)
+
+    validate(obj("RetryPolicy", "brief", {"maxAge": "30m"}))
+    with pytest.raises(ConfigError, match=r"spec.maxAge \(1h\) exceeds the de-duplication window \(30m"):
+        validate(obj("RetryPolicy", "patient", {"maxAge": "1h"}))
+    env = sidecar_container("orders", injection_settings(settings, "1", "30"))["env"]
+    assert {"name": "GOQ_DEDUPE_WINDOW", "value": "30m"} in env

@@ -66,7 +66,11 @@ class DeliverBatch(_message.Message):
     seq: _builtins.int
     """Sender-chosen, increasing on the stream; echoed in the DeliverAck."""
     @_builtins.property
-    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SignedEnvelope]: ...
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.SignedEnvelope]:
+        """At most 10,000 (the most GOQ_BATCH_MAX allows), and at most 1 MiB of bodies unless a single body is
+        larger; the whole request is bounded by the receiver's gRPC receive limit (docs/sidecar.md).
+        """
+
     def __init__(
         self,
         *,

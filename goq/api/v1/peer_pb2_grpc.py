@@ -53,7 +53,9 @@ class PeerServicer:
 
     def Deliver(self, request_iterator, context):
         """The sender streams batches; the receiver answers each batch, in order, once every message in it is
-        stored (durably if persistent). The sender keeps a window of batches in flight.
+        stored (durably if persistent). The sender keeps a window of batches in flight. A batch of more than
+        10,000 envelopes is refused whole: the batches before it are answered, then the stream ends with
+        RESOURCE_EXHAUSTED. A request that does not decode ends it with INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

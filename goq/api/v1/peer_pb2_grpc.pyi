@@ -35,7 +35,9 @@ class PeerStub:
     def __new__(cls, channel: _aio.Channel) -> PeerAsyncStub: ...
     Deliver: _grpc.StreamStreamMultiCallable[_peer_pb2.DeliverBatch, _peer_pb2.DeliverAck]
     """The sender streams batches; the receiver answers each batch, in order, once every message in it is
-    stored (durably if persistent). The sender keeps a window of batches in flight.
+    stored (durably if persistent). The sender keeps a window of batches in flight. A batch of more than
+    10,000 envelopes is refused whole: the batches before it are answered, then the stream ends with
+    RESOURCE_EXHAUSTED. A request that does not decode ends it with INVALID_ARGUMENT.
     """
     Transfer: _grpc.StreamStreamMultiCallable[_peer_pb2.TransferPart, _peer_pb2.TransferAck]
     """One large message: the signed envelope first, then its body in chunks from the offset the receiver
@@ -50,7 +52,9 @@ class PeerAsyncStub(PeerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Deliver: _aio.StreamStreamMultiCallable[_peer_pb2.DeliverBatch, _peer_pb2.DeliverAck]  # type: ignore[assignment]
     """The sender streams batches; the receiver answers each batch, in order, once every message in it is
-    stored (durably if persistent). The sender keeps a window of batches in flight.
+    stored (durably if persistent). The sender keeps a window of batches in flight. A batch of more than
+    10,000 envelopes is refused whole: the batches before it are answered, then the stream ends with
+    RESOURCE_EXHAUSTED. A request that does not decode ends it with INVALID_ARGUMENT.
     """
     Transfer: _aio.StreamStreamMultiCallable[_peer_pb2.TransferPart, _peer_pb2.TransferAck]  # type: ignore[assignment]
     """One large message: the signed envelope first, then its body in chunks from the offset the receiver
@@ -68,7 +72,9 @@ class PeerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_peer_pb2.DeliverAck], _abc.AsyncIterator[_peer_pb2.DeliverAck]]:
         """The sender streams batches; the receiver answers each batch, in order, once every message in it is
-        stored (durably if persistent). The sender keeps a window of batches in flight.
+        stored (durably if persistent). The sender keeps a window of batches in flight. A batch of more than
+        10,000 envelopes is refused whole: the batches before it are answered, then the stream ends with
+        RESOURCE_EXHAUSTED. A request that does not decode ends it with INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod

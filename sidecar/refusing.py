@@ -1,0 +1,37 @@
+"""Deliveries refused from peers: each counted exactly (``goq_deliveries_refused_total``), logged in aggregate.
+
+A peer can send many refusable envelopes cheaply; a line per refusal once made one batch write 34 MB of
+log. The log says what was refused and how often, at most one line per reason per ``interval``.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+from goq.sidecar.counting import Counters
+from goq.sidecar.throttling import ThrottledLog
+
+FIRST = "refused a delivery ({kind}): {detail}"
+MORE = "refused {count} more deliveries ({kind}) in the last {seconds:.0f}s; the last: {detail}"
+INTERVAL = 10.0
+"""Seconds between two log lines about refusals of one reason."""
+
+
+class Refusals:
+    """Counts and logs the refusals of one sidecar's inbound side, by reason."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        logger: logging.Logger,
+        *,
+        interval: float = INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.counters = counters
+        self.log = ThrottledLog(logger, FIRST, MORE, interval=interval, clock=clock)
+
+    def refuse(self, reason: str, detail: str, n: int = 1) -> None:
+        """``n`` deliveries refused for ``reason`` (one event for the log: ``detail`` says what it was)."""
+        self.counters.count_refused(reason, n)
+        self.log.event(reason, detail)
