@@ -92,6 +92,16 @@ async def sidecar_kube(kubeconfig: Path) -> AsyncIterator[KubeApi]:
         yield api
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fault-seeds",
+        type=int,
+        default=int(os.environ.get("GOQ_FAULT_SEEDS", "0")),
+        help="also run the long fault run (tests/integration/test_faults.py) over this many seeds "
+        "(or GOQ_FAULT_SEEDS); the short seeded run is always part of the suite",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by their layer's folder, so that ``-m 'not integration and not e2e'`` runs units only."""
     for item in items:

@@ -101,6 +101,13 @@ class MongoServer:
             self.process.stop(timeout=30)
             self.process = None
 
+    def kill(self) -> None:
+        """``kill -9``, as a crash: nothing flushed; the data directory stays, so ``start`` recovers it from
+        the journal on the same port (what a fault run needs)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
     def _direct(self) -> MongoClient[dict[str, object]]:
         return MongoClient("127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=2000)
 

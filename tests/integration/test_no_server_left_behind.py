@@ -22,12 +22,28 @@ spec.loader.exec_module(fixtures)
 mongo_server = fixtures.mongo_server
 """
 
+REPLICA_SET_CONFTEST = """
+import pytest
+from goq.devenv.replica_set import MongoReplicaSet
+
+@pytest.fixture
+def mongo_server(tmp_path):
+    members = MongoReplicaSet(tmp_path / "replica-set")
+    members.start()
+    members.restart_member(members.kill_primary())  # a restarted member must not stay behind either
+    try:
+        yield members
+    finally:
+        members.stop()
+"""
+
 INNER_TEST = """
 import os, time
 from pathlib import Path
 
 def test_uses_mongo(mongo_server):
-    Path(os.environ["PID_FILE"]).write_text(str(mongo_server.process.pid))
+    servers = getattr(mongo_server, "processes", None) or [mongo_server.process]
+    Path(os.environ["PID_FILE"]).write_text(" ".join(str(server.pid) for server in servers))
     if os.environ["HOW"] == "fails":
         raise AssertionError("failing on purpose")
     time.sleep(120)
@@ -56,11 +72,16 @@ def wait_gone(pid: int, timeout: float = 20) -> bool:
     return True
 
 
-@pytest.mark.parametrize("how", ["fails", "interrupted", "killed"])
-def test_session_leaves_no_mongod_running(how: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("servers", "how"),
+    [("single", "fails"), ("single", "interrupted"), ("single", "killed"), ("replica-set", "interrupted"),
+     ("replica-set", "killed")],
+)  # fmt: skip
+def test_session_leaves_no_mongod_running(servers: str, how: str, tmp_path: Path) -> None:
     # The inner session uses the real fixtures, loaded by path: the repo root must never be on
     # sys.path, where its operator/ folder would shadow the standard library.
-    (tmp_path / "conftest.py").write_text(CONFTEST.format(path=ROOT / "tests" / "conftest.py"))
+    conftest = CONFTEST.format(path=ROOT / "tests" / "conftest.py") if servers == "single" else REPLICA_SET_CONFTEST
+    (tmp_path / "conftest.py").write_text(conftest)
     (tmp_path / "test_inner.py").write_text(INNER_TEST)
     pid_file = tmp_path / "mongod.pid"
     env = {**os.environ, "PID_FILE": str(pid_file), "HOW": how, "PYTHONFAULTHANDLER": "1"}
@@ -84,7 +105,7 @@ def test_session_leaves_no_mongod_running(how: str, tmp_path: Path) -> None:
         # session: Python then installs no KeyboardInterrupt handler, and "interrupted" never arrives.
         preexec_fn=_default_sigint,
     )
-    pid = int(wait_for_file(pid_file, inner))
+    pids = [int(pid) for pid in wait_for_file(pid_file, inner).split()]
     if how == "interrupted":
         inner.send_signal(signal.SIGINT)
     elif how == "killed":
@@ -96,4 +117,5 @@ def test_session_leaves_no_mongod_running(how: str, tmp_path: Path) -> None:
         output, _ = inner.communicate(timeout=30)
         pytest.fail(f"the inner session did not end within 60 s after it {how}:\n{output.decode(errors='replace')}")
     assert inner.returncode != 0, output.decode()
-    assert wait_gone(pid), f"mongod (pid {pid}) still runs after the session {how}"
+    for pid in pids:
+        assert wait_gone(pid), f"mongod (pid {pid}) still runs after the session {how}"
