@@ -16,6 +16,8 @@ LABEL_ID: Final = "goq.io/id"
 """Added by the webhook: Services select labels, not annotations."""
 ANNOTATION_INJECTED: Final = "goq.io/injected"
 """Added by the webhook: the GoQ version that injected the sidecar; its presence prevents a second injection."""
+SIDECAR_CONTAINER: Final = "goq-sidecar"
+"""The injected sidecar container's name (the operator finds its status in a pod by it)."""
 
 PORT_REST: Final = 7700
 """Application REST API, bound to 127.0.0.1."""

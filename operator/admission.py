@@ -3,7 +3,8 @@
 It knows nothing about pods or GoQ's rules: ``goq.cli`` hands it a mutator and a validator (the pure
 functions of ``goq.webhook``). A mutator that fails unexpectedly lets the pod through unchanged (the
 operator later reports the pod as not injected) rather than blocking it; a ConfigError from either
-function is a refusal whose message the user sees.
+function is a refusal whose message the user sees; warnings a validator returns are shown by kubectl
+(``Warning: ...``) on an admitted object.
 """
 
 import base64
@@ -11,7 +12,7 @@ import json
 import logging
 import ssl
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from aiohttp import web
@@ -22,8 +23,8 @@ log = logging.getLogger("goq.operator.admission")
 
 Mutator = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
 """Pod (with ``metadata.namespace`` filled in) -> JSON Patch; raises ConfigError to refuse."""
-Validator = Callable[[Mapping[str, Any]], None]
-"""Custom object -> nothing; raises ConfigError to refuse."""
+Validator = Callable[[Mapping[str, Any]], Sequence[str] | None]
+"""Custom object -> warnings for the user (or ``None``); raises ConfigError to refuse."""
 
 MUTATE_PATH: Final = "/mutate-pods"
 VALIDATE_PATH: Final = "/validate-goq"
@@ -31,9 +32,15 @@ HEALTH_PATH: Final = "/healthz"
 
 
 def _response(
-    uid: str, allowed: bool, message: str | None = None, patch: list[dict[str, Any]] | None = None
+    uid: str,
+    allowed: bool,
+    message: str | None = None,
+    patch: list[dict[str, Any]] | None = None,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if warnings:
+        response["warnings"] = list(warnings)
     if message is not None:
         response["status"] = {"code": 403, "reason": "Forbidden", "message": message}
     if patch:
@@ -74,12 +81,12 @@ def review_validation(review: Mapping[str, Any], validator: Validator, outcomes:
         outcomes["unchanged"] += 1
         return _response(uid, True)
     try:
-        validator(obj)
+        warnings = validator(obj) or ()
     except ConfigError as exc:
         outcomes["refused"] += 1
         return _response(uid, False, str(exc))
     outcomes["valid"] += 1
-    return _response(uid, True)
+    return _response(uid, True, warnings=warnings)
 
 
 class AdmissionServer:

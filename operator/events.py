@@ -1,6 +1,7 @@
 """Kubernetes Events about GoQ objects, so that ``kubectl describe`` tells what the operator saw."""
 
 import datetime
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -9,7 +10,7 @@ from kubernetes_asyncio import client as k8s
 
 from goq.errors import GoQError
 from goq.operator.kube import body as as_body
-from goq.operator.kube import call
+from goq.operator.kube import call, status_of
 from goq.queue_status import format_time
 
 log = logging.getLogger("goq.operator")
@@ -17,15 +18,28 @@ COMPONENT = "goq-operator"
 
 
 def event_body(
-    involved: Mapping[str, Any], kind_type: str, reason: str, message: str, now: datetime.datetime
+    involved: Mapping[str, Any],
+    kind_type: str,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+    once_per: str | None = None,
 ) -> dict[str, Any]:
-    """A core/v1 Event about ``involved`` (a dict with apiVersion, kind, metadata)."""
+    """A core/v1 Event about ``involved`` (a dict with apiVersion, kind, metadata).
+
+    ``once_per``: a key (e.g. pod and cause) that names the Event, so that posting it again while the
+    first one lives (the API server keeps Events an hour by default) is refused as a duplicate.
+    """
     meta = involved.get("metadata") or {}
     stamp = format_time(now)
+    naming: dict[str, str] = {"generateName": f"{meta.get('name', 'goq')}."}
+    if once_per is not None:
+        digest = hashlib.sha256(f"{meta.get('uid')}/{reason}/{once_per}".encode()).hexdigest()[:16]
+        naming = {"name": f"{str(meta.get('name', 'goq'))[:200]}.{digest}"}
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{meta.get('name', 'goq')}.", "namespace": meta.get("namespace")},
+        "metadata": {**naming, "namespace": meta.get("namespace")},
         "involvedObject": {
             "apiVersion": involved.get("apiVersion"),
             "kind": involved.get("kind"),
@@ -46,12 +60,22 @@ def event_body(
 
 
 async def post_event(
-    api: k8s.ApiClient, involved: Mapping[str, Any], kind_type: str, reason: str, message: str
+    api: k8s.ApiClient,
+    involved: Mapping[str, Any],
+    kind_type: str,
+    reason: str,
+    message: str,
+    once_per: str | None = None,
 ) -> None:
-    """Post an Event; a failure is logged, never raised: events are a courtesy, not the state."""
-    body = event_body(involved, kind_type, reason, message, datetime.datetime.now(datetime.UTC))
+    """Post an Event; a failure is logged, never raised: events are a courtesy, not the state.
+
+    With ``once_per`` an Event already posted for the same key is not repeated (see ``event_body``).
+    """
+    body = event_body(involved, kind_type, reason, message, datetime.datetime.now(datetime.UTC), once_per)
     namespace = body["metadata"]["namespace"]
     try:
         await call(f"posting event {reason}", k8s.CoreV1Api(api).create_namespaced_event(namespace, as_body(body)))
     except GoQError as exc:
+        if once_per is not None and status_of(exc) == 409:
+            return  # told already
         log.warning("could not post event %s about %s: %s", reason, body["involvedObject"]["name"], exc)

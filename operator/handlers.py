@@ -19,6 +19,7 @@ from goq.errors import ConfigError, GoQError, PermanentError, TemporaryError
 from goq.identity import validate_identity
 from goq.operator.events import post_event
 from goq.operator.kube import custom, get_goqueue, translate
+from goq.operator.provisioning import NamespaceProvider
 
 log = logging.getLogger("goq.operator")
 
@@ -118,8 +119,10 @@ async def handle_pod(api: k8s.ApiClient, pod: dict[str, Any]) -> None:
     )
 
 
-def build_registry(api: k8s.ApiClient, reconcile: Reconciler) -> kopf.OperatorRegistry:
-    """A kopf registry with GoQ's handlers bound to ``api`` and ``reconcile``."""
+def build_registry(
+    api: k8s.ApiClient, reconcile: Reconciler, provider: NamespaceProvider | None = None
+) -> kopf.OperatorRegistry:
+    """A kopf registry with GoQ's handlers bound to ``api``, ``reconcile`` and the namespace ``provider``."""
     registry = kopf.OperatorRegistry()
     gq = (names.GROUP, names.VERSION, names.GOQUEUE_PLURAL)
 
@@ -136,6 +139,8 @@ def build_registry(api: k8s.ApiClient, reconcile: Reconciler) -> kopf.OperatorRe
     @kopf.on.create(*gq, registry=registry)
     @kopf.on.update(*gq, field="spec", registry=registry)
     async def _goqueue_changed(body: kopf.Body, **_: Any) -> None:
+        if provider is not None:  # reports what it cannot do on the GoQueue; never raises for the API
+            await provider.goqueue_seen(dict(body))
         await _run(reconcile, body)
 
     @kopf.on.event("", "v1", "pods", annotations={names.ANNOTATION_ID: kopf.PRESENT}, registry=registry)
@@ -143,6 +148,8 @@ def build_registry(api: k8s.ApiClient, reconcile: Reconciler) -> kopf.OperatorRe
         if event.get("type") not in (None, "ADDED"):  # new pods, and every pod once at (re)start
             return
         try:
+            if provider is not None:  # first: the pod's sidecar needs the Secret and RoleBinding to start
+                await provider.pod_seen(dict(event["object"]))
             await handle_pod(api, dict(event["object"]))
         except GoQError as exc:  # the sweeper and the next event try again; nothing to retry here
             log.warning("%s", exc)

@@ -4,8 +4,11 @@ Choices that keep a broken or slow webhook from blocking unrelated pods (docs/op
 - pod injection: ``failurePolicy: Ignore``, ``timeoutSeconds`` 5, CREATE only, and namespaces or pods
   labelled ``goq.io/injection=disabled`` (the operator's own namespace, kube-system) are never sent.
   A pod that slips through uninjected is reported by the operator on its GoQueue and as an Event.
-- GoQ custom resources: ``failurePolicy: Fail`` (an unchecked GoQueue could break its sidecars), but
-  only GoQ's own kinds are sent, and updates that leave the spec alone always pass.
+- GoQ custom resources: CREATE with ``failurePolicy: Fail`` (an unchecked GoQueue could break its
+  sidecars); UPDATE with ``failurePolicy: Ignore``, so that with the operator down a label, annotation or
+  finalizer change is not stuck (webhook rules cannot tell a metadata change from a spec change). The
+  CRD's schema is the first line of defence and holds either way; with the operator up, updates are
+  checked as strictly as creates, and updates that leave the spec alone always pass.
 """
 
 import base64
@@ -89,32 +92,39 @@ def mutating_configuration(settings: OperatorSettings, ca: bytes) -> dict[str, A
     }
 
 
+VALIDATE_CREATE: Final = "validate.goq.io"
+VALIDATE_UPDATE: Final = "validate-update.goq.io"
+
+
 def validating_configuration(settings: OperatorSettings, ca: bytes) -> dict[str, Any]:
-    """The ValidatingWebhookConfiguration for GoQueue and RetryPolicy."""
+    """The ValidatingWebhookConfiguration for GoQueue and RetryPolicy: creates must pass the webhook;
+    updates are checked when it answers and admitted when it cannot (see the module's docstring)."""
+
+    def webhook(name: str, operation: str, failure_policy: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": failure_policy,
+            "timeoutSeconds": settings.webhook.timeout,
+            "matchPolicy": "Equivalent",
+            "rules": [
+                {
+                    "operations": [operation],
+                    "apiGroups": [names.GROUP],
+                    "apiVersions": [names.VERSION],
+                    "resources": [names.GOQUEUE_PLURAL, names.RETRYPOLICY_PLURAL],
+                    "scope": "Namespaced",
+                }
+            ],
+            "clientConfig": _client_config(settings, VALIDATE_PATH, ca),
+        }
+
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": settings.webhook.validating_name, "labels": {"app.kubernetes.io/part-of": "goq"}},
-        "webhooks": [
-            {
-                "name": "validate.goq.io",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "timeoutSeconds": settings.webhook.timeout,
-                "matchPolicy": "Equivalent",
-                "rules": [
-                    {
-                        "operations": ["CREATE", "UPDATE"],
-                        "apiGroups": [names.GROUP],
-                        "apiVersions": [names.VERSION],
-                        "resources": [names.GOQUEUE_PLURAL, names.RETRYPOLICY_PLURAL],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "clientConfig": _client_config(settings, VALIDATE_PATH, ca),
-            }
-        ],
+        "webhooks": [webhook(VALIDATE_CREATE, "CREATE", "Fail"), webhook(VALIDATE_UPDATE, "UPDATE", "Ignore")],
     }
 
 

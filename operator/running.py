@@ -23,6 +23,7 @@ from goq.operator import keys, registration
 from goq.operator.admission import AdmissionServer, Mutator, Validator
 from goq.operator.handlers import build_registry
 from goq.operator.kube import call, connect, custom
+from goq.operator.provisioning import NamespaceProvider
 from goq.operator.reconciling import namespace_terminating, reconcile, view_namespace
 from goq.operator.settings import OperatorSettings
 from goq.operator.sidecar_specs import SidecarSpecLookup, SidecarSpecs
@@ -71,13 +72,18 @@ async def sweep_once(api: k8s.ApiClient, settings: OperatorSettings, specs: Side
 
 
 async def _sweep_forever(
-    api: k8s.ApiClient, settings: OperatorSettings, server: AdmissionServer, specs: SidecarSpecs
+    api: k8s.ApiClient,
+    settings: OperatorSettings,
+    server: AdmissionServer,
+    specs: SidecarSpecs,
+    provider: NamespaceProvider,
 ) -> None:
     last_webhook_check = time.monotonic()
     while True:
         await asyncio.sleep(settings.sweep_interval)
         try:
             await sweep_once(api, settings, specs)
+            await provider.sweep()
             if time.monotonic() - last_webhook_check > WEBHOOK_CHECK_INTERVAL:
                 await registration.ensure_webhook(api, settings, server)
                 last_webhook_check = time.monotonic()
@@ -107,10 +113,11 @@ async def run(
             specs.update(goqueue)
             await reconcile(api, goqueue, await keys.ensure_master(api, settings), settings.stale_after)
 
-        sweeper = asyncio.create_task(_sweep_forever(api, settings, server, specs), name="goq-sweeper")
+        provider = NamespaceProvider(api, settings)
+        sweeper = asyncio.create_task(_sweep_forever(api, settings, server, specs, provider), name="goq-sweeper")
         try:
             await kopf.operator(
-                registry=build_registry(api, reconcile_one),
+                registry=build_registry(api, reconcile_one, provider),
                 clusterwide=True,
                 standalone=True,
                 stop_flag=stop,

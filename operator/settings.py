@@ -57,6 +57,18 @@ class SidecarSettings:
 
 
 @dataclass(frozen=True)
+class ProvisioningSettings:
+    """What the operator puts into every namespace where a GoQueue or a pod asking for GoQ appears."""
+
+    mongodb_source: str | None = None
+    """Secret in the operator's namespace whose key ``uri`` is copied into each such namespace under the name
+    ``GOQ_MONGODB_SECRET`` gives (``GOQ_MONGODB_SOURCE_SECRET``); ``None``: users make that Secret themselves."""
+    sidecar_role: str | None = "goq-sidecar"
+    """ClusterRole bound, by the RoleBinding ``goq-sidecar``, to the ServiceAccounts GoQ pods run as
+    (``GOQ_SIDECAR_CLUSTER_ROLE``); ``None`` (set to empty): users bind it themselves."""
+
+
+@dataclass(frozen=True)
 class KeySettings:
     """The HMAC key ring."""
 
@@ -84,6 +96,7 @@ class OperatorSettings:
     webhook: WebhookSettings = WebhookSettings()
     sidecar: SidecarSettings = SidecarSettings()
     keys: KeySettings = KeySettings()
+    provisioning: ProvisioningSettings = ProvisioningSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
@@ -132,5 +145,9 @@ class OperatorSettings:
                 rotation=seconds("GOQ_KEY_ROTATION", d.keys.rotation),
                 propagation=seconds("GOQ_KEY_PROPAGATION", d.keys.propagation),
                 retention=seconds("GOQ_KEY_RETENTION", d.keys.retention),
+            ),
+            provisioning=ProvisioningSettings(
+                mongodb_source=e.get("GOQ_MONGODB_SOURCE_SECRET") or None,
+                sidecar_role=e.get("GOQ_SIDECAR_CLUSTER_ROLE", d.provisioning.sidecar_role) or None,
             ),
         )

@@ -71,8 +71,10 @@ def mutator_for(settings: OperatorSettings) -> MutatorFactory:
 
 
 def validator_for(settings: OperatorSettings) -> Validator:
-    """Custom-resource validation, RetryPolicies held to the window the operator gives every sidecar."""
-    return functools.partial(validate_custom_object, dedupe_window=settings.dedupe_window)
+    """Custom-resource validation, RetryPolicies held to the window the operator gives every sidecar, and
+    a GoQueue's ``spec.sidecar`` checked against the container the operator would inject."""
+    sidecar = injection_settings(settings, "1", "0")  # the server's version matters only for the pod patch
+    return functools.partial(validate_custom_object, dedupe_window=settings.dedupe_window, sidecar=sidecar)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,9 +145,13 @@ async def _start_goq(
     workdir = directory / "goq"
     api = await stack.connect(kubeconfig)
     try:
-        p.step("Installing GoQ: CRDs (GoQueue, RetryPolicy), the goq-system namespace, the sidecars' ClusterRole")
+        p.step(
+            "Installing GoQ: CRDs (GoQueue, RetryPolicy), the goq-system namespace, the sidecars' ClusterRole, "
+            "the MongoDB Secret the operator copies into each GoQ namespace"
+        )
         for line in await stack.prepare(api):
             p.detail(line)
+        p.detail(await stack.mongodb_secret(api, stack.OPERATOR_NAMESPACE, state["mongodb_uri"]))
         p.step("Starting the GoQ operator; the API server will call its sidecar-injection webhook")
         operator = await stack.start_operator(api, kubeconfig, workdir, detached=True)
         servers.append(operator.server)
@@ -161,13 +165,11 @@ async def _start_goq(
         p.detail(f"pod runner (pid {runner.server.pid}), DNS at {details['dns']}, pods in {details['directory']}")
         if examples:
             path = stack.repo_root() / "examples" / "shop" / "shop.yaml"
-            p.step(f"Applying the shop example ({path.relative_to(stack.repo_root())}) and its MongoDB Secret")
+            p.step(f"Applying the shop example ({path.relative_to(stack.repo_root())})")
             docs = applying.documents(path)
             namespaces = [d for d in docs if d["kind"] == "Namespace"]
             for line in await applying.apply_all(api, namespaces):
                 p.detail(line)
-            for namespace in namespaces:
-                p.detail(await stack.mongodb_secret(api, namespace["metadata"]["name"], state["mongodb_uri"]))
             for line in await applying.apply_all(api, [d for d in docs if d["kind"] != "Namespace"]):
                 p.detail(line)
     finally:

@@ -3,7 +3,8 @@
 ``goq-dev up --with-goq``, ``goq-dev demo`` and the end-to-end tests start the same things the same way:
 the operator as a process whose webhook the API server really calls (on a loopback port), and the pod
 runner as the node's kubelet. Each sidecar gets the MongoDB URI from the Secret ``goq-mongodb`` (key
-``uri``) in its namespace, as in a cluster install.
+``uri``) in its namespace, which the operator copies there from its source ``goq-system/goq-mongodb``
+(``GOQ_MONGODB_SOURCE_SECRET``), as in a cluster install.
 """
 
 import asyncio
@@ -68,7 +69,8 @@ async def prepare(api: k8s.ApiClient) -> list[str]:
 
 
 async def mongodb_secret(api: k8s.ApiClient, namespace: str, uri: str) -> str:
-    """The Secret the injected sidecars read their MongoDB URI from, in ``namespace``."""
+    """A Secret ``goq-mongodb`` with ``uri``: in ``OPERATOR_NAMESPACE`` the operator's source, which it
+    copies into every namespace with GoQ pods; elsewhere one made by hand (the operator leaves it be)."""
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -136,6 +138,7 @@ async def start_operator(
         "GOQ_WEBHOOK_PORT": str(port),
         "GOQ_WEBHOOK_URL": f"https://127.0.0.1:{port}",
         "GOQ_MONGODB_SECRET": MONGODB_SECRET,
+        "GOQ_MONGODB_SOURCE_SECRET": MONGODB_SECRET,
         "GOQ_STALE_AFTER": "15s",
         "GOQ_SWEEP_INTERVAL": "2s",
         **(env or {}),

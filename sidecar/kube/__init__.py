@@ -1,8 +1,9 @@
 """The sidecar's Kubernetes side (``goq.sidecar.kube``): its GoQueue and RetryPolicy in, heartbeats out.
 
 The engine calls two small interfaces: ``QueueSettingsWatcher`` (the settings at start, then every
-change, without a restart) and ``StatusReporter.report(pod, figures)`` (a heartbeat into the GoQueue's
-status subresource, merged with the other pods' entries). Kubernetes API errors become GoQ errors here.
+change, without a restart) and ``StatusReporter.report(pod, figures)`` (a heartbeat into the pod's own
+Lease ``goq-<id>-<pod>``, which the operator sums into the GoQueue's status). Kubernetes API errors
+become GoQ errors here.
 """
 
 from goq.queue_status import PodFigures

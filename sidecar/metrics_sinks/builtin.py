@@ -10,15 +10,13 @@ from pymongo import WriteConcern
 
 from goq.errors import ConfigError
 from goq.sidecar.metrics_sinks.base import MetricsContext, Snapshot
-from goq.sidecar.plugins.loading import check_options
+from goq.sink_options import METRICS, check_sink
 
 log = logging.getLogger("goq.metrics")
 
 
-def _options(
-    context: MetricsContext, sink: str, allowed: frozenset[str], required: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    check_options("metrics sink", sink, context.options, set(allowed), set(required))
+def _options(context: MetricsContext, sink: str) -> dict[str, Any]:
+    check_sink(METRICS, sink, context.options)  # the rules the operator's webhook applies too
     return context.options
 
 
@@ -26,7 +24,7 @@ class PrometheusSink:
     """Pull: Prometheus scrapes ``/metrics`` on port 7703; a flush has nothing to do."""
 
     def __init__(self, context: MetricsContext) -> None:
-        _options(context, "prometheus", frozenset())
+        _options(context, "prometheus")
 
     async def flush(self, snapshot: Snapshot) -> None:
         return None
@@ -36,7 +34,7 @@ class LogSink:
     """One structured log line per flush (``event: metrics`` with every figure as a field)."""
 
     def __init__(self, context: MetricsContext) -> None:
-        _options(context, "log", frozenset())
+        _options(context, "log")
 
     async def flush(self, snapshot: Snapshot) -> None:
         log.info(
@@ -50,7 +48,7 @@ class MongoSink:
     """A document per flush in the ``metrics`` collection (option ``collection``): identity, time, figures."""
 
     def __init__(self, context: MetricsContext) -> None:
-        options = _options(context, "mongodb", frozenset({"collection"}))
+        options = _options(context, "mongodb")
         if context.mongo is None:
             raise ConfigError("metrics sink 'mongodb' needs MongoDB: set GOQ_MONGODB_URI")
         name = str(options.get("collection", "metrics"))
@@ -65,7 +63,7 @@ class PushgatewaySink:
     """Pushes the sidecar's whole registry to a Pushgateway (options ``url``, ``job`` default ``goq``)."""
 
     def __init__(self, context: MetricsContext) -> None:
-        options = _options(context, "pushgateway", frozenset({"url", "job"}), frozenset({"url"}))
+        options = _options(context, "pushgateway")
         if context.registry is None:
             raise ConfigError("metrics sink 'pushgateway' needs the sidecar's metrics registry")
         self._registry = context.registry

@@ -8,13 +8,10 @@ import json
 import os
 from pathlib import Path
 
-from goq.errors import ConfigError
-from goq.sidecar.plugins.loading import check_options
 from goq.sidecar.poison.base import PoisonSinkError, SinkContext
 from goq.sidecar.poison.records_json import to_json
 from goq.sidecar.records import PoisonRecord
-
-KNOWN = {"path", "maxBytes", "backups"}
+from goq.sink_options import POISON, check_sink
 
 
 class FilePoisonSink:
@@ -22,14 +19,10 @@ class FilePoisonSink:
 
     def __init__(self, context: SinkContext) -> None:
         options = context.options
-        check_options("poison sink", "file", options, KNOWN)
-        if not options.get("path"):
-            raise ConfigError("poison sink 'file' needs option path (the JSON lines file)")
+        check_sink(POISON, "file", options)  # the rules the operator's webhook applies too
         self.path = Path(str(options["path"]))
         self.max_bytes = int(options.get("maxBytes", 10 * 1024 * 1024))
         self.backups = int(options.get("backups", 5))
-        if self.max_bytes < 1024 or self.backups < 0:
-            raise ConfigError("poison sink 'file': maxBytes must be at least 1024 and backups at least 0")
         self._lock = asyncio.Lock()
 
     async def put(self, records: list[PoisonRecord]) -> None:

@@ -7,13 +7,10 @@ import asyncio
 
 import aiohttp
 
-from goq.errors import ConfigError
-from goq.sidecar.plugins.loading import check_options
 from goq.sidecar.poison.base import PoisonSinkError, SinkContext
 from goq.sidecar.poison.records_json import to_json
 from goq.sidecar.records import PoisonRecord
-
-KNOWN = {"url", "timeout", "retries"}
+from goq.sink_options import POISON, check_sink
 
 
 class HttpPoisonSink:
@@ -21,11 +18,8 @@ class HttpPoisonSink:
 
     def __init__(self, context: SinkContext) -> None:
         options = context.options
-        check_options("poison sink", "http", options, KNOWN)
-        url = str(options.get("url", ""))
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"poison sink 'http' needs option url (http:// or https://), got {url!r}")
-        self.url = url
+        check_sink(POISON, "http", options)  # the rules the operator's webhook applies too
+        self.url = str(options["url"])
         self.timeout = float(options.get("timeout", 5))
         self.retries = int(options.get("retries", 3))
         self._session: aiohttp.ClientSession | None = None

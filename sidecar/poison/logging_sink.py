@@ -3,9 +3,9 @@
 import json
 import logging
 
-from goq.errors import ConfigError
 from goq.sidecar.poison.base import SinkContext
 from goq.sidecar.records import PoisonRecord
+from goq.sink_options import POISON, check_sink
 
 log = logging.getLogger("goq.poison")
 
@@ -14,8 +14,7 @@ class LogPoisonSink:
     """Logs poisoned messages' metadata at WARNING; for setups that collect logs and want no store."""
 
     def __init__(self, context: SinkContext) -> None:
-        if context.options:
-            raise ConfigError(f"poison sink 'log' takes no options, got {', '.join(sorted(context.options))}")
+        check_sink(POISON, "log", context.options)
 
     async def put(self, records: list[PoisonRecord]) -> None:
         for r in records:

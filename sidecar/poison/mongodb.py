@@ -10,6 +10,7 @@ from pymongo.errors import PyMongoError
 from goq.errors import ConfigError
 from goq.sidecar.poison.base import PoisonSinkError, SinkContext
 from goq.sidecar.records import PoisonRecord
+from goq.sink_options import POISON, check_sink
 
 Doc = dict[str, Any]
 
@@ -20,11 +21,7 @@ class MongoPoisonSink:
     def __init__(self, context: SinkContext) -> None:
         if context.mongo is None:
             raise ConfigError("poison sink 'mongodb' needs MongoDB: set GOQ_MONGODB_URI")
-        unknown = set(context.options) - {"collection"}
-        if unknown:
-            raise ConfigError(
-                f"poison sink 'mongodb' has unknown option(s) {', '.join(sorted(unknown))}; known: collection"
-            )
+        check_sink(POISON, "mongodb", context.options)
         name = str(context.options.get("collection", "poison"))
         self._collection = context.mongo[context.database].get_collection(
             name, write_concern=WriteConcern(w="majority")

@@ -1,5 +1,5 @@
-"""``kubectl get goqueues`` through the API: the figures the sidecars' heartbeats write, and a deleted pod
-whose heartbeat stopped turning stale before it leaves the status."""
+"""``kubectl get goqueues`` through the API: the figures the sidecars' heartbeat Leases carry, and a deleted
+pod whose heartbeat stopped counting as not ready before it leaves the status (its counters kept)."""
 
 from typing import Any
 
@@ -7,6 +7,7 @@ from kubernetes_asyncio import client as k8s
 
 from goq import names
 from goq.devenv import tables
+from goq.queue_status import lease_name
 
 from .conftest import STALE_AFTER, ShopSpace, eventually
 
@@ -43,17 +44,19 @@ async def test_the_goqueue_columns_show_the_sidecars_heartbeat_figures(space: Sh
 
     status = await eventually(reported, 60)
     assert status, await goqueue(space, "orders")
-    entry = status["pods"][orders["metadata"]["name"]]
-    assert entry["ready"] is True
-    assert entry["stale"] is False
-    assert entry["heartbeat"]
+    lease = await k8s.CoordinationV1Api(space.api).read_namespaced_lease(
+        lease_name("orders", orders["metadata"]["name"]), space.name
+    )
+    assert lease.metadata.annotations["goq.io/ready"] == "true"
+    assert lease.spec.renew_time
+    assert status["worstPods"] == []
     table = await tables.goqueues_table(space.api, space.name)
     assert table.splitlines()[0].split() == list(tables.COLUMNS)
     assert table_row(table, "orders")[:7] == ["orders", "1/1", "1", "0", "0", "20", "0"]
     assert table_row(table, "billing")[:3] == ["billing", "1/1", "1"]
 
 
-async def test_a_deleted_pod_turns_stale_when_its_heartbeat_stops_and_leaves_the_status_when_gone(
+async def test_a_deleted_pod_is_not_ready_when_its_heartbeat_stops_and_leaves_the_count_when_gone(
     space: ShopSpace,
 ) -> None:
     await space.queues(PATIENT, "billing")
@@ -62,25 +65,24 @@ async def test_a_deleted_pod_turns_stale_when_its_heartbeat_stops_and_leaves_the
     pod_name = billing["metadata"]["name"]
 
     async def heartbeating() -> bool:
-        entry = ((await goqueue(space, "billing")).get("status") or {}).get("pods", {}).get(pod_name)
-        return bool(entry and entry["ready"] and not entry["stale"])
+        status = (await goqueue(space, "billing")).get("status") or {}
+        return status.get("ready") == "1/1"
 
     assert await eventually(heartbeating, 30)
     await k8s.CoreV1Api(space.api).delete_namespaced_pod(pod_name, space.name)
 
-    async def stale() -> dict[str, Any] | None:
+    async def not_ready() -> dict[str, Any] | None:
         status = (await goqueue(space, "billing")).get("status") or {}
-        entry = status.get("pods", {}).get(pod_name) or {}
-        return status if entry.get("stale") else None
+        return status if status.get("ready") == "0/1" else None
 
-    status = await eventually(stale, STALE_AFTER + 15)
+    status = await eventually(not_ready, STALE_AFTER + 15)
     assert status, await goqueue(space, "billing")
-    assert status["ready"] == "0/1"
+    assert status["worstPods"] == []  # a terminating pod's silence is expected, not a problem
     table = await tables.goqueues_table(space.api, space.name)
     assert table_row(table, "billing")[:3] == ["billing", "0/1", "1"]
 
     async def pruned() -> bool:
         status = (await goqueue(space, "billing")).get("status") or {}
-        return pod_name not in (status.get("pods") or {}) and status.get("podCount") == 0
+        return status.get("podCount") == 0 and (status.get("retired") or {}).get("pods") == 1
 
     assert await eventually(pruned, 60), await goqueue(space, "billing")

@@ -39,6 +39,7 @@ async def create(api: k8s.ApiClient, ns: str, kind: str, name: str, spec: dict[s
 async def test_an_empty_goqueue_gets_every_default(kube_api: k8s.ApiClient, ns: str) -> None:
     created = await create(kube_api, ns, "GoQueue", "defaulted", {})
     assert created["spec"] == {
+        "maxMessageSize": "64Mi",
         "sendQueueLimit": 10000,
         "receiveQueueLimit": 10000,
         "overflow": "poison",
@@ -64,7 +65,8 @@ async def test_the_design_example_is_accepted_as_written(kube_api: k8s.ApiClient
         "receiveQueueLimit": 10000,
         "overflow": "poison",
         "poisonQueue": {"type": "mongodb"},
-        "metrics": {"interval": "15s", "sinks": [{"type": "prometheus"}, {"type": "log", "level": "info"}]},
+        "metrics": {"interval": "15s", "sinks": [{"type": "prometheus"}, {"type": "log"}]},
+        "maxMessageSize": "64Mi",
     }
     assert (await create(kube_api, ns, "GoQueue", "design", spec))["spec"] == spec
 
@@ -80,6 +82,10 @@ async def test_the_design_example_is_accepted_as_written(kube_api: k8s.ApiClient
         ("GoQueue", "q", {"retryPolicy": "Patient"}, ["spec.retryPolicy", "should match"]),
         ("GoQueue", "q", {"metrics": {"interval": "1d"}}, ["spec.metrics.interval", "should match"]),
         ("GoQueue", "q", {"poisonQueue": {"path": "/x"}}, ["spec.poisonQueue.type", "Required value"]),
+        ("GoQueue", "q", {"poisonQueue": {"type": "file"}}, ["spec.poisonQueue.path: Required value"]),
+        ("GoQueue", "q", {"maxMessageSize": "64MB"}, ["spec.maxMessageSize", "should match"]),
+        ("GoQueue", "q", {"maxMessageSize": 2**33}, ["spec.maxMessageSize", "less than or equal to 4294967296"]),
+        ("GoQueue", "q", {"sidecar": {"resources": {"limits": {"cpu": "1 core"}}}}, ["limits.cpu", "should match"]),
         ("GoQueue", "Orders", {}, ["metadata.name", "should match"]),
         ("GoQueue", "o" * 60, {}, ["metadata.name", "should be at most 59 chars long"]),
     ],

@@ -75,7 +75,7 @@ def test_the_operator_deployment_settings_are_valid_settings(built: list[dict[st
     assert service["spec"]["ports"][0]["port"] == 443  # what the webhook registration's service reference uses
 
 
-def test_the_sidecar_may_only_read_its_settings_and_patch_status(built: list[dict[str, Any]]) -> None:
+def test_the_sidecar_may_only_read_its_settings_and_write_heartbeat_leases(built: list[dict[str, Any]]) -> None:
     rules = find(built, "ClusterRole", "goq-sidecar")["rules"]
     granted = {(r, v) for rule in rules for r in rule["resources"] for v in rule["verbs"]}
     assert granted == {
@@ -85,8 +85,9 @@ def test_the_sidecar_may_only_read_its_settings_and_patch_status(built: list[dic
         ("retrypolicies", "get"),
         ("retrypolicies", "list"),
         ("retrypolicies", "watch"),
-        ("goqueues/status", "get"),
-        ("goqueues/status", "patch"),
+        ("leases", "get"),
+        ("leases", "create"),
+        ("leases", "patch"),
     }
 
 

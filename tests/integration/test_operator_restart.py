@@ -20,6 +20,7 @@ from goq.operator import certificates
 from .operator_kube import apply_crds, eventually, namespace, operator_namespace, operator_process, simple_pod
 
 GROUP, VERSION = "goq.io", "v1alpha1"
+MERGE = "application/merge-patch+json"
 
 
 async def test_a_restarted_operator_keeps_keys_certificate_and_objects_and_still_injects(
@@ -122,7 +123,7 @@ async def test_keys_rotate_on_schedule_and_every_copy_follows_the_master(
         assert len({k.id for k in ring.keys}) == len(ring.keys)
 
 
-async def test_with_the_operator_down_pods_are_still_created_and_goq_objects_wait_for_it(
+async def test_with_the_operator_down_pods_are_created_metadata_changes_pass_and_creates_wait_for_it(
     kube_api: k8s.ApiClient, tmp_path: Path
 ) -> None:
     await apply_crds(kube_api)
@@ -132,7 +133,24 @@ async def test_with_the_operator_down_pods_are_still_created_and_goq_objects_wai
         namespace(kube_api, "down") as ns,
         operator_process(kube_api, op_ns, kubeconfig, tmp_path) as operator,
     ):
+        objects = k8s.CustomObjectsApi(kube_api)
+        kept = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GoQueue", "metadata": {"name": "kept"}, "spec": {}}
+        await objects.create_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", kept)
         await asyncio.to_thread(operator.server.stop)  # its webhook configurations stay registered
+
+        # Metadata changes are never stuck: updates skip an unreachable webhook (failurePolicy Ignore) ...
+        labelled = await objects.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, "goqueues", "kept", {"metadata": {"labels": {"team": "shop"}}}, _content_type=MERGE
+        )
+        assert labelled["metadata"]["labels"] == {"team": "shop"}
+        # ... and the CRD's schema still refuses what it can say, such as a quantity no pod would take.
+        bad = {"spec": {"sidecar": {"resources": {"requests": {"cpu": "lots"}}}}}
+        with pytest.raises(ApiException) as unparsable:
+            await objects.patch_namespaced_custom_object(
+                GROUP, VERSION, ns, "goqueues", "kept", bad, _content_type=MERGE
+            )
+        assert unparsable.value.status == 422
+        assert "spec.sidecar.resources.requests.cpu" in json.loads(unparsable.value.body)["message"]
 
         plain = await core.create_namespaced_pod(ns, simple_pod("plain"))
         asking = await core.create_namespaced_pod(ns, simple_pod("asking", {"goq.io/id": "orders"}))
@@ -140,8 +158,8 @@ async def test_with_the_operator_down_pods_are_still_created_and_goq_objects_wai
         assert [c.name for c in asking.spec.containers] == ["app"]  # reported once the operator is back
 
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GoQueue", "metadata": {"name": "orders"}, "spec": {}}
-        with pytest.raises(ApiException) as refused:
-            await k8s.CustomObjectsApi(kube_api).create_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", body)
+        with pytest.raises(ApiException) as refused:  # creates wait for the webhook (failurePolicy Fail)
+            await objects.create_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", body)
         assert 'failed calling webhook "validate.goq.io"' in json.loads(refused.value.body)["message"]
 
 

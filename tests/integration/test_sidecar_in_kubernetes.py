@@ -1,14 +1,16 @@
 """A sidecar process in Kubernetes mode obeys its identity's GoQueue, follows changes without a restart,
-and heartbeats its figures into the GoQueue's status (real kube-apiserver, real MongoDB)."""
+and heartbeats its figures into its pod's Lease (real kube-apiserver, real MongoDB)."""
 
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from goq.client import AsyncClient, Outgoing, QueueFullError
 from goq.devenv.sidecars import SidecarProcess
+from goq.queue_status import PodFigures, lease_name
 
 from .operator_kube import apply_crds, eventually, namespace
 
@@ -58,13 +60,22 @@ async def test_a_sidecar_obeys_and_follows_its_goqueue_and_reports_into_its_stat
             assert await eventually(room_for_more, within=30), "the new limit was not followed without a restart"
 
         async def reported() -> dict[str, Any] | None:
-            found = await objects.get_namespaced_custom_object(GROUP, VERSION, ns, "goqueues", "orders")
-            entry: dict[str, Any] | None = (found.get("status") or {}).get("pods", {}).get("orders-0")
-            return entry if entry and entry.get("sendQueue") == 4 else None
+            try:
+                found = await k8s.CoordinationV1Api(kube_api).read_namespaced_lease(
+                    lease_name("orders", "orders-0"), ns
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            lease: dict[str, Any] = kube_api.sanitize_for_serialization(found)
+            figures = PodFigures.from_annotations(lease["metadata"]["annotations"])
+            return lease if figures.send_queue == 4 else None
 
-        entry = await eventually(reported, within=30)
-        assert entry["ready"] is True
-        assert "heartbeat" in entry
+        lease = await eventually(reported, within=30)
+        assert lease, "no heartbeat Lease with the send queue's figure"
+        assert lease["metadata"]["annotations"]["goq.io/ready"] == "true"
+        assert lease["spec"]["renewTime"]
 
 
 def _to_nowhere(i: int) -> Outgoing:

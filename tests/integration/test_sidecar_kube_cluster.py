@@ -12,6 +12,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from goq.errors import PermanentError
 from goq.queue_spec import GoQueueSpec, Overflow
+from goq.queue_status import lease_name
 from goq.retry import RetryPolicy
 from goq.sidecar.kube import PodFigures, QueueSettings, QueueSettingsWatcher, StatusReporter, heartbeat
 from goq.sidecar.kube.api import KubeApi
@@ -74,13 +75,44 @@ async def status_of(api: k8s.ApiClient, ns: str, name: str) -> dict[str, Any]:
     return dict(found.get("status") or {})
 
 
+async def lease_of(api: k8s.ApiClient, ns: str, pod: str, identity: str = "orders") -> dict[str, Any] | None:
+    try:
+        found = await k8s.CoordinationV1Api(api).read_namespaced_lease(lease_name(identity, pod), ns)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    lease: dict[str, Any] = api.sanitize_for_serialization(found)
+    return lease
+
+
+async def figures_of(api: k8s.ApiClient, ns: str, pod: str) -> PodFigures | None:
+    lease = await lease_of(api, ns, pod)
+    return PodFigures.from_annotations(lease["metadata"]["annotations"]) if lease else None
+
+
 async def test_the_sidecar_account_can_heartbeat_but_not_read_secrets_or_change_specs(
     kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
 ) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {})
     async with as_app_service_account(kube_api, ns, sidecar_kube) as (sidecar, own):
         await StatusReporter(own, ns, "orders").report("orders-1", PodFigures(ready=True, delivered=3))
-        assert (await status_of(kube_api, ns, "orders"))["pods"]["orders-1"]["delivered"] == 3
+        lease = await lease_of(kube_api, ns, "orders-1")
+        assert lease is not None
+        assert lease["metadata"]["annotations"]["goq.io/delivered"] == "3"
+        assert lease["spec"]["holderIdentity"] == "orders-1"
+        assert lease["metadata"]["ownerReferences"][0]["kind"] == "GoQueue"
+        with pytest.raises(ApiException) as status:
+            await k8s.CustomObjectsApi(sidecar).patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                ns,
+                "goqueues",
+                "orders",
+                {"status": {"delivered": 1}},
+                _content_type="application/merge-patch+json",
+            )
+        assert status.value.status == 403
 
         with pytest.raises(ApiException) as secrets:
             await k8s.CoreV1Api(sidecar).list_namespaced_secret(ns)
@@ -109,21 +141,37 @@ async def test_without_the_role_binding_a_heartbeat_fails_permanently_with_what_
 ) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {})
     async with sidecar_kube.with_headers({"Impersonate-User": f"system:serviceaccount:{ns}:default"}) as stranger:
-        with pytest.raises(PermanentError, match="bind ClusterRole goq-sidecar"):
+        with pytest.raises(PermanentError, match="may not write Leases; bind ClusterRole goq-sidecar"):
             await StatusReporter(stranger, ns, "orders").report("p", PodFigures(ready=True))
 
 
-async def test_concurrent_heartbeats_of_many_pods_all_land_and_the_totals_add_up(
+async def test_concurrent_heartbeats_of_many_pods_each_land_in_their_own_lease(
     kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
 ) -> None:
     await create(kube_api, ns, "GoQueue", "orders", {})
-    reporter = StatusReporter(sidecar_kube, ns, "orders", attempts=20)
+    reporter = StatusReporter(sidecar_kube, ns, "orders")
     await asyncio.gather(
         *(reporter.report(f"orders-{i}", PodFigures(ready=i % 2 == 0, send_queue=i, delivered=10)) for i in range(6))
     )
-    status = await status_of(kube_api, ns, "orders")
-    assert sorted(status["pods"]) == [f"orders-{i}" for i in range(6)]
-    assert (status["ready"], status["podCount"], status["sendQueue"], status["delivered"]) == ("3/6", 6, 15, 60)
+    figures = [await figures_of(kube_api, ns, f"orders-{i}") for i in range(6)]
+    assert figures == [PodFigures(i % 2 == 0, send_queue=i, delivered=10) for i in range(6)]
+    assert "pods" not in await status_of(kube_api, ns, "orders")
+
+
+async def test_a_restarted_sidecar_continues_its_pods_counters_and_a_removed_lease_starts_afresh(
+    kube_api: k8s.ApiClient, ns: str, sidecar_kube: KubeApi
+) -> None:
+    await create(kube_api, ns, "GoQueue", "orders", {})
+    await StatusReporter(sidecar_kube, ns, "orders").report("orders-1", PodFigures(True, delivered=40, poisoned=2))
+    restarted = StatusReporter(sidecar_kube, ns, "orders")  # a new sidecar process in the same pod: counts from 0
+    await restarted.report("orders-1", PodFigures(True, delivered=1))
+    assert await figures_of(kube_api, ns, "orders-1") == PodFigures(True, delivered=41, poisoned=2)
+    await restarted.report("orders-1", PodFigures(True, delivered=5))
+    assert await figures_of(kube_api, ns, "orders-1") == PodFigures(True, delivered=45, poisoned=2)
+    # The operator folds a Lease into the GoQueue's totals before it deletes it: those counts are kept there.
+    await k8s.CoordinationV1Api(kube_api).delete_namespaced_lease(lease_name("orders", "orders-1"), ns)
+    await restarted.report("orders-1", PodFigures(True, delivered=6))
+    assert await figures_of(kube_api, ns, "orders-1") == PodFigures(True, delivered=6)
 
 
 async def next_settings(stream: AsyncIterator[QueueSettings]) -> QueueSettings:
@@ -216,8 +264,8 @@ async def test_the_heartbeat_loop_reports_until_stopped(
     )
 
     async def beaten_thrice() -> bool:
-        status = await status_of(kube_api, ns, "orders")
-        return status.get("delivered", 0) >= 2
+        figures = await figures_of(kube_api, ns, "orders-1")
+        return bool(figures and figures.delivered >= 2)
 
     try:
         assert await eventually(beaten_thrice, within=20)

@@ -105,8 +105,10 @@ def test_the_schema_bounds_are_the_python_bounds() -> None:
 
 def test_printer_columns_and_short_names_are_the_contract() -> None:
     crd = yaml.safe_load((CRDS / "goqueues.yaml").read_text())
-    columns = [c["name"].upper() for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+    printed = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    columns = [c["name"].upper() for c in printed if not c.get("priority")]
     assert columns == ["READY", "PODS", "SENDQ", "RECVQ", "DELIVERED", "POISONED", "AGE"]
+    assert [c["name"].upper() for c in printed if c.get("priority")] == ["UNHEALTHY", "PROBLEM"]  # -o wide
     assert crd["spec"]["names"]["shortNames"] == ["gq"]
     assert yaml.safe_load((CRDS / "retrypolicies.yaml").read_text())["spec"]["names"]["shortNames"] == ["rp"]
     assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}

@@ -72,12 +72,23 @@ def test_pod_injection_is_registered_so_that_a_broken_webhook_never_blocks_pods(
     assert base64.b64decode(hook["clientConfig"]["caBundle"]) == b"CA"
 
 
-def test_custom_resources_are_validated_strictly_and_only_goq_kinds_are_sent() -> None:
-    [hook] = validating_configuration(LOCAL, b"CA")["webhooks"]
-    assert hook["failurePolicy"] == "Fail"
-    assert hook["rules"][0]["apiGroups"] == ["goq.io"]
-    assert hook["rules"][0]["resources"] == ["goqueues", "retrypolicies"]
-    assert hook["clientConfig"]["url"] == "https://127.0.0.1:9443/validate-goq"
+def test_creates_must_pass_the_webhook_updates_pass_when_it_is_down_and_only_goq_kinds_are_sent() -> None:
+    create, update = validating_configuration(LOCAL, b"CA")["webhooks"]
+    assert (create["name"], create["rules"][0]["operations"], create["failurePolicy"]) == (
+        "validate.goq.io",
+        ["CREATE"],
+        "Fail",
+    )
+    # A label change must not get stuck while the operator is down; rules cannot tell it from a spec change.
+    assert (update["name"], update["rules"][0]["operations"], update["failurePolicy"]) == (
+        "validate-update.goq.io",
+        ["UPDATE"],
+        "Ignore",
+    )
+    for hook in (create, update):
+        assert hook["rules"][0]["apiGroups"] == ["goq.io"]
+        assert hook["rules"][0]["resources"] == ["goqueues", "retrypolicies"]
+        assert hook["clientConfig"]["url"] == "https://127.0.0.1:9443/validate-goq"
     assert webhook_hosts(LOCAL) == ("127.0.0.1",)
 
 
