@@ -227,9 +227,15 @@ class QueueManager:
                     fresh = await self.outboxes[persistent].add(items)
                 except StoreUnavailableError as exc:
                     # Delivered meanwhile means stored by the receiver: accepted all the same.
-                    delivered = await self.outbound.not_stored(items, early) if persistent else set()
+                    delivered, unknown = await self.outbound.not_stored(items, early) if persistent else (set(), set())
                     for index, item in group:
-                        results[index] = SendReceipt(item.id, QUEUED) if item.id in delivered else exc
+                        results[index] = (
+                            SendReceipt(item.id, QUEUED)
+                            if item.id in delivered
+                            else _may_arrive(exc, item)
+                            if item.id in unknown
+                            else exc
+                        )
                     self.counters.sent += len(delivered)
                     continue
                 except BaseException:
@@ -296,14 +302,16 @@ class QueueManager:
         self.inbound.recover(incoming)
         return [r.id for r in records]
 
-    @staticmethod
-    def _outgoing_again(r: PoisonRecord, now: float) -> Outgoing:
+    def _outgoing_again(self, r: PoisonRecord, now: float) -> Outgoing:
+        """Signed again with today's active key: the key it was signed with may be retired (and the message
+        poisoned for it), and the receiver accepts only keys it still knows."""
+        key_id, signature = self.keyring().sign(r.body)
         return Outgoing(
             id=r.id,
             destination=Address.parse(r.peer),
             body=r.body,
-            key_id=r.key_id,
-            signature=r.signature,
+            key_id=key_id,
+            signature=signature,
             persistent=r.persistent,
             created_at=now,
         )
@@ -355,3 +363,10 @@ class QueueManager:
                     )
             except Exception as exc:
                 log.warning("heartbeat failed (%s); trying again", exc)
+
+
+def _may_arrive(refusal: StoreUnavailableError, item: Outgoing) -> StoreUnavailableError:
+    """The refusal of a message whose early delivery has no known outcome (see ``Outbound.not_stored``)."""
+    return StoreUnavailableError(
+        f"{refusal}; {item.destination} did not answer for this message in time: it may still arrive there"
+    )

@@ -25,6 +25,7 @@ from goq.retry import GiveUp, RetryPolicy, after_failure
 from goq.sidecar.backlog import Backlog, SpillStore, WindowConfig
 from goq.sidecar.counting import Counters
 from goq.sidecar.histograms import Histograms
+from goq.sidecar.inbound import STILL_STORING
 from goq.sidecar.peering import PeerLink, PeerUnavailableError
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Outgoing, PoisonRecord
@@ -36,6 +37,8 @@ log = logging.getLogger("goq.sidecar.outbound")
 DELIVERED: Final = (peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_DUPLICATE, peer_pb2.OUTCOME_POISONED)
 POISON_RETRY: Final = 5.0
 """Seconds before poisoning is tried again when the poison sink failed."""
+RESOLVE_PAUSE: Final = 0.25
+"""Seconds between the attempts that resolve a withdrawn message's unknown outcome (see ``not_stored``)."""
 
 
 @dataclass
@@ -46,6 +49,10 @@ class OutboundConfig:
     max_batch_bytes: int = 1024 * 1024
     window: int = 8
     max_message_bytes: int = 4 * 1024 * 1024
+    settle_timeout: float = 10.0
+    """Seconds a failed write goes on asking whether an early delivery whose outcome is unknown was stored by
+    the receiver, and (plus ``attemptTimeout``) waits for each answer: the store timeout, which bounds the
+    receiver's write (see ``Outbound.not_stored``)."""
 
 
 class Outbound:
@@ -91,6 +98,8 @@ class Outbound:
         """Those of ``_unstored`` already delivered or poisoned: their ``forget`` waits for the write."""
         self._withdrawn: set[str] = set()
         """Those of ``_unstored`` whose write failed: never tried again (see ``not_stored``)."""
+        self._unknown: set[str] = set()
+        """Those of ``_unstored`` whose last attempt has no known outcome: the receiver may have stored them."""
         self._storing_in_order = 0
         """Persistent sends being stored that are delivered only once stored: later sends wait their turn."""
 
@@ -151,15 +160,27 @@ class Outbound:
             self._storing_in_order -= 1
         self.enqueue(held)
 
-    async def not_stored(self, items: list[Outgoing], early: list[Outgoing]) -> set[str]:
+    async def not_stored(self, items: list[Outgoing], early: list[Outgoing]) -> tuple[set[str], set[str]]:
         """Storing ``items`` failed: forget their places and stop delivering them. Returns the ids of those
-        delivered (or poisoned) meanwhile: stored by the receiver, they are accepted all the same. Waits
-        for the answers to batches in flight, so that each message is either accepted or not sent."""
+        delivered (or poisoned) meanwhile, stored by the receiver, so accepted all the same; and the ids of
+        those whose delivery's outcome stayed unknown (refused, but they may still arrive).
+
+        Waits for the answers to batches in flight. A message whose last attempt has no known outcome (no
+        answer within ``attemptTimeout``, a broken stream, or the receiver's "an earlier delivery is still
+        being stored") may be stored by the receiver after all, its write slowed by the same fault: it is
+        sent again (``_resolve``) until the receiver answers for it. Delivered, duplicate or poisoned: it
+        is accepted. Rejected, or to be retried later for any other reason (the receiver's write returned
+        and failed, and withdraws what it wrote; or it was never made): not stored, refused. No such
+        answer (the receiver unreachable, or still storing, for ``settle_timeout``; or an answer to the
+        last try slower than ``settle_timeout`` plus ``attemptTimeout``): refused all the same, as the
+        lesser wrong. Such a message may still arrive; delivery is at least once, so a send the
+        application repeats is at worst delivered twice, where accepting a message kept nowhere durable
+        could lose it."""
         if not early:
             if self.backlog:
                 self.backlog.abandon(items)
             self._storing_in_order -= 1
-            return set()
+            return set(), set()
         ids = {m.id for m in early}
         self._withdrawn |= ids
         lanes = {lane for m in early if (lane := self.lanes.get(m.destination)) is not None}
@@ -168,12 +189,66 @@ class Outbound:
         answers = [task for lane in lanes for task in lane.completions]
         if answers:
             await asyncio.wait(answers)
+        unknown = [m for m in early if m.id in self._unknown and m.id not in self._settled]
+        unresolved = await self._resolve(unknown) if unknown else set()
         settled = ids & self._settled
         self._let_go(early)  # whatever was in flight and not delivered is not held either
         self._settled -= ids
         self._unstored -= ids
         self._withdrawn -= ids
-        return settled
+        self._unknown -= ids
+        return settled, unresolved
+
+    async def _resolve(self, items: list[Outgoing]) -> set[str]:
+        """Send withdrawn ``items`` again until the receiver answers for each (see ``not_stored``); those
+        delivered are recorded as delivered. Returns the ids still without an answer.
+
+        Each try may make the receiver start a write of its own (its earlier one failed), so each try's
+        answer is awaited as long as such a write may take (``settle_timeout`` plus ``attemptTimeout``),
+        never abandoned after ``attemptTimeout``: a try given up on could store the message later. Tries
+        answered "still being stored" (that answer starts no write) or that reach no receiver are repeated
+        for up to ``settle_timeout``."""
+        patience = self.config.settle_timeout + self.policy().attempt_timeout
+        ask_until = self.clock() + self.config.settle_timeout
+        pending = items
+        while pending:
+            batches = self._batches(pending)
+            answers = await asyncio.gather(*(self.lanes[b[0].destination].probe(b, patience) for b in batches))
+            still = []
+            for batch, results in zip(batches, answers, strict=True):
+                if results is None:
+                    still += batch
+                    continue
+                answered = list(zip(batch, results, strict=True))
+                if delivered := [m for m, r in answered if r.outcome in DELIVERED]:
+                    self.delivered(delivered)
+                still += [m for m, r in answered if _outcome_unknown(r)]
+            pending = still
+            if not pending or self._closing or self.clock() + RESOLVE_PAUSE >= ask_until:
+                break
+            await asyncio.sleep(RESOLVE_PAUSE)
+        if pending:
+            log.warning(
+                "%d message(s) refused (their write failed) may still reach their destination: no answer for them "
+                "within %.0f s",
+                len(pending),
+                self.config.settle_timeout,
+                extra={"source": str(self.owner), "ids": [m.id for m in pending[:20]]},
+            )
+        return {m.id for m in pending}
+
+    def _batches(self, items: list[Outgoing]) -> list[list[Outgoing]]:
+        """``items`` per destination, in batches of at most ``max_batch`` messages and ``max_batch_bytes``."""
+        batches: list[list[Outgoing]] = []
+        last: dict[Address, tuple[list[Outgoing], int]] = {}
+        for item in items:
+            batch, size = last.get(item.destination, ([], 0))
+            if not batch or len(batch) >= self.config.max_batch or size + item.size > self.config.max_batch_bytes:
+                batch, size = [], 0
+                batches.append(batch)
+            batch.append(item)
+            last[item.destination] = (batch, size + item.size)
+        return batches
 
     def not_stored_nowait(self, items: list[Outgoing], early: list[Outgoing]) -> None:
         """The send was cancelled while storing: its outcome unknown, what was delivering goes on."""
@@ -189,6 +264,7 @@ class Outbound:
         record the attempts that failed meanwhile (the write carried none)."""
         ids = {m.id for m in early}
         self._unstored -= ids
+        self._unknown -= ids
         settled = [m for m in early if m.id in self._settled]
         if settled:
             self._settled.difference_update(m.id for m in settled)
@@ -251,9 +327,17 @@ class Outbound:
             self.histograms.delivered_after([m.failed_attempts + 1 for m in items])
         self._forget(items)
 
-    async def failed(self, lane: "Lane", items: list[Outgoing], error: str) -> None:
-        """A failed attempt for each of ``items``: schedule a retry, or poison what ran out of budget."""
+    async def failed(self, lane: "Lane", items: list[Outgoing], error: str, *, unknown: bool | None = None) -> None:
+        """A failed attempt for each of ``items``: schedule a retry, or poison what ran out of budget.
+        ``unknown``: True if the receiver may have stored them (no answer, a broken stream, still storing),
+        False if it answered that it did not; None if the attempt never reached it (nothing learned)."""
         policy, now = self.policy(), self.clock()
+        if self._unstored and unknown is not None:  # see ``not_stored``
+            early = [m.id for m in items if m.id in self._unstored]
+            if unknown:
+                self._unknown.update(early)
+            else:
+                self._unknown.difference_update(early)
         retry, give_up = [], []
         self.counters.attempts_failed += len(items)
         log.info(
@@ -416,10 +500,11 @@ class Lane:
                 results = await asyncio.wait_for(answer, self.outbound.policy().attempt_timeout)
             except TimeoutError:
                 link.reset("no answer within attemptTimeout")
-                await self.outbound.failed(self, batch, f"{link.target}: no answer within attemptTimeout")
+                error = f"{link.target}: no answer within attemptTimeout"
+                await self.outbound.failed(self, batch, error, unknown=True)
                 return
-            except PeerUnavailableError as exc:
-                await self.outbound.failed(self, batch, str(exc))
+            except PeerUnavailableError as exc:  # the stream broke: the batch may have been read
+                await self.outbound.failed(self, batch, str(exc), unknown=True)
                 return
             await self._settle(batch, results)
         finally:
@@ -428,7 +513,8 @@ class Lane:
 
     async def _settle(self, batch: list[Outgoing], results: list[peer_pb2.MessageResult]) -> None:
         if len(results) != len(batch):
-            await self.outbound.failed(self, batch, f"peer answered {len(results)} results for {len(batch)} messages")
+            error = f"peer answered {len(results)} results for {len(batch)} messages"
+            await self.outbound.failed(self, batch, error, unknown=True)
             return
         delivered, retry, rejected = [], [], []
         for item, result in zip(batch, results, strict=True):
@@ -440,8 +526,29 @@ class Lane:
                 retry.append((item, result.reason or "peer asked to retry later"))
         self.outbound.delivered(delivered)
         for reason in {r for _, r in retry}:
-            await self.outbound.failed(self, [m for m, r in retry if r == reason], reason)
+            items = [m for m, r in retry if r == reason]
+            await self.outbound.failed(self, items, reason, unknown=reason == STILL_STORING)
         await self.outbound.poison(self, rejected)
+
+    async def probe(self, batch: list[Outgoing], patience: float) -> list[peer_pb2.MessageResult] | None:
+        """One attempt at ``batch`` outside this lane's queue (see ``Outbound.not_stored``): the receiver's
+        answers, or None if none came within ``patience`` seconds or the stream broke."""
+        try:
+            link = self._link_for_destination()
+        except TemporaryError:
+            return None
+        await link.slots.acquire()
+        try:
+            answer = await link.send(_delivery(batch))
+            results = await asyncio.wait_for(answer, patience)
+        except TimeoutError:
+            link.reset(f"no answer within {patience:.0f} s")
+            return None
+        except TemporaryError:
+            return None
+        finally:
+            link.slots.release()
+        return results if len(results) == len(batch) else None
 
     def _promote_due(self) -> None:
         now = self.outbound.clock()
@@ -472,6 +579,12 @@ class Lane:
             config = self.outbound.config
             self._link = PeerLink(target, window=config.window, max_message_bytes=config.max_message_bytes)
         return self._link
+
+
+def _outcome_unknown(result: peer_pb2.MessageResult) -> bool:
+    """Whether an answer leaves open that the receiver stores the message: its earlier delivery's write is
+    still in flight there."""
+    return result.outcome == peer_pb2.OUTCOME_RETRY_LATER and result.reason == STILL_STORING
 
 
 def _delivery(batch: list[Outgoing]) -> peer_pb2.DeliverBatch:

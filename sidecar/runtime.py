@@ -119,6 +119,7 @@ def build(
             max_batch=settings.batch_max,
             window=settings.window,
             max_message_bytes=settings.max_payload,
+            settle_timeout=settings.store_timeout,
         ),
         histograms=histograms,
         spill_store=store.outbox if store else None,

@@ -13,6 +13,7 @@ subtype 0): wrapping them in ``bson.Binary`` first cost a tenth of a sidecar's C
 """
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import os
@@ -26,6 +27,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 from pymongo.read_concern import ReadConcern
 
+from goq.freshness import remembered_for
 from goq.identity import Address
 from goq.messages import Message
 from goq.sidecar.batching import GroupCommitter
@@ -47,8 +49,19 @@ three measured worse at a fixed 1,000 msg/s (p50 7.5 ms -> 9.4-13.5): more, smal
 for a journal flush, on a machine the sidecars and mongod already keep busy."""
 BACKGROUND_LINGER: Final = 0.025
 """Seconds background writes wait to be grouped: deletes after delivery and acknowledgements."""
+REPEAT_CHECKS: Final = 5
+REPEAT_CHECK_INTERVAL: Final = 0.1
+"""How often, and how far apart, a repeated application id's earlier document is looked for at the majority
+level before the repeat is refused as not durable yet (see ``MongoOutbox._not_durable``)."""
 PROGRESS_DELAY: Final = 2.0
 """Seconds before the members done in an unfinished group document are written (see ``_Progress``)."""
+WITHDRAW_BACKOFF: Final = (0.2, 1.0)
+"""Seconds between tries of a withdrawal's delete while MongoDB fails it: the first, and the most. Short: until
+it is confirmed, a crash of this sidecar delivers the refused messages after its restart, and one delete a
+second costs a MongoDB that is down nothing."""
+WITHDRAW_AGAIN: Final = 10.0
+"""Seconds after a withdrawal's confirmed delete that it is made once more: a stalled server (or one whose
+connection the client gave up on) may apply the failed insert after the first delete."""
 
 
 class MongoStore:
@@ -70,7 +83,9 @@ class MongoStore:
         db = client[database]
         majority = WriteConcern(w="majority")
         background = WriteConcern(w=1)
-        self._outbox_durable: AsyncCollection[Doc] = db.get_collection("outbox", write_concern=majority)
+        self._outbox_durable: AsyncCollection[Doc] = db.get_collection(
+            "outbox", write_concern=majority, read_concern=ReadConcern("majority")
+        )
         self._outbox: AsyncCollection[Doc] = db.get_collection("outbox", write_concern=background)
         # Reads that decide an answer to a sender (is this a duplicate? is it ours?) see only majority-committed
         # documents: a write that failed in appearance may sit on a primary alone, and be rolled back by an
@@ -187,7 +202,14 @@ class MongoStore:
 
 
 def _inserted(error: BulkWriteError, count: int) -> list[bool]:
-    """Per document, whether ``insert_many(ordered=False)`` stored it; duplicates are not errors here."""
+    """Per document, whether ``insert_many(ordered=False)`` stored it; duplicates are not errors here.
+
+    A write concern error (the majority did not confirm in time, or an election interrupted the wait) means
+    none of the inserts is known to be durable: the whole write failed, whatever was inserted."""
+    if concern := error.details.get("writeConcernErrors"):
+        raise StoreUnavailableError(
+            f"MongoDB could not make the messages durable: {concern[0].get('errmsg')}"
+        ) from error
     results = [True] * count
     for failure in error.details.get("writeErrors", []):
         if failure.get("code") != _DUPLICATE_KEY:
@@ -246,6 +268,104 @@ class _Progress:
         )
 
 
+class _Withdrawals:
+    """Documents of writes that failed in appearance, deleted until MongoDB confirms the delete.
+
+    A write the client saw fail (a killed primary reset the connection, the majority did not confirm in
+    time) may have landed all the same. Its send is refused, so its documents must go: a restart
+    (``recover``) or another replica's adoption would deliver them. Each is deleted by a filter that
+    matches only what the failed write created: a group by its random ``_id``, a message of the
+    application's id by ``_id`` and the write's token (``w``; an earlier accepted send of that id holds
+    the ``_id`` with another token, or none). Majority deletes, tried again with backoff while the
+    sidecar runs (MongoDB may be down for a while), once more at ``close``; and once more ``WITHDRAW_AGAIN``
+    seconds after the first confirmed one, for an insert MongoDB applied late.
+
+    The inbox withdraws its failed writes the same way (a receiver answered "retry later" for them, and
+    the sender may have given up on them since, its own send refused); a repeat that clashes with a
+    document being withdrawn is answered "retry later" again, never held in that document.
+
+    Left open: a sidecar killed before its withdrawal was confirmed delivers such a message after its
+    restart (a refused send delivered, after two faults: the write failed, then the sidecar died); so does
+    a replica that adopts this instance's records while it cannot reach MongoDB for ``stale_after``, and
+    an insert a server applies later than ``WITHDRAW_AGAIN`` after the first delete."""
+
+    def __init__(self, collection: AsyncCollection[Doc], name: str) -> None:
+        self._collection = collection
+        self._name = name
+        self._pending: dict[str, Doc] = {}
+        """Per document ``_id``, the filter that deletes it."""
+        self._again: dict[str, tuple[float, Doc]] = {}
+        """Deleted once: when to delete each again, and its filter."""
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def add(self, docs: list[Doc]) -> None:
+        """Delete ``docs`` (of one failed write) in the background."""
+        if not docs:
+            return
+        for doc in docs:
+            self._pending[doc["_id"]] = {"_id": doc["_id"], "w": doc["w"]} if "w" in doc else {"_id": doc["_id"]}
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self._name} withdrawals")
+
+    def pending(self, doc_ids: list[str]) -> list[str]:
+        """Those of ``doc_ids`` whose withdrawal is not confirmed yet."""
+        return [doc_id for doc_id in doc_ids if doc_id in self._pending or doc_id in self._again]
+
+    async def _run(self) -> None:
+        pause = WITHDRAW_BACKOFF[0]
+        while self._pending or self._again:
+            self._wake.clear()
+            now = time.monotonic()
+            if self._pending:
+                batch, wait = dict(self._pending), pause
+            else:
+                batch = {doc_id: query for doc_id, (due, query) in self._again.items() if due <= now}
+                wait = min(due for due, _ in self._again.values()) - now
+            if not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            if await self._delete(batch):
+                pause = WITHDRAW_BACKOFF[0]
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+            pause = min(pause * 2, WITHDRAW_BACKOFF[1])
+
+    async def _delete(self, batch: dict[str, Doc]) -> bool:
+        """One try at deleting ``batch`` (filters by ``_id``); whether MongoDB confirmed it."""
+        try:
+            await self._collection.bulk_write([DeleteOne(f) for f in batch.values()], ordered=False)
+        except PyMongoError as exc:
+            log.warning(
+                "withdrawing %d %s document(s) of failed writes failed (%s); trying again", len(batch), self._name, exc
+            )
+            return False
+        again = time.monotonic() + WITHDRAW_AGAIN
+        for doc_id, query in batch.items():
+            if self._pending.get(doc_id) == query:
+                del self._pending[doc_id]
+                self._again[doc_id] = (again, query)
+            elif doc_id in self._again and self._again[doc_id][1] == query:
+                del self._again[doc_id]
+        log.info("withdrew %d %s document(s) of failed writes", len(batch), self._name)
+        return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        batch = {**{doc_id: query for doc_id, (_, query) in self._again.items()}, **self._pending}
+        if batch and not await self._delete(batch) and self._pending:
+            log.error(
+                "%d %s document(s) of failed writes could not be withdrawn: a restart delivers them",
+                len(self._pending),
+                self._name,
+            )
+
+
 class MongoOutbox:
     """The persistent outbox (see ``MongoStore``).
 
@@ -271,27 +391,72 @@ class MongoOutbox:
         self._waiting: dict[str, set[str]] = {}
         """Per group document, the ids of its members not yet delivered or poisoned."""
         self._progress = _Progress(self._updates)
+        self._withdrawals = _Withdrawals(store._outbox_durable, "outbox")
 
     async def add(self, items: list[Outgoing]) -> list[bool]:
+        """Store ``items``; per item, whether it is new. A write that fails is withdrawn (``_Withdrawals``)."""
         singles = [m for m in items if not m.generated]
         held = _grouped([m for m in items if m.generated and not m.spill])
         spilled = [group for run in _spilled_runs(items) for group in _grouped(run)]
-        docs = [self._single(m) for m in singles]
+        token = os.urandom(6).hex()
+        docs = [self._single(m, token) for m in singles]
         docs += [self._group(group) for group in held] + [self._group(group, spilled=True) for group in spilled]
-        stored = await self._adds.submit(docs)
+        try:
+            stored = await self._adds.submit(docs)
+            await self._repeats_durable(
+                [doc["_id"] for doc, new in zip(docs[: len(singles)], stored, strict=False) if not new]
+            )
+        except StoreUnavailableError:
+            self._withdrawals.add(docs)
+            raise
         for group, doc in zip(held, docs[len(singles) :], strict=False):
             self._hold(doc, list(enumerate(m.id for m in group)))
         answers = iter(stored[: len(singles)])  # a group's members are new: their ids were just made
         return [next(answers) if not m.generated else True for m in items]
+
+    async def _repeats_durable(self, doc_ids: list[str]) -> None:
+        """Refuse a repeated application id whose earlier send is not durable (``_not_durable``), or whose
+        earlier send failed and is being withdrawn (its document is about to go)."""
+        if not doc_ids:
+            return
+        pending = self._withdrawals.pending(doc_ids) or await self._not_durable(doc_ids)
+        if pending:
+            raise StoreUnavailableError(
+                f"an earlier send of message id {pending[0].split('|', 1)[1]!r} is not durable yet; try again"
+            )
+
+    async def _not_durable(self, doc_ids: list[str]) -> list[str]:
+        """Of documents whose insert clashed (an application's id sent again), those not majority-committed.
+
+        A repeated id is answered "queued" on the strength of the earlier send's document; that document
+        may be a write still in flight, or one that failed in appearance and sits on a primary alone, which
+        an election could roll back. Only a majority-committed one lets the repeat be answered; a write in
+        flight usually is within moments, so the check is tried a few times before the send is refused."""
+        missing = doc_ids
+        for attempt in range(REPEAT_CHECKS):
+            if attempt:
+                await asyncio.sleep(REPEAT_CHECK_INTERVAL)
+            try:
+                found = await self._store._outbox_durable.find({"_id": {"$in": missing}}, {"_id": 1}).to_list(None)
+            except PyMongoError as exc:
+                raise StoreUnavailableError(f"MongoDB could not check a repeated message id: {exc}") from exc
+            seen = {doc["_id"] for doc in found}
+            missing = [doc_id for doc_id in missing if doc_id not in seen]
+            if not missing:
+                break
+        return missing
 
     def _hold(self, doc: Doc, members: list[tuple[int, str]]) -> None:
         self._waiting[doc["_id"]] = {message_id for _, message_id in members}
         for index, message_id in members:
             self._member_of[message_id] = (doc["_id"], index)
 
-    def _single(self, m: Outgoing) -> Doc:
+    def _single(self, m: Outgoing, token: str) -> Doc:
+        """A message of the application's id; ``w``: its write's token, so that only a failed write's own
+        document is withdrawn, never an earlier accepted send's of the same id."""
         return {
             "_id": self._store.key(m.id),
+            "w": token,
             "h": self._store.instance,
             "d": str(m.destination),
             "c": m.created_at,
@@ -391,6 +556,7 @@ class MongoOutbox:
 
     async def close(self) -> None:
         await self._adds.drain()
+        await self._withdrawals.close()
         self._progress.flush()
         await self._updates.drain()
 
@@ -441,6 +607,7 @@ class MongoInbox:
         self._singles = False
         """Whether documents of one message (written before groups) were found at start: then ``add``
         checks their ``_id``s too, until a restart finds none left."""
+        self._withdrawals = _Withdrawals(store._inbox_durable, "inbox")
 
     async def open(self) -> None:
         """The unique index on the keys of group documents (documents of one message have none)."""
@@ -461,7 +628,7 @@ class MongoInbox:
             items_left = items
         groups = _grouped(items_left)
         docs = [self._document(group) for group in groups]
-        stored = await self._adds.submit(docs)
+        stored = await self._insert(docs)
         for group, doc, inserted in zip(groups, docs, stored, strict=True):
             if inserted:
                 self._hold(doc["_id"], [m.key for m in group])
@@ -469,6 +636,14 @@ class MongoInbox:
             else:
                 new.update(await self._add_clashing(group))
         return [new[m.key] for m in items]
+
+    async def _insert(self, docs: list[Doc]) -> list[bool]:
+        """Insert group documents; those of a write that fails are withdrawn (see ``_Withdrawals``)."""
+        try:
+            return await self._adds.submit(docs)
+        except StoreUnavailableError:
+            self._withdrawals.add(docs)
+            raise
 
     async def _held_singly(self, keys: list[str]) -> dict[str, bool]:
         """Keys stored in documents of one message: new only if unconsumed and this instance's (see
@@ -492,6 +667,8 @@ class MongoInbox:
         new: dict[str, bool] = {}
         for _ in range(3):  # a clash with a concurrent write of the same keys is retried
             held, unacknowledged = await self._holders([m.key for m in group])
+            if self._withdrawals.pending([doc_id for doc_id, _ in held.values()]):
+                raise StoreUnavailableError("an earlier delivery of this message failed here and is being withdrawn")
             for key, (doc_id, ours) in held.items():
                 new[key] = ours
                 if ours:
@@ -502,7 +679,7 @@ class MongoInbox:
             if not group:
                 return new
             doc = self._document(group)
-            (inserted,) = await self._adds.submit([doc])
+            (inserted,) = await self._insert([doc])
             if inserted:
                 self._hold(doc["_id"], [m.key for m in group])
                 new.update((m.key, True) for m in group)
@@ -573,7 +750,11 @@ class MongoInbox:
         self._updates.submit_nowait(operations)
 
     def _expiry(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(time.time() + self._window, datetime.UTC)
+        """When a tombstone written now may go: ``remembered_for`` the window, which outlives every copy of its
+        messages the age check still accepts (the window plus a clock-skew allowance either way, see
+        ``goq.freshness``); the window alone would forget a message created ahead of this sidecar's clock
+        while a copy of it could still be accepted."""
+        return datetime.datetime.fromtimestamp(time.time() + remembered_for(self._window), datetime.UTC)
 
     async def restore(self, items: list[Incoming]) -> None:
         """Stored again as a group of their own; the keys leave whatever documents held them."""
@@ -614,6 +795,7 @@ class MongoInbox:
 
     async def close(self) -> None:
         await self._adds.drain()
+        await self._withdrawals.close()
         self._progress.flush()
         await self._updates.drain()
 

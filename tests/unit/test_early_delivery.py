@@ -1,6 +1,7 @@
 """Persistent messages start on their way while their outbox write is still in flight (``Outbound.storing``):
 the store forgets a delivered message only after its write returned, a failed write accepts exactly what
-was delivered meanwhile, and whatever must keep its order or cannot be kept waits for its write."""
+was delivered meanwhile (or, asked again, is found stored by the receiver) and refuses the rest, and whatever
+must keep its order or cannot be kept waits for its write."""
 
 import asyncio
 import time
@@ -8,11 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from goq.api.v1 import peer_pb2
 from goq.identity import Address
 from goq.retry import RetryPolicy
 from goq.sidecar.backlog import WindowConfig
 from goq.sidecar.counting import Counters
-from goq.sidecar.outbound import Outbound, OutboundConfig
+from goq.sidecar.inbound import STILL_STORING
+from goq.sidecar.outbound import Lane, Outbound, OutboundConfig
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import Outgoing, PoisonRecord
 from goq.sidecar.resolving import StaticResolver
@@ -135,8 +138,9 @@ async def test_a_failed_write_accepts_what_was_delivered_meanwhile_and_withdraws
     early = outbound.storing(items, deliver_now=True)
     outbound.lanes[BILLING].withdraw({"m0"})
     outbound.delivered(items[:1])
-    accepted = await outbound.not_stored(items, early)
+    accepted, unknown = await outbound.not_stored(items, early)
     assert accepted == {"m0"}
+    assert unknown == set()
     assert outbound.pending == 0
     assert outbound.lanes[BILLING].queued() == []
     await asyncio.sleep(0.05)  # the lane gets to run: nothing is left for it to send
@@ -166,7 +170,7 @@ async def test_a_send_behind_one_that_waits_for_its_write_waits_too_so_order_hol
 async def test_without_a_store_that_keeps_them_nothing_is_delivered_before_it_is_kept(outbound: Outbound) -> None:
     items = messages(2)
     assert outbound.storing(items, deliver_now=False) == []
-    assert await outbound.not_stored(items, []) == set()
+    assert await outbound.not_stored(items, []) == (set(), set())
     assert outbound.pending == 0
 
 
@@ -199,5 +203,123 @@ async def test_messages_delivering_while_stored_count_once_against_their_memory_
         assert outbound.storing(fourth, deliver_now=True) == fourth  # room for one more, not spilled
         assert outbound.storing(fifth, deliver_now=True) == []  # the window is full: it waits in the store
         assert fifth[0].spill
+    finally:
+        await outbound.close(0.0)
+
+
+class ScriptedReceiver:
+    """Stands in for the receiver when a lane asks it again (``Lane.probe``): one scripted answer per ask,
+    the same outcome for every message (None: no answer within the attempt timeout)."""
+
+    def __init__(self, lane: Lane, *answers: tuple[int, str] | None) -> None:
+        self.answers = list(answers)
+        self.asked: list[list[str]] = []
+        lane.probe = self.probe  # type: ignore[method-assign]
+
+    async def probe(self, batch: list[Outgoing], patience: float) -> list[peer_pb2.MessageResult] | None:
+        self.asked.append([m.id for m in batch])
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is None:
+            return None
+        outcome, reason = answer
+        return [peer_pb2.MessageResult(outcome=outcome, reason=reason) for _ in batch]
+
+
+async def timed_out(outbound: Outbound, items: list[Outgoing]) -> Lane:
+    """``items`` taken into a batch whose attempt got no answer in time: the receiver may store them yet."""
+    lane = outbound.lanes[BILLING]
+    lane.withdraw({m.id for m in items})
+    await outbound.failed(lane, items, "billing: no answer within attemptTimeout", unknown=True)
+    return lane
+
+
+@pytest.mark.parametrize("outcome", [peer_pb2.OUTCOME_DUPLICATE, peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_POISONED])
+async def test_a_failed_write_accepts_a_timed_out_message_the_receiver_then_says_it_holds(
+    outbound: Outbound, outcome: int
+) -> None:
+    items = messages(2)
+    early = outbound.storing(items, deliver_now=True)
+    receiver = ScriptedReceiver(await timed_out(outbound, items[:1]), (outcome, ""))
+    accepted, unknown = await outbound.not_stored(items, early)
+    assert receiver.asked == [["m0"]]  # m1 was never sent: nothing to ask about
+    assert (accepted, unknown) == ({"m0"}, set())
+    assert outbound.counters.delivered == 1
+    assert outbound.pending == 0
+
+
+async def test_a_timed_out_message_still_being_stored_by_the_receiver_is_asked_about_until_it_answers(
+    outbound: Outbound,
+) -> None:
+    items = messages(1)
+    early = outbound.storing(items, deliver_now=True)
+    still_storing = (peer_pb2.OUTCOME_RETRY_LATER, STILL_STORING)
+    receiver = ScriptedReceiver(await timed_out(outbound, items), still_storing, None, (peer_pb2.OUTCOME_DUPLICATE, ""))
+    assert await outbound.not_stored(items, early) == ({"m0"}, set())
+    assert len(receiver.asked) == 3
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [(peer_pb2.OUTCOME_RETRY_LATER, "MongoDB could not make the messages durable"), (peer_pb2.OUTCOME_REJECTED, "x")],
+)
+async def test_a_timed_out_message_the_receiver_then_says_it_does_not_hold_is_refused(
+    outbound: Outbound, outbox: RecordingOutbox, answer: tuple[int, str]
+) -> None:
+    items = messages(1)
+    early = outbound.storing(items, deliver_now=True)
+    receiver = ScriptedReceiver(await timed_out(outbound, items), answer)
+    assert await outbound.not_stored(items, early) == (set(), set())
+    assert len(receiver.asked) == 1
+    assert outbound.pending == 0
+    assert outbound.lanes[BILLING].queued() == []
+    assert outbox.forgotten == []
+
+
+async def test_a_message_whose_later_attempt_was_answered_not_stored_is_not_asked_about_again(
+    outbound: Outbound,
+) -> None:
+    items = messages(1)
+    early = outbound.storing(items, deliver_now=True)
+    lane = await timed_out(outbound, items)
+    await outbound.failed(lane, items, "receive queue full", unknown=False)  # the receiver's answer, after it
+    receiver = ScriptedReceiver(lane)
+    assert await outbound.not_stored(items, early) == (set(), set())
+    assert receiver.asked == []
+
+
+async def test_an_attempt_that_never_reached_the_receiver_leaves_an_earlier_unknown_outcome_unknown(
+    outbound: Outbound,
+) -> None:
+    items = messages(1)
+    early = outbound.storing(items, deliver_now=True)
+    lane = await timed_out(outbound, items)
+    await outbound.failed(lane, items, "billing: no address")  # learned nothing about the earlier attempt
+    receiver = ScriptedReceiver(lane, (peer_pb2.OUTCOME_DUPLICATE, ""))
+    assert await outbound.not_stored(items, early) == ({"m0"}, set())
+    assert len(receiver.asked) == 1
+
+
+async def test_a_timed_out_message_the_receiver_never_answers_for_is_refused_as_possibly_arriving(
+    outbox: RecordingOutbox,
+) -> None:
+    counters = Counters()
+    outbound = Outbound(
+        Address.parse("orders.shop"),
+        lambda: RetryPolicy(initial_backoff=30.0, attempt_timeout=0.1),
+        StaticResolver({}),
+        {True: outbox, False: RecordingOutbox()},
+        Poisoner(KeepingSink(), counters),
+        counters,
+        OutboundConfig(settle_timeout=0.5),
+    )
+    try:
+        items = messages(2)
+        early = outbound.storing(items, deliver_now=True)
+        receiver = ScriptedReceiver(await timed_out(outbound, items))
+        started = time.monotonic()
+        assert await outbound.not_stored(items, early) == (set(), {"m0", "m1"})
+        assert 0.2 <= time.monotonic() - started < 2.0  # asked for settle_timeout, no longer
+        assert len(receiver.asked) >= 2
+        assert outbound.pending == 0
     finally:
         await outbound.close(0.0)
