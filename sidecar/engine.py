@@ -19,7 +19,7 @@ from goq.sidecar.counting import Counters
 from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
 from goq.sidecar.inbound import Inbound
 from goq.sidecar.outbound import Outbound
-from goq.sidecar.poison.base import BrowsablePoisonSink
+from goq.sidecar.poison.base import BrowsablePoisonSink, PoisonSinkError
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Incoming, Outgoing, PoisonRecord, inbound_key
 from goq.sidecar.stores.absent import REASON as NO_MONGODB
@@ -290,8 +290,14 @@ class QueueManager:
         return await self._browsable().browse(str(self.me), limit)
 
     async def redrive(self, ids: list[str]) -> list[str]:
-        """Hand poisoned messages back for another round of delivery; returns the ids handed back."""
-        records = await self._browsable().take(str(self.me), ids)
+        """Hand poisoned messages back for another round of delivery; returns the ids handed back.
+
+        The records leave the poison queue only after the messages are stored again: taken out first, a
+        store that failed (MongoDB down, an election) lost them, in neither place any more. A removal that
+        fails after that leaves them listed there too (a second redrive would send them again; the receiver
+        recognises the repeat within its de-duplication window)."""
+        sink = self._browsable()
+        records = await sink.find(str(self.me), ids)
         now = self.clock()
         outgoing = [self._outgoing_again(r, now) for r in records if r.direction == OUTBOUND]
         incoming = [self._incoming_again(r, now) for r in records if r.direction != OUTBOUND]
@@ -300,7 +306,12 @@ class QueueManager:
             await self.inboxes[persistent].restore([m for m in incoming if m.message.persistent is persistent])
         self.outbound.enqueue(outgoing)
         self.inbound.recover(incoming)
-        return [r.id for r in records]
+        redriven = list(dict.fromkeys(r.id for r in records))
+        try:
+            await sink.remove(str(self.me), redriven)
+        except PoisonSinkError as exc:
+            log.warning("redriven %d message(s) stay listed in the poison queue too: %s", len(redriven), exc)
+        return redriven
 
     def _outgoing_again(self, r: PoisonRecord, now: float) -> Outgoing:
         """Signed again with today's active key: the key it was signed with may be retired (and the message

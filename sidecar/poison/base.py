@@ -37,6 +37,10 @@ class BrowsablePoisonSink(PoisonSink, Protocol):
 
     async def browse(self, owner: str, limit: int = 100) -> list[PoisonRecord]: ...
 
-    async def take(self, owner: str, ids: list[str]) -> list[PoisonRecord]:
-        """Remove the named messages from the poison queue and return them."""
+    async def find(self, owner: str, ids: list[str]) -> list[PoisonRecord]:
+        """The named messages, left in the poison queue (a redrive removes them once they are stored again)."""
+        ...
+
+    async def remove(self, owner: str, ids: list[str]) -> None:
+        """Remove the named messages from the poison queue."""
         ...

@@ -44,13 +44,18 @@ class MongoPoisonSink:
             raise PoisonSinkError(f"MongoDB poison sink failed: {exc}") from exc
         return [_record(d) for d in docs]
 
-    async def take(self, owner: str, ids: list[str]) -> list[PoisonRecord]:
+    async def find(self, owner: str, ids: list[str]) -> list[PoisonRecord]:
         try:
             docs = await self._collection.find({"o": owner, "id": {"$in": ids}}).to_list(None)
-            await self._collection.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
         except PyMongoError as exc:
             raise PoisonSinkError(f"MongoDB poison sink failed: {exc}") from exc
         return [_record(d) for d in docs]
+
+    async def remove(self, owner: str, ids: list[str]) -> None:
+        try:
+            await self._collection.delete_many({"o": owner, "id": {"$in": ids}})
+        except PyMongoError as exc:
+            raise PoisonSinkError(f"MongoDB poison sink failed: {exc}") from exc
 
     async def close(self) -> None:
         return None
