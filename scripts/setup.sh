@@ -12,7 +12,10 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
 
 # System packages: make and rsync for the Kubernetes build, dpkg-dev to unpack its source package.
 missing=()
-for pair in make:make rsync:rsync dpkg-source:dpkg-dev; do
+pairs=(make:make rsync:rsync dpkg-source:dpkg-dev)
+# The real node (opt-in, GOQ_REAL_NODE=1): gcc builds its pause binary, static, from the Kubernetes tree.
+[[ "${GOQ_REAL_NODE:-}" == 1 ]] && pairs+=(gcc:gcc)
+for pair in "${pairs[@]}"; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then
@@ -35,4 +38,8 @@ say "installing GoQ (editable) with the dev extra into .venv"
 
 say "control-plane binaries (built once, a few minutes; progress below)"
 say "control-plane binaries in $(.venv/bin/goq-dev build-kube)"
+if [[ "${GOQ_REAL_NODE:-}" == 1 ]]; then
+  say "the real node's binaries and runtime (built once, about 5 minutes; progress below)"
+  say "node binaries in $(.venv/bin/goq-dev node build)"
+fi
 say "done. Run the tests with: make test"

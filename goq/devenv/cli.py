@@ -8,6 +8,7 @@
     goq-dev status        say what runs
     goq-dev down          stop exactly the processes ``up`` started, by their recorded PIDs
     goq-dev build-kube    build the control-plane binaries into the cache (``up`` does it when needed)
+    goq-dev node up|down|status|build   a control plane with a real node (kubelet, containerd; opt-in)
 
 State (PIDs, ports, data, logs) lives in ``--dir``, default ``$GOQ_DEV_DIR`` or
 ``~/.local/state/goq/dev``.
@@ -279,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="say what runs")
     sub.add_parser("env", help="print shell exports for the running servers")
     sub.add_parser("build-kube", help="build the control-plane binaries into the cache")
+    node_parser = sub.add_parser("node", help="a control plane with a real node: kubelet, containerd (opt-in)")
+    node_parser.add_argument("action", choices=["up", "down", "status", "build"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="goq-dev: %(message)s", stream=sys.stderr)
     directory: Path = args.dir or default_dir()
@@ -300,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                 return status(directory)
             case "env":
                 return env(directory)
+            case "node":
+                from goq.devenv.node import command as node_command
+
+                return node_command.main(args.action, directory)
             case _:
                 print(kube.ensure_binaries())
                 return 0

@@ -4,8 +4,14 @@ The binaries are Kubernetes v1.20.2 built from Debian's source package by ``buil
 cache outside the work tree (``GOQ_CACHE``, default ``~/.cache/goq``); ``GOQ_KUBE_BIN`` names another
 directory holding ``etcd``, ``kube-apiserver`` and ``kube-controller-manager``. There is no scheduler
 and no kubelet: pods stay Pending unless a pod runner plays the kubelet.
+
+Asked to serve a real node (``node_address``, see ``goq.devenv.node``), the plane changes only in what a
+node needs: the API server listens on the host's end of the node's veth (an address the pods reach) and
+authorizes kubelets (``Node,RBAC``), it reaches the kubelet with a client certificate (``kubectl logs``,
+``exec``), the node lifecycle controller lifts the node's not-ready taint, and kube-scheduler runs.
 """
 
+import ipaddress
 import json
 import logging
 import os
@@ -28,23 +34,25 @@ log = logging.getLogger("goq.devenv")
 
 KUBE_VERSION: Final = "v1.20.2"
 BINARIES: Final = ("etcd", "kube-apiserver", "kube-controller-manager")
+NODE_BINARIES: Final = ("kube-scheduler",)
+"""What the plane needs beyond ``BINARIES`` to serve a real node (built by ``build-kube.sh --node``)."""
 SERVICE_CIDR: Final = "10.96.0.0/16"
 # Controllers that need nodes, clouds or volumes, none of which exist here.
-_CONTROLLERS: Final = ",".join(
-    [
-        "*",
-        "-nodeipam",
-        "-nodelifecycle",
-        "-cloud-node-lifecycle",
-        "-route",
-        "-service",
-        "-attachdetach",
-        "-persistentvolume-binder",
-        "-persistentvolume-expander",
-        "-pv-protection",
-        "-pvc-protection",
-    ]
-)
+_OFF_CONTROLLERS: Final = [
+    "-nodeipam",
+    "-nodelifecycle",
+    "-cloud-node-lifecycle",
+    "-route",
+    "-service",
+    "-attachdetach",
+    "-persistentvolume-binder",
+    "-persistentvolume-expander",
+    "-pv-protection",
+    "-pvc-protection",
+]
+_CONTROLLERS: Final = ",".join(["*", *_OFF_CONTROLLERS])
+# With a real node, its lifecycle controller must run: it lifts the not-ready taint the kubelet registers with.
+_NODE_CONTROLLERS: Final = ",".join(["*", *(c for c in _OFF_CONTROLLERS if c != "-nodelifecycle")])
 
 
 def cache_dir() -> Path:
@@ -90,12 +98,17 @@ def _server_env() -> dict[str, str]:
 
 
 class KubeControlPlane:
-    """etcd + kube-apiserver + kube-controller-manager with their state and certificates in ``workdir``."""
+    """etcd + kube-apiserver + kube-controller-manager with their state and certificates in ``workdir``.
 
-    def __init__(self, workdir: Path, binaries: Path | None = None) -> None:
+    ``node_address`` (the host's end of a real node's veth, see ``goq.devenv.node``) makes the plane
+    serve a real node: the API server listens there instead of on loopback, and kube-scheduler runs.
+    """
+
+    def __init__(self, workdir: Path, binaries: Path | None = None, *, node_address: str | None = None) -> None:
         self.workdir = workdir
         self.binaries = binaries
-        self.etcd_port, self.etcd_peer_port, self.port = free_ports(3)
+        self.node_address = node_address
+        self.etcd_port, self.etcd_peer_port, self.port, self.scheduler_port = free_ports(4)
         self.pki = workdir / "pki"
         self.kubeconfig = workdir / "kubeconfig"
         self.servers: list[processes.ServerProcess] = []
@@ -103,7 +116,7 @@ class KubeControlPlane:
     @property
     def url(self) -> str:
         """The API server's address."""
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.node_address or '127.0.0.1'}:{self.port}"
 
     @property
     def ca_file(self) -> Path:
@@ -117,6 +130,8 @@ class KubeControlPlane:
         by the controller manager (so pods can be created at once).
         """
         binaries = self.binaries or ensure_binaries()
+        if self.node_address and (missing := [b for b in NODE_BINARIES if not os.access(binaries / b, os.X_OK)]):
+            raise DevEnvError(f"{', '.join(missing)} missing in {binaries}; run `goq-dev node build` first")
         self._write_pki()
         self._write_kubeconfig()
         timings: dict[str, float] = {}
@@ -189,23 +204,78 @@ class KubeControlPlane:
             f"--controllers={_CONTROLLERS}",
             "--cluster-name=goq-local",
         ]
-        return [
+        plan: list[tuple[str, list[str], Callable[[], bool]]] = [
             ("etcd", etcd, self._etcd_healthy),
             ("kube-apiserver", apiserver, lambda: self._get("/readyz") == 200),
             ("kube-controller-manager", controller_manager, self._default_token_exists),
         ]
+        if self.node_address:
+            self._serve_node(apiserver, controller_manager)
+            plan.append(("kube-scheduler", self._scheduler_argv(binaries), self._scheduler_healthy))
+        return plan
+
+    def _serve_node(self, apiserver: list[str], controller_manager: list[str]) -> None:
+        """Change the API server's and controller manager's flags for a real node (see the class)."""
+        pki = self.pki
+        replaced = {
+            "--bind-address=127.0.0.1": f"--bind-address={self.node_address}",
+            "--advertise-address=127.0.0.1": f"--advertise-address={self.node_address}",
+            # Not loopback any more: the `kubernetes` Service gets its endpoint, for pods in the cluster.
+            "--endpoint-reconciler-type=none": "--endpoint-reconciler-type=lease",
+            "--authorization-mode=RBAC": "--authorization-mode=Node,RBAC",
+            f"--controllers={_CONTROLLERS}": f"--controllers={_NODE_CONTROLLERS}",
+        }
+        for argv in (apiserver, controller_manager):
+            argv[:] = [replaced.get(arg, arg) for arg in argv]
+        apiserver += [
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    def _scheduler_argv(self, binaries: Path) -> list[str]:
+        return [
+            str(binaries / "kube-scheduler"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.scheduler_port}",
+            "--port=0",
+            "--leader-elect=false",
+        ]
+
+    def _scheduler_healthy(self) -> bool:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # its self-signed serving certificate; /healthz only
+        try:
+            url = f"https://127.0.0.1:{self.scheduler_port}/healthz"
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
 
     def _write_pki(self) -> None:
         ca = certs.make_ca(self.pki)
-        certs.issue(
-            ca,
-            self.pki,
-            "apiserver",
-            "kube-apiserver",
-            hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            server=True,
+        hosts: tuple[str, ...] = (
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
         )
+        if self.node_address:  # pods reach it on the veth, or by the `kubernetes` Service's ClusterIP
+            cluster_ip = str(ipaddress.ip_network(SERVICE_CIDR)[1])
+            hosts += (self.node_address, cluster_ip, "kubernetes.default.svc.cluster.local")
+        certs.issue(ca, self.pki, "apiserver", "kube-apiserver", hosts=hosts, server=True)
         certs.issue(ca, self.pki, "admin", "goq-admin", organization="system:masters", client=True)
+        if self.node_address:
+            certs.issue(
+                ca, self.pki, "apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                organization="system:masters", client=True,
+            )  # fmt: skip
         certs.make_signing_key(self.pki, "sa")
 
     def _write_kubeconfig(self) -> None:
