@@ -3,17 +3,23 @@
 Created when missing, never overwritten by a guess (a 409 means another writer won; its keys stand),
 rotated on a schedule: a new key is added first and named ``active`` only once every sidecar can
 verify it (``goq.keyring``). Key material never reaches a log line or an Event.
+
+Two annotations on the master ask for what the schedule would not do yet (docs/operator.md):
+``goq.io/rotate-now`` adds a new key at the next sweep, as a scheduled rotation would, and is removed;
+``goq.io/retire-keys: <id>,...`` drops each listed key once it no longer signs and its successor has
+signed for the propagation delay (every sidecar signs with the successor by then), and is removed
+when all are gone.
 """
 
 import base64
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from goq.keyring import SCHEDULE_ANNOTATION, SECRET_NAME, KeyRing
+from goq.keyring import SCHEDULE_ANNOTATION, SECRET_NAME, HmacKey, KeyRing
 from goq.operator.kube import body, call, get_or_none
 from goq.operator.settings import OperatorSettings
 
@@ -21,6 +27,10 @@ log = logging.getLogger("goq.operator")
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "goq-operator", "app.kubernetes.io/part-of": "goq"}
 KeyData = tuple[dict[str, str], dict[str, str]]
 """A ring as the API spells it: (``data``, base64 values; the schedule annotation)."""
+ROTATE_ANNOTATION: Final = "goq.io/rotate-now"
+"""On the master: rotate at the next sweep (any value); the operator removes it."""
+RETIRE_ANNOTATION: Final = "goq.io/retire-keys"
+"""On the master: comma-separated key ids to drop as soon as that is safe; removed once they are gone."""
 
 
 def _encode(ring: KeyRing, now: float) -> KeyData:
@@ -39,12 +49,34 @@ def _decode(secret: Any) -> KeyRing:
     return KeyRing.from_secret({k: base64.b64decode(v) for k, v in data.items()}, annotations)
 
 
-def _body(namespace: str, ring: KeyData, resource_version: str | None = None) -> Any:
+def retire(ring: KeyRing, ids: set[str], now: float, propagation: float) -> tuple[KeyRing, set[str]]:
+    """``ring`` without the keys of ``ids`` that may go now; and the ids that must wait.
+
+    A key may go once it does not sign and the key that signs has done so for ``propagation`` s: every
+    sidecar has loaded that key by then and signs with it, so only messages signed before (and still
+    undelivered) carry the retired key. The key that signs never goes; an id not in the ring is done."""
+    signing = ring.signing_key(now)
+    settled = signing.not_before + propagation <= now
+
+    def goes(key: HmacKey) -> bool:
+        return key.id in ids and key is not signing and settled
+
+    kept = tuple(k for k in ring.keys if not goes(k))
+    return KeyRing(kept), {k.id for k in kept if k.id in ids}
+
+
+def _ids(text: str) -> set[str]:
+    return {i.strip() for i in text.split(",") if i.strip()}
+
+
+def _body(
+    namespace: str, ring: KeyData, resource_version: str | None = None, extra: dict[str, str] | None = None
+) -> Any:
     meta: dict[str, Any] = {
         "name": SECRET_NAME,
         "namespace": namespace,
         "labels": MANAGED_LABELS,
-        "annotations": ring[1],
+        "annotations": ring[1] | (extra or {}),
     }
     if resource_version:
         meta["resourceVersion"] = resource_version
@@ -68,19 +100,30 @@ async def ensure_master(api: k8s.ApiClient, settings: OperatorSettings, now: flo
                 raise
             secret = await call("reading the HMAC key ring", core.read_namespaced_secret(SECRET_NAME, ns))
     ring = _decode(secret)
-    rotation = settings.keys.rotation
-    if rotation > 0 and now - max(k.created for k in ring.keys) >= rotation:
-        ring = ring.rotated(now, settings.keys.propagation, settings.keys.retention)
+    annotations = secret.metadata.annotations or {}
+    rotation, propagation = settings.keys.rotation, settings.keys.propagation
+    asked = ROTATE_ANNOTATION in annotations
+    if asked or (rotation > 0 and now - max(k.created for k in ring.keys) >= rotation):
+        ring = ring.rotated(now, propagation, settings.keys.retention)
         log.info(
-            "rotating the HMAC key ring: %d keys valid, the new one signs in %.0f s",
+            "rotating the HMAC key ring%s: %d keys valid, the new one signs in %.0f s",
+            f" (asked by {ROTATE_ANNOTATION})" if asked else "",
             len(ring.keys),
-            settings.keys.propagation,
+            propagation,
         )
+    retiring = _ids(annotations.get(RETIRE_ANNOTATION, ""))
+    if retiring:
+        before = {k.id for k in ring.keys}
+        ring, waiting = retire(ring, retiring, now, propagation)
+        if gone := before - {k.id for k in ring.keys}:
+            log.info("retired HMAC keys %s (asked by %s)", ", ".join(sorted(gone)), RETIRE_ANNOTATION)
+        retiring = waiting
     wanted = _encode(ring, now)
-    if wanted != _current(secret):
+    extra = {RETIRE_ANNOTATION: ",".join(sorted(retiring))} if retiring else {}
+    if wanted != _current(secret) or asked or annotations.get(RETIRE_ANNOTATION) != extra.get(RETIRE_ANNOTATION):
         await call(
             "updating the HMAC key ring",
-            core.replace_namespaced_secret(SECRET_NAME, ns, _body(ns, wanted, secret.metadata.resource_version)),
+            core.replace_namespaced_secret(SECRET_NAME, ns, _body(ns, wanted, secret.metadata.resource_version, extra)),
         )
     return wanted
 

@@ -74,8 +74,11 @@ class KeySettings:
 
     rotation: float = 0.0
     """Seconds between automatic rotations of the HMAC key; 0: never."""
-    propagation: float = 120.0
-    """A new key signs only after this many seconds, once every sidecar has it (kubelet sync delay)."""
+    propagation: float = 180.0
+    """A new key signs only after this many seconds, once every sidecar has it. It must cover the slowest
+    path from the master to a sidecar: a sweep to copy the ring (``GOQ_SWEEP_INTERVAL``, 10 s), the
+    kubelet's Secret volume sync (its pod resync, 1 min plus up to 50 % jitter, plus its cache's delay:
+    a watch's moment or a TTL of up to 1 min) and the sidecar's 2 s poll: up to about 160 s."""
     retention: float = 7 * 86400.0
     """An old key verifies for this long after the rotation: longer than any message may live."""
 

@@ -164,14 +164,19 @@ async def start_pod_runner(
     sidecar_env: Mapping[str, str] | None = None,
     backoff: float = 1.0,
     node: str = "goq-local",
+    volume_sync: float | None = None,
     within: float = 60.0,
 ) -> Started:
-    """The pod runner for ``node``; returns once its node is registered and its DNS serves."""
+    """The pod runner for ``node``; returns once its node is registered and its DNS serves.
+
+    ``volume_sync``: seconds between refreshes of Secret volumes (``None``: the runner's default)."""
     directory = workdir / "pod-runner"
     info = directory / "runner.json"
     info.unlink(missing_ok=True)
     argv = [sys.executable, "-c", RUNNER_CODE, "--kubeconfig", str(kubeconfig), "--dir", str(directory)]
     argv += ["--backoff", str(backoff), "--node", node]
+    if volume_sync is not None:
+        argv += ["--volume-sync", str(volume_sync)]
     for name, value in (sidecar_env or {}).items():
         argv += ["--sidecar-env", f"{name}={value}"]
     server = processes.start("goq-pod-runner", argv, workdir / "pod-runner.log", detached=detached, env=_clean_env())

@@ -26,6 +26,8 @@ T = TypeVar("T")
 STALE_AFTER = 3.0
 """The operator's GOQ_STALE_AFTER here: seconds without a heartbeat before a pod is marked stale."""
 SIDECAR_ENV = {"GOQ_STATUS_INTERVAL": "1s", "GOQ_LOG_FORMAT": "text"}
+VOLUME_SYNC = 2.0
+"""The pod runner's Secret volume sync here, in seconds (a kubelet's is about a minute)."""
 
 
 async def eventually(check: Callable[[], Awaitable[T]], within: float = 60.0, interval: float = 0.3) -> T:
@@ -55,16 +57,26 @@ class Stack:
 
 @pytest.fixture(scope="module")
 async def goq_stack(
-    kube_api: k8s.ApiClient, kubeconfig: Path, mongo_uri: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    kube_api: k8s.ApiClient,
+    kubeconfig: Path,
+    mongo_uri: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
+    """A test module may set ``OPERATOR_ENV`` (more operator settings, e.g. a short key propagation)."""
     workdir = tmp_path_factory.mktemp("e2e")
     await stack.prepare(kube_api)
+    env = {"GOQ_STALE_AFTER": f"{STALE_AFTER:g}s", "GOQ_SWEEP_INTERVAL": "500ms"}
     operator = await stack.start_operator(
-        kube_api, kubeconfig, workdir, env={"GOQ_STALE_AFTER": f"{STALE_AFTER:g}s", "GOQ_SWEEP_INTERVAL": "500ms"}
+        kube_api, kubeconfig, workdir, env=env | getattr(request.module, "OPERATOR_ENV", {})
     )
     try:
         runner = await stack.start_pod_runner(
-            kubeconfig, workdir, sidecar_env=SIDECAR_ENV, node=f"goq-e2e-{uuid.uuid4().hex[:6]}"
+            kubeconfig,
+            workdir,
+            sidecar_env=SIDECAR_ENV,
+            node=f"goq-e2e-{uuid.uuid4().hex[:6]}",
+            volume_sync=VOLUME_SYNC,
         )
         try:
             yield Stack(kube_api, kubeconfig, mongo_uri, Path(runner.details["directory"]), operator, runner)

@@ -7,6 +7,7 @@ import pytest
 
 from goq.errors import ConfigError
 from goq.keyring import ACTIVE_ENTRY, KEY_BYTES, SCHEDULE_ANNOTATION, KeyRing
+from goq.operator.keys import retire
 
 DAY = 86400.0
 
@@ -90,3 +91,20 @@ def test_mounted_as_a_volume_the_secret_is_what_goq_keys_dir_expects(tmp_path: P
     assert active == ring.signing_key(200.0).id
     assert set(files) == {k.id for k in ring.keys}
     assert all(len(content) >= 32 and not name.startswith(".") for name, content in files.items())
+
+
+def test_a_key_asked_to_retire_goes_only_once_its_successor_has_signed_for_the_propagation_delay() -> None:
+    ring = KeyRing.generate(0.0, key_id="k1").rotated(now=100.0, propagation=60.0, retention=DAY, key_id="k2")
+
+    still_signing, waiting = retire(ring, {"k1"}, now=150.0, propagation=60.0)
+    assert [k.id for k in still_signing.keys] == ["k1", "k2"]  # k1 still signs
+    assert waiting == {"k1"}
+    not_settled, waiting = retire(ring, {"k1"}, now=200.0, propagation=60.0)
+    assert [k.id for k in not_settled.keys] == ["k1", "k2"]  # k2 signs, but not yet in every sidecar
+    assert waiting == {"k1"}
+    retired, waiting = retire(ring, {"k1", "nosuchkey"}, now=220.0, propagation=60.0)
+    assert [k.id for k in retired.keys] == ["k2"]
+    assert waiting == set()
+    kept, waiting = retire(ring, {"k2"}, now=1000.0, propagation=60.0)
+    assert [k.id for k in kept.keys] == ["k1", "k2"]  # the key that signs never goes
+    assert waiting == {"k2"}

@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime
+import os
 import struct
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from goq.devenv import tables
 from goq.devenv.errors import DevEnvError
-from goq.devenv.podrunner import dns, environment, volumes
+from goq.devenv.podrunner import atomic, dns, environment, volumes
 from goq.devenv.podrunner.addresses import PodAddresses
 from goq.devenv.podrunner.containers import Backoff, Container
 from goq.devenv.podrunner.images import Images, is_sidecar, repository
@@ -176,3 +177,114 @@ def test_the_goqueue_table_has_kubectls_columns_and_ages() -> None:
     ]
     assert tables.age("2026-11-28T05:00:00Z", now) == "120m"
     assert tables.age("2026-11-20T07:00:00Z", now) == "8d"
+
+
+class Ring:
+    """A key ring Secret whose content a test changes, read as the pod runner reads it."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.reads = 0
+
+    async def secret(self, namespace: str, name: str) -> dict[str, bytes]:
+        if name != "goq-hmac-keys":
+            raise volumes.MissingObjectError(f"Secret {namespace}/{name} not found")
+        self.reads += 1
+        return dict(self.files)
+
+    async def config_map(self, namespace: str, name: str) -> dict[str, str]:
+        return {"level": "DEBUG"}
+
+
+KEYS_POD = {
+    "metadata": {"name": "billing-1", "namespace": "shop"},
+    "spec": {"volumes": [{"name": "keys", "secret": {"secretName": "goq-hmac-keys"}}]},
+}
+
+
+def layout(folder: Path) -> dict[str, str]:
+    """Each visible entry -> where its symlink points; the kubelet's hidden entries apart."""
+    return {p.name: os.readlink(p) for p in folder.iterdir() if not p.name.startswith("..")}
+
+
+async def test_a_secret_volume_is_laid_out_as_the_kubelet_does_with_every_key_a_link_through_data(
+    tmp_path: Path,
+) -> None:
+    ring = Ring({"k1": b"o" * 32, "active": b"k1"})
+    folders = await volumes.materialize(ring, KEYS_POD, tmp_path)
+    keys = folders["keys"]
+    assert layout(keys) == {"k1": "..data/k1", "active": "..data/active"}
+    data = os.readlink(keys / "..data")
+    assert data.startswith("..")
+    assert (keys / data).is_dir()
+    assert not (keys / data).is_symlink()
+    assert (keys / "active").read_bytes() == b"k1"
+    assert sorted(p.name for p in keys.iterdir()) == sorted(["..data", data, "active", "k1"])
+
+
+async def test_a_changed_secret_is_swapped_in_whole_through_data_and_the_old_content_removed(tmp_path: Path) -> None:
+    ring = Ring({"k1": b"o" * 32, "active": b"k1"})
+    keys = (await volumes.materialize(ring, KEYS_POD, tmp_path))["keys"]
+    before = os.readlink(keys / "..data")
+    ring.files = {"k2": b"n" * 32, "active": b"k2"}
+
+    assert await volumes.refresh(ring, KEYS_POD, tmp_path) == ["keys"]
+
+    after = os.readlink(keys / "..data")
+    assert after != before
+    assert not (keys / before).exists(), "the old timestamped directory stays behind"
+    assert not (keys / "..data_tmp").exists()
+    assert layout(keys) == {"k2": "..data/k2", "active": "..data/active"}, "k1's link outlived the key"
+    assert (keys / "active").read_bytes() == b"k2"
+    assert (keys / "k2").read_bytes() == b"n" * 32
+
+
+async def test_an_unchanged_secret_is_not_swapped_so_a_follower_of_data_sees_no_change(tmp_path: Path) -> None:
+    ring = Ring({"k1": b"o" * 32, "active": b"k1"})
+    keys = (await volumes.materialize(ring, KEYS_POD, tmp_path))["keys"]
+    before = os.readlink(keys / "..data"), (keys / "k1").stat().st_ino
+
+    assert await volumes.refresh(ring, KEYS_POD, tmp_path) == []
+
+    assert ring.reads == 2, "the Secret was not read again"
+    assert (os.readlink(keys / "..data"), (keys / "k1").stat().st_ino) == before
+
+
+async def test_a_secret_gone_keeps_the_volumes_last_content(tmp_path: Path) -> None:
+    ring = Ring({"k1": b"o" * 32, "active": b"k1"})
+    keys = (await volumes.materialize(ring, KEYS_POD, tmp_path))["keys"]
+    gone = {**KEYS_POD, "spec": {"volumes": [{"name": "keys", "secret": {"secretName": "deleted"}}]}}
+
+    assert await volumes.refresh(ring, gone, tmp_path) == []
+
+    assert (keys / "active").read_bytes() == b"k1"
+
+
+async def test_a_projected_volume_holds_its_sources_items_under_their_paths(tmp_path: Path) -> None:
+    pod = {
+        "metadata": {"name": "billing-1", "namespace": "shop"},
+        "spec": {
+            "volumes": [
+                {
+                    "name": "all",
+                    "projected": {
+                        "sources": [
+                            {"secret": {"name": "goq-hmac-keys", "items": [{"key": "active", "path": "keys/active"}]}},
+                            {"configMap": {"name": "settings"}},
+                            {"secret": {"name": "absent", "optional": True}},
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+    folder = (await volumes.materialize(Ring({"k1": b"o" * 32, "active": b"k1"}), pod, tmp_path))["all"]
+    assert layout(folder) == {"keys": "..data/keys", "level": "..data/level"}
+    assert (folder / "keys" / "active").read_bytes() == b"k1"
+    assert (folder / "level").read_text() == "DEBUG"
+
+
+def test_a_volume_path_cannot_leave_the_volume(tmp_path: Path) -> None:
+    for path in ("../escape", "/etc/passwd", "..data"):
+        with pytest.raises(DevEnvError, match="must be relative"):
+            atomic.write(tmp_path / "v", {path: b"x"})

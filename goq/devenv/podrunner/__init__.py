@@ -7,8 +7,8 @@ readiness probe), restarts crashed containers per ``restartPolicy`` with backoff
 the pod is deleted. Its DNS responder answers for the cluster domain, since Endpoints refuse loopback
 addresses. Product code never imports this package.
 
-Modules: ``images`` (image -> local program), ``addresses`` (pod IPs), ``volumes`` and ``environment``
-(what a container sees), ``containers`` (one process and its restarts), ``statuses`` (pod status,
-pure), ``pods`` (one pod's lifecycle), ``dns``, ``running`` (the loop over the cluster's pods),
-``__main__`` (the process).
+Modules: ``images`` (image -> local program), ``addresses`` (pod IPs), ``volumes`` (kept in sync as
+a kubelet does, through ``atomic``, the kubelet's atomic writer) and ``environment`` (what a container
+sees), ``containers`` (one process and its restarts), ``statuses`` (pod status, pure), ``pods`` (one
+pod's lifecycle), ``dns``, ``running`` (the loop over the cluster's pods), ``__main__`` (the process).
 """

@@ -7,6 +7,7 @@ as they would on a node that went away.
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -17,6 +18,7 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from goq.devenv.errors import DevEnvError
+from goq.devenv.podrunner import volumes
 from goq.devenv.podrunner.containers import Backoff
 from goq.devenv.podrunner.dns import DnsServer
 from goq.devenv.podrunner.images import Images, default_examples_dir
@@ -50,11 +52,12 @@ async def serve(args: argparse.Namespace) -> None:
             dns_server="",
             backoff=Backoff(initial=args.backoff, maximum=args.max_backoff),
             sidecar_env=_pairs(args.sidecar_env),
+            volume_sync=args.volume_sync,
         )
         runner = PodRunner(api, args.node, args.dir, context, cluster_domain=args.cluster_domain)
         dns = DnsServer(runner.lookup, port=args.dns_port)
         await dns.start()
-        runner.context = NodeContext(context.images, dns.address, context.backoff, context.sidecar_env)
+        runner.context = dataclasses.replace(context, dns_server=dns.address)
         try:
             await runner.register_node()
             ready = {"node": args.node, "dns": dns.address, "directory": str(args.dir)}
@@ -76,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=Path, default=default_examples_dir(), help="where example programs are")
     parser.add_argument("--backoff", type=float, default=1.0, help="first restart delay after a crash, seconds")
     parser.add_argument("--max-backoff", type=float, default=30.0, help="longest restart delay, seconds")
+    parser.add_argument(
+        "--volume-sync",
+        type=float,
+        default=volumes.SYNC_INTERVAL,
+        help="seconds between refreshes of Secret and ConfigMap volumes (a kubelet's: about a minute)",
+    )
     parser.add_argument(
         "--sidecar-env", action="append", default=[], metavar="NAME=VALUE", help="extra env for GoQ sidecars"
     )

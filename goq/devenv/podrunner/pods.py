@@ -31,6 +31,8 @@ class NodeContext:
     sidecar_env: Mapping[str, str]
     """Extra environment for GoQ sidecars (e.g. short heartbeats in tests); the pod's own env wins."""
     host_ip: str = "127.0.0.1"
+    volume_sync: float = volumes.SYNC_INTERVAL
+    """Seconds between two refreshes of a pod's Secret and ConfigMap volumes (a kubelet's: about a minute)."""
 
 
 def pod_directory(root: Path, namespace: str, name: str, uid: str) -> Path:
@@ -63,6 +65,7 @@ class PodWorker:
         self.terminating = False
         """Deleted: its containers are being stopped; DNS no longer gives its address."""
         self._mounts: dict[str, Path] | None = None
+        self._volumes_due = 0.0
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -88,11 +91,21 @@ class PodWorker:
             if container.due():
                 await self._start(reader, spec, container)
         await asyncio.gather(*(self._probe(s, c) for s, c in zip(self.specs, self.containers, strict=True)))
+        await self._refresh_volumes(reader)
+
+    async def _refresh_volumes(self, reader: volumes.ObjectReader) -> None:
+        """Every ``volume_sync`` s, swap in what changed in the pod's Secrets and ConfigMaps (as a kubelet)."""
+        if self._mounts is None or time.monotonic() < self._volumes_due:
+            return
+        self._volumes_due = time.monotonic() + self.node.volume_sync
+        for name in await volumes.refresh(reader, self._pod_with_ip(), self.directory / "volumes"):
+            log.info("%s: volume %s updated", self.key, name)
 
     async def _start(self, reader: volumes.ObjectReader, spec: Mapping[str, Any], container: Container) -> None:
         try:
             if self._mounts is None:
                 self._mounts = await volumes.materialize(reader, self._pod_with_ip(), self.directory / "volumes")
+                self._volumes_due = time.monotonic() + self.node.volume_sync
             mounted = volumes.mounts(spec, self._mounts)
             own = await environment.container_env(reader, self._pod_with_ip(), spec, mounted)
             argv = self.node.images.argv(spec)
