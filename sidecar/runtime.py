@@ -59,9 +59,13 @@ from goq.sidecar.stores.absent import NoInbox, NoOutbox
 from goq.sidecar.stores.base import InboxStore, OutboxStore
 from goq.sidecar.stores.memory import MemoryInbox, MemoryOutbox
 from goq.sidecar.stores.mongo import MongoStore
+from goq.sidecar.stores.withdrawal_journal import JOURNAL_FILE, WithdrawalJournal
 from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar")
+
+SPILLED_BODIES = "bodies"
+"""The subdirectory of ``local_directory`` where transient large bodies spill."""
 
 
 @dataclass
@@ -97,6 +101,7 @@ def build(
             settings.instance,
             dedupe_window=settings.dedupe_window,
             stale_after=settings.adopt_after,
+            journal=WithdrawalJournal(local_directory(settings) / JOURNAL_FILE),
         )
         persistent_outbox, persistent_inbox = store.outbox, store.inbox
     context = SinkContext(str(me), mongo=mongo, database=settings.mongodb_database)
@@ -153,6 +158,14 @@ def build(
     )
 
 
+def local_directory(settings: SidecarSettings) -> Path:
+    """The sidecar's own directory: ``GOQ_SPILL_DIR`` (in a pod an ``emptyDir``, which outlives a restart of
+    the container), or one in the system's temporary area. It holds the spilled transient bodies and the
+    journal of pending withdrawals."""
+    s = settings
+    return s.spill_dir or Path(tempfile.gettempdir()) / f"goq-spill-{s.identity}-{s.instance}"
+
+
 def build_large(
     settings: SidecarSettings,
     mongo: AsyncMongoClient[dict[str, object]] | None,
@@ -161,7 +174,7 @@ def build_large(
 ) -> LargeMessages:
     """Large messages beside the engine: bodies in GridFS (persistent) or the spill area (transient)."""
     s = settings
-    spill = s.spill_dir or Path(tempfile.gettempdir()) / f"goq-spill-{s.identity}-{s.instance}"
+    spill = local_directory(s) / SPILLED_BODIES  # emptied at start: the journal beside it must stay
     return LargeMessages(
         s.address,
         engine.keyring,

@@ -33,6 +33,7 @@ from goq.messages import Message
 from goq.sidecar.batching import GroupCommitter
 from goq.sidecar.records import Incoming, Outgoing
 from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.stores.withdrawal_journal import JournalError, WithdrawalJournal, filter_key
 
 log = logging.getLogger("goq.sidecar.store")
 
@@ -76,10 +77,13 @@ class MongoStore:
         *,
         dedupe_window: float,
         stale_after: float = 20.0,
+        journal: WithdrawalJournal | None = None,
     ) -> None:
         self.owner = owner
         self.instance = instance
         self.stale_after = stale_after
+        self.journal = journal
+        """Where withdrawals of failed writes are remembered across a crash (see ``_Withdrawals``); None: not."""
         db = client[database]
         majority = WriteConcern(w="majority")
         background = WriteConcern(w=1)
@@ -107,7 +111,8 @@ class MongoStore:
         return {"_id": {"$gte": f"{self.owner}|", "$lt": f"{self.owner}{_AFTER_SEPARATOR}"}}
 
     async def open(self) -> None:
-        """Create indexes and announce this instance."""
+        """Create indexes, announce this instance, and withdraw what a run that died left pending (its
+        journal): before anything is recovered, which would deliver those refused messages."""
         try:
             await self._inbox.create_index("t", expireAfterSeconds=0, sparse=True, name="tombstone_ttl")
             await self.inbox.open()
@@ -118,6 +123,10 @@ class MongoStore:
             await self.heartbeat()
         except PyMongoError as exc:
             raise StoreUnavailableError(f"MongoDB not reachable: {exc}") from exc
+        if self.journal is not None:
+            left = await asyncio.to_thread(self.journal.load)
+            await self.outbox.resume_withdrawals(left.get("outbox", []))
+            await self.inbox.resume_withdrawals(left.get("inbox", []))
 
     async def heartbeat(self) -> None:
         """Tell other replicas this instance is alive (so they do not adopt its records)."""
@@ -132,15 +141,18 @@ class MongoStore:
         docs = await self._instances.find({"o": self.owner, "at": {"$lt": cutoff}}).to_list(None)
         return [d["_id"].split("|", 1)[1] for d in docs if d["_id"] != self.key(self.instance)]
 
-    async def claim(self, collection: str, holders: Sequence[str], *, waiting: bool = True) -> tuple[str, list[Doc]]:
+    async def claim(
+        self, collection: str, holders: Sequence[str], *, waiting: bool = True, withheld: list[Doc] | None = None
+    ) -> tuple[str, list[Doc]]:
         """Take over the records of ``holders`` (this instance's own earlier life included).
 
         Returns the claim's token and the records to hold in memory: without ``waiting``, those that wait
-        in the store only (outbox records with a spill sequence) are claimed but not read.
+        in the store only (outbox records with a spill sequence) are claimed but not read. Documents that
+        ``withheld`` filters match (failed writes not withdrawn yet) are neither claimed nor read.
         """
         token = os.urandom(8).hex()
         coll = self._outbox if collection == "outbox" else self._inbox
-        query: Doc = {**self.owned(), "h": {"$in": list(holders)}}
+        query: Doc = {**self.owned(), "h": {"$in": list(holders)}, **_without(withheld or [])}
         if collection == "inbox":
             query["st"] = "r"
         if not waiting and holders == [self.instance]:
@@ -164,11 +176,12 @@ class MongoStore:
             raise StoreUnavailableError(f"MongoDB could not count waiting messages: {exc}") from exc
         return {doc["_id"]: doc["n"] for doc in docs}
 
-    async def take_waiting(self, destination: str, limit: int) -> list[Doc]:
+    async def take_waiting(self, destination: str, limit: int, withheld: list[Doc] | None = None) -> list[Doc]:
         """The oldest waiting records for ``destination``, no longer marked waiting: whole documents, as
-        many as hold ``limit`` messages (the last group may take it over by less than a batch)."""
+        many as hold ``limit`` messages (the last group may take it over by less than a batch); none that
+        ``withheld`` filters match."""
         try:
-            chosen = await self._first_waiting(destination, limit)
+            chosen = await self._first_waiting(destination, limit, withheld or [])
             if not chosen:
                 return []
             docs = await self._outbox.find({"_id": {"$in": chosen}}).sort("sp", 1).to_list(None)
@@ -177,11 +190,17 @@ class MongoStore:
             raise StoreUnavailableError(f"MongoDB could not load waiting messages: {exc}") from exc
         return docs
 
-    async def _first_waiting(self, destination: str, limit: int) -> list[str]:
+    async def _first_waiting(self, destination: str, limit: int, withheld: list[Doc]) -> list[str]:
         """The ``_id``s of the oldest waiting documents that hold ``limit`` messages, read by their message
         counts (``mc``), a few at first and more each round: a group is a whole batch's bodies, and reading
         a thousand of them to pick two cost more than the delivery."""
-        query: Doc = {"h": self.instance, "d": destination, "sp": {"$exists": True}, **self.owned()}
+        query: Doc = {
+            "h": self.instance,
+            "d": destination,
+            "sp": {"$exists": True},
+            **self.owned(),
+            **_without(withheld),
+        }
         chosen: list[str] = []
         count, step = 0, WAITING_STEP
         while count < limit:
@@ -280,38 +299,87 @@ class _Withdrawals:
     sidecar runs (MongoDB may be down for a while), once more at ``close``; and once more ``WITHDRAW_AGAIN``
     seconds after the first confirmed one, for an insert MongoDB applied late.
 
+    The filters are written to the sidecar's journal of pending withdrawals (``withdrawal_journal``), on
+    local disk, before ``add`` returns and the refusal is answered, and dropped from it once the delete is
+    confirmed. A sidecar killed before that finds them there at its next start (``resume``, from
+    ``MongoStore.open``), deletes them before its recovery claims anything, and, if MongoDB cannot confirm
+    that delete yet, leaves them out of what it recovers or loads (``withheld``) until it can.
+
     The inbox withdraws its failed writes the same way (a receiver answered "retry later" for them, and
     the sender may have given up on them since, its own send refused); a repeat that clashes with a
     document being withdrawn is answered "retry later" again, never held in that document.
 
-    Left open: a sidecar killed before its withdrawal was confirmed delivers such a message after its
-    restart (a refused send delivered, after two faults: the write failed, then the sidecar died); so does
-    a replica that adopts this instance's records while it cannot reach MongoDB for ``stale_after``, and
-    an insert a server applies later than ``WITHDRAW_AGAIN`` after the first delete."""
+    Left open: a journal that does not survive the restart (no ``GOQ_SPILL_DIR``: see the journal's
+    module), or could not be written (logged); a replica that adopts this instance's records (it died for
+    good, or could not reach MongoDB for ``stale_after``): the journal is local to this instance, the
+    adopter never sees it; and an insert a server applies later than ``WITHDRAW_AGAIN`` after the first
+    delete."""
 
-    def __init__(self, collection: AsyncCollection[Doc], name: str) -> None:
+    def __init__(self, collection: AsyncCollection[Doc], name: str, journal: WithdrawalJournal | None) -> None:
         self._collection = collection
         self._name = name
-        self._pending: dict[str, Doc] = {}
-        """Per document ``_id``, the filter that deletes it."""
-        self._again: dict[str, tuple[float, Doc]] = {}
+        self._journal = journal
+        self._pending: dict[tuple[str, str], Doc] = {}
+        """Per document ``_id`` and write token (``filter_key``), the filter that deletes it: two failed writes
+        of one application id each have a withdrawal of their own."""
+        self._again: dict[tuple[str, str], tuple[float, Doc]] = {}
         """Deleted once: when to delete each again, and its filter."""
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
-    def add(self, docs: list[Doc]) -> None:
-        """Delete ``docs`` (of one failed write) in the background."""
+    async def add(self, docs: list[Doc]) -> None:
+        """Delete ``docs`` (of one failed write) in the background; returns once the journal holds their
+        filters, so that the refusal answered next survives a crash of this sidecar."""
         if not docs:
             return
-        for doc in docs:
-            self._pending[doc["_id"]] = {"_id": doc["_id"], "w": doc["w"]} if "w" in doc else {"_id": doc["_id"]}
-        self._wake.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self._name} withdrawals")
+        filters = [{"_id": doc["_id"], "w": doc["w"]} if "w" in doc else {"_id": doc["_id"]} for doc in docs]
+        self._withdraw(filters)
+        if self._journal is None:
+            return
+        try:
+            await self._journal.record(self._name, filters)
+        except JournalError as exc:
+            log.error(
+                "%s: if this sidecar dies before %d %s document(s) are withdrawn, it delivers them after its restart",
+                exc,
+                len(filters),
+                self._name,
+            )
+
+    async def resume(self, filters: list[Doc]) -> None:
+        """At start, before recovery: delete what a run that died left pending (its journal). What MongoDB
+        does not confirm now stays ``withheld`` from recovery and is deleted in the background."""
+        if not filters:
+            return
+        for query in filters:
+            self._pending[filter_key(query)] = query
+        if not await self._delete(dict(self._pending)):
+            log.warning(
+                "%d %s document(s) of failed writes left by the previous run are not withdrawn yet: left out of "
+                "recovery until they are",
+                len(self._pending),
+                self._name,
+            )
+        self._start()
+
+    def withheld(self) -> list[Doc]:
+        """Filters of the documents whose withdrawal is not confirmed: recovery and loads leave them out."""
+        return list(self._pending.values())
 
     def pending(self, doc_ids: list[str]) -> list[str]:
         """Those of ``doc_ids`` whose withdrawal is not confirmed yet."""
-        return [doc_id for doc_id in doc_ids if doc_id in self._pending or doc_id in self._again]
+        withdrawing = {doc_id for doc_id, _ in self._pending} | {doc_id for doc_id, _ in self._again}
+        return [doc_id for doc_id in doc_ids if doc_id in withdrawing]
+
+    def _withdraw(self, filters: list[Doc]) -> None:
+        for query in filters:
+            self._pending[filter_key(query)] = query
+        self._start()
+
+    def _start(self) -> None:
+        self._wake.set()
+        if (self._pending or self._again) and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self._name} withdrawals")
 
     async def _run(self) -> None:
         pause = WITHDRAW_BACKOFF[0]
@@ -321,7 +389,7 @@ class _Withdrawals:
             if self._pending:
                 batch, wait = dict(self._pending), pause
             else:
-                batch = {doc_id: query for doc_id, (due, query) in self._again.items() if due <= now}
+                batch = {key: query for key, (due, query) in self._again.items() if due <= now}
                 wait = min(due for due, _ in self._again.values()) - now
             if not batch:
                 with contextlib.suppress(TimeoutError):
@@ -334,8 +402,8 @@ class _Withdrawals:
                 await asyncio.wait_for(self._wake.wait(), pause)
             pause = min(pause * 2, WITHDRAW_BACKOFF[1])
 
-    async def _delete(self, batch: dict[str, Doc]) -> bool:
-        """One try at deleting ``batch`` (filters by ``_id``); whether MongoDB confirmed it."""
+    async def _delete(self, batch: dict[tuple[str, str], Doc]) -> bool:
+        """One try at deleting ``batch``; whether MongoDB confirmed it. Those confirmed leave the journal."""
         try:
             await self._collection.bulk_write([DeleteOne(f) for f in batch.values()], ordered=False)
         except PyMongoError as exc:
@@ -344,26 +412,36 @@ class _Withdrawals:
             )
             return False
         again = time.monotonic() + WITHDRAW_AGAIN
-        for doc_id, query in batch.items():
-            if self._pending.get(doc_id) == query:
-                del self._pending[doc_id]
-                self._again[doc_id] = (again, query)
-            elif doc_id in self._again and self._again[doc_id][1] == query:
-                del self._again[doc_id]
+        confirmed = []
+        for key, query in batch.items():
+            if key in self._pending:
+                del self._pending[key]
+                self._again[key] = (again, query)
+                confirmed.append(query)
+            elif key in self._again:
+                del self._again[key]
         log.info("withdrew %d %s document(s) of failed writes", len(batch), self._name)
+        if confirmed and self._journal is not None:
+            await self._journal.drop(self._name, confirmed)
         return True
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        batch = {**{doc_id: query for doc_id, (_, query) in self._again.items()}, **self._pending}
+        batch = {**{key: query for key, (_, query) in self._again.items()}, **self._pending}
         if batch and not await self._delete(batch) and self._pending:
             log.error(
-                "%d %s document(s) of failed writes could not be withdrawn: a restart delivers them",
+                "%d %s document(s) of failed writes could not be withdrawn: %s",
                 len(self._pending),
                 self._name,
+                "the next start withdraws them (journal)" if self._journal else "a restart delivers them",
             )
+
+
+def _without(filters: list[Doc]) -> Doc:
+    """A query clause that leaves out the documents ``filters`` match (none if there are no filters)."""
+    return {"$nor": filters} if filters else {}
 
 
 class MongoOutbox:
@@ -391,7 +469,7 @@ class MongoOutbox:
         self._waiting: dict[str, set[str]] = {}
         """Per group document, the ids of its members not yet delivered or poisoned."""
         self._progress = _Progress(self._updates)
-        self._withdrawals = _Withdrawals(store._outbox_durable, "outbox")
+        self._withdrawals = _Withdrawals(store._outbox_durable, "outbox", store.journal)
 
     async def add(self, items: list[Outgoing]) -> list[bool]:
         """Store ``items``; per item, whether it is new. A write that fails is withdrawn (``_Withdrawals``)."""
@@ -407,7 +485,7 @@ class MongoOutbox:
                 [doc["_id"] for doc, new in zip(docs[: len(singles)], stored, strict=False) if not new]
             )
         except StoreUnavailableError:
-            self._withdrawals.add(docs)
+            await self._withdrawals.add(docs)
             raise
         for group, doc in zip(held, docs[len(singles) :], strict=False):
             self._hold(doc, list(enumerate(m.id for m in group)))
@@ -522,9 +600,14 @@ class MongoOutbox:
         operations += [UpdateOne({"_id": doc_id}, {"$set": fields}) for doc_id, fields in changes.items()]
         self._updates.submit_nowait(operations)
 
+    async def resume_withdrawals(self, filters: list[Doc]) -> None:
+        """Withdraw what a run that died left pending (see ``_Withdrawals.resume``)."""
+        await self._withdrawals.resume(filters)
+
     async def recover(self) -> list[Outgoing]:
         """What this instance held in memory; see ``spilled_counts`` for what waits in the store only."""
-        _, docs = await self._store.claim("outbox", [self._store.instance], waiting=False)
+        withheld = self._withdrawals.withheld()
+        _, docs = await self._store.claim("outbox", [self._store.instance], waiting=False, withheld=withheld)
         return self._held(docs)
 
     async def adopt(self, holders: Sequence[str]) -> tuple[list[Outgoing], dict[str, int]]:
@@ -549,10 +632,11 @@ class MongoOutbox:
         return sorted(records, key=lambda r: r.created_at)
 
     async def spilled_counts(self) -> dict[str, int]:
-        return await self._store.count_waiting({})
+        return await self._store.count_waiting(_without(self._withdrawals.withheld()))
 
     async def load_spilled(self, destination: str, limit: int) -> list[Outgoing]:
-        return self._held(await self._store.take_waiting(destination, limit))
+        """Waiting messages, but none of a failed write whose withdrawal is not confirmed yet."""
+        return self._held(await self._store.take_waiting(destination, limit, self._withdrawals.withheld()))
 
     async def close(self) -> None:
         await self._adds.drain()
@@ -607,7 +691,7 @@ class MongoInbox:
         self._singles = False
         """Whether documents of one message (written before groups) were found at start: then ``add``
         checks their ``_id``s too, until a restart finds none left."""
-        self._withdrawals = _Withdrawals(store._inbox_durable, "inbox")
+        self._withdrawals = _Withdrawals(store._inbox_durable, "inbox", store.journal)
 
     async def open(self) -> None:
         """The unique index on the keys of group documents (documents of one message have none)."""
@@ -642,7 +726,7 @@ class MongoInbox:
         try:
             return await self._adds.submit(docs)
         except StoreUnavailableError:
-            self._withdrawals.add(docs)
+            await self._withdrawals.add(docs)
             raise
 
     async def _held_singly(self, keys: list[str]) -> dict[str, bool]:
@@ -771,8 +855,13 @@ class MongoInbox:
             raise StoreUnavailableError(f"MongoDB could not restore the messages: {exc}") from exc
         self._hold(doc["_id"], keys)
 
+    async def resume_withdrawals(self, filters: list[Doc]) -> None:
+        """Withdraw what a run that died left pending (see ``_Withdrawals.resume``)."""
+        await self._withdrawals.resume(filters)
+
     async def recover(self) -> list[Incoming]:
-        return self._held((await self._store.claim("inbox", [self._store.instance]))[1])
+        withheld = self._withdrawals.withheld()
+        return self._held((await self._store.claim("inbox", [self._store.instance], withheld=withheld))[1])
 
     async def adopt(self, holders: Sequence[str]) -> list[Incoming]:
         return self._held((await self._store.claim("inbox", holders))[1])

@@ -266,7 +266,7 @@ async def test_transient_large_messages_spill_to_a_bounded_directory_and_arrive_
         async with http.get(f"{billing.rest_url}/v1/messages?wait=60") as answer:
             (message,) = (await answer.json())["messages"]
         assert (message["large"], message["payloadSize"], message["payload"]) == (True, 12 * MiB, "")
-        assert any(spill.iterdir())  # the body sits in the receiver's spill area, not in memory
+        assert any((spill / "bodies").iterdir())  # the body sits in the receiver's spill area, not in memory
         received = hashlib.sha256()
         async with http.get(f"{billing.rest_url}/v1/messages/{message['id']}/payload") as answer:
             assert answer.headers["Content-Length"] == str(12 * MiB)
