@@ -1,10 +1,8 @@
-"""The sending side of the peer protocol: one stream to one replica of a destination, a window of batches.
+"""The sending side of the peer protocol: one stream to a destination, a window of batches in flight.
 
 Batches are written to one ``Deliver`` stream without waiting for each answer, up to ``window`` at a
 time; answers come back in order and complete each batch's future. If the stream breaks, every
-batch in flight fails with ``PeerUnavailableError`` and the next batch opens a new stream. A lane
-keeps one link per ready replica and gives each batch to the link with the fewest messages
-outstanding (``sidecar/outbound.py``).
+batch in flight fails with ``PeerUnavailableError`` and the next batch opens a new stream.
 """
 
 import asyncio
@@ -66,10 +64,6 @@ class PeerLink:
     def __init__(self, target: str, *, window: int, max_message_bytes: int) -> None:
         self.target = target
         self.slots = asyncio.Semaphore(window)
-        self.outstanding = 0
-        """Messages sent on this link and not answered yet (kept by the lane that owns the link)."""
-        self.chosen = 0
-        """When the lane last chose this link (a sequence number): ties go to the least recently chosen."""
         self._options = channel_options(max_message_bytes)
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall[peer_pb2.DeliverBatch, peer_pb2.DeliverAck] | None = None
