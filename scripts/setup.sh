@@ -13,8 +13,9 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
 # System packages: make and rsync for the Kubernetes build, dpkg-dev to unpack its source package.
 missing=()
 pairs=(make:make rsync:rsync dpkg-source:dpkg-dev)
-# The real node (opt-in, GOQ_REAL_NODE=1): gcc builds its pause binary, static, from the Kubernetes tree.
-[[ "${GOQ_REAL_NODE:-}" == 1 ]] && pairs+=(gcc:gcc)
+# The real node (opt-in, GOQ_REAL_NODE=1): gcc builds its pause binary, static, from the Kubernetes tree;
+# debootstrap makes the Python base image and buildah builds GoQ's Dockerfiles on it (no daemon).
+[[ "${GOQ_REAL_NODE:-}" == 1 ]] && pairs+=(gcc:gcc debootstrap:debootstrap buildah:buildah)
 for pair in "${pairs[@]}"; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
@@ -39,7 +40,7 @@ say "installing GoQ (editable) with the dev extra into .venv"
 say "control-plane binaries (built once, a few minutes; progress below)"
 say "control-plane binaries in $(.venv/bin/goq-dev build-kube)"
 if [[ "${GOQ_REAL_NODE:-}" == 1 ]]; then
-  say "the real node's binaries and runtime (built once, about 5 minutes; progress below)"
-  say "node binaries in $(.venv/bin/goq-dev node build)"
+  say "the real node's binaries and runtime, GoQ's images (built once, about 7 minutes; progress below)"
+  say "node binaries, then GoQ's images: $(.venv/bin/goq-dev node build | tr '\n' ' ')"
 fi
 say "done. Run the tests with: make test"

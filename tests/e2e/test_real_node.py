@@ -3,9 +3,11 @@
 Opt-in with ``GOQ_REAL_NODE=1``; not part of the default suite yet, for two reasons: building the node's
 binaries costs about 4 minutes (more on a busy machine) on a fresh machine, which CI's budget must first
 make room for, and the pod runner that ``make demo`` and the other e2e tests use is retired only in the
-next step of issue 18, when this node replaces it everywhere at once.
+next step of issue 18, when this node replaces it everywhere at once. The sidecar's test builds GoQ's
+images from the Dockerfiles first when their inputs changed (about 2 minutes from scratch, 1 with the base).
 """
 
+import base64
 import json
 import os
 import signal
@@ -16,15 +18,20 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from goq import names
 from goq.devenv.kube import KubeControlPlane
-from goq.devenv.node import RealNode, cleanup, netns
+from goq.devenv.node import RealNode, binaries, cleanup, dockerfiles, netns
 from goq.devenv.node.images import BUSYBOX_IMAGE
 from goq.devenv.node.node import KERNEL_SETTINGS, SYSTEM_PATHS
 from goq.devenv.node.record import NodeRecord
+from goq.devenv.node.runtime import Containerd
 from goq.devenv.processes import pid_alive
+from goq.webhook.container import sidecar_container, sidecar_volumes
+from goq.webhook.settings import CONTAINER_NAME, InjectionSettings
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("GOQ_REAL_NODE") != "1", reason="opt-in: GOQ_REAL_NODE=1 (see the docstring)"),
@@ -124,6 +131,51 @@ def test_a_pod_serves_on_its_pod_ip_with_logs_exec_and_readiness(cluster: Cluste
     cluster.kubectl("exec", "web", "--", "rm", "/www/index.html")
     cluster.kubectl("wait", "--for=condition=Ready=false", "pod/web", "--timeout=60s")
     assert _get(f"http://{ip}:8080/index.html")[0] == 404
+
+
+def _sidecar_pod(settings: InjectionSettings) -> dict[str, Any]:
+    """A pod of the injected sidecar alone, exactly as the webhook writes it (probes, securityContext, volumes)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "sidecar", "namespace": "default"},
+        "spec": {
+            "containers": [sidecar_container("real-node-test", settings)],
+            "volumes": sidecar_volumes(settings),
+            "terminationGracePeriodSeconds": 2,
+        },
+    }
+
+
+def test_the_sidecar_image_runs_as_injected_read_only_and_non_root(cluster: Cluster) -> None:
+    """GoQ's sidecar image, built from Dockerfile.sidecar, under the injected spec; transient-only (no MongoDB)."""
+    archives = dockerfiles.ensure()  # cached by content: seconds unless the sources changed
+    containerd = Containerd(
+        cluster.node.record, binaries.runtime_dir(), binaries.tool_path(cluster.node.workdir / "tools")
+    )
+    dockerfiles.import_into(containerd, archives)
+    settings = InjectionSettings(image=dockerfiles.SIDECAR_IMAGE, image_pull_policy="Never")
+    keys = {"k1": base64.b64encode(os.urandom(32)).decode(), "active": base64.b64encode(b"k1").decode()}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": settings.keys_secret}, "data": keys}
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(_sidecar_pod(settings)))
+
+    ready = cluster.kubectl("wait", "--for=condition=Ready", "pod/sidecar", "--timeout=120s", check=False)
+    pod = json.loads(cluster.kubectl("get", "pod", "sidecar", "-o", "json"))
+    logs = cluster.kubectl("logs", "sidecar", "-c", CONTAINER_NAME, check=False)
+    assert ready, f"the sidecar pod is not Ready: {json.dumps(pod['status'])}\nlogs:\n{logs}"
+    assert _get(f"http://{pod['status']['podIP']}:{names.PORT_HEALTH}/readyz")[0] == 200
+
+    exec_ = ("exec", "sidecar", "-c", CONTAINER_NAME, "--")
+    assert cluster.kubectl(*exec_, "python", "-c", "import os; print(os.getuid())").strip() == str(settings.run_as_user)
+    write = "import errno\ntry: open('/written', 'w')\nexcept OSError as e: print(errno.errorcode[e.errno])"
+    assert cluster.kubectl(*exec_, "python", "-c", write).strip() == "EROFS", "the root filesystem is writable"
+    # The key Secret (root:root, 0440) must be readable by the non-root sidecar: it signs with it. It is, because
+    # the spec sets no runAsGroup/fsGroup and the runtime gives uid 65532 (not in /etc/passwd) group 0.
+    read_keys = "import pathlib; print(pathlib.Path('/var/run/goq/hmac/active').read_text())"
+    assert cluster.kubectl(*exec_, "python", "-c", read_keys).strip() == "k1"
+    spill = "import pathlib; p = pathlib.Path('/var/run/goq/spill/x'); p.write_text('ok'); print(p.read_text())"
+    assert cluster.kubectl(*exec_, "python", "-c", spill).strip() == "ok", "the spill emptyDir is not writable"
 
 
 def test_stopping_the_node_leaves_nothing_behind(cluster: Cluster) -> None:

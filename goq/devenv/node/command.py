@@ -1,5 +1,8 @@
 """``goq-dev node build|up|down|status``: a control plane with one real node, outliving the command.
 
+``build`` also builds GoQ's images from its Dockerfiles (``dockerfiles``; cached by content), and ``up``
+imports them into the node's containerd.
+
 ``up`` starts the plane (serving the node) and the node detached and records them in ``<dir>/node``;
 ``down`` stops the recorded daemons by PID and undoes everything the node changed on the machine, from
 its record. It is separate from ``goq-dev up`` (which keeps the pod runner) until the node replaces it.
@@ -14,9 +17,10 @@ from pathlib import Path
 from goq.devenv import processes
 from goq.devenv.errors import DevEnvError
 from goq.devenv.kube import KubeControlPlane
-from goq.devenv.node import binaries, cleanup
+from goq.devenv.node import binaries, cleanup, dockerfiles
 from goq.devenv.node.node import RealNode
 from goq.devenv.node.record import NodeRecord
+from goq.devenv.node.runtime import Containerd
 
 
 def _state(directory: Path) -> Path:
@@ -24,8 +28,10 @@ def _state(directory: Path) -> Path:
 
 
 def build() -> int:
-    """Build (once) what the node needs; print the binaries' directory."""
+    """Build (once) what the node needs and GoQ's images; print the binaries' directory and the images."""
     print(binaries.ensure())
+    for image, archive in dockerfiles.ensure().items():
+        print(f"{image} {archive}")
     return 0
 
 
@@ -38,12 +44,19 @@ def up(directory: Path) -> int:
         shutil.rmtree(workdir)
     started = time.monotonic()
     binaries.ensure()
+    built = time.monotonic()
+    archives = dockerfiles.ensure()
+    timings = {"GoQ's images": time.monotonic() - built}
     node = RealNode(workdir, detached=True)
     node.create_network()
     plane = KubeControlPlane(workdir / "kube", node_address=node.host_address)
     try:
-        timings = plane.start(detached=True)
+        timings |= plane.start(detached=True)
         timings |= node.start(plane)
+        imported = time.monotonic()
+        containerd = Containerd(node.record, binaries.runtime_dir(), binaries.tool_path(workdir / "tools"))
+        dockerfiles.import_into(containerd, archives)
+        timings["importing GoQ's images"] = time.monotonic() - imported
     except BaseException:
         node.stop()
         plane.stop()
@@ -55,7 +68,8 @@ def up(directory: Path) -> int:
     print(f"# node {node.name} is Ready ({time.monotonic() - started:.0f} s); pods get {node.record.pod_cidr}")
     print("# " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     print(f"export KUBECONFIG={plane.kubeconfig}")
-    print("# images without a registry: goq.local/busybox:1, goq.local/pause:3.4 (imagePullPolicy: Never)")
+    names = ", ".join(["goq.local/busybox:1", "goq.local/pause:3.4", *archives])
+    print(f"# images without a registry: {names} (imagePullPolicy: Never)")
     print("# stop it, undoing everything it changed: goq-dev node down")
     return 0
 
