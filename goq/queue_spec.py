@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from goq.access import AllowFrom, parse_allow_from
 from goq.errors import ConfigError
 from goq.identity import validate_identity
 from goq.specs import SpecReader
@@ -66,6 +67,8 @@ class GoQueueSpec:
     metrics: MetricsSpec = MetricsSpec()
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     """Largest payload, in bytes, a sidecar of this identity accepts (to send and from peers)."""
+    allow_from: AllowFrom = None
+    """Who may send to this identity (``goq.access``): ``None``, anyone; a tuple, only those; empty, nobody."""
 
     @classmethod
     def from_spec(cls, spec: object, path: str = "spec") -> "GoQueueSpec":
@@ -95,6 +98,7 @@ class GoQueueSpec:
             ),
             metrics=MetricsSpec(interval=metrics.duration("interval", d.metrics.interval, 1.0, 3600.0), sinks=sinks),
             max_message_size=parse_size(r.raw("maxMessageSize"), r.field("maxMessageSize"), d.max_message_size),
+            allow_from=parse_allow_from(r.raw("allowFrom"), r.field("allowFrom")),
         )
         metrics.reject_unknown()
         r.reject_unknown()

@@ -108,3 +108,70 @@ def ca_bundle(new: ServingCertificate, previous: ServingCertificate | None) -> b
     end = b"-----END CERTIFICATE-----\n"
     newest_previous = previous.ca.split(end)[0] + end  # only one generation back
     return new.ca + newest_previous
+
+
+# Issuing from a CA that is kept (the identity CA, ``goq.operator.identity_certs``).
+
+
+@dataclass(frozen=True)
+class Authority:
+    """A CA's certificate and key, PEM: kept in a Secret so that what it signed stays valid across restarts."""
+
+    cert: bytes
+    key: bytes
+
+
+def new_authority(common_name: str, now: datetime.datetime, validity: datetime.timedelta) -> Authority:
+    """A self-signed CA that signs leaf certificates only (path length 0)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Authority(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def sign_leaf(
+    authority: Authority,
+    common_name: str,
+    names: list[x509.GeneralName],
+    *,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+) -> tuple[bytes, bytes]:
+    """A new key and a certificate for it, signed by ``authority``, for both ends of a TLS connection
+    (server and client auth): ``(cert PEM, key PEM)``."""
+    ca_cert = x509.load_pem_x509_certificate(authority.cert)
+    ca_key = serialization.load_pem_private_key(authority.key, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the CA key is not an ECDSA key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    pem, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
+    return key.private_bytes(pem, pkcs8, serialization.NoEncryption())

@@ -1,11 +1,11 @@
 """Inbound: what other sidecars deliver, held for the application until it acknowledges.
 
 Order of checks for each delivered message, the promise's order: verify the signature (before
-anything else), decode, check it is for this identity and not too old (``goq.freshness``),
-de-duplicate, check the receive queue's bound, store it (durably if persistent), and only then
-answer the sender. The application gets messages with a lease; a lease that runs out hands the
-message out again, and a message handed out ``max_deliveries`` times without an acknowledgement is
-poisoned.
+anything else), decode, check it is for this identity and not too old (``goq.freshness``), that
+its sender may send here (``allowFrom``, ``goq.access``), de-duplicate, check the receive queue's
+bound, store it (durably if persistent), and only then answer the sender. The application gets
+messages with a lease; a lease that runs out hands the message out again, and a message handed out
+``max_deliveries`` times without an acknowledgement is poisoned.
 """
 
 import asyncio
@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from goq.access import access_refusal
 from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.errors import GoQError
 from goq.freshness import DEFAULT_DEDUPE_WINDOW, age_refusal
@@ -27,6 +28,7 @@ from goq.messages import Message
 from goq.queue_spec import GoQueueSpec, Overflow
 from goq.sidecar.counting import Counters
 from goq.sidecar.histograms import Histograms
+from goq.sidecar.peer_identity import IDENTITY_MISMATCH, identity_mismatch
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import INBOUND, Incoming, PoisonRecord, inbound_key
 from goq.sidecar.refusing import Refusals
@@ -187,10 +189,14 @@ class Inbound:
             return refused
         except GoQError as exc:
             return self._refuse("malformed", str(exc))
+        if (impostor := identity_mismatch(message.source)) is not None:  # mutual TLS: goq.sidecar.peer_identity
+            return self._refuse(IDENTITY_MISMATCH, impostor)
         if message.destination != self.me:
             return self._refuse("wrong-destination", f"this is {self.me}, not {message.destination}")
         if (stale := age_refusal(message.created_at_ms, now, self.config.dedupe_window)) is not None:
             return self._refuse(*stale)
+        if (forbidden := access_refusal(self.spec().allow_from, message.source, self.me)) is not None:
+            return self._refuse(*forbidden)  # allowFrom (goq.access), followed live from the GoQueue
         key = inbound_key(message.source, message.id)
         if message.large is not None and key not in self.large_ready:
             return self._refuse("malformed", "a large message's envelope came without its body (see Peer.Transfer)")

@@ -26,9 +26,11 @@ from goq.sidecar.backlog import Backlog, SpillStore, WindowConfig
 from goq.sidecar.counting import Counters
 from goq.sidecar.histograms import Histograms
 from goq.sidecar.inbound import STILL_STORING
+from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.peering import PeerLink, PeerUnavailableError
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Outgoing, PoisonRecord
+from goq.sidecar.refusing import poison_reason
 from goq.sidecar.resolving import Resolver
 from goq.sidecar.stores.base import OutboxStore
 
@@ -53,6 +55,8 @@ class OutboundConfig:
     """Seconds a failed write goes on asking whether an early delivery whose outcome is unknown was stored by
     the receiver, and (plus ``attemptTimeout``) waits for each answer: the store timeout, which bounds the
     receiver's write (see ``Outbound.not_stored``)."""
+    credentials: PeerCredentials = PLAINTEXT
+    """Mutual TLS or plaintext to the receivers' peer ports (``goq.sidecar.peer_tls``)."""
 
 
 class Outbound:
@@ -521,7 +525,7 @@ class Lane:
             if result.outcome in DELIVERED:
                 delivered.append(item)
             elif result.outcome == peer_pb2.OUTCOME_REJECTED:
-                rejected.append((item, "rejected", f"refused by {item.destination}: {result.reason}"))
+                rejected.append((item, poison_reason(result.reason), f"refused by {item.destination}: {result.reason}"))
             else:
                 retry.append((item, result.reason or "peer asked to retry later"))
         self.outbound.delivered(delivered)
@@ -577,7 +581,13 @@ class Lane:
         target = self.outbound.resolver.target(self.destination)
         if self._link is None or self._link.target != target:
             config = self.outbound.config
-            self._link = PeerLink(target, window=config.window, max_message_bytes=config.max_message_bytes)
+            self._link = PeerLink(
+                target,
+                window=config.window,
+                max_message_bytes=config.max_message_bytes,
+                destination=self.destination,
+                credentials=config.credentials,
+            )
         return self._link
 
 

@@ -20,6 +20,7 @@ from goq.api.v1 import peer_pb2, peer_pb2_grpc
 from goq.errors import PermanentError
 from goq.sidecar.inbound import Arrival, Inbound, Result
 from goq.sidecar.large.receiving import LargeReceiver
+from goq.sidecar.peer_identity import SENDER, identity_of
 from goq.sidecar.peer_limits import CHECK_CHUNK, MAX_BATCH_ENVELOPES
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -41,6 +42,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         self, request_iterator: AsyncIterator[peer_pb2.TransferPart], context: Context
     ) -> AsyncIterator[peer_pb2.TransferAck]:
         """One large message (see ``goq.sidecar.large.receiving``)."""
+        SENDER.set(identity_of(context.auth_context()))  # this call's task only: checked by ``Inbound``
         if self.large is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this sidecar takes no large messages")
         assert self.large is not None  # abort raises
@@ -50,6 +52,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     async def Deliver(  # noqa: N802 - the gRPC method's name
         self, request_iterator: AsyncIterator[peer_pb2.DeliverBatch], context: Context
     ) -> AsyncIterator[peer_pb2.DeliverAck]:
+        SENDER.set(identity_of(context.auth_context()))  # this call's task and the reader's: checked by ``Inbound``
         answers: asyncio.Queue[tuple[int, asyncio.Task[list[Result]]] | None] = asyncio.Queue(self.window)
         reader = asyncio.get_running_loop().create_task(self._read(request_iterator, answers))
         try:

@@ -13,6 +13,8 @@ import grpc
 
 from goq.api.v1 import peer_pb2, peer_pb2_grpc
 from goq.errors import TemporaryError
+from goq.identity import Address
+from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
 
 log = logging.getLogger("goq.sidecar.peering")
 
@@ -61,8 +63,19 @@ Results = list[peer_pb2.MessageResult]
 class PeerLink:
     """A ``Deliver`` stream to one target, with at most ``window`` batches awaiting an answer."""
 
-    def __init__(self, target: str, *, window: int, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        window: int,
+        max_message_bytes: int,
+        destination: Address,
+        credentials: PeerCredentials = PLAINTEXT,
+    ) -> None:
         self.target = target
+        self.destination = destination
+        """Whose sidecar ``target`` is: the name its TLS certificate must have (``goq.sidecar.peer_tls``)."""
+        self.credentials = credentials
         self.slots = asyncio.Semaphore(window)
         self._options = channel_options(max_message_bytes)
         self._channel: grpc.aio.Channel | None = None
@@ -101,7 +114,8 @@ class PeerLink:
     def _open(self) -> "grpc.aio.StreamStreamCall[peer_pb2.DeliverBatch, peer_pb2.DeliverAck]":
         if self._call is None:
             if self._channel is None:
-                self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
+                # A channel per stream (see ``_break``): each takes the TLS certificate in force when it opens.
+                self._channel = self.credentials.channel(self.target, self.destination, self._options)
             call = peer_pb2_grpc.PeerStub(self._channel).Deliver()
             self._call = call
             self._reader = asyncio.get_running_loop().create_task(self._read(call))

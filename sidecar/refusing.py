@@ -7,9 +7,13 @@ log. The log says what was refused and how often, at most one line per reason pe
 import logging
 import time
 from collections.abc import Callable
+from typing import Final
 
+from goq.access import FORBIDDEN
 from goq.sidecar.counting import Counters
+from goq.sidecar.peer_identity import IDENTITY_MISMATCH
 from goq.sidecar.throttling import ThrottledLog
+from goq.signing import BAD_SIGNATURE
 
 FIRST = "refused a delivery ({kind}): {detail}"
 MORE = "refused {count} more deliveries ({kind}) in the last {seconds:.0f}s; the last: {detail}"
@@ -35,3 +39,28 @@ class Refusals:
         """``n`` deliveries refused for ``reason`` (one event for the log: ``detail`` says what it was)."""
         self.counters.count_refused(reason, n)
         self.log.event(reason, detail)
+
+
+REJECTED: Final = "rejected"
+"""The poison reason of a message refused for a kind this sidecar does not know (a newer receiver's)."""
+REFUSAL_KINDS: Final = frozenset(
+    {
+        BAD_SIGNATURE,
+        "malformed",
+        "wrong-destination",
+        "expired",
+        "clock-skew",
+        "too-large",
+        FORBIDDEN,
+        IDENTITY_MISMATCH,
+    }
+)
+"""What a receiver gives as the reason of an ``OUTCOME_REJECTED`` (``<kind>: <detail>``): a new kind goes here."""
+
+
+def poison_reason(refusal: str) -> str:
+    """The reason a sender poisons a refused message with: the receiver's kind, the text before the first
+    colon, when it is one of ``REFUSAL_KINDS``; else ``rejected``. A known set, so that a receiver cannot
+    make up poison reasons (and labels of ``goq_messages_poisoned_total``)."""
+    kind = refusal.partition(":")[0].strip()
+    return kind if kind in REFUSAL_KINDS else REJECTED

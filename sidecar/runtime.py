@@ -48,6 +48,7 @@ from goq.sidecar.metrics_sinks.flushing import Flusher, load_metrics_sinks
 from goq.sidecar.outbound import Outbound, OutboundConfig
 from goq.sidecar.peer_limits import peer_server_options
 from goq.sidecar.peer_service import PeerService
+from goq.sidecar.peer_tls import PLAINTEXT, MutualTls, PeerCredentials, peer_credentials
 from goq.sidecar.peering import server_options
 from goq.sidecar.poison.base import SinkContext
 from goq.sidecar.poison.loading import load_poison_sink
@@ -82,9 +83,10 @@ def build(
     live: LiveSettings,
     histograms: Histograms | None = None,
     keys: Callable[[], Keyring] | None = None,
+    credentials: PeerCredentials = PLAINTEXT,
 ) -> QueueManager:
-    """Wire the engine's parts as ``settings`` say; limits and retries follow ``live`` as it changes, and the
-    key ring follows ``keys`` (by default: the ring read at start)."""
+    """Wire the engine's parts as ``settings`` say; limits and retries follow ``live`` as it changes, the
+    key ring follows ``keys`` (by default: the ring read at start), and peers are reached with ``credentials``."""
     if settings.keyring is None:
         raise ConfigError("no HMAC keys: set GOQ_KEYS_DIR (a mounted key Secret) or GOQ_HMAC_KEYS")
     started_with = settings.keyring
@@ -125,6 +127,7 @@ def build(
             window=settings.window,
             max_message_bytes=settings.max_payload,
             settle_timeout=settings.store_timeout,
+            credentials=credentials,
         ),
         histograms=histograms,
         spill_store=store.outbox if store else None,
@@ -184,7 +187,12 @@ def build_large(
         engine.outbound.resolver,
         engine.poisoner,
         engine.counters,
-        LargeConfig(chunk_size=s.large_chunk, spill_dir=spill, spill_limit=s.spill_limit),
+        LargeConfig(
+            chunk_size=s.large_chunk,
+            spill_dir=spill,
+            spill_limit=s.spill_limit,
+            credentials=engine.outbound.config.credentials,
+        ),
         mongo.get_database(s.mongodb_database) if mongo is not None else None,
     )
 
@@ -206,6 +214,7 @@ class Sidecar:
     _api: KubeApi | None = None
     large: LargeMessages | None = None
     keys: KeyringFollower | None = None
+    tls: PeerCredentials = PLAINTEXT
 
     async def start(self) -> None:
         s = self.settings
@@ -223,7 +232,10 @@ class Sidecar:
             self.keys = KeyringFollower(s.keys_dir, s.keyring)
             self._tasks.append(asyncio.get_running_loop().create_task(self.keys.run(), name="key ring"))
         keys = self.keys.current if self.keys is not None else None
-        self.engine = engine = build(s, self._mongo, live, Histograms(str(s.address), registry), keys)
+        self.tls = tls = peer_credentials(s.tls_dir)
+        if isinstance(tls, MutualTls):  # renewed certificates in force without a restart
+            self._tasks.append(asyncio.get_running_loop().create_task(tls.run(), name="TLS certificate"))
+        self.engine = engine = build(s, self._mongo, live, Histograms(str(s.address), registry), keys, tls)
         await engine.start()
         self.large = large = build_large(s, self._mongo, live, engine)
         await large.start()
@@ -238,7 +250,7 @@ class Sidecar:
         queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine, large), app)
         for server, address, what in ((peer, s.peer_listen, "peer"), (app, s.grpc_listen, "application gRPC")):
             try:
-                bound = server.add_insecure_port(address)
+                bound = tls.bind(server, address) if server is peer else server.add_insecure_port(address)
             except RuntimeError:  # grpcio raises where it once returned 0
                 bound = 0
             if bound == 0:

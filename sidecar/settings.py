@@ -37,6 +37,9 @@ class SidecarSettings:
     keyring: Keyring | None = None
     keys_dir: Path | None = None
     """GOQ_KEYS_DIR: the mounted key Secret, followed while running (``goq.sidecar.keys_watching``)."""
+    tls_dir: Path | None = None
+    """GOQ_TLS_DIR: the mounted identity certificate (tls.crt, tls.key, ca.crt): mutual TLS on the peer port
+    (``goq.sidecar.peer_tls``); unset: plaintext."""
     resolver: str = "dns"
     peers: str = ""
     cluster_domain: str = "cluster.local"
@@ -93,6 +96,7 @@ class SidecarSettings:
             store_timeout=e.duration("GOQ_STORE_TIMEOUT", 10.0),
             keyring=e.keyring(),
             keys_dir=Path(e.get("GOQ_KEYS_DIR")) if e.get("GOQ_KEYS_DIR") else None,
+            tls_dir=Path(e.get("GOQ_TLS_DIR")) if e.get("GOQ_TLS_DIR") else None,
             resolver=e.choice("GOQ_RESOLVER", "dns", ("dns", "static")),
             peers=e.get("GOQ_PEERS", ""),
             cluster_domain=e.get("GOQ_CLUSTER_DOMAIN", "cluster.local"),

@@ -1,7 +1,7 @@
 """The receiving side of ``Peer.Transfer``: a large message's body, then its envelope into the inbox.
 
-Order, as for small messages: verify the envelope's signature and check it (destination, age, size limit,
-de-duplication) before any byte of the body is stored; store the body chunk by chunk, feeding an
+Order, as for small messages: verify the envelope's signature and check it (destination, age, ``allowFrom``,
+size limit, de-duplication) before any byte of the body is stored; store the body chunk by chunk, feeding an
 incremental HMAC; verify the HMAC once every byte is in; only then hand the envelope to ``Inbound``
 (which stores it, durably if persistent) and answer the sender. A body whose HMAC fails is dropped
 whole and the message is refused. A transfer that broke is resumed: the first answer says how many
@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from goq.access import access_refusal
 from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.errors import GoQError
 from goq.freshness import age_refusal
@@ -188,6 +189,8 @@ class LargeReceiver:
         stale = age_refusal(message.created_at_ms, self.inbound.clock(), self.inbound.config.dedupe_window)
         if stale is not None:
             raise self._refused(*stale)
+        if (forbidden := access_refusal(self.spec().allow_from, message.source, self.me)) is not None:
+            raise self._refused(*forbidden)  # before any byte of the body is taken
         large = message.large
         if large is None or not 1 <= large.chunk_size <= MAX_CHUNK:
             raise self._refused("malformed", "a transfer's envelope must describe a large body")
@@ -201,8 +204,8 @@ class LargeReceiver:
         return TransferRefusedError(self._refuse(reason, detail))
 
     def _refuse(self, reason: str, detail: str) -> Result:
-        self.inbound.counters.count_refused(reason)
-        log.warning("refused a large delivery (%s): %s", reason, detail)
+        """Counted exactly and logged in aggregate, with the small-message refusals (``Inbound.refusals``)."""
+        self.inbound.refusals.refuse(reason, f"large message: {detail}")
         return Result(outcome=peer_pb2.OUTCOME_REJECTED, reason=f"{reason}: {detail}")
 
     @asynccontextmanager

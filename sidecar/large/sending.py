@@ -23,9 +23,11 @@ from goq.sidecar.counting import Counters
 from goq.sidecar.large.bodies import BodyStore, body_name
 from goq.sidecar.large.outbox import LargeOutbox
 from goq.sidecar.large.progress import LargeProgress
+from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.peering import PeerUnavailableError, channel_options
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Outgoing, PoisonRecord
+from goq.sidecar.refusing import poison_reason
 from goq.sidecar.resolving import Resolver
 
 log = logging.getLogger("goq.sidecar.large")
@@ -49,7 +51,9 @@ class LargeSender:
         *,
         concurrency: int = 4,
         clock: Callable[[], float] = time.time,
+        credentials: PeerCredentials = PLAINTEXT,
     ) -> None:
+        self.credentials = credentials
         self.owner = owner
         self.resolver = resolver
         self.policy = policy
@@ -105,7 +109,7 @@ class LargeSender:
                 await self._forget(item)
                 return
             if outcome == peer_pb2.OUTCOME_REJECTED:
-                await self._poison(item, "rejected", f"the destination refused it: {result.reason}")
+                await self._poison(item, poison_reason(result.reason), f"the destination refused it: {result.reason}")
                 return
             if await self._failed(item, result.reason or "the destination asked to retry later"):
                 return
@@ -121,7 +125,8 @@ class LargeSender:
 
         large = Message.decode(item.body).large
         assert large is not None
-        async with grpc.aio.insecure_channel(target, options=channel_options(large.chunk_size)) as channel:
+        options = channel_options(large.chunk_size)
+        async with self.credentials.channel(target, item.destination, options) as channel:
             call: Transfer = peer_pb2_grpc.PeerStub(channel).Transfer()
             await call.write(peer_pb2.TransferPart(begin=envelope))
             ack = await _answer(call, target)

@@ -30,6 +30,7 @@ from goq.sidecar.large.progress import LargeProgress
 from goq.sidecar.large.receiving import LargeReceiver
 from goq.sidecar.large.sending import LargeSender
 from goq.sidecar.large.uploading import LargeSend, Uploader
+from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import Incoming
 from goq.sidecar.resolving import Resolver
@@ -51,6 +52,8 @@ class LargeConfig:
     spill_dir: Path = Path("/tmp/goq-spill")
     spill_limit: int = 4 * 1024**3
     concurrency: int = 4
+    credentials: PeerCredentials = PLAINTEXT
+    """Mutual TLS or plaintext to the receivers' peer ports (``goq.sidecar.peer_tls``)."""
 
 
 class LargeMessages:
@@ -96,6 +99,7 @@ class LargeMessages:
             self.bodies,
             concurrency=config.concurrency,
             clock=clock,
+            credentials=config.credentials,
         )
         self.receiver = LargeReceiver(me, keyring, spec, inbound, self.bodies, self.progress)
         self._cleaner: asyncio.Task[None] | None = None

@@ -52,10 +52,13 @@ class AbortedError(Exception):
 
 
 class FakeContext:
-    """What the service uses of a gRPC servicer context: abort, which raises."""
+    """What the service uses of a gRPC servicer context: abort, which raises; the caller's TLS identity (none)."""
 
     def __init__(self) -> None:
         self.aborted: tuple[grpc.StatusCode, str] | None = None
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}  # plaintext: no certificate
 
     async def abort(self, code: grpc.StatusCode, details: str) -> None:
         self.aborted = (code, details)

@@ -1,0 +1,203 @@
+"""How the peer port is secured: mutual TLS with the identity's certificate (``GOQ_TLS_DIR``), or plaintext.
+
+``GOQ_TLS_DIR`` is a mounted Secret in the ``kubernetes.io/tls`` layout plus the CA bundle: ``tls.crt``,
+``tls.key``, ``ca.crt``. The peer server asks every caller for a certificate signed by that CA; a sender
+checks the receiver's certificate against the same CA and against the destination's Service name
+(``goq-<id>.<namespace>.svc``; gRPC verifies DNS SANs, so the target is named by
+``grpc.ssl_target_name_override``: a lane connects to the replicas' addresses, not to the name).
+
+Renewal without a restart: the directory is followed as the key ring is (``goq.sidecar.keys_watching``).
+The server's credentials are dynamic: each new handshake takes the certificate in force then, and the
+connections open keep theirs. A sender makes a new channel for each stream (``PeerLink``) and each large
+transfer, from the certificate in force then; a stream already open keeps its connection. A renewed
+pair is put in force only when its certificate and key belong together (a read that straddled the
+kubelet's swap waits for the next poll).
+"""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from goq.errors import ConfigError
+from goq.identity import Address
+from goq.names import service_name
+from goq.sidecar.keys_watching import POLL_INTERVAL, Fingerprint, fingerprint
+
+log = logging.getLogger("goq.sidecar.tls")
+
+CERT_FILE: Final = "tls.crt"
+KEY_FILE: Final = "tls.key"
+CA_FILE: Final = "ca.crt"
+Options = Sequence[tuple[str, int | str]]
+
+
+def service_host(destination: Address) -> str:
+    """The name a destination's certificate is checked against: its Service, ``goq-<id>.<namespace>.svc``."""
+    return f"{service_name(destination.identity)}.{destination.namespace}.svc"
+
+
+class PeerCredentials(Protocol):
+    """Opens the peer port and the channels to other sidecars' peer ports."""
+
+    def bind(self, server: grpc.aio.Server, address: str) -> int:
+        """Listen on ``address``; the port bound (0: could not)."""
+        ...
+
+    def channel(self, target: str, destination: Address, options: Options) -> grpc.aio.Channel:
+        """A channel to one of ``destination``'s sidecars at ``target``."""
+        ...
+
+
+class Plaintext:
+    """No TLS: for local runs and tests; the HMAC signature alone vouches for each envelope's sender."""
+
+    def bind(self, server: grpc.aio.Server, address: str) -> int:
+        return server.add_insecure_port(address)
+
+    def channel(self, target: str, destination: Address, options: Options) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(target, options=options)
+
+
+PLAINTEXT: Final = Plaintext()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The PEM bytes of one generation of the mounted Secret."""
+
+    cert: bytes
+    key: bytes
+    ca: bytes
+
+    @classmethod
+    def load(cls, directory: Path) -> "TlsFiles":
+        """Read and check the three files; ``ConfigError`` says which is missing or does not fit."""
+        found = {}
+        for name in (CERT_FILE, KEY_FILE, CA_FILE):
+            try:
+                found[name] = (directory / name).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"GOQ_TLS_DIR {directory}: cannot read {name} ({exc.strerror or exc})") from None
+        files = cls(found[CERT_FILE], found[KEY_FILE], found[CA_FILE])
+        files.check(directory)
+        return files
+
+    def check(self, directory: Path) -> None:
+        """The certificate and the CA bundle parse, and the key is the certificate's."""
+        try:
+            cert = x509.load_pem_x509_certificate(self.cert)
+            x509.load_pem_x509_certificates(self.ca)
+            key = serialization.load_pem_private_key(self.key, password=None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"GOQ_TLS_DIR {directory}: not PEM certificates and key: {exc}") from None
+        der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if cert.public_key().public_bytes(*der) != key.public_key().public_bytes(*der):
+            raise ConfigError(f"GOQ_TLS_DIR {directory}: {KEY_FILE} is not the key of {CERT_FILE}")
+
+
+class MutualTls:
+    """Mutual TLS from the files in ``directory``, followed while running (``run``)."""
+
+    def __init__(self, directory: Path, *, interval: float = POLL_INTERVAL) -> None:
+        self.directory = directory
+        self.interval = interval
+        self._seen: Fingerprint | None = fingerprint(directory)
+        self.files = TlsFiles.load(directory)
+        self.reloads = 0
+        """How many times renewed files were put in force."""
+        self._warned = ""
+        self._client: tuple[TlsFiles, grpc.ChannelCredentials] | None = None
+
+    def bind(self, server: grpc.aio.Server, address: str) -> int:
+        served = [self.files]
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            """Called by gRPC at each handshake: the renewed certificate, once, when there is one."""
+            files = self.files
+            if files is served[0]:
+                return None
+            served[0] = files
+            return _server_config(files)
+
+        # grpcio's stub says the fetcher returns a configuration; gRPC documents None as "no change".
+        credentials = grpc.dynamic_ssl_server_credentials(
+            _server_config(self.files),
+            fetch,  # type: ignore[arg-type]
+            require_client_authentication=True,
+        )
+        return server.add_secure_port(address, credentials)
+
+    def channel(self, target: str, destination: Address, options: Options) -> grpc.aio.Channel:
+        files = self.files
+        if self._client is None or self._client[0] is not files:
+            credentials = grpc.ssl_channel_credentials(files.ca, files.key, files.cert)
+            self._client = (files, credentials)
+        name = ("grpc.ssl_target_name_override", service_host(destination))
+        return grpc.aio.secure_channel(target, self._client[1], options=[*options, name])
+
+    def poll(self) -> bool:
+        """Read the directory if it changed since the last look; whether renewed files are now in force."""
+        seen = fingerprint(self.directory)
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        try:
+            loaded = TlsFiles.load(self.directory)
+        except ConfigError as exc:
+            if str(exc) != self._warned:
+                self._warned = str(exc)
+                log.warning("the TLS files changed but do not load; keeping the certificate in force: %s", exc)
+            self._seen = None  # look again next time, even if nothing more changes
+            return False
+        self._warned = ""
+        if loaded == self.files:
+            return False
+        self.files = loaded
+        self.reloads += 1
+        log.info("TLS certificate in %s renewed: %s", self.directory, describe(loaded.cert))
+        return True
+
+    async def run(self) -> None:
+        """Poll until cancelled; a failure to look is logged and the next poll tries again."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.poll()
+            except Exception:
+                log.exception("looking at the TLS files in %s failed; trying again", self.directory)
+
+
+def describe(pem: bytes) -> str:
+    """A certificate's names and validity, for the log."""
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = [str(v) for v in sans.get_values_for_type(x509.UniformResourceIdentifier)]
+    except x509.ExtensionNotFound:
+        names = []
+    until = cert.not_valid_after_utc.isoformat(timespec="seconds")
+    return f"{', '.join(names) or cert.subject.rfc4514_string()}, valid until {until}"
+
+
+def peer_credentials(directory: Path | None) -> PeerCredentials:
+    """Mutual TLS from ``directory``; without one, plaintext, with a warning (once, at start)."""
+    if directory is None:
+        log.warning(
+            "GOQ_TLS_DIR is not set: the peer port is plaintext; anyone on the network can read the messages "
+            "and connect to it (see docs/sidecar.md, Peer security)"
+        )
+        return PLAINTEXT
+    tls = MutualTls(directory)
+    log.info("peer port: mutual TLS as %s", describe(tls.files.cert))
+    return tls
+
+
+def _server_config(files: TlsFiles) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration([(files.key, files.cert)], root_certificates=files.ca)
