@@ -93,9 +93,20 @@ class PeerLink:
         batch.seq = self._seq
         future: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
         self._pending[self._seq] = future
+        # A write waits for the stream (its headers, flow control). gRPC does not end a write that waits for
+        # the headers of a call cancelled meanwhile (``reset`` after a timeout): it would wait for ever, and
+        # so would the lane. The write is given up once its batch failed.
+        write = asyncio.ensure_future(call.write(batch))
+        write.add_done_callback(_retrieve)
         try:
-            await call.write(batch)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.RpcError) as exc:
+            await asyncio.wait((write, future), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            write.cancel()
+        if not write.done() or write.cancelled():
+            self._break(call, "write given up")
+        elif (exc := write.exception()) is not None:
+            if not isinstance(exc, (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.RpcError)):
+                raise exc
             self._break(call, f"write failed: {_describe(exc)}")
         return future
 
@@ -149,6 +160,12 @@ class PeerLink:
             task = asyncio.get_running_loop().create_task(channel.close())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+
+
+def _retrieve(write: "asyncio.Future[None]") -> None:
+    """A write given up may still fail: its error is known (the batch failed), not worth a warning."""
+    if not write.cancelled():
+        write.exception()
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,7 +8,6 @@ for the next start.
 
 import asyncio
 import contextlib
-import io
 import logging
 import signal
 import tempfile
@@ -350,9 +349,21 @@ def dump_tasks() -> None:
     tasks = asyncio.all_tasks()
     log.warning("SIGUSR1: %d asyncio task(s)", len(tasks))
     for task in tasks:
-        stream = io.StringIO()
-        task.print_stack(limit=8, file=stream)
-        log.warning("%s\n%s", task.get_name(), stream.getvalue())
+        log.warning("%s\n%s", task.get_name(), "\n".join(_awaiting(task.get_coro())))
+
+
+def _awaiting(coro: object) -> list[str]:
+    """Where a task's coroutine waits, outermost first, down the chain of awaits (a frame not yet started
+    has no line number)."""
+    lines: list[str] = []
+    while coro is not None and len(lines) < 20:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            lines.append(f"  {coro!r}")
+            break
+        lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return lines
 
 
 async def run(settings: SidecarSettings) -> None:
