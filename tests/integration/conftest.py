@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
+from goq.devenv.replica_set import MongoReplicaSet
 from goq.devenv.sidecars import SidecarProcess, hmac_keys, local_sidecars
 from goq.sidecar.stores.mongo import MongoStore
 
@@ -153,3 +154,18 @@ async def open_store(mongo_client: AsyncMongoClient[Doc], database: str) -> Asyn
     for store in opened:
         await store.inbox.close()
         await store.outbox.close()
+
+
+@pytest.fixture
+def replica_set(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MongoReplicaSet]:
+    """A three-member replica set of the test's own, stopped at the end. A test module may set
+    ``ELECTION_TIMEOUT`` (seconds) for slower elections than the set's quick default. To run the sidecars on it,
+    a module overrides ``mongo_uri`` with the set's ``uri``."""
+    timeout = getattr(request.module, "ELECTION_TIMEOUT", None)
+    options = {} if timeout is None else {"election_timeout_ms": int(timeout * 1000)}
+    members = MongoReplicaSet(tmp_path / "replica-set", **options)
+    members.start()
+    try:
+        yield members
+    finally:
+        members.stop()

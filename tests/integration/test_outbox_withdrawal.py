@@ -8,8 +8,7 @@ is back, the outbox deletes them; an earlier accepted send of the same applicati
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -25,16 +24,6 @@ from goq.sidecar.stores.mongo import MongoStore
 Doc = dict[str, object]
 BILLING = Address.parse("billing.default")
 DATABASE = "goq_withdrawal"
-
-
-@pytest.fixture
-def replica_set(tmp_path: Path) -> Iterator[MongoReplicaSet]:
-    members = MongoReplicaSet(tmp_path / "replica-set")
-    members.start()
-    try:
-        yield members
-    finally:
-        members.stop()
 
 
 @pytest.fixture

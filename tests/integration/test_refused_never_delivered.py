@@ -11,8 +11,7 @@ restarted receiver nothing to hand out.
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -27,16 +26,6 @@ Sidecars = Callable[..., dict[str, SidecarProcess]]
 Apps = Callable[[SidecarProcess], App]
 
 PATIENT = json.dumps({"maxAttempts": 1000, "initialBackoff": "100ms", "maxBackoff": "500ms"})
-
-
-@pytest.fixture
-def replica_set(tmp_path: Path) -> Iterator[MongoReplicaSet]:
-    members = MongoReplicaSet(tmp_path / "replica-set")
-    members.start()
-    try:
-        yield members
-    finally:
-        members.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,16 +38,6 @@ STORE_TIMEOUT = 2.0
 STREAM_BATCH = 10
 PAUSE = 0.02
 """Seconds each sender waits between its sends: a steady flow a 2-core machine keeps up with."""
-
-
-@pytest.fixture
-def replica_set(tmp_path: Path) -> Iterator[MongoReplicaSet]:
-    members = MongoReplicaSet(tmp_path / "replica-set")
-    members.start()
-    try:
-        yield members
-    finally:
-        members.stop()
 
 
 @pytest.fixture

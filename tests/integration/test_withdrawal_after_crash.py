@@ -15,8 +15,7 @@ and inbox. Without the journal, the restarted sidecars deliver every refused mes
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -41,16 +40,6 @@ ELECTION_TIMEOUT = 6.0
 STORE_TIMEOUT = "12s"
 """Longer than the primary takes to step down: the sidecars' writes fail after it did, so their withdrawals
 find no primary and cannot be confirmed."""
-
-
-@pytest.fixture
-def replica_set(tmp_path: Path) -> Iterator[MongoReplicaSet]:
-    members = MongoReplicaSet(tmp_path / "replica-set", election_timeout_ms=int(ELECTION_TIMEOUT * 1000))
-    members.start()
-    try:
-        yield members
-    finally:
-        members.stop()
 
 
 @pytest.fixture
