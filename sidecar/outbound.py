@@ -1,9 +1,14 @@
-"""Outbound delivery: a lane per destination, batches over a peer link, retry with backoff, poison.
+"""Outbound delivery: a lane per destination, batches over peer links, retry with backoff, poison.
 
 A lane keeps its destination's messages in order: those due now, and those waiting for a retry
-time. It sends what is due in batches (by count and bytes) over its ``PeerLink``, up to the link's
-window at a time. Answers decide each message's fate: forgotten (stored by the receiver), retried
-at the time ``goq.retry.after_failure`` says, or poisoned with the reason.
+time. It sends what is due in batches (by count and bytes), each batch to one ready replica of the
+destination: a ``PeerLink`` per replica, the batch going to the link with the fewest messages
+outstanding (ties: the one chosen least recently), up to each link's window at a time. Replicas are
+found again every ``resolve_every`` seconds and after a link fails, so new ones get work within
+seconds and gone ones get no more; a link that failed gets no new batch for a while (longer after
+each failure in a row) unless no other replica is up. Answers decide each message's fate: forgotten
+(stored by the receiver), retried at the time ``goq.retry.after_failure`` says (on whichever replica
+is then least busy), or poisoned with the reason.
 """
 
 import asyncio
@@ -11,6 +16,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -41,6 +47,9 @@ POISON_RETRY: Final = 5.0
 """Seconds before poisoning is tried again when the poison sink failed."""
 RESOLVE_PAUSE: Final = 0.25
 """Seconds between the attempts that resolve a withdrawn message's unknown outcome (see ``not_stored``)."""
+LINK_PAUSE: Final = 1.0
+"""Seconds a replica whose link failed gets no new batch while another is up; doubled per failure in a row."""
+LINK_PAUSE_MAX: Final = 15.0
 
 
 @dataclass
@@ -51,6 +60,8 @@ class OutboundConfig:
     max_batch_bytes: int = 1024 * 1024
     window: int = 8
     max_message_bytes: int = 4 * 1024 * 1024
+    resolve_every: float = 3.0
+    """Seconds after which a lane with messages to send asks its resolver again for the destination's replicas."""
     settle_timeout: float = 10.0
     """Seconds a failed write goes on asking whether an early delivery whose outcome is unknown was stored by
     the receiver, and (plus ``attemptTimeout``) waits for each answer: the store timeout, which bounds the
@@ -410,7 +421,7 @@ class Outbound:
 
 
 class Lane:
-    """One destination's messages, in order, and the task that delivers them."""
+    """One destination's messages, in order, and the task that delivers them over a link per replica."""
 
     def __init__(self, outbound: Outbound, destination: Address) -> None:
         self.outbound = outbound
@@ -420,7 +431,19 @@ class Lane:
         self._order = itertools.count()
         self._wake = asyncio.Event()
         self._stopped = False
-        self._link: PeerLink | None = None
+        self.links: dict[str, PeerLink] = {}
+        """A link per ready replica of the destination, by ``host:port``, as last resolved."""
+        self._retiring: set[PeerLink] = set()
+        """Links to replicas no longer resolved, closed once their batches in flight are answered."""
+        self._down: dict[str, tuple[float, int]] = {}
+        """Per target whose link failed: until when it gets no new batch, and its failures in a row."""
+        self._resolved_at = -math.inf
+        self._refreshing: asyncio.Task[None] | None = None
+        self._choices = itertools.count(1)
+        self._tried_on: dict[str, str] = {}
+        """For messages delivered before their write returned: the replica their last attempt went to, which
+        a probe asks first (see ``Outbound.not_stored``): its write of the message may still be in flight."""
+        self._closing: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.resident = 0
         """Messages for this destination held in memory (queued, waiting for a retry or in flight)."""
@@ -456,11 +479,14 @@ class Lane:
 
     async def close(self) -> None:
         self._task.cancel()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         for task in list(self.completions):
             task.cancel()
-        await asyncio.gather(self._task, *self.completions, return_exceptions=True)
-        if self._link is not None:
-            await self._link.close()
+        await asyncio.gather(self._task, *self.completions, *filter(None, [self._refreshing]), return_exceptions=True)
+        for link in [*self.links.values(), *self._retiring]:
+            await link.close()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -470,20 +496,21 @@ class Lane:
                 await self._sleep()
                 continue
             try:
-                link = self._link_for_destination()
+                link = await self._choose_link()
             except TemporaryError as exc:
-                batch = self._take_batch()
-                await self.outbound.failed(self, batch, str(exc))
+                if batch := self._take_batch():
+                    await self.outbound.failed(self, batch, str(exc))
                 continue
             await link.slots.acquire()
             if self.stopped():
                 link.slots.release()
                 break
-            batch = self._take_batch()
+            batch = self._take_batch() if self.links.get(link.target) is link else []  # dropped meanwhile
             if not batch:
                 link.slots.release()
                 continue
             self.in_flight += len(batch)
+            self._sent_on(link, batch)
             # The batch's completion is registered before it is written: whoever waits for this lane's
             # batches in flight (``Outbound.not_stored``) must see it while the write waits for the stream.
             written: asyncio.Future[asyncio.Future[list[peer_pb2.MessageResult]]] = loop.create_future()
@@ -504,16 +531,19 @@ class Lane:
                 results = await asyncio.wait_for(answer, self.outbound.policy().attempt_timeout)
             except TimeoutError:
                 link.reset("no answer within attemptTimeout")
+                self._failing(link)
                 error = f"{link.target}: no answer within attemptTimeout"
                 await self.outbound.failed(self, batch, error, unknown=True)
                 return
             except PeerUnavailableError as exc:  # the stream broke: the batch may have been read
+                self._failing(link)
                 await self.outbound.failed(self, batch, str(exc), unknown=True)
                 return
+            self._down.pop(link.target, None)
             await self._settle(batch, results)
         finally:
             self.in_flight -= len(batch)
-            link.slots.release()
+            self._answered(link, len(batch))
 
     async def _settle(self, batch: list[Outgoing], results: list[peer_pb2.MessageResult]) -> None:
         if len(results) != len(batch):
@@ -535,23 +565,45 @@ class Lane:
         await self.outbound.poison(self, rejected)
 
     async def probe(self, batch: list[Outgoing], patience: float) -> list[peer_pb2.MessageResult] | None:
-        """One attempt at ``batch`` outside this lane's queue (see ``Outbound.not_stored``): the receiver's
-        answers, or None if none came within ``patience`` seconds or the stream broke."""
-        try:
-            link = self._link_for_destination()
-        except TemporaryError:
-            return None
+        """One attempt at ``batch`` outside this lane's queue (see ``Outbound.not_stored``): the receivers'
+        answers, or None if any part got none within ``patience`` seconds or its stream broke. Each message
+        goes to the replica its last attempt went to while that one is resolved (its write of the message
+        may still be in flight there), the others to the least busy."""
+        parts: dict[PeerLink, list[int]] = {}
+        for index, item in enumerate(batch):
+            link = self.links.get(self._tried_on.get(item.id, ""))
+            if link is None:
+                try:
+                    link = await self._choose_link()
+                except TemporaryError:
+                    return None
+            parts.setdefault(link, []).append(index)
+        answers = await asyncio.gather(
+            *(self._ask(link, [batch[i] for i in at], patience) for link, at in parts.items())
+        )
+        results: list[peer_pb2.MessageResult | None] = [None] * len(batch)
+        for at, answer in zip(parts.values(), answers, strict=True):
+            if answer is None:
+                return None
+            for index, result in zip(at, answer, strict=True):
+                results[index] = result
+        return [r for r in results if r is not None]
+
+    async def _ask(self, link: PeerLink, batch: list[Outgoing], patience: float) -> list[peer_pb2.MessageResult] | None:
         await link.slots.acquire()
+        self._sent_on(link, batch)
         try:
             answer = await link.send(_delivery(batch))
             results = await asyncio.wait_for(answer, patience)
         except TimeoutError:
             link.reset(f"no answer within {patience:.0f} s")
+            self._failing(link)
             return None
         except TemporaryError:
+            self._failing(link)
             return None
         finally:
-            link.slots.release()
+            self._answered(link, len(batch))
         return results if len(results) == len(batch) else None
 
     def _promote_due(self) -> None:
@@ -577,18 +629,93 @@ class Lane:
             size += item.size
         return batch
 
-    def _link_for_destination(self) -> PeerLink:
-        target = self.outbound.resolver.target(self.destination)
-        if self._link is None or self._link.target != target:
-            config = self.outbound.config
-            self._link = PeerLink(
+    # Which replica gets a batch.
+
+    async def _choose_link(self) -> PeerLink:
+        """The link to the replica with the fewest messages outstanding (ties: the least recently chosen),
+        skipping those paused after a failure while another is up. Resolves the replicas first if none is
+        known, and again in the background when ``resolve_every`` has passed or a link failed."""
+        if not self.links:
+            await self._refresh()
+        elif self._refreshing is None and time.monotonic() >= self._resolved_at + self.outbound.config.resolve_every:
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_quietly())
+        now = time.monotonic()
+        links = list(self.links.values())
+        up = [link for link in links if self._down.get(link.target, (0.0, 0))[0] <= now] or links
+        link = min(up, key=lambda link: (link.outstanding, link.chosen))
+        link.chosen = next(self._choices)
+        return link
+
+    async def _refresh(self) -> None:
+        """Ask the resolver for the destination's replicas: a link for each new one, none for those gone."""
+        try:
+            targets = await self.outbound.resolver.targets(self.destination)
+        finally:
+            self._resolved_at = time.monotonic()
+        config = self.outbound.config
+        for target in targets:
+            if target not in self.links:
+                self.links[target] = PeerLink(
+                    target,
+                    window=config.window,
+                    max_message_bytes=config.max_message_bytes,
+                    destination=self.destination,
+                    credentials=config.credentials,
+                )
+                log.info(
+                    "delivering to %s at %s too", self.destination, target, extra={"destination": str(self.destination)}
+                )
+        for target in [t for t in self.links if t not in targets]:
+            link = self.links.pop(target)
+            self._down.pop(target, None)
+            log.info(
+                "no longer delivering to %s at %s",
+                self.destination,
                 target,
-                window=config.window,
-                max_message_bytes=config.max_message_bytes,
-                destination=self.destination,
-                credentials=config.credentials,
+                extra={"destination": str(self.destination)},
             )
-        return self._link
+            self._retiring.add(link)
+            self._answered(link, 0)
+
+    async def _refresh_quietly(self) -> None:
+        """A background ``_refresh``: on failure the replicas known stay (their links say if they are gone)."""
+        try:
+            await self._refresh()
+        except TemporaryError as exc:
+            log.debug("resolving %s again failed: %s", self.destination, exc)
+        finally:
+            self._refreshing = None
+
+    def _failing(self, link: PeerLink) -> None:
+        """``link`` failed: no new batch for it for a while, and the replicas are resolved again soon."""
+        now = time.monotonic()
+        until, failures = self._down.get(link.target, (0.0, 0))
+        if until > now:  # the same fault (a broken stream fails all its batches): counted once
+            return
+        pause = min(LINK_PAUSE * 2**failures, LINK_PAUSE_MAX)
+        self._down[link.target] = (now + pause, failures + 1)
+        self._resolved_at = -math.inf
+
+    def _sent_on(self, link: PeerLink, batch: list[Outgoing]) -> None:
+        link.outstanding += len(batch)
+        unstored = self.outbound._unstored
+        if not unstored:
+            return
+        self._tried_on.update((m.id, link.target) for m in batch if m.id in unstored)
+        if len(self._tried_on) > 2 * len(unstored) + 256:  # drop those whose write has returned
+            self._tried_on = {i: t for i, t in self._tried_on.items() if i in unstored}
+
+    def _answered(self, link: PeerLink, count: int) -> None:
+        """``count`` messages sent on ``link`` were answered (or failed): its room is free again. A link no
+        longer resolved is closed once nothing it carries waits for an answer."""
+        if count:
+            link.outstanding -= count
+            link.slots.release()
+        if link in self._retiring and link.outstanding == 0:
+            self._retiring.discard(link)
+            task = asyncio.get_running_loop().create_task(link.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
 
 def _outcome_unknown(result: peer_pb2.MessageResult) -> bool:

@@ -1,8 +1,10 @@
-"""The sending side of the peer protocol: one stream to a destination, a window of batches in flight.
+"""The sending side of the peer protocol: one stream to one replica of a destination, a window of batches.
 
 Batches are written to one ``Deliver`` stream without waiting for each answer, up to ``window`` at a
 time; answers come back in order and complete each batch's future. If the stream breaks, every
-batch in flight fails with ``PeerUnavailableError`` and the next batch opens a new stream.
+batch in flight fails with ``PeerUnavailableError`` and the next batch opens a new stream. A lane
+keeps one link per ready replica and gives each batch to the link with the fewest messages
+outstanding (``sidecar/outbound.py``).
 """
 
 import asyncio
@@ -77,6 +79,10 @@ class PeerLink:
         """Whose sidecar ``target`` is: the name its TLS certificate must have (``goq.sidecar.peer_tls``)."""
         self.credentials = credentials
         self.slots = asyncio.Semaphore(window)
+        self.outstanding = 0
+        """Messages sent on this link and not answered yet (kept by the lane that owns the link)."""
+        self.chosen = 0
+        """When the lane last chose this link (a sequence number): ties go to the least recently chosen."""
         self._options = channel_options(max_message_bytes)
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall[peer_pb2.DeliverBatch, peer_pb2.DeliverAck] | None = None

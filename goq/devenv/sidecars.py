@@ -46,6 +46,11 @@ class SidecarProcess:
     workdir: Path
     env: dict[str, str]
     namespace: str = "default"
+    instance: str = ""
+    """Its replica name (``GOQ_INSTANCE``, and the name of its log and spill directory); empty:
+    ``<identity>-0``, logging to ``<identity>.log``."""
+    host: str = "127.0.0.1"
+    """The loopback address its peer port listens on: replicas found through DNS differ by address only."""
     peer_port: int = 0
     grpc_port: int = 0
     health_port: int = 0
@@ -71,8 +76,13 @@ class SidecarProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
+    def name(self) -> str:
+        """Its replica name if it has one of its own, else its identity."""
+        return self.instance or self.identity
+
+    @property
     def peer_target(self) -> str:
-        return f"127.0.0.1:{self.peer_port}"
+        return f"{self.host}:{self.peer_port}"
 
     @property
     def rest_url(self) -> str:
@@ -103,8 +113,8 @@ class SidecarProcess:
     def launch(self) -> None:
         """Start the process and return at once (``is_ready`` says when it serves)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GOQ_")}
-        env["GOQ_INSTANCE"] = f"{self.identity}-0"
-        env["GOQ_SPILL_DIR"] = str(self.workdir / f"spill-{self.identity}")  # not the system's /tmp
+        env["GOQ_INSTANCE"] = self.instance or f"{self.identity}-0"
+        env["GOQ_SPILL_DIR"] = str(self.workdir / f"spill-{self.name}")  # not the system's /tmp
         env.update(self.env)
         env.update(
             GOQ_IDENTITY=self.identity,
@@ -115,9 +125,9 @@ class SidecarProcess:
             GOQ_HEALTH_LISTEN=f"127.0.0.1:{self.health_port}",
         )
         self.starts += 1
-        log_path = self.workdir / f"{self.identity}.log"
+        log_path = self.workdir / f"{self.name}.log"
         self._log_from = log_path.stat().st_size if log_path.exists() else 0
-        self.process = processes.start(f"sidecar {self.identity}", sidecar_command(), log_path, env=env)
+        self.process = processes.start(f"sidecar {self.name}", sidecar_command(), log_path, env=env)
 
     def move_off_taken_port(self) -> bool:
         """After a first start that failed on a taken application port: choose a fresh one; whether it did."""
@@ -157,7 +167,7 @@ class SidecarProcess:
             self.process = None
 
     def log(self) -> str:
-        return (self.workdir / f"{self.identity}.log").read_text(errors="replace")
+        return (self.workdir / f"{self.name}.log").read_text(errors="replace")
 
 
 def local_sidecars(
