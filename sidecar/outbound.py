@@ -202,16 +202,18 @@ class Outbound:
         for lane in lanes:
             self._let_go(lane.withdraw(ids))
         answers = [task for lane in lanes for task in lane.completions]
-        if answers:
-            await asyncio.wait(answers)
-        unknown = [m for m in early if m.id in self._unknown and m.id not in self._settled]
-        unresolved = await self._resolve(unknown) if unknown else set()
-        settled = ids & self._settled
-        self._let_go(early)  # whatever was in flight and not delivered is not held either
-        self._settled -= ids
-        self._unstored -= ids
-        self._withdrawn -= ids
-        self._unknown -= ids
+        try:
+            if answers:
+                await asyncio.wait(answers)
+            unknown = [m for m in early if m.id in self._unknown and m.id not in self._settled]
+            unresolved = await self._resolve(unknown) if unknown else set()
+            settled = ids & self._settled
+        finally:  # also when the send is cancelled while it waits (its client gave up): nothing is left behind
+            self._let_go(early)  # whatever was in flight and not delivered is not held either
+            self._settled -= ids
+            self._unstored -= ids
+            self._withdrawn -= ids
+            self._unknown -= ids
         return settled, unresolved
 
     async def _resolve(self, items: list[Outgoing]) -> set[str]:
@@ -222,7 +224,10 @@ class Outbound:
         answer is awaited as long as such a write may take (``settle_timeout`` plus ``attemptTimeout``),
         never abandoned after ``attemptTimeout``: a try given up on could store the message later. Tries
         answered "still being stored" (that answer starts no write) or that reach no receiver are repeated
-        for up to ``settle_timeout``."""
+        for up to ``settle_timeout`` after the receiver last answered "still being stored": that answer
+        means a write of the message is in flight there, and it may land however long it has taken so far
+        (queued behind other writes, each bounded by the store timeout, so more than one store timeout in
+        all), so giving up on it would refuse a message that is then delivered (issue 16, seed 101)."""
         patience = self.config.settle_timeout + self.policy().attempt_timeout
         ask_until = self.clock() + self.config.settle_timeout
         pending = items
@@ -230,6 +235,7 @@ class Outbound:
             batches = self._batches(pending)
             answers = await asyncio.gather(*(self.lanes[b[0].destination].probe(b, patience) for b in batches))
             still = []
+            storing = False
             for batch, results in zip(batches, answers, strict=True):
                 if results is None:
                     still += batch
@@ -237,8 +243,12 @@ class Outbound:
                 answered = list(zip(batch, results, strict=True))
                 if delivered := [m for m, r in answered if r.outcome in DELIVERED]:
                     self.delivered(delivered)
-                still += [m for m, r in answered if _outcome_unknown(r)]
+                unknown = [m for m, r in answered if _outcome_unknown(r)]
+                storing = storing or bool(unknown)
+                still += unknown
             pending = still
+            if storing:  # a write of theirs is in flight at the receiver: it ends, then it answers for them
+                ask_until = max(ask_until, self.clock() + self.config.settle_timeout)
             if not pending or self._closing or self.clock() + RESOLVE_PAUSE >= ask_until:
                 break
             await asyncio.sleep(RESOLVE_PAUSE)

@@ -323,3 +323,34 @@ async def test_a_timed_out_message_the_receiver_never_answers_for_is_refused_as_
         assert outbound.pending == 0
     finally:
         await outbound.close(0.0)
+
+
+async def test_a_message_the_receiver_is_still_storing_past_settle_timeout_is_asked_about_until_it_answers(
+    outbox: RecordingOutbox,
+) -> None:
+    """Its write may take longer than one store timeout (queued behind another write that fails): given up on
+    while "still being stored", the send was refused and the message then delivered (issue 16, seed 105)."""
+    counters = Counters()
+    outbound = Outbound(
+        Address.parse("orders.shop"),
+        lambda: RetryPolicy(initial_backoff=30.0, attempt_timeout=0.1),
+        StaticResolver({}),
+        {True: outbox, False: RecordingOutbox()},
+        Poisoner(KeepingSink(), counters),
+        counters,
+        OutboundConfig(settle_timeout=0.5),
+    )
+    try:
+        items = messages(1)
+        early = outbound.storing(items, deliver_now=True)
+        still_storing = (peer_pb2.OUTCOME_RETRY_LATER, STILL_STORING)
+        # Each ask waits RESOLVE_PAUSE (0.25 s): eight "still storing" answers last about 2 s, 4 x settle_timeout.
+        answers = [still_storing] * 8 + [(peer_pb2.OUTCOME_ACCEPTED, "")]
+        receiver = ScriptedReceiver(await timed_out(outbound, items), *answers)
+        started = time.monotonic()
+        assert await outbound.not_stored(items, early) == ({"m0"}, set())
+        assert time.monotonic() - started > 1.5
+        assert len(receiver.asked) == 9
+        assert outbound.pending == 0
+    finally:
+        await outbound.close(0.0)
