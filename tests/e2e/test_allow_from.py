@@ -63,13 +63,9 @@ async def test_only_allowed_senders_reach_billing_and_a_changed_allow_from_appli
         return entries if len(entries) >= 3 else []
 
     entries = await eventually(forbidden_poisoned, 30)
-    assert (
-        sorted((e["reason"], e["peer"], e["attempts"]) for e in entries)
-        == [
-            ("forbidden", f"billing.{space.name}", 0)  # the one attempt was refused: none failed, none retried
-        ]
-        * 3
-    )
+    # Attempts that failed before billing's pod could be reached may come first (its address appears when it is
+    # ready); once billing answers, the refusal poisons at once (tests/integration/test_allow_from.py counts it).
+    assert sorted((e["reason"], e["peer"]) for e in entries) == [("forbidden", f"billing.{space.name}")] * 3
     assert all(f"audit.{space.name} may not send to billing.{space.name}" in str(e["detail"]) for e in entries)
     assert space.shop.numbers(audit, ACCEPTED) == {101, 102, 103}
 

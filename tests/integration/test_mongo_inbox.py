@@ -5,9 +5,11 @@ Each test opens the store as a sidecar does (``MongoStore.open``) on a database 
 is a second ``MongoStore`` of the same instance name over the same database.
 """
 
+import asyncio
 import time
 
 from pymongo import AsyncMongoClient
+from pymongo.read_concern import ReadConcern
 
 from goq.identity import Address
 from goq.messages import Message
@@ -167,6 +169,12 @@ async def test_documents_of_one_message_from_before_groups_are_recovered_and_ack
     doc = await mongo_client[database]["inbox"].find_one({"_id": legacy["_id"]})
     assert doc is not None
     assert (doc["st"], "b" in doc, "t" in doc) == ("x", False, True)
-    # While such documents exist, a redelivery of a message they hold (consumed, as here) is recognised.
+    # While such documents exist, a redelivery of a message they hold (consumed, as here) is recognised. The
+    # check reads majority-committed documents: wait until the tombstone (a w:1 write) is one.
+    majority = mongo_client[database].get_collection("inbox", read_concern=ReadConcern("majority"))
+    for _ in range(100):
+        if (await majority.find_one({"_id": legacy["_id"], "st": "x"})) is not None:
+            break
+        await asyncio.sleep(0.05)
     again = await open_store()
     assert await again.inbox.add([old, incoming(2)]) == [False, True]
