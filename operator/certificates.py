@@ -19,8 +19,9 @@ RENEW_BEFORE: Final = datetime.timedelta(days=30)
 
 
 @dataclass(frozen=True)
-class ServingCertificate:
-    """PEM bytes: the CA the API server trusts (``caBundle``), and the server's certificate and key."""
+class TlsBundle:
+    """PEM bytes: a CA (the webhook's ``caBundle``, or the identity CA peers verify each other with), and a
+    certificate with its key."""
 
     ca: bytes
     cert: bytes
@@ -31,7 +32,7 @@ class ServingCertificate:
         return {"ca.crt": self.ca, "tls.crt": self.cert, "tls.key": self.key}
 
     @classmethod
-    def from_secret_data(cls, data: dict[str, bytes]) -> "ServingCertificate | None":
+    def from_secret_data(cls, data: dict[str, bytes]) -> "TlsBundle | None":
         """Read it back; ``None`` when a part is missing."""
         parts = [data.get(k) for k in ("ca.crt", "tls.crt", "tls.key")]
         if not all(parts):
@@ -51,43 +52,21 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def issue(hosts: tuple[str, ...], now: datetime.datetime) -> ServingCertificate:
+def issue(hosts: tuple[str, ...], now: datetime.datetime) -> TlsBundle:
     """A new CA and a serving certificate for ``hosts`` (DNS names or IP addresses)."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("goq-webhook-ca"))
-        .issuer_name(_name("goq-webhook-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    authority = new_authority("goq-webhook-ca", now, VALIDITY)
+    cert, key = sign_leaf(
+        authority,
+        hosts[0],
+        [_san(h) for h in hosts],
+        not_before=now - datetime.timedelta(minutes=5),
+        not_after=now + VALIDITY,
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    return ServingCertificate(
-        ca=ca_cert.public_bytes(pem),
-        cert=cert.public_bytes(pem),
-        key=key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
+    return TlsBundle(ca=authority.cert, cert=cert, key=key)
 
 
-def needs_renewal(current: ServingCertificate | None, hosts: tuple[str, ...], now: datetime.datetime) -> bool:
+def needs_renewal(current: TlsBundle | None, hosts: tuple[str, ...], now: datetime.datetime) -> bool:
     """Whether to issue anew: missing, unreadable, expiring within RENEW_BEFORE, or for other hosts."""
     if current is None:
         return True
@@ -101,7 +80,7 @@ def needs_renewal(current: ServingCertificate | None, hosts: tuple[str, ...], no
     return cert.not_valid_after_utc - now < RENEW_BEFORE or not set(hosts) <= names
 
 
-def ca_bundle(new: ServingCertificate, previous: ServingCertificate | None) -> bytes:
+def ca_bundle(new: TlsBundle, previous: TlsBundle | None) -> bytes:
     """The new CA, plus the previous one while it is valid: a renewal never breaks a call in between."""
     if previous is None or previous.ca.startswith(new.ca):
         return new.ca
@@ -110,7 +89,8 @@ def ca_bundle(new: ServingCertificate, previous: ServingCertificate | None) -> b
     return new.ca + newest_previous
 
 
-# Issuing from a CA that is kept (the identity CA, ``goq.operator.identity_certs``).
+# Issuing from a CA: the webhook's (made with each serving certificate) and the identity CA, which is kept
+# (``goq.operator.identity_certs``).
 
 
 @dataclass(frozen=True)
@@ -146,15 +126,16 @@ def sign_leaf(
     *,
     not_before: datetime.datetime,
     not_after: datetime.datetime,
+    usages: list[x509.ObjectIdentifier] | None = None,
 ) -> tuple[bytes, bytes]:
-    """A new key and a certificate for it, signed by ``authority``, for both ends of a TLS connection
-    (server and client auth): ``(cert PEM, key PEM)``."""
+    """A new key and a certificate for it, signed by ``authority``: ``(cert PEM, key PEM)``. By default for
+    both ends of a TLS connection (server and client auth)."""
     ca_cert = x509.load_pem_x509_certificate(authority.cert)
     ca_key = serialization.load_pem_private_key(authority.key, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise TypeError("the CA key is not an ECDSA key")
     key = ec.generate_private_key(ec.SECP256R1())
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    usages = usages or [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))

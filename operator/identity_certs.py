@@ -11,14 +11,13 @@ the old one is still valid for a third of its lifetime.
 """
 
 import datetime
-from dataclasses import dataclass
 from typing import Final
 
 from cryptography import x509
 
 from goq.identity import Address
 from goq.names import service_name
-from goq.operator.certificates import Authority, new_authority, sign_leaf
+from goq.operator.certificates import Authority, TlsBundle, new_authority, sign_leaf
 from goq.spiffe import spiffe_id
 
 CA_SECRET: Final = "goq-identity-ca"
@@ -49,26 +48,6 @@ def identity_names(address: Address, trust_domain: str, cluster_domain: str) -> 
     ]
 
 
-@dataclass(frozen=True)
-class IdentityCertificate:
-    """One identity's certificate and key, and the CA bundle that verifies its peers (PEM)."""
-
-    cert: bytes
-    key: bytes
-    ca: bytes
-
-    def to_secret_data(self) -> dict[str, bytes]:
-        return {"tls.crt": self.cert, "tls.key": self.key, "ca.crt": self.ca}
-
-    @classmethod
-    def from_secret_data(cls, data: dict[str, bytes]) -> "IdentityCertificate | None":
-        parts = [data.get(k) for k in ("tls.crt", "tls.key", "ca.crt")]
-        if not all(parts):
-            return None
-        cert, key, ca = (p or b"" for p in parts)
-        return cls(cert, key, ca)
-
-
 def issue_identity(
     authority: Authority,
     address: Address,
@@ -77,7 +56,7 @@ def issue_identity(
     cluster_domain: str,
     now: datetime.datetime,
     lifetime: datetime.timedelta = LIFETIME,
-) -> IdentityCertificate:
+) -> TlsBundle:
     """A certificate for ``address`` (namespaced), valid from a few minutes ago (clock skew) for ``lifetime``."""
     names = identity_names(address, trust_domain, cluster_domain)
     cert, key = sign_leaf(
@@ -87,11 +66,11 @@ def issue_identity(
         not_before=now - datetime.timedelta(minutes=5),
         not_after=now + lifetime,
     )
-    return IdentityCertificate(cert, key, authority.cert)
+    return TlsBundle(ca=authority.cert, cert=cert, key=key)
 
 
 def needs_issue(
-    current: IdentityCertificate | None,
+    current: TlsBundle | None,
     authority: Authority,
     address: Address,
     *,

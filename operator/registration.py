@@ -128,14 +128,14 @@ def validating_configuration(settings: OperatorSettings, ca: bytes) -> dict[str,
     }
 
 
-async def ensure_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> certificates.ServingCertificate:
+async def ensure_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> certificates.TlsBundle:
     """The serving certificate from its Secret, issued (or renewed) first when needed."""
     core = k8s.CoreV1Api(api)
     name, ns = settings.webhook.tls_secret, settings.namespace
     secret = await get_or_none(f"reading Secret {ns}/{name}", core.read_namespaced_secret(name, ns))
     current = None
     if secret is not None:
-        current = certificates.ServingCertificate.from_secret_data(
+        current = certificates.TlsBundle.from_secret_data(
             {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
         )
     hosts = webhook_hosts(settings)
@@ -165,7 +165,7 @@ async def ensure_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> 
     return fresh
 
 
-def load_into(server: AdmissionServer, cert: certificates.ServingCertificate) -> None:
+def load_into(server: AdmissionServer, cert: certificates.TlsBundle) -> None:
     """Give the server the certificate (ssl needs files: a private temporary directory, removed at once)."""
     with tempfile.TemporaryDirectory(prefix="goq-tls-") as tmp:
         cert_path, key_path = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
@@ -203,7 +203,7 @@ async def apply_configurations(api: k8s.ApiClient, settings: OperatorSettings, c
             await call(f"updating webhook configuration {name}", replace_(name, config))
 
 
-async def current_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> certificates.ServingCertificate:
+async def current_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> certificates.TlsBundle:
     """``ensure_certificate``, trying again when another replica renewed it at the same moment."""
     for _ in range(2):
         try:

@@ -73,7 +73,7 @@ async def test_an_expiring_webhook_certificate_is_renewed_and_the_ca_bundle_trus
         await core.create_namespaced_secret(op_ns, {"metadata": {"name": "goq-webhook-tls"}, "data": data})
 
         async with operator_process(kube_api, op_ns, kubeconfig, tmp_path):
-            renewed = certificates.ServingCertificate.from_secret_data(
+            renewed = certificates.TlsBundle.from_secret_data(
                 decoded(await core.read_namespaced_secret("goq-webhook-tls", op_ns))
             )
             assert renewed is not None

@@ -16,8 +16,8 @@ from goq.api.v1 import queue_manager_pb2 as pb
 from goq.devenv.secret_volume import SecretVolume
 from goq.devenv.sidecars import SidecarProcess
 from goq.identity import Address
-from goq.operator.certificates import Authority
-from goq.operator.identity_certs import IdentityCertificate, issue_identity, new_identity_authority
+from goq.operator.certificates import Authority, TlsBundle
+from goq.operator.identity_certs import issue_identity, new_identity_authority
 from goq.sidecar.peer_tls import service_host
 
 from .conftest import App
@@ -32,7 +32,7 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def certificate(ca: Authority, identity: str, lifetime: float = 3600.0) -> IdentityCertificate:
+def certificate(ca: Authority, identity: str, lifetime: float = 3600.0) -> TlsBundle:
     address = Address(identity, "default")
     span = datetime.timedelta(seconds=lifetime)
     return issue_identity(
@@ -40,7 +40,7 @@ def certificate(ca: Authority, identity: str, lifetime: float = 3600.0) -> Ident
     )
 
 
-def mount(tmp_path: Path, name: str, cert: IdentityCertificate) -> SecretVolume:
+def mount(tmp_path: Path, name: str, cert: TlsBundle) -> SecretVolume:
     return SecretVolume(tmp_path / f"tls-{name}", cert.to_secret_data())
 
 
@@ -53,7 +53,7 @@ def with_tls(group: dict[str, SidecarProcess], volumes: dict[str, SecretVolume])
 
 
 async def deliver_as(
-    billing: SidecarProcess, cert: IdentityCertificate | None, envelopes: list[envelope_pb2.SignedEnvelope]
+    billing: SidecarProcess, cert: TlsBundle | None, envelopes: list[envelope_pb2.SignedEnvelope]
 ) -> list[peer_pb2.MessageResult]:
     """Deliver straight to billing's peer port, presenting ``cert`` (None: plaintext)."""
     override = [("grpc.ssl_target_name_override", service_host(Address("billing", "default")))]
@@ -107,7 +107,7 @@ async def test_a_sender_without_a_certificate_from_the_ca_valid_now_cannot_conne
         sidecars("billing", start=False), {"billing": mount(tmp_path, "billing", certificate(ca, "billing"))}
     )
     other_ca = certificate(new_identity_authority(now()), "orders")
-    other_ca = IdentityCertificate(other_ca.cert, other_ca.key, ca.cert)  # trusts billing; is not trusted by it
+    other_ca = TlsBundle(ca=ca.cert, cert=other_ca.cert, key=other_ca.key)  # trusts billing; is not trusted by it
     expired = certificate(ca, "orders", lifetime=-60.0)  # not_after a minute ago (not_before five minutes ago)
     for cert in (None, other_ca, expired):
         with pytest.raises(grpc.aio.AioRpcError) as refused:

@@ -10,7 +10,7 @@ from cryptography import x509
 from goq.errors import ConfigError
 from goq.identity import Address
 from goq.operator.identity_certs import (
-    IdentityCertificate,
+    TlsBundle,
     issue_identity,
     needs_issue,
     new_identity_authority,
@@ -35,7 +35,7 @@ def test_an_identity_certificate_names_its_spiffe_id_and_service_and_is_signed_b
     assert cert.not_valid_after_utc == T0 + DAY
     assert issued.ca == ca.cert
     assert tls_secret_name("orders") == "goq-orders-tls"
-    assert IdentityCertificate.from_secret_data(issued.to_secret_data()) == issued
+    assert TlsBundle.from_secret_data(issued.to_secret_data()) == issued
 
 
 def test_a_certificate_is_renewed_after_two_thirds_of_its_lifetime() -> None:

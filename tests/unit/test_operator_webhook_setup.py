@@ -39,7 +39,7 @@ def test_a_certificate_is_renewed_when_missing_near_expiry_or_for_other_hosts() 
     assert certificates.needs_renewal(cert, ("127.0.0.1",), NOW + datetime.timedelta(days=340))
     assert not certificates.needs_renewal(cert, ("127.0.0.1",), NOW + datetime.timedelta(days=330))
     assert certificates.needs_renewal(cert, ("goq-webhook.goq-system.svc",), NOW)
-    assert certificates.needs_renewal(certificates.ServingCertificate(b"x", b"y", b"z"), ("127.0.0.1",), NOW)
+    assert certificates.needs_renewal(certificates.TlsBundle(b"x", b"y", b"z"), ("127.0.0.1",), NOW)
 
 
 def test_after_a_renewal_the_ca_bundle_trusts_the_new_and_the_previous_ca_only() -> None:
@@ -48,7 +48,7 @@ def test_after_a_renewal_the_ca_bundle_trusts_the_new_and_the_previous_ca_only()
     bundle = certificates.ca_bundle(second, first)
     assert bundle == second.ca + first.ca
     third = certificates.issue(("h",), NOW)
-    stored = certificates.ServingCertificate(bundle, second.cert, second.key)
+    stored = certificates.TlsBundle(bundle, second.cert, second.key)
     assert certificates.ca_bundle(third, stored) == third.ca + second.ca
     assert certificates.ca_bundle(first, None) == first.ca
 
