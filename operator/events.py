@@ -3,8 +3,9 @@
 import datetime
 import hashlib
 import logging
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from kubernetes_asyncio import client as k8s
 
@@ -15,6 +16,12 @@ from goq.queue_status import format_time
 
 log = logging.getLogger("goq.operator")
 COMPONENT = "goq-operator"
+TOLD_FOR: Final = 3600.0
+"""Seconds an Event posted with ``once_per`` is not posted again by this process (the API server's event TTL)."""
+TOLD_MOST: Final = 10_000
+_told: dict[str, float] = {}
+"""Names of the Events posted with ``once_per`` lately, and when: a sweep that finds the same 300 unhealthy pods
+again makes no API call for them, instead of one refused create each."""
 
 
 def event_body(
@@ -73,9 +80,23 @@ async def post_event(
     """
     body = event_body(involved, kind_type, reason, message, datetime.datetime.now(datetime.UTC), once_per)
     namespace = body["metadata"]["namespace"]
+    name = f"{namespace}/{body['metadata'].get('name')}" if once_per is not None else None
+    if name is not None and _recently_told(name):
+        return
     try:
         await call(f"posting event {reason}", k8s.CoreV1Api(api).create_namespaced_event(namespace, as_body(body)))
     except GoQError as exc:
-        if once_per is not None and status_of(exc) == 409:
-            return  # told already
-        log.warning("could not post event %s about %s: %s", reason, body["involvedObject"]["name"], exc)
+        if name is None or status_of(exc) != 409:
+            log.warning("could not post event %s about %s: %s", reason, body["involvedObject"]["name"], exc)
+            return
+    if name is not None:  # posted, or told already (409)
+        _told[name] = time.monotonic()
+
+
+def _recently_told(name: str) -> bool:
+    now = time.monotonic()
+    if len(_told) > TOLD_MOST:
+        for old in [n for n, at in _told.items() if now - at > TOLD_FOR]:
+            del _told[old]
+    at = _told.get(name)
+    return at is not None and now - at <= TOLD_FOR
