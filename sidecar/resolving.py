@@ -72,7 +72,8 @@ class DnsResolver:
         return sorted({_join(address, self.port) for address in found})
 
     async def _ask_system(self, name: str) -> list[str]:
-        infos = await asyncio.get_running_loop().getaddrinfo(name, self.port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(DNS_LIFETIME):  # the system's resolver may wait far longer for a dead server
+            infos = await asyncio.get_running_loop().getaddrinfo(name, self.port, type=socket.SOCK_STREAM)
         return [str(info[4][0]) for info in infos]
 
     async def _ask_server(self, name: str) -> list[str]:

@@ -24,6 +24,7 @@ from goq.sidecar.inbound import Inbound
 from goq.sidecar.large.bodies import BodyStore, BodyWriter, body_name
 from goq.sidecar.large.macs import body_mac, verify_body
 from goq.sidecar.large.progress import LargeProgress
+from goq.sidecar.peer_identity import IDENTITY_MISMATCH, identity_mismatch
 from goq.sidecar.records import inbound_key
 from goq.signing import UNKNOWN_KEY, Keyring, SignatureError
 
@@ -184,6 +185,8 @@ class LargeReceiver:
             raise TransferRefusedError(refused) from None
         except GoQError as exc:
             raise self._refused("malformed", str(exc)) from None
+        if (impostor := identity_mismatch(message.source)) is not None:  # mutual TLS: before any byte of the body
+            raise self._refused(IDENTITY_MISMATCH, impostor)
         if message.destination != self.me:
             raise self._refused("wrong-destination", f"this is {self.me}, not {message.destination}")
         stale = age_refusal(message.created_at_ms, self.inbound.clock(), self.inbound.config.dedupe_window)
