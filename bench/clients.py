@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from filler import filler
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
@@ -42,7 +43,7 @@ def tag_of(run: str) -> bytes:
 
 
 def payload(size: int, tag: bytes) -> bytes:
-    return STAMP.pack(time.time(), tag) + b"." * (size - STAMP.size)
+    return STAMP.pack(time.time(), tag) + filler(size - STAMP.size)
 
 
 async def windowed(count: int, rate: float, one: Callable[[], Awaitable[bool]]) -> int:

@@ -15,6 +15,7 @@ from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.devenv.errors import DevEnvError
 from goq.devenv.mongo import MongoServer
+from goq.devenv.replica_set import MongoReplicaSet
 from goq.devenv.sidecars import PORT_ATTEMPTS, SidecarProcess, hmac_keys, local_sidecars
 
 # Bounds high enough that a benchmark measures delivery, not the overflow policy (the backlog scenario
@@ -46,20 +47,48 @@ def stats_of(target: str, timeout: float = 10.0) -> dict[str, int]:
     return {name: int(getattr(answer, name)) for name in STATS_FIELDS}
 
 
-class GoQSystem:
-    """Start and stop MongoDB and the sidecars; clients talk to their gRPC and REST ports."""
+PRODUCTION_ELECTION_TIMEOUT_MS = 10_000
+"""MongoDB's default: the benchmark's replica set is tuned as in production, not for fast elections in tests."""
 
-    def __init__(self, identities: tuple[str, ...] = ("orders", "billing"), extra_env: dict[str, str] | None = None):
+
+class GoQSystem:
+    """Start and stop MongoDB and the sidecars; clients talk to their gRPC and REST ports.
+
+    MongoDB is one mongod, or with ``replica_set`` three members on this machine: what a production store
+    is, with every majority write waiting for a second member's journal."""
+
+    def __init__(
+        self,
+        identities: tuple[str, ...] = ("orders", "billing"),
+        extra_env: dict[str, str] | None = None,
+        replica_set: bool = False,
+    ):
         self.identities = identities
         self.extra_env = extra_env or {}
         self.workdir = Path(tempfile.mkdtemp(prefix="goq-bench-"))
-        self.mongo = MongoServer(self.workdir / "mongo", cache_gb=MONGO_CACHE_GB)
+        self.mongo: MongoServer | None = None
+        self.replica_set: MongoReplicaSet | None = None
+        if replica_set:
+            timeout_ms = PRODUCTION_ELECTION_TIMEOUT_MS
+            self.replica_set = MongoReplicaSet(
+                self.workdir / "replica-set", election_timeout_ms=timeout_ms, cache_gb=MONGO_CACHE_GB
+            )
+        else:
+            self.mongo = MongoServer(self.workdir / "mongo", cache_gb=MONGO_CACHE_GB)
         self.sidecars: dict[str, SidecarProcess] = {}
 
+    @property
+    def mongo_uri(self) -> str:
+        return self.replica_set.uri if self.replica_set else self.mongo.uri  # type: ignore[union-attr]
+
     def start(self, timeout: float = 60.0) -> None:
-        self.mongo.start()
+        if self.replica_set:
+            self.replica_set.start()
+        else:
+            assert self.mongo is not None
+            self.mongo.start()
         env = {
-            "GOQ_MONGODB_URI": self.mongo.uri,
+            "GOQ_MONGODB_URI": self.mongo_uri,
             "GOQ_HMAC_KEYS": hmac_keys({"bench": b"b" * 32}),
             "GOQ_QUEUE_SPEC": QUEUE_SPEC,
             "GOQ_LOG_LEVEL": "WARNING",
@@ -106,21 +135,46 @@ class GoQSystem:
 
     def pids(self) -> dict[str, int]:
         pids = {name: s.process.pid for name, s in self.sidecars.items() if s.process}
-        if self.mongo.process:
+        if self.mongo and self.mongo.process:
             pids["mongod"] = self.mongo.process.pid
+        if self.replica_set:
+            for index, member in enumerate(self.replica_set.processes):
+                if member:
+                    pids[f"mongod {index}"] = member.pid
         return pids
 
     def checkpoint(self) -> None:
         """Have mongod write what it holds dirty now (``fsync``), not in the middle of the next phase."""
-        with MongoClient(self.mongo.uri) as client:
-            client.admin.command("fsync")
+        for uri in self.member_uris():
+            with MongoClient(uri) as client:
+                client.admin.command("fsync")
+
+    def member_uris(self) -> list[str]:
+        """One direct connection string per mongod: what each member wrote is its own."""
+        if self.replica_set:
+            return [f"mongodb://127.0.0.1:{port}/?directConnection=true" for port in self.replica_set.ports]
+        return [self.mongo_uri]
+
+    def bytes_written(self) -> int:
+        """What every mongod has written so far, data files and journal (``serverStatus``'s WiredTiger
+        block manager and log), summed over the members: the store's cost of a message is the difference."""
+        total = 0
+        for uri in self.member_uris():
+            with MongoClient(uri) as client:
+                tiger = client.admin.command("serverStatus")["wiredTiger"]
+            total += int(tiger["block-manager"]["bytes written"]) + int(tiger["log"]["log bytes written"])
+        return total
 
     def describe(self) -> dict[str, Any]:
-        return {"identities": list(self.identities), "env": dict(self.extra_env)}
+        store = "replica set of 3" if self.replica_set else "one mongod"
+        return {"identities": list(self.identities), "env": dict(self.extra_env), "mongodb": store}
 
     def stop(self) -> None:
         """Stop everything and remove the data: a backlog run leaves gigabytes of it."""
         for sidecar in self.sidecars.values():
             sidecar.stop()
-        self.mongo.stop()
+        if self.replica_set:
+            self.replica_set.stop()
+        if self.mongo:
+            self.mongo.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

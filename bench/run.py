@@ -55,6 +55,8 @@ class Contender:
     produce: list[str]
     consume: list[str]
     goq: GoQSystem | None = None
+    fastest_client: bool = True
+    """A peer's fastest client setup: only these enter the verdicts."""
     results: dict[str, Any] = field(default_factory=lambda: {"throughput": {}, "latency": None})
 
 
@@ -104,15 +106,39 @@ def goq_contenders(system: GoQSystem, apis: list[str]) -> list[Contender]:
     return contenders
 
 
-def peer_contender(system: RabbitMQSystem | NatsSystem | HopSystem) -> Contender:
-    common = [str(HERE / "peer_clients.py"), "--system", system.system, "--target", system.target]
-    return Contender(system.name, system, [common[0], "produce", *common[1:]], [common[0], "consume", *common[1:]])
+PEER_SETUPS = {  # system -> (row suffix, client options, the fastest setup): each peer as its users tune it
+    "rabbitmq": [
+        ("classic, pika", ["--client", "pika", "--queue-type", "classic"], True),
+        ("quorum, pika", ["--client", "pika", "--queue-type", "quorum"], True),
+        ("classic, aio-pika", ["--client", "aio-pika", "--loop", "asyncio"], False),
+    ],
+    "nats": [
+        ("nats-py on uvloop", ["--loop", "uvloop"], True),
+        ("nats-py on asyncio", ["--loop", "asyncio"], False),
+    ],
+    "hop": [("", ["--loop", "asyncio"], True)],
+}
+
+
+def peer_contenders(system: RabbitMQSystem | NatsSystem | HopSystem, slower: bool) -> list[Contender]:
+    """One row per client setup of a peer: its fastest ones, and with ``slower`` the slower clients too."""
+    script = str(HERE / "peer_clients.py")
+    common = ["--system", system.system, "--target", system.target]
+    contenders = []
+    for suffix, options, fastest in PEER_SETUPS[system.system]:
+        if fastest or slower:
+            name = f"{system.name}, {suffix}" if suffix else system.name
+            argv = [*common, *options]
+            produce, consume = [script, "produce", *argv], [script, "consume", *argv]
+            contenders.append(Contender(name, system, produce, consume, fastest_client=fastest))
+    return contenders
 
 
 def run_once(contender: Contender, hygiene: Hygiene, count: int, size: int, rate: float, run: str) -> dict[str, Any]:
     hygiene.settle(contender.goq, f"{contender.name} {run}")
     pids = contender.server.pids()
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    stored_before = contender.goq.bytes_written() if contender.goq and "persistent" in contender.name else None
     options = ["--count", str(count), "--size", str(size), "--queue", run]
     consumer = spawn([*contender.consume, *options, "--within", "900"])
     wait_ready(consumer, contender.name)
@@ -121,6 +147,11 @@ def run_once(contender: Contender, hygiene: Hygiene, count: int, size: int, rate
     elapsed = float(got["last"]) - float(sent["start"])
     received = int(got["received"])
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    if stored_before is not None and contender.goq:
+        contender.goq.checkpoint()  # what the run left dirty counts too
+        stored = (contender.goq.bytes_written() - stored_before) / max(received, 1)
+    else:
+        stored = None
     summary = {
         "count": count,
         "size": size,
@@ -134,9 +165,12 @@ def run_once(contender: Contender, hygiene: Hygiene, count: int, size: int, rate
         "mb_per_s": received * size / elapsed / 1e6 if elapsed > 0 else 0.0,
         **latency_summary([x * 1000 for x in got["latencies"]]),
         "cpu_s_per_10k": {name: seconds * 10_000 / count for name, seconds in cpu.items()},
+        "mongodb_bytes_per_msg": stored,
     }
     line = f"  {contender.name:<30} {summary['msgs_per_s']:>9,.0f} msg/s {summary['mb_per_s']:>7.1f} MB/s"
     line += f"  p99 {summary['p99_ms']:.2f} ms"
+    if stored is not None:
+        line += f"  MongoDB wrote {stored / size:.2f}x the payload"
     if received < count or summary["stale"] or summary["left_in_flight"]:
         line += (
             f"  (received {received:,} of {count:,}; {summary['stale']:,} of earlier runs ignored;"
@@ -205,6 +239,17 @@ def main() -> None:
     parser.add_argument(
         "--systems", default="goq,rabbitmq,nats,hop", help="comma-separated subset of goq,rabbitmq,nats,hop"
     )
+    parser.add_argument(
+        "--mongodb",
+        choices=["single", "replica-set"],
+        default="single",
+        help="GoQ's store: one mongod, or three members on this machine as in production",
+    )
+    parser.add_argument(
+        "--slower-clients",
+        action="store_true",
+        help="also the peers' slower client setups (aio-pika; nats-py on asyncio): rows, never the verdicts",
+    )
     parser.add_argument("--apis", default=",".join(APIS), help=f"GoQ's APIs, a subset of {','.join(APIS)}")
     parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNG go")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md and .png")
@@ -249,6 +294,8 @@ def main() -> None:
             "backlog": backlog_count,
             "scenarios": sorted(wanted),
             "apis": apis,
+            "slower_clients": args.slower_clients,
+            "mongodb": args.mongodb,
         },
         "load_average": load_average,
         "versions": report.versions(),
@@ -257,7 +304,7 @@ def main() -> None:
     main_phases = wanted & {"throughput", "engine", "latency"}
     try:
         for key in chosen if main_phases else []:
-            server = makers[key]()
+            server = GoQSystem(replica_set=args.mongodb == "replica-set") if key == "goq" else makers[key]()
             servers.append(server)
             print(f"starting {key}", flush=True)
             server.start()
@@ -265,7 +312,7 @@ def main() -> None:
                 goq = server
                 contenders += goq_contenders(server, apis)
             else:
-                contenders.append(peer_contender(server))
+                contenders += peer_contenders(server, args.slower_clients)
         time.sleep(2.0)
         for c in contenders:
             rss_idle[c.name] = {name: rss_mb(pid) for name, pid in c.server.pids().items()}
@@ -306,6 +353,7 @@ def main() -> None:
         results["systems"][c.name] = {
             **c.results,
             "group": "goq" if c.goq else "peer",
+            "fastest_client": c.fastest_client,
             "rss_idle_mb": rss_idle.get(c.name, {}),
             "rss_after_mb": rss_after.get(c.name, {}),
             "cpu_s_per_10k": first[-1]["cpu_s_per_10k"] if first else {},

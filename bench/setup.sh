@@ -33,7 +33,7 @@ if (( ${#missing[@]} )); then
     fi
 fi
 
-if ! .venv/bin/python -c "import aio_pika, nats, matplotlib" 2>/dev/null; then
+if ! .venv/bin/python -c "import aio_pika, pika, nats, uvloop, matplotlib" 2>/dev/null; then
     echo "[bench-setup] installing the peers' Python clients and matplotlib (the bench extra)"
     .venv/bin/pip install -q -e ".[bench]"
 fi

@@ -48,10 +48,19 @@ class MongoReplicaSet:
     would otherwise die with that thread.
     """
 
-    def __init__(self, workdir: Path, members: int = 3, *, election_timeout_ms: int = ELECTION_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        members: int = 3,
+        *,
+        election_timeout_ms: int = ELECTION_TIMEOUT_MS,
+        cache_gb: float = CACHE_GB,
+    ) -> None:
         if members < 1:
             raise DevEnvError(f"a replica set needs at least one member, got {members}")
         self.workdir = workdir
+        self.cache_gb = cache_gb
+        """WiredTiger's cache per member, in GB (the benchmark gives each as much as its single mongod)."""
         self.ports = free_ports(members)
         self.election_timeout_ms = election_timeout_ms
         """``electionTimeoutMillis`` of a first start (MongoDB's default is 10,000, as in production)."""
@@ -170,7 +179,7 @@ class MongoReplicaSet:
             "--port", str(port),
             "--nounixsocket",
             "--dbpath", str(dbpath.resolve()),
-            "--wiredTigerCacheSizeGB", str(CACHE_GB),
+            "--wiredTigerCacheSizeGB", str(self.cache_gb),
             "--oplogSize", "128",
             "--setParameter", "ttlMonitorSleepSecs=1",
             # SIGTERM steps a primary down and waits for a secondary to catch up, up to 15 s by default: all
