@@ -6,7 +6,7 @@ checks the receiver's certificate against the same CA and against the destinatio
 (``goq-<id>.<namespace>.svc``; gRPC verifies DNS SANs, so the target is named by
 ``grpc.ssl_target_name_override``: a lane connects to the replicas' addresses, not to the name).
 
-Renewal without a restart: the directory is followed as the key ring is (``goq.sidecar.keys_watching``).
+Renewal without a restart: the directory is followed as the key ring is (``goq.sidecar.secret_following``).
 The server's credentials are dynamic: each new handshake takes the certificate in force then, and the
 connections open keep theirs. A sender makes a new channel for each stream (``PeerLink``) and each large
 transfer, from the certificate in force then; a stream already open keeps its connection. A renewed
@@ -17,7 +17,6 @@ The files are checked with Python's own ``ssl`` (OpenSSL, loaded anyway), not ``
 library would add about 9 MB to every sidecar, 15% of its memory budget, for two checks and a log line.
 """
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -32,7 +31,7 @@ import grpc
 from goq.errors import ConfigError
 from goq.identity import Address
 from goq.names import service_name
-from goq.sidecar.keys_watching import POLL_INTERVAL, Fingerprint, fingerprint
+from goq.sidecar.secret_following import POLL_INTERVAL, SecretFollower, fingerprint
 
 log = logging.getLogger("goq.sidecar.tls")
 
@@ -110,18 +109,29 @@ class TlsFiles:
             raise ConfigError(f"GOQ_TLS_DIR {directory}: {CA_FILE} holds no PEM certificate: {exc}") from None
 
 
-class MutualTls:
+class MutualTls(SecretFollower[TlsFiles]):
     """Mutual TLS from the files in ``directory``, followed while running (``run``)."""
 
+    noun = "TLS certificate"
+
     def __init__(self, directory: Path, *, interval: float = POLL_INTERVAL) -> None:
-        self.directory = directory
-        self.interval = interval
-        self._seen: Fingerprint | None = fingerprint(directory)
-        self.files = TlsFiles.load(directory)
-        self.reloads = 0
-        """How many times renewed files were put in force."""
-        self._warned = ""
+        seen = fingerprint(directory)  # before the read: a change during it shows at the first poll
+        super().__init__(directory, TlsFiles.load(directory), log, interval=interval, seen=seen)
         self._client: tuple[TlsFiles, grpc.ChannelCredentials] | None = None
+
+    @property
+    def files(self) -> TlsFiles:
+        """The files in force: new handshakes and new channels use them."""
+        return self.in_force
+
+    def load(self, directory: Path) -> TlsFiles:
+        return TlsFiles.load(directory)
+
+    def describe(self, value: TlsFiles) -> str:
+        return describe(value.cert)
+
+    def describe_change(self, old: TlsFiles, new: TlsFiles) -> str:
+        return describe(new.cert)
 
     def bind(self, server: grpc.aio.Server, address: str) -> int:
         served = [self.files]
@@ -149,37 +159,6 @@ class MutualTls:
             self._client = (files, credentials)
         name = ("grpc.ssl_target_name_override", service_host(destination))
         return grpc.aio.secure_channel(target, self._client[1], options=[*options, name])
-
-    def poll(self) -> bool:
-        """Read the directory if it changed since the last look; whether renewed files are now in force."""
-        seen = fingerprint(self.directory)
-        if seen == self._seen:
-            return False
-        self._seen = seen
-        try:
-            loaded = TlsFiles.load(self.directory)
-        except ConfigError as exc:
-            if str(exc) != self._warned:
-                self._warned = str(exc)
-                log.warning("the TLS files changed but do not load; keeping the certificate in force: %s", exc)
-            self._seen = None  # look again next time, even if nothing more changes
-            return False
-        self._warned = ""
-        if loaded == self.files:
-            return False
-        self.files = loaded
-        self.reloads += 1
-        log.info("TLS certificate in %s renewed: %s", self.directory, describe(loaded.cert))
-        return True
-
-    async def run(self) -> None:
-        """Poll until cancelled; a failure to look is logged and the next poll tries again."""
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                self.poll()
-            except Exception:
-                log.exception("looking at the TLS files in %s failed; trying again", self.directory)
 
 
 def describe(pem: bytes) -> str:
