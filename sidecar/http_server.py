@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl, unquote
 
 import h11
 
+from goq.sidecar.throttling import ThrottledLog
+
 log = logging.getLogger("goq.sidecar.http")
 
 READ_SIZE: Final = 64 * 1024
@@ -57,7 +59,10 @@ real request; when all are busy with requests, the new one is answered 503 and c
 REFUSAL_LINGER: Final = 1.0
 """Seconds a refused connection's request is read and dropped after the 503, before it is closed."""
 REFUSAL_LOG_INTERVAL: Final = 60.0
-"""Seconds between warnings that a server refused connections at its bound (one line, with the count)."""
+"""Seconds between warnings that a server refused connections at its bound: the first refusal is logged at
+once, the next ones as one line per interval with their count (``goq.sidecar.throttling``)."""
+_REFUSED_FIRST: Final = "HTTP server {detail}: refused 1 new one"
+_REFUSED_MORE: Final = "HTTP server {detail}: refused {count} more in the last {seconds:.0f}s"
 
 
 class HttpError(Exception):
@@ -266,6 +271,7 @@ class HttpServer:
         body_timeout: float = BODY_TIMEOUT,
         send_timeout: float = SEND_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        refusal_log_interval: float = REFUSAL_LOG_INTERVAL,
     ) -> None:
         self.router = router
         self.idle_timeout, self.head_timeout = idle_timeout, head_timeout
@@ -275,8 +281,7 @@ class HttpServer:
         """Connections refused at the bound since the server started."""
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], _Channel] = {}
-        self._warned_at = -REFUSAL_LOG_INTERVAL
-        self._refused_since_warning = 0
+        self._refusals = ThrottledLog(log, _REFUSED_FIRST, _REFUSED_MORE, interval=refusal_log_interval)
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port, limit=READ_SIZE)
@@ -351,16 +356,8 @@ class HttpServer:
         What the client sent is read and dropped for ``REFUSAL_LINGER`` seconds at most, as closing a
         socket with unread bytes resets it, and the reset could overtake the 503."""
         self.refused += 1
-        self._refused_since_warning += 1
-        now = time.monotonic()
-        if now - self._warned_at >= REFUSAL_LOG_INTERVAL:
-            log.warning(
-                "HTTP server on port %d holds %d connections, all busy with requests: refused %d new one(s)",
-                self.port,
-                self.max_connections,
-                self._refused_since_warning,
-            )
-            self._warned_at, self._refused_since_warning = now, 0
+        busy = f"on port {self.port} holds {self.max_connections} connections, all busy with requests"
+        self._refusals.event("busy", busy)
         body = f"busy: {self.max_connections} connections are being served; retry shortly\n".encode()
         head = h11.Response(
             status_code=503,

@@ -11,6 +11,7 @@ that are slow or gone: a body cut short (400, no traceback), a head or body that
 import asyncio
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -454,5 +455,50 @@ async def test_when_every_connection_is_busy_a_new_one_is_refused_503_and_the_bu
         assert any("all busy with requests: refused 1" in m for m in _problems(caplog))
         release.set()
         assert await asyncio.gather(*busy) == [(200, b"done"), (200, b"done")]
+    finally:
+        await http.close()
+
+
+async def test_a_flood_of_refusals_at_the_bound_logs_the_first_then_one_line_with_the_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: Request) -> Response:
+        await release.wait()
+        return Response(body=b"done")
+
+    routes = Router()
+    routes.add("GET", "/slow", slow)
+    http = HttpServer(routes, max_connections=1, refusal_log_interval=1.0)
+    await http.start("127.0.0.1", 0)
+
+    async def call() -> int:
+        async with request("GET", f"http://127.0.0.1:{http.port}/slow") as reply:
+            await reply.read()
+            return reply.status
+
+    def refusals() -> list[str]:
+        return [m for m in _problems(caplog) if "all busy with requests" in m]
+
+    def refused_in(line: str) -> int:
+        found = re.search(r"refused (\d+) (new one|more in the last)", line)
+        assert found is not None, line
+        return int(found[1])
+
+    try:
+        busy = asyncio.create_task(call())
+        await until(lambda: http.connections == 1)
+        await asyncio.sleep(0.1)  # its head read: busy with a request
+        for _ in range(4):
+            assert (await exchange(http.port, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(b"HTTP/1.1 503 ")
+        assert http.refused == 4
+        # The tail of the flood is summed up without a further refusal, so every refusal is in the log.
+        await until(lambda: sum(map(refused_in, refusals())) == 4)
+        first, *summaries = refusals()
+        assert first.endswith("all busy with requests: refused 1 new one")
+        assert 1 <= len(summaries) < 3, "at most one line per interval, not one per refusal"
+        release.set()
+        assert await busy == 200
     finally:
         await http.close()
