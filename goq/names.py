@@ -26,9 +26,27 @@ PORT_GRPC: Final = 7701
 PORT_PEER: Final = 7702
 """Sidecar-to-sidecar gRPC (goq.v1.Peer), on the pod IP; the headless Service's port ``peer``."""
 PORT_HEALTH: Final = 7703
-"""/healthz, /readyz and /metrics, on the pod IP."""
+"""/livez (and /healthz), /readyz and /metrics, on the pod IP."""
 
 
 def service_name(identity: str) -> str:
     """The headless Service of an identity: ``goq-<id>``."""
     return f"goq-{identity}"
+
+
+IDENTITY_TLS_SECRET: Final = "goq-identity-tls"
+"""The Secret with the certificates of every identity of a namespace (made by the operator; the webhook
+mounts only the pod's identity's keys of it). One fixed name, so that the operator's RBAC names it."""
+TLS_BUNDLE_KEY: Final = "ca.crt"
+"""The key of ``goq-identity-tls`` with the trust bundle every identity of the namespace shares."""
+
+
+def tls_cert_key(identity: str) -> str:
+    """The key of ``goq-identity-tls`` with an identity's certificate: ``<id>.tls.crt`` (never ``ca.crt``,
+    even for an identity named ``ca``: an identity has no dot)."""
+    return f"{identity}.tls.crt"
+
+
+def tls_key_key(identity: str) -> str:
+    """The key of ``goq-identity-tls`` with an identity's private key: ``<id>.tls.key``."""
+    return f"{identity}.tls.key"

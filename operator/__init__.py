@@ -5,6 +5,7 @@ Modules, from the process down:
     handlers         kopf handlers (GoQueue changes, new pods asking for GoQ)
     reconciling      one GoQueue brought in line: Service, key ring copy, status, Events
     services, keys   the headless Service; the HMAC key ring Secrets
+    identity_tls     the identity CA Secret and each namespace's TLS Secret; identity_certs: their rules (pure)
     provisioning     what each GoQ namespace's sidecars need: the MongoDB Secret copy, the RoleBinding
     registration     webhook configurations and their certificate; certificates (pure)
     admission        the HTTPS server for AdmissionReviews (mutator and validator are plugged in)

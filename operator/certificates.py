@@ -101,8 +101,17 @@ class Authority:
     key: bytes
 
 
+def backdate(validity: datetime.timedelta) -> datetime.timedelta:
+    """How long before its issue a certificate is valid: five minutes of clock skew, less for a short-lived
+    one (a tenth of its validity), whose renewal point would otherwise lie in the past. (A validity of zero
+    or less, for tests of expired certificates, keeps the five minutes.)"""
+    skew = datetime.timedelta(minutes=5)
+    return min(skew, validity / 10) if validity > datetime.timedelta(0) else skew
+
+
 def new_authority(common_name: str, now: datetime.datetime, validity: datetime.timedelta) -> Authority:
-    """A self-signed CA that signs leaf certificates only (path length 0)."""
+    """A self-signed CA that signs leaf certificates only (path length 0), valid from a little before ``now``
+    (``backdate``: clock skew between the operator and the peers)."""
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
@@ -110,7 +119,7 @@ def new_authority(common_name: str, now: datetime.datetime, validity: datetime.t
         .issuer_name(_name(common_name))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_before(now - backdate(validity))
         .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

@@ -131,6 +131,9 @@ def judge(
     phase = (pod.get("status") or {}).get("phase") or "Pending"
     waiting = (((container or {}).get("state") or {}).get("waiting") or {}).get("reason")
     how = f"waiting: {waiting}" if waiting else f"pod phase {phase}"
+    secrets = sorted(v["secret"]["secretName"] for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("secret"))
+    if waiting in (None, "ContainerCreating") and secrets:  # a missing Secret volume: the kubelet waits for it
+        how += f"; the kubelet waits for every Secret the pod mounts ({', '.join(secrets)}): is one missing?"
     message = f"pod {name}: sidecar not running {limit} after the pod was created ({how})"
     return PodVerdict(name, False, PodProblem(name, "SidecarNotStarted", message))
 

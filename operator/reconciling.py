@@ -1,4 +1,4 @@
-"""One GoQueue brought in line: its Service and key ring in place, its status true to the cluster.
+"""One GoQueue brought in line: its Service, key ring and TLS Secret in place, its status true to the cluster.
 
 Level-triggered and idempotent: the kopf handlers call it on changes, the sweeper on a timer; either
 may run it any number of times. The status is the operator's alone: a summary of the identity's pods
@@ -19,6 +19,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from goq import names
 from goq.operator.conditions import Condition, merge_conditions
 from goq.operator.events import post_event
+from goq.operator.identity_tls import Issuer, SecretView, ensure_identity
 from goq.operator.keys import KeyData, ensure_copy
 from goq.operator.kube import custom, get_or_none, patch_goqueue_status, translate
 from goq.operator.pod_health import PodProblem, judge, worst
@@ -107,8 +108,12 @@ def status_patch(
     now: datetime.datetime,
     stale_after: float,
     heartbeats: Sequence[Heartbeat] = (),
+    certificate: Condition | None = None,
 ) -> StatusPlan:
-    """The status merge patch, from the pods and the identity's heartbeat Leases. Pure."""
+    """The status merge patch, from the pods and the identity's heartbeat Leases. Pure.
+
+    ``certificate``: the condition ``Certificate`` (``None``: peer TLS is off); when it is False, so is Ready:
+    the sidecars cannot start without the Secret they mount."""
     meta = goqueue["metadata"]
     status = goqueue.get("status") or {}
     beats = {h.pod: h for h in heartbeats}
@@ -118,6 +123,8 @@ def status_patch(
     retired = _retired(status, gone)
     problems = [v.problem for v in verdicts if v.problem is not None]
     pods = _pods_condition(problems, len(verdicts))
+    if ready.status and certificate is not None and not certificate.status:
+        ready = Condition("Ready", False, certificate.reason, certificate.message)
     if ready.status and problems:
         ready = Condition("Ready", False, "PodsUnhealthy", pods.message)
     injected = Condition(
@@ -146,7 +153,9 @@ def status_patch(
             {"pod": p.pod, "reason": p.reason, "message": p.message[:300]} for p in worst(problems, WORST_PODS)
         ],
         "retired": retired,
-        "conditions": merge_conditions(status.get("conditions"), [ready, injected, pods], now, generation),
+        "conditions": merge_conditions(
+            status.get("conditions"), [ready, injected, pods, *([certificate] if certificate else [])], now, generation
+        ),
         "notInjected": list(facts.not_injected),
         "observedGeneration": generation,
     }
@@ -190,6 +199,8 @@ class NamespaceView:
     leases: list[dict[str, Any]] = field(default_factory=list)
     """Every heartbeat Lease of the namespace, as dicts; read before the pods, so that each Lease's pod,
     created before its Lease, is in ``pods`` unless it is really gone."""
+    certificates: SecretView = field(default_factory=SecretView)
+    """The namespace's certificate Secret, read once for all its GoQueues (it holds up to 1 MiB)."""
 
     def heartbeats(self, identity: str) -> list[Heartbeat]:
         found = (read_heartbeat(lease) for lease in self.leases if _labels(lease).get(HEARTBEAT_LABEL) == identity)
@@ -234,10 +245,12 @@ async def reconcile(
     key_data: KeyData,
     stale_after: float,
     view: NamespaceView | None = None,
+    issuer: Issuer | None = None,
 ) -> None:
-    """Service, key ring copy, then status and Events for one GoQueue (a dict as read from the API).
+    """Service, key ring copy, TLS Secret, then status and Events for one GoQueue (a dict as read from the API).
 
-    ``view``: the namespace as a sweep already read it; ``None``: read it now.
+    ``view``: the namespace as a sweep already read it; ``None``: read it now. ``issuer``: the identity CA
+    (``None``: peer TLS is off, no certificate).
     """
     meta = goqueue["metadata"]
     ns, identity = meta["namespace"], meta["name"]
@@ -246,6 +259,7 @@ async def reconcile(
             await post_event(api, goqueue, "Normal", "ServiceReady", f"Service {names.service_name(identity)} in place")
         if view is None:
             view = await view_namespace(api, ns, key_data)
+        certificate = await ensure_identity(api, goqueue, issuer, view=view.certificates) if issuer else None
         facts = pod_facts(identity, view.pods)
         ready = await _ready_condition(api, goqueue)
     except ApiException as exc:
@@ -254,7 +268,7 @@ async def reconcile(
             return
         raise translate(f"reconciling GoQueue {ns}/{identity}", exc) from exc
     now = datetime.datetime.now(datetime.UTC)
-    plan = status_patch(goqueue, facts, ready, now, stale_after, view.heartbeats(identity))
+    plan = status_patch(goqueue, facts, ready, now, stale_after, view.heartbeats(identity), certificate)
     if plan.patch is not None:
         await patch_goqueue_status(api, ns, identity, plan.patch)
     for heartbeat in plan.fold:  # counted in status.retired by now (or before)

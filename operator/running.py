@@ -1,8 +1,9 @@
 """The operator process: admission server, webhook registration, kopf handlers and the sweeper.
 
 The sweeper is the level-triggered half: every ``sweep_interval`` it reconciles every GoQueue (stale
-pods, pods gone, pods not injected, Service and key ring repairs) and renews what is due (key
-rotation, the webhook certificate). kopf is the event-triggered half, for quick reactions.
+pods, pods gone, pods not injected, Service, key ring and certificate repairs), renews what is due (key
+rotation, the webhook and identity certificates) and removes the certificates of deleted GoQueues. kopf
+is the event-triggered half, for quick reactions.
 """
 
 import asyncio
@@ -19,9 +20,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from goq import names
 from goq.errors import GoQError
-from goq.operator import keys, registration
+from goq.operator import identity_tls, keys, registration
 from goq.operator.admission import AdmissionServer, Mutator, Validator
 from goq.operator.handlers import build_registry
+from goq.operator.identity_tls import Issuer
 from goq.operator.kube import call, connect, custom
 from goq.operator.provisioning import NamespaceProvider
 from goq.operator.reconciling import namespace_terminating, reconcile, view_namespace
@@ -36,9 +38,17 @@ MutatorFactory = Callable[[str, str, SidecarSpecLookup], Mutator]
 """(server major and minor version, GoQueue sidecar overrides) -> the pod mutator for that server."""
 
 
+async def issuer_for(api: k8s.ApiClient, settings: OperatorSettings) -> Issuer | None:
+    """The identity CA, made or rotated when due; ``None`` when peer TLS is off (``GOQ_PEER_TLS=false``)."""
+    if not settings.tls.enabled:
+        return None
+    return Issuer(await identity_tls.ensure_authority(api, settings), settings.tls)
+
+
 async def sweep_once(api: k8s.ApiClient, settings: OperatorSettings, specs: SidecarSpecs | None = None) -> int:
     """Reconcile every GoQueue once; return how many failed (each is logged, none stops the others)."""
     key_data = await keys.ensure_master(api, settings)
+    issuer = await issuer_for(api, settings)
     listed = await call(
         "listing GoQueues",
         custom(api).list_cluster_custom_object(names.GROUP, names.VERSION, names.GOQUEUE_PLURAL),
@@ -64,10 +74,15 @@ async def sweep_once(api: k8s.ApiClient, settings: OperatorSettings, specs: Side
             continue
         for goqueue in goqueues:
             try:
-                await reconcile(api, goqueue, key_data, settings.stale_after, view)
+                await reconcile(api, goqueue, key_data, settings.stale_after, view, issuer)
             except GoQError as exc:
                 failed += 1
                 log.warning("%s", exc)
+    if issuer is not None:
+        try:  # the certificates of deleted GoQueues leave their namespace's Secret
+            await identity_tls.remove_deleted(api, listed.get("items", []))
+        except GoQError as exc:
+            log.warning("certificates of deleted GoQueues not removed in this sweep: %s", exc)
     return failed
 
 
@@ -111,7 +126,8 @@ async def run(
 
         async def reconcile_one(goqueue: dict[str, Any]) -> None:
             specs.update(goqueue)
-            await reconcile(api, goqueue, await keys.ensure_master(api, settings), settings.stale_after)
+            key_data = await keys.ensure_master(api, settings)
+            await reconcile(api, goqueue, key_data, settings.stale_after, issuer=await issuer_for(api, settings))
 
         provider = NamespaceProvider(api, settings)
         sweeper = asyncio.create_task(_sweep_forever(api, settings, server, specs, provider), name="goq-sweeper")

@@ -1,7 +1,7 @@
 """The operator's settings, read once from the environment (``OperatorSettings.from_env``)."""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -84,6 +84,30 @@ class KeySettings:
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """Mutual TLS between sidecars: the identity CA and the certificate of each GoQueue (docs/security.md)."""
+
+    enabled: bool = True
+    """``GOQ_PEER_TLS`` (``true``): the operator issues every identity's certificate and the webhook mounts it,
+    so the peer port speaks mutual TLS only. ``false``: no certificates, plaintext peer ports, for the whole
+    cluster (a TLS sidecar and a plaintext one cannot talk to each other)."""
+    trust_domain: str = "cluster.local"
+    """``GOQ_TRUST_DOMAIN``: the SPIFFE trust domain in every identity's URI SAN."""
+    cluster_domain: str = "cluster.local"
+    """``GOQ_CLUSTER_DOMAIN``: the DNS suffix of the Service names in every identity's certificate."""
+    ca_secret: str = "goq-identity-ca"
+    """``GOQ_TLS_CA_SECRET``: the identity CA's Secret, in the operator's namespace (made once, then rotated)."""
+    lifetime: float = 7 * 86400.0
+    """``GOQ_TLS_CERT_LIFETIME`` (168h): how long an identity certificate is valid; renewed after two thirds."""
+    ca_lifetime: float = 3 * 365 * 86400.0
+    """``GOQ_TLS_CA_LIFETIME`` (26280h: 3 years): how long the identity CA is valid; a successor is made after
+    two thirds."""
+    propagation: float = 180.0
+    """``GOQ_TLS_PROPAGATION`` (3m): a new CA is trusted by every sidecar this long before it signs (the
+    path from the Secret to a sidecar, as for the HMAC key: see ``KeySettings.propagation``)."""
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     """Everything the operator reads from its environment, with the defaults a cluster install uses."""
 
@@ -100,6 +124,7 @@ class OperatorSettings:
     sidecar: SidecarSettings = SidecarSettings()
     keys: KeySettings = KeySettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
+    tls: TlsSettings = TlsSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
@@ -120,7 +145,9 @@ class OperatorSettings:
             raise ConfigError(f"GOQ_WEBHOOK_PORT and GOQ_WEBHOOK_TIMEOUT must be integers ({exc})") from exc
         if not 1 <= timeout <= 30:
             raise ConfigError(f"GOQ_WEBHOOK_TIMEOUT must be from 1 to 30 seconds, got {timeout}")
+        tls = _tls(e, seconds, d.tls)
         return cls(
+            tls=tls,
             namespace=validate_namespace(e.get("GOQ_OPERATOR_NAMESPACE", d.namespace), "GOQ_OPERATOR_NAMESPACE"),
             stale_after=seconds("GOQ_STALE_AFTER", d.stale_after),
             sweep_interval=seconds("GOQ_SWEEP_INTERVAL", d.sweep_interval),
@@ -154,3 +181,31 @@ class OperatorSettings:
                 sidecar_role=e.get("GOQ_SIDECAR_CLUSTER_ROLE", d.provisioning.sidecar_role) or None,
             ),
         )
+
+
+def _tls(e: Mapping[str, str], seconds: Callable[[str, float], float], d: TlsSettings) -> TlsSettings:
+    enabled = e.get("GOQ_PEER_TLS", "true").strip().lower()
+    if enabled not in ("true", "false"):
+        raise ConfigError(f"GOQ_PEER_TLS must be true or false, got {enabled!r}")
+    tls = TlsSettings(
+        enabled=enabled == "true",
+        trust_domain=e.get("GOQ_TRUST_DOMAIN") or d.trust_domain,
+        cluster_domain=e.get("GOQ_CLUSTER_DOMAIN") or d.cluster_domain,
+        ca_secret=e.get("GOQ_TLS_CA_SECRET") or d.ca_secret,
+        lifetime=seconds("GOQ_TLS_CERT_LIFETIME", d.lifetime),
+        ca_lifetime=seconds("GOQ_TLS_CA_LIFETIME", d.ca_lifetime),
+        propagation=seconds("GOQ_TLS_PROPAGATION", d.propagation),
+    )
+    overlap = tls.lifetime / 3
+    if overlap <= tls.propagation:
+        raise ConfigError(
+            f"GOQ_TLS_CERT_LIFETIME ({tls.lifetime:g} s) must be over three times GOQ_TLS_PROPAGATION "
+            f"({tls.propagation:g} s): a certificate is renewed with a third of its life left, which must outlast "
+            "the renewed one's way to every sidecar"
+        )
+    if tls.ca_lifetime < 3 * tls.lifetime:
+        raise ConfigError(
+            f"GOQ_TLS_CA_LIFETIME ({tls.ca_lifetime:g} s) must be at least three times GOQ_TLS_CERT_LIFETIME "
+            f"({tls.lifetime:g} s): the old CA stays trusted for a third of its life after its successor is made"
+        )
+    return tls

@@ -10,6 +10,9 @@ from goq.webhook.settings import (
     KEYS_VOLUME,
     SPILL_MOUNT_PATH,
     SPILL_VOLUME,
+    TLS_FILES,
+    TLS_MOUNT_PATH,
+    TLS_VOLUME,
     InjectionSettings,
 )
 
@@ -45,6 +48,8 @@ def sidecar_container(identity: str, settings: InjectionSettings) -> dict[str, A
         {"name": "GOQ_SPILL_DIR", "value": SPILL_MOUNT_PATH},
         {"name": "GOQ_DEDUPE_WINDOW", "value": format_duration(settings.dedupe_window)},
     ]
+    if settings.peer_tls:
+        env.append({"name": "GOQ_TLS_DIR", "value": TLS_MOUNT_PATH})
     if settings.mongodb_secret:
         env.append(
             {
@@ -75,14 +80,36 @@ def sidecar_container(identity: str, settings: InjectionSettings) -> dict[str, A
             {"name": SPILL_VOLUME, "mountPath": SPILL_MOUNT_PATH},
         ],
     }
+    if settings.peer_tls:
+        container["volumeMounts"].append({"name": TLS_VOLUME, "mountPath": TLS_MOUNT_PATH, "readOnly": True})
     if settings.native_sidecar:
         container["restartPolicy"] = "Always"
     return container
 
 
-def sidecar_volumes(settings: InjectionSettings) -> list[dict[str, Any]]:
-    """The HMAC key ring Secret (read-only), and an emptyDir where transient large bodies spill."""
-    return [
+def tls_volume(identity: str) -> dict[str, Any]:
+    """The namespace's certificate Secret, of which only ``identity``'s keys (and the shared trust bundle) are
+    mounted, under the file names the sidecar reads (``TLS_FILES``). Not optional: the kubelet waits for the
+    Secret and those keys rather than start the sidecar in plaintext."""
+    keys = {
+        TLS_FILES[0]: names.tls_cert_key(identity),
+        TLS_FILES[1]: names.tls_key_key(identity),
+        TLS_FILES[2]: names.TLS_BUNDLE_KEY,
+    }
+    items = [{"key": key, "path": path} for path, key in keys.items()]
+    return {
+        "name": TLS_VOLUME,
+        "secret": {"secretName": names.IDENTITY_TLS_SECRET, "items": items, "defaultMode": 0o440},
+    }
+
+
+def sidecar_volumes(settings: InjectionSettings, identity: str) -> list[dict[str, Any]]:
+    """The HMAC key ring Secret (read-only), an emptyDir where transient large bodies spill, and the identity's
+    certificate (``peer_tls``: ``tls_volume``)."""
+    volumes = [
         {"name": KEYS_VOLUME, "secret": {"secretName": settings.keys_secret, "defaultMode": 0o440}},
         {"name": SPILL_VOLUME, "emptyDir": {"sizeLimit": settings.spill_size_limit}},
     ]
+    if settings.peer_tls:
+        volumes.append(tls_volume(identity))
+    return volumes

@@ -87,7 +87,7 @@ def injection_patch(pod: Mapping[str, Any], settings: InjectionSettings) -> Json
         patch.append({"op": "add", "path": "/spec/containers/-", "value": container})
 
     existing = {v.get("name") for v in spec.get("volumes") or []}
-    missing = [v for v in sidecar_volumes(settings) if v["name"] not in existing]
+    missing = [v for v in sidecar_volumes(settings, identity) if v["name"] not in existing]
     if not spec.get("volumes"):
         patch.append({"op": "add", "path": "/spec/volumes", "value": missing})
     else:

@@ -10,6 +10,12 @@ from goq.keyring import SECRET_NAME
 CONTAINER_NAME: Final = "goq-sidecar"
 KEYS_VOLUME: Final = "goq-hmac-keys"
 KEYS_MOUNT_PATH: Final = "/var/run/goq/hmac"
+TLS_VOLUME: Final = "goq-tls"
+TLS_MOUNT_PATH: Final = "/var/run/goq/tls"
+"""The identity's certificate (its keys of the namespace's Secret ``goq-identity-tls``, made by the operator):
+the sidecar's ``GOQ_TLS_DIR``."""
+TLS_FILES: Final = ("tls.crt", "tls.key", "ca.crt")
+"""The certificate, key and trust bundle as files in ``TLS_MOUNT_PATH``: what ``goq.sidecar.peer_tls`` reads."""
 SPILL_VOLUME: Final = "goq-spill"
 SPILL_MOUNT_PATH: Final = "/var/run/goq/spill"
 """Where transient large bodies spill: the sidecar's root filesystem is read-only."""
@@ -30,6 +36,10 @@ class InjectionSettings:
     """Resource limits of the sidecar container (no CPU limit: throttling hurts latency)."""
     native_sidecar: bool = False
     """Inject as an init container with ``restartPolicy: Always`` (servers >= 1.29) instead of a container."""
+    peer_tls: bool = True
+    """Mount the identity's certificate (its keys of the namespace's Secret ``goq-identity-tls``) and set
+    ``GOQ_TLS_DIR``: mutual TLS on the peer port. The kubelet starts the sidecar only once the Secret holds
+    them (the operator issues them for the GoQueue)."""
     keys_secret: str = SECRET_NAME
     """The Secret with the HMAC key ring, in the pod's namespace (the operator keeps it there)."""
     spill_size_limit: str = "4Gi"

@@ -39,6 +39,7 @@ def injection_settings(settings: OperatorSettings, major: str, minor: str) -> In
         native_sidecar=supports_native_sidecars(major, minor) if native == "auto" else native == "true",
         mongodb_secret=settings.sidecar.mongodb_secret,
         dedupe_window=settings.dedupe_window,
+        peer_tls=settings.tls.enabled,
     )
 
 

@@ -1,12 +1,16 @@
-"""Messages between two injected pods run by the pod runner: all arrive, through a sidecar crash too."""
+"""Messages between two injected pods run by the pod runner: all arrive (over mutual TLS), through a sidecar
+crash too."""
 
 import os
 import signal
+
+import grpc
 
 from goq.devenv.demo import ACCEPTED, INVOICED, sidecar_pid
 from goq.webhook.settings import CONTAINER_NAME
 
 from .conftest import ShopSpace, eventually
+from .peer_tls import plaintext_refused
 
 PATIENT = {"maxAttempts": 100, "initialBackoff": "100ms", "maxBackoff": "1s", "attemptTimeout": "2s", "maxAge": "5m"}
 
@@ -30,6 +34,11 @@ async def test_a_thousand_persistent_messages_cross_from_one_injected_pod_to_the
     assert await eventually(all_invoiced, 120), space.shop.log(billing).read_text()[-2000:]
     assert space.shop.numbers(orders, ACCEPTED) == set(range(1, 1001))
     assert space.shop.numbers(billing, INVOICED) == set(range(1, 1001))
+    # Over mutual TLS, on by default: each sidecar serves its identity's certificate, plaintext is refused.
+    for pod in (orders, billing):
+        spiffe = f"spiffe://cluster.local/ns/{space.name}/goq/{pod['metadata']['name']}"
+        assert f"peer port: mutual TLS as {spiffe}" in space.shop.log(pod, CONTAINER_NAME).read_text()
+    assert await plaintext_refused(billing) == grpc.StatusCode.UNAVAILABLE
 
 
 async def test_a_killed_receiving_sidecar_is_restarted_and_messages_from_before_and_during_the_outage_arrive(

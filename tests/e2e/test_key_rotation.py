@@ -11,11 +11,9 @@ import json
 import time
 from typing import Any
 
-import grpc
 from kubernetes_asyncio import client as k8s
 
-from goq import names
-from goq.api.v1 import envelope_pb2, peer_pb2, peer_pb2_grpc
+from goq.api.v1 import envelope_pb2
 from goq.client import AsyncClient
 from goq.devenv.demo import ACCEPTED, INVOICED, ready
 from goq.devenv.stack import OPERATOR_NAMESPACE
@@ -25,7 +23,9 @@ from goq.messages import Message, new_message_id
 from goq.operator.keys import RETIRE_ANNOTATION, ROTATE_ANNOTATION
 from goq.signing import Keyring
 
+from . import peer_tls
 from .conftest import ShopSpace, eventually
+from .peer_tls import identity_files, tls_channel
 
 PROPAGATION = 6.0
 """Covers the copy (a 0.5 s sweep), the runner's 2 s volume sync and the sidecar's 2 s poll."""
@@ -69,14 +69,13 @@ def forged(namespace: str, key_id: str, key: bytes, to: str = "billing") -> enve
     return envelope_pb2.SignedEnvelope(body=body, key_id=key_id, signature=signature, attempt=1)
 
 
-async def deliver(pod: dict[str, Any], envelopes: list[envelope_pb2.SignedEnvelope]) -> list[tuple[str, str]]:
-    """Straight to the pod's peer port, as another sidecar would: each envelope's (outcome, reason)."""
-    async with grpc.aio.insecure_channel(f"{pod['status']['podIP']}:{names.PORT_PEER}") as channel:
-        call = peer_pb2_grpc.PeerStub(channel).Deliver()
-        await call.write(peer_pb2.DeliverBatch(seq=1, messages=envelopes))
-        answer = await call.read()
-        await call.done_writing()
-    return [(peer_pb2.Outcome.Name(r.outcome), r.reason) for r in answer.results]
+async def deliver(
+    space: ShopSpace, pod: dict[str, Any], envelopes: list[envelope_pb2.SignedEnvelope]
+) -> list[tuple[str, str]]:
+    """Straight to the pod's peer port, as orders' sidecar would (with its certificate): each envelope's
+    (outcome, reason)."""
+    async with tls_channel(await identity_files(space.api, space.name, "orders"), pod) as channel:
+        return await peer_tls.deliver(channel, envelopes)
 
 
 async def test_a_rotation_with_old_and_new_pods_mixed_poisons_nothing_loses_nothing_and_refuses_the_retired_key(
@@ -129,7 +128,7 @@ async def test_a_rotation_with_old_and_new_pods_mixed_poisons_nothing_loses_noth
     known_key = forged(space.name, new_id, keys[new_id], to="shipping")  # the new key verifies: refused for its address
 
     async def old_key_refused_everywhere() -> list[list[tuple[str, str]]] | None:
-        answers = [await deliver(pod, [with_old, known_key]) for pod in billings]
+        answers = [await deliver(space, pod, [with_old, known_key]) for pod in billings]
         return answers if all(a[0][0] == "OUTCOME_RETRY_LATER" for a in answers) else None
 
     answers = await eventually(old_key_refused_everywhere, 20)

@@ -141,7 +141,7 @@ def _sidecar_pod(settings: InjectionSettings) -> dict[str, Any]:
         "metadata": {"name": "sidecar", "namespace": "default"},
         "spec": {
             "containers": [sidecar_container("real-node-test", settings)],
-            "volumes": sidecar_volumes(settings),
+            "volumes": sidecar_volumes(settings, "real-node-test"),
             "terminationGracePeriodSeconds": 2,
         },
     }
@@ -154,7 +154,8 @@ def test_the_sidecar_image_runs_as_injected_read_only_and_non_root(cluster: Clus
         cluster.node.record, binaries.runtime_dir(), binaries.tool_path(cluster.node.workdir / "tools")
     )
     dockerfiles.import_into(containerd, archives)
-    settings = InjectionSettings(image=dockerfiles.SIDECAR_IMAGE, image_pull_policy="Never")
+    # No operator here to issue the identity's certificate: the peer port in plaintext.
+    settings = InjectionSettings(image=dockerfiles.SIDECAR_IMAGE, image_pull_policy="Never", peer_tls=False)
     keys = {"k1": base64.b64encode(os.urandom(32)).decode(), "active": base64.b64encode(b"k1").decode()}
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": settings.keys_secret}, "data": keys}
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(secret))

@@ -14,7 +14,6 @@ from goq.operator.identity_certs import (
     issue_identity,
     needs_issue,
     new_identity_authority,
-    tls_secret_name,
 )
 from goq.sidecar.peer_tls import MutualTls, TlsFiles
 
@@ -34,7 +33,6 @@ def test_an_identity_certificate_names_its_spiffe_id_and_service_and_is_signed_b
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.cert))
     assert cert.not_valid_after_utc == T0 + DAY
     assert issued.ca == ca.cert
-    assert tls_secret_name("orders") == "goq-orders-tls"
     assert TlsBundle.from_secret_data(issued.to_secret_data()) == issued
 
 

@@ -76,6 +76,14 @@ EXITED = {"terminated": {"exitCode": 2, "reason": "Error"}}
             "SidecarNotStarted",
             "waiting: ContainerCreating",
         ),
+        (
+            a_pod({"waiting": {"reason": "ContainerCreating"}})
+            | {"spec": {"volumes": [{"name": "goq-tls", "secret": {"secretName": "goq-orders-tls"}}]}},
+            None,
+            False,
+            "SidecarNotStarted",
+            "waiting: ContainerCreating; the kubelet waits for every Secret the pod mounts (goq-orders-tls)",
+        ),
     ],
 )
 def test_a_pod_is_ready_only_while_its_sidecar_heartbeats_and_otherwise_says_why(

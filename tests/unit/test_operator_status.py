@@ -175,3 +175,17 @@ def test_nothing_is_written_when_the_status_is_already_true() -> None:
     assert cond(plan.patch, "PodsHealthy")["status"] == "True"
     settled = goqueue(**plan.patch["status"])
     assert status_patch(settled, facts_of(running_pod("a")), READY, later(5), 30, beats) == StatusPlan(None, (), ())
+
+
+def test_an_identity_without_its_certificate_is_not_ready_and_says_why() -> None:
+    missing = Condition("Certificate", False, "CertificateNotIssued", "the operator may not write Secret shop/goq-x")
+    plan = status_patch(goqueue(), facts_of(), READY, T0, 30, certificate=missing)
+    assert plan.patch is not None
+    assert cond(plan.patch, "Certificate")["status"] == "False"
+    ready = cond(plan.patch, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "CertificateNotIssued")
+    assert "goq-x" in ready["message"]
+    issued = Condition("Certificate", True, "CertificateIssued", "in place")
+    plan = status_patch(goqueue(), facts_of(), READY, T0, 30, certificate=issued)
+    assert plan.patch is not None
+    assert cond(plan.patch, "Ready")["status"] == "True"

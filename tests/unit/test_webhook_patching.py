@@ -7,8 +7,18 @@ import jsonpatch
 import pytest
 
 from goq import names
+from goq.sidecar.peer_tls import CA_FILE, CERT_FILE, KEY_FILE
 from goq.webhook import InjectionRefusedError, InjectionSettings, injection_patch, is_injected, supports_native_sidecars
-from goq.webhook.settings import CONTAINER_NAME, KEYS_MOUNT_PATH, KEYS_VOLUME, SPILL_MOUNT_PATH, SPILL_VOLUME
+from goq.webhook.settings import (
+    CONTAINER_NAME,
+    KEYS_MOUNT_PATH,
+    KEYS_VOLUME,
+    SPILL_MOUNT_PATH,
+    SPILL_VOLUME,
+    TLS_FILES,
+    TLS_MOUNT_PATH,
+    TLS_VOLUME,
+)
 
 SETTINGS = InjectionSettings(image="example/goq-sidecar:1.2.3", version="1.2.3")
 NATIVE = InjectionSettings(image="example/goq-sidecar:1.2.3", version="1.2.3", native_sidecar=True)
@@ -60,7 +70,36 @@ def test_an_opted_in_pod_gets_label_annotation_sidecar_key_volume_and_spill_volu
     assert result["spec"]["volumes"] == [
         {"name": KEYS_VOLUME, "secret": {"secretName": "goq-hmac-keys", "defaultMode": 0o440}},
         {"name": SPILL_VOLUME, "emptyDir": {"sizeLimit": "4Gi"}},
+        {
+            "name": TLS_VOLUME,
+            "secret": {
+                "secretName": "goq-identity-tls",
+                "items": [
+                    {"key": "orders.tls.crt", "path": "tls.crt"},
+                    {"key": "orders.tls.key", "path": "tls.key"},
+                    {"key": "ca.crt", "path": "ca.crt"},
+                ],
+                "defaultMode": 0o440,
+            },
+        },
     ]
+
+
+def test_only_the_pods_own_identity_keys_of_the_namespace_certificate_secret_are_mounted() -> None:
+    [volume] = [v for v in applied(pod({names.ANNOTATION_ID: "billing"}))["spec"]["volumes"] if v["name"] == TLS_VOLUME]
+    items = {i["path"]: i["key"] for i in volume["secret"]["items"]}
+    assert items == {"tls.crt": "billing.tls.crt", "tls.key": "billing.tls.key", "ca.crt": "ca.crt"}
+    assert (CERT_FILE, KEY_FILE, CA_FILE) == TLS_FILES, "the files mounted are those the sidecar reads"
+    assert not volume["secret"].get("optional"), "an optional volume would start the sidecar without TLS"
+
+
+def test_with_peer_tls_off_no_certificate_is_mounted_and_the_peer_port_is_plaintext() -> None:
+    plaintext = InjectionSettings(image="example/goq-sidecar:1.2.3", version="1.2.3", peer_tls=False)
+    result = applied(pod({names.ANNOTATION_ID: "orders"}), plaintext)
+    assert [v["name"] for v in result["spec"]["volumes"]] == [KEYS_VOLUME, SPILL_VOLUME]
+    sidecar = sidecar_of(result)
+    assert "GOQ_TLS_DIR" not in {e["name"] for e in sidecar["env"]}
+    assert TLS_VOLUME not in {m["name"] for m in sidecar["volumeMounts"]}
 
 
 def test_the_sidecar_container_carries_identity_downward_api_ports_probes_and_lockdown() -> None:
@@ -75,6 +114,7 @@ def test_the_sidecar_container_carries_identity_downward_api_ports_probes_and_lo
         "GOQ_KEYS_DIR": KEYS_MOUNT_PATH,
         "GOQ_SPILL_DIR": SPILL_MOUNT_PATH,
         "GOQ_DEDUPE_WINDOW": "2h",
+        "GOQ_TLS_DIR": TLS_MOUNT_PATH,
     }
     assert {p["name"]: p["containerPort"] for p in sidecar["ports"]} == {
         "goq-rest": 7700,
@@ -94,6 +134,7 @@ def test_the_sidecar_container_carries_identity_downward_api_ports_probes_and_lo
     assert sidecar["volumeMounts"] == [
         {"name": KEYS_VOLUME, "mountPath": KEYS_MOUNT_PATH, "readOnly": True},
         {"name": SPILL_VOLUME, "mountPath": SPILL_MOUNT_PATH},  # the root filesystem is read-only
+        {"name": TLS_VOLUME, "mountPath": TLS_MOUNT_PATH, "readOnly": True},  # the identity's certificate
     ]
     assert "restartPolicy" not in sidecar
 
@@ -126,7 +167,7 @@ def test_applying_the_patch_twice_changes_nothing() -> None:
         ),
         (
             pod({names.ANNOTATION_ID: "orders"}, volumes=[{"name": "data", "emptyDir": {}}]),
-            lambda p: [v["name"] for v in p["spec"]["volumes"]] == ["data", KEYS_VOLUME, SPILL_VOLUME],
+            lambda p: [v["name"] for v in p["spec"]["volumes"]] == ["data", KEYS_VOLUME, SPILL_VOLUME, TLS_VOLUME],
         ),
         (
             pod({names.ANNOTATION_ID: "orders"})
