@@ -16,8 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from goq.errors import ConfigError
+from goq.operator.metrics import operator_registry
 
 log = logging.getLogger("goq.operator.admission")
 
@@ -29,6 +31,7 @@ Validator = Callable[[Mapping[str, Any]], Sequence[str] | None]
 MUTATE_PATH: Final = "/mutate-pods"
 VALIDATE_PATH: Final = "/validate-goq"
 HEALTH_PATH: Final = "/healthz"
+METRICS_PATH: Final = "/metrics"
 
 
 def _response(
@@ -97,6 +100,7 @@ class AdmissionServer:
         self.validator = validator
         self.outcomes: Counter[str] = Counter()
         """Count of answers by outcome (injected, untouched, refused, error, valid, unchanged)."""
+        self.registry = operator_registry(self.outcomes)
         self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
         self._runner: web.AppRunner | None = None
@@ -111,6 +115,7 @@ class AdmissionServer:
         app.router.add_post(MUTATE_PATH, self._mutate)
         app.router.add_post(VALIDATE_PATH, self._validate)
         app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get(METRICS_PATH, self._metrics)
         return app
 
     async def start(self, host: str, port: int) -> None:
@@ -147,3 +152,6 @@ class AdmissionServer:
 
     async def _health(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "outcomes": dict(self.outcomes)})
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -25,6 +25,7 @@ from goq.sidecar.records import OUTBOUND, Incoming, Outgoing, PoisonRecord, inbo
 from goq.sidecar.stores.absent import REASON as NO_MONGODB
 from goq.sidecar.stores.base import InboxStore, OutboxStore, StoreUnavailableError
 from goq.sidecar.stores.mongo import MongoStore
+from goq.sidecar.tracing import Tracing
 from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar")
@@ -82,8 +83,10 @@ class QueueManager:
         store: MongoStore | None = None,
         heartbeat: float = 5.0,
         clock: Callable[[], float] = time.time,
+        tracing: Tracing | None = None,
     ) -> None:
         self.me = me
+        self.tracing = tracing
         self.keyring = keyring
         self.spec = spec
         self.outbound = outbound
@@ -140,6 +143,7 @@ class QueueManager:
     async def send(self, requests: list[SendRequest]) -> list[SendReceipt | GoQError]:
         """Accept messages for delivery; per request a receipt, or the error that refused it."""
         results: list[SendReceipt | GoQError | None] = [None] * len(requests)
+        traced = self.tracing.sending(requests) if self.tracing is not None else None
         prepared: list[tuple[int, Outgoing]] = []
         now = self.clock()
         limit = min(self.max_payload, self.spec().max_message_size)
@@ -155,6 +159,8 @@ class QueueManager:
                 prepared.append((index, item))
         admitted = await self._bound(prepared, results)
         await self._keep(admitted, results)
+        if traced is not None:
+            traced(results)
         return [r if r is not None else GoQError("internal: no result") for r in results]
 
     def _prepare(self, request: SendRequest, now: float, limit: int) -> Outgoing:
@@ -255,10 +261,16 @@ class QueueManager:
 
     async def receive(self, limit: int, wait: float) -> list[Incoming]:
         """Lease up to ``limit`` messages, waiting up to ``wait`` seconds for one."""
-        return await self.inbound.receive(limit, wait)
+        items = await self.inbound.receive(limit, wait)
+        if self.tracing is not None and items:
+            self.tracing.received(items)
+        return items
 
     def acknowledge(self, ids: list[str]) -> list[str]:
         """Done with these messages; returns the ids that were not leased."""
+        if self.tracing is not None:
+            leased = self.inbound.leased
+            self.tracing.acknowledged([leased[i] for i in ids if i in leased])
         return self.inbound.acknowledge(ids)
 
     async def reject(self, message_id: str, *, requeue: bool, delay: float = 0.0, reason: str = "") -> None:

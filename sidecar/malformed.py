@@ -6,6 +6,7 @@ Python exception's name: a client cannot tell its own mistake from a server faul
 
 from __future__ import annotations  # grpc's handler types are generic only in their stubs
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -84,6 +85,15 @@ def _unary_unary(inner: Any, method: str, noticed: Noticed | None) -> Any:
 
 
 def _unary_stream(inner: Any, method: str, noticed: Noticed | None) -> Any:
+    if not inspect.isasyncgenfunction(inner):  # answers through ``context.write`` (grpc.health.v1's Watch)
+
+        async def writing(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            if isinstance(request, _Malformed):
+                await _refuse(context, method, request, noticed)
+            await inner(request, context)
+
+        return writing
+
     async def behaviour(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         if isinstance(request, _Malformed):
             await _refuse(context, method, request, noticed)

@@ -1,9 +1,10 @@
-"""Prometheus metrics (``goq_*``) read from the engine's figures at scrape time."""
+"""Prometheus metrics: ``goq_*`` read from the engine's figures, and the process's own, at scrape time."""
 
 from collections.abc import Callable, Iterator
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from goq.sidecar.engine import QueueManager
 from goq.sidecar.large.service import LargeMessages
@@ -117,3 +118,11 @@ class KeyRingCollector(Collector):
         )
         family.add_metric([self.identity], self.reloads())
         yield family
+
+
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """``process_*`` (memory, CPU, open files), ``python_info`` and ``python_gc_*``, as every Python exporter
+    has them. All are read at scrape time: nothing runs between scrapes (idle RSS: docs/sidecar.md, Metrics)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)

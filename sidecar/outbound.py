@@ -39,6 +39,7 @@ from goq.sidecar.records import OUTBOUND, Outgoing, PoisonRecord
 from goq.sidecar.refusing import poison_reason
 from goq.sidecar.resolving import Resolver
 from goq.sidecar.stores.base import OutboxStore
+from goq.sidecar.tracing import Tracing
 
 log = logging.getLogger("goq.sidecar.outbound")
 
@@ -88,8 +89,10 @@ class Outbound:
         histograms: Histograms | None = None,
         spill_store: SpillStore | None = None,
         window: WindowConfig | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.owner = owner
+        self.tracing = tracing
         self.policy = policy
         self.resolver = resolver
         self.stores = stores
@@ -346,6 +349,8 @@ class Outbound:
                     m.id,
                     extra={"id": m.id, "source": str(self.owner), "destination": str(m.destination)},
                 )
+        if self.tracing is not None:
+            self.tracing.attempted(items, "delivered")
         self._let_go(items)
         self.counters.delivered += len(items)
         if self.histograms is not None:
@@ -356,6 +361,8 @@ class Outbound:
         """A failed attempt for each of ``items``: schedule a retry, or poison what ran out of budget.
         ``unknown``: True if the receiver may have stored them (no answer, a broken stream, still storing),
         False if it answered that it did not; None if the attempt never reached it (nothing learned)."""
+        if self.tracing is not None:
+            self.tracing.attempted(items, "failed", error)
         policy, now = self.policy(), self.clock()
         if self._unstored and unknown is not None:  # see ``not_stored``
             early = [m.id for m in items if m.id in self._unstored]
@@ -393,6 +400,9 @@ class Outbound:
         """Move ``items`` (message, reason, detail) to the poison queue; keep any the sink refused."""
         if not items:
             return
+        if self.tracing is not None:
+            for m, _, detail in items:
+                self.tracing.attempted([m], "rejected", detail)
         now = self.clock()
         records = [self.poison_record(m, reason, detail, now) for m, reason, detail in items]
         if await self.poisoner.poison(records):
@@ -708,6 +718,8 @@ class Lane:
 
     def _sent_on(self, link: PeerLink, batch: list[Outgoing]) -> None:
         link.outstanding += len(batch)
+        if self.outbound.tracing is not None:
+            self.outbound.tracing.attempting(batch, link.target)
         unstored = self.outbound._unstored
         if not unstored:
             return

@@ -41,7 +41,7 @@ from goq.sidecar.kube.api import KubeApi
 from goq.sidecar.large.memory import keep_large_buffers_off_the_heap
 from goq.sidecar.large.service import LargeConfig, LargeMessages
 from goq.sidecar.malformed import MalformedRequestInterceptor
-from goq.sidecar.metrics import EngineCollector, KeyRingCollector
+from goq.sidecar.metrics import EngineCollector, KeyRingCollector, register_process_collectors
 from goq.sidecar.metrics_sinks.base import MetricsContext
 from goq.sidecar.metrics_sinks.flushing import Flusher, load_metrics_sinks
 from goq.sidecar.outbound import Outbound, OutboundConfig
@@ -55,11 +55,13 @@ from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.resolving import DnsResolver, Resolver, StaticResolver
 from goq.sidecar.rest_api import rest_routes
 from goq.sidecar.settings import SidecarSettings
+from goq.sidecar.standard_services import ServingStatus, add_standard_services
 from goq.sidecar.stores.absent import NoInbox, NoOutbox
 from goq.sidecar.stores.base import InboxStore, OutboxStore
 from goq.sidecar.stores.memory import MemoryInbox, MemoryOutbox
 from goq.sidecar.stores.mongo import MongoStore
 from goq.sidecar.stores.withdrawal_journal import JOURNAL_FILE, WithdrawalJournal
+from goq.sidecar.tracing import Tracing, tracing_from_env
 from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar")
@@ -83,9 +85,11 @@ def build(
     histograms: Histograms | None = None,
     keys: Callable[[], Keyring] | None = None,
     credentials: PeerCredentials = PLAINTEXT,
+    tracing: Tracing | None = None,
 ) -> QueueManager:
     """Wire the engine's parts as ``settings`` say; limits and retries follow ``live`` as it changes, the
-    key ring follows ``keys`` (by default: the ring read at start), and peers are reached with ``credentials``."""
+    key ring follows ``keys`` (by default: the ring read at start), peers are reached with ``credentials``,
+    and spans go to ``tracing`` (none: no tracing)."""
     if settings.keyring is None:
         raise ConfigError("no HMAC keys: set GOQ_KEYS_DIR (a mounted key Secret) or GOQ_HMAC_KEYS")
     started_with = settings.keyring
@@ -131,6 +135,7 @@ def build(
         histograms=histograms,
         spill_store=store.outbox if store else None,
         window=WindowConfig(settings.lane_window, settings.lane_window_bytes),
+        tracing=tracing,
     )
     inbound = Inbound(
         me,
@@ -157,6 +162,7 @@ def build(
         max_payload=settings.max_payload,
         store=store,
         heartbeat=settings.heartbeat,
+        tracing=tracing,
     )
 
 
@@ -214,6 +220,9 @@ class Sidecar:
     large: LargeMessages | None = None
     keys: KeyringFollower | None = None
     tls: PeerCredentials = PLAINTEXT
+    serving: ServingStatus | None = None
+    """``grpc.health.v1`` on the application port, kept equal to ``ready``."""
+    tracing: Tracing | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -234,7 +243,9 @@ class Sidecar:
         self.tls = tls = peer_credentials(s.tls_dir)
         if isinstance(tls, MutualTls):  # renewed certificates in force without a restart
             self._tasks.append(asyncio.get_running_loop().create_task(tls.run(), name="TLS certificate"))
-        self.engine = engine = build(s, self._mongo, live, Histograms(str(s.address), registry), keys, tls)
+        self.tracing = tracing = tracing_from_env(str(s.address), s.instance)
+        histograms = Histograms(str(s.address), registry)
+        self.engine = engine = build(s, self._mongo, live, histograms, keys, tls, tracing)
         await engine.start()
         self.large = large = build_large(s, self._mongo, live, engine)
         await large.start()
@@ -247,6 +258,7 @@ class Sidecar:
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(engine.inbound, large=large.receiver), peer)
         app = grpc.aio.server(options=options, interceptors=[MalformedRequestInterceptor()])
         queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine, large), app)
+        self.serving = serving = await add_standard_services(app)
         for server, address, what in ((peer, s.peer_listen, "peer"), (app, s.grpc_listen, "application gRPC")):
             try:
                 bound = tls.bind(server, address) if server is peer else server.add_insecure_port(address)
@@ -258,6 +270,7 @@ class Sidecar:
             self._servers.append(server)
         registry.register(EngineCollector(engine, large))
         registry.register(KeyRingCollector(str(s.address), lambda: self.keys.reloads if self.keys else 0))
+        register_process_collectors(registry)
         context = MetricsContext(str(s.address), registry=registry, mongo=self._mongo, database=s.mongodb_database)
         flusher = Flusher(
             engine, load_metrics_sinks(live.spec.metrics, context), lambda: live.spec.metrics.interval, registry
@@ -268,6 +281,7 @@ class Sidecar:
         self._rest = await _listen(rest_routes(engine, large), s.rest_listen, "application REST")
         settle()
         self.ready = True
+        await serving.follow(True)
         if self._api is not None:
             reporter = StatusReporter(self._api, s.namespace, s.identity)
             beat = heartbeat(reporter, s.instance, self.figures, s.status_interval, self._stopping)
@@ -324,6 +338,8 @@ class Sidecar:
 
     async def stop(self) -> None:
         self.ready = False
+        if self.serving is not None:  # gRPC health checkers and watchers hear it before the servers stop
+            await self.serving.shutting_down()
         self._stopping.set()
         for server in reversed(self._servers):
             await server.stop(grace=1.0)
@@ -335,6 +351,8 @@ class Sidecar:
             await self.engine.stop(self.settings.shutdown_grace)
         if self._mongo is not None:
             await self._mongo.close()
+        if self.tracing is not None:  # the spans still batched are exported
+            await asyncio.to_thread(self.tracing.close)
         if self._health is not None:
             await self._health.close()
         for task in self._tasks:

@@ -6,7 +6,7 @@ applying the patch twice changes nothing.
 """
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from goq import names
 from goq.errors import ConfigError
@@ -15,6 +15,15 @@ from goq.webhook.container import sidecar_container, sidecar_volumes
 from goq.webhook.settings import CONTAINER_NAME, InjectionSettings
 
 JsonPatch = list[dict[str, Any]]
+
+SCRAPE_PREFIX: Final = "prometheus.io/"
+SCRAPE_ANNOTATIONS: Final = {
+    f"{SCRAPE_PREFIX}scrape": "true",
+    f"{SCRAPE_PREFIX}port": str(names.PORT_HEALTH),
+    f"{SCRAPE_PREFIX}path": "/metrics",
+}
+"""The common Prometheus convention, which names one target per pod: added only to a pod with no
+``prometheus.io/`` annotation of its own (it is then the application's; a PodMonitor scrapes both)."""
 
 
 class InjectionRefusedError(ConfigError):
@@ -74,7 +83,14 @@ def injection_patch(pod: Mapping[str, Any], settings: InjectionSettings) -> Json
     patch: JsonPatch = []
     _add_to_map(patch, "/metadata/labels", labels, names.LABEL_ID, identity)
     annotations = metadata.get("annotations")
-    _add_to_map(patch, "/metadata/annotations", annotations, names.ANNOTATION_INJECTED, settings.version)
+    added = {names.ANNOTATION_INJECTED: settings.version}
+    if not any(key.startswith(SCRAPE_PREFIX) for key in annotations or {}):
+        added.update(SCRAPE_ANNOTATIONS)
+    if annotations is None:
+        patch.append({"op": "add", "path": "/metadata/annotations", "value": added})
+    else:
+        for key, value in added.items():
+            _add_to_map(patch, "/metadata/annotations", annotations, key, value)
 
     container = sidecar_container(identity, settings)
     if settings.native_sidecar:

@@ -172,6 +172,8 @@ async def test_a_pod_with_the_annotation_is_created_with_the_sidecar_by_the_api_
     created = await create_pod(kube_api, ns, simple_pod("app", {"goq.io/id": "orders"}, {"app": "shop"}))
     assert created["metadata"]["labels"] == {"app": "shop", "goq.io/id": "orders"}
     assert created["metadata"]["annotations"]["goq.io/injected"]
+    scrape = {k: v for k, v in created["metadata"]["annotations"].items() if k.startswith("prometheus.io/")}
+    assert scrape == {"prometheus.io/scrape": "true", "prometheus.io/port": "7703", "prometheus.io/path": "/metrics"}
     names = [c["name"] for c in created["spec"]["containers"]]
     assert names == ["app", "goq-sidecar"]
     sidecar = created["spec"]["containers"][1]

@@ -64,7 +64,13 @@ def test_pods_that_did_not_opt_in_or_have_it_already_get_an_empty_patch(untouche
 def test_an_opted_in_pod_gets_label_annotation_sidecar_key_volume_and_spill_volume() -> None:
     result = applied(pod({names.ANNOTATION_ID: "orders"}))
     assert result["metadata"]["labels"] == {names.LABEL_ID: "orders"}
-    assert result["metadata"]["annotations"] == {names.ANNOTATION_ID: "orders", names.ANNOTATION_INJECTED: "1.2.3"}
+    assert result["metadata"]["annotations"] == {
+        names.ANNOTATION_ID: "orders",
+        names.ANNOTATION_INJECTED: "1.2.3",
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "7703",
+        "prometheus.io/path": "/metrics",
+    }
     assert [c["name"] for c in result["spec"]["containers"]] == ["app", CONTAINER_NAME]
     assert "initContainers" not in result["spec"]
     assert result["spec"]["volumes"] == [
@@ -242,3 +248,23 @@ def test_keys_with_slashes_are_escaped_as_json_pointers() -> None:
 )
 def test_native_sidecars_are_used_from_kubernetes_1_29(major: str, minor: str, native: bool) -> None:
     assert supports_native_sidecars(major, minor) is native
+
+
+def test_a_pod_with_prometheus_annotations_of_its_own_keeps_them_and_gets_none_of_ours() -> None:
+    """The convention names one target per pod: the application's stays (a PodMonitor reaches the sidecar)."""
+    own = {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"}
+    result = applied(pod({names.ANNOTATION_ID: "orders", **own}))
+    assert result["metadata"]["annotations"] == {
+        names.ANNOTATION_ID: "orders",
+        names.ANNOTATION_INJECTED: "1.2.3",
+        **own,
+    }
+
+
+def test_an_injected_pod_announces_the_sidecars_metrics_port_for_scraping() -> None:
+    result = applied(pod({names.ANNOTATION_ID: "orders"}), NATIVE)
+    annotations = result["metadata"]["annotations"]
+    port = int(annotations["prometheus.io/port"])
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert {p["name"]: p["containerPort"] for p in sidecar_of(result)["ports"]}["goq-health"] == port
