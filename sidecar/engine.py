@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from goq.errors import ConfigError, GoQError
 from goq.identity import Address
@@ -32,6 +33,8 @@ log = logging.getLogger("goq.sidecar")
 
 QUEUED = "queued"
 POISONED = "poisoned"
+STORE_AGAIN_PAUSE: Final = (0.2, 1.0)
+"""Seconds between writes of a message whose delivery's outcome is unknown (``_store_again``): the first, the most."""
 
 
 @dataclass
@@ -234,14 +237,11 @@ class QueueManager:
                 except StoreUnavailableError as exc:
                     # Delivered meanwhile means stored by the receiver: accepted all the same.
                     delivered, unknown = await self.outbound.not_stored(items, early) if persistent else (set(), set())
+                    if unknown:  # the receiver may store them yet: never refused, kept instead
+                        await self._store_again([m for m in items if m.id in unknown])
+                        delivered |= unknown
                     for index, item in group:
-                        results[index] = (
-                            SendReceipt(item.id, QUEUED)
-                            if item.id in delivered
-                            else _may_arrive(exc, item)
-                            if item.id in unknown
-                            else exc
-                        )
+                        results[index] = SendReceipt(item.id, QUEUED) if item.id in delivered else exc
                     self.counters.sent += len(delivered)
                     continue
                 except BaseException:
@@ -256,6 +256,34 @@ class QueueManager:
                 self.outbound.stored(items, fresh, early)
         finally:
             self._reserved -= reserved
+
+    async def _store_again(self, items: list[Outgoing]) -> None:
+        """Write again, until MongoDB takes them, messages whose write failed while their early delivery's
+        outcome stayed unknown (``Outbound.not_stored``), then deliver them as any stored message.
+
+        Why: the receiver may still store such a message (a write of its own that the sender's asking gave up
+        on, queued behind another write while MongoDB was down), so a refusal could be followed by its
+        delivery; accepting it kept nowhere durable could lose it. Only a durable copy here makes ``queued``
+        true, and the receiver recognises a message it stored as a duplicate. The answer waits as long as
+        that takes: the client's deadline (or the sidecar's stop) ends the wait, its outcome then unknown to
+        the client, as it is."""
+        log.warning(
+            "%d message(s) whose write failed have no known outcome at %s: writing them again before answering",
+            len(items),
+            ", ".join(sorted({str(m.destination) for m in items})),
+            extra={"ids": [m.id for m in items[:20]]},
+        )
+        pause = STORE_AGAIN_PAUSE[0]
+        while True:
+            try:
+                await self.outboxes[True].add(items)
+            except StoreUnavailableError as exc:
+                log.debug("writing %d message(s) again failed (%s); trying again", len(items), exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, STORE_AGAIN_PAUSE[1])
+                continue
+            self.outbound.enqueue(items)
+            return
 
     # Receiving.
 
@@ -386,10 +414,3 @@ class QueueManager:
                     )
             except Exception as exc:
                 log.warning("heartbeat failed (%s); trying again", exc)
-
-
-def _may_arrive(refusal: StoreUnavailableError, item: Outgoing) -> StoreUnavailableError:
-    """The refusal of a message whose early delivery has no known outcome (see ``Outbound.not_stored``)."""
-    return StoreUnavailableError(
-        f"{refusal}; {item.destination} did not answer for this message in time: it may still arrive there"
-    )

@@ -181,7 +181,7 @@ class Outbound:
     async def not_stored(self, items: list[Outgoing], early: list[Outgoing]) -> tuple[set[str], set[str]]:
         """Storing ``items`` failed: forget their places and stop delivering them. Returns the ids of those
         delivered (or poisoned) meanwhile, stored by the receiver, so accepted all the same; and the ids of
-        those whose delivery's outcome stayed unknown (refused, but they may still arrive).
+        those whose delivery's outcome stayed unknown (not to be refused: they may still arrive).
 
         Waits for the answers to batches in flight. A message whose last attempt has no known outcome (no
         answer within ``attemptTimeout``, a broken stream, or the receiver's "an earlier delivery is still
@@ -190,10 +190,10 @@ class Outbound:
         is accepted. Rejected, or to be retried later for any other reason (the receiver's write returned
         and failed, and withdraws what it wrote; or it was never made): not stored, refused. No such
         answer (the receiver unreachable, or still storing, for ``settle_timeout``; or an answer to the
-        last try slower than ``settle_timeout`` plus ``attemptTimeout``): refused all the same, as the
-        lesser wrong. Such a message may still arrive; delivery is at least once, so a send the
-        application repeats is at worst delivered twice, where accepting a message kept nowhere durable
-        could lose it."""
+        last try slower than ``settle_timeout`` plus ``attemptTimeout``): the message may still arrive, so
+        it must not be refused, nor accepted while kept nowhere durable: the caller writes it again
+        (``QueueManager._store_again``). A try given up on can store it later: its write may wait at the
+        receiver behind another one (issue 16, replica-set seed 7: refused, then delivered)."""
         if not early:
             if self.backlog:
                 self.backlog.abandon(items)
@@ -257,8 +257,7 @@ class Outbound:
             await asyncio.sleep(RESOLVE_PAUSE)
         if pending:
             log.warning(
-                "%d message(s) refused (their write failed) may still reach their destination: no answer for them "
-                "within %.0f s",
+                "%d message(s) whose write failed may still reach their destination: no answer for them within %.0f s",
                 len(pending),
                 self.config.settle_timeout,
                 extra={"source": str(self.owner), "ids": [m.id for m in pending[:20]]},

@@ -56,6 +56,11 @@ REPEAT_CHECK_INTERVAL: Final = 0.1
 level before the repeat is refused as not durable yet (see ``MongoOutbox._not_durable``)."""
 PROGRESS_DELAY: Final = 2.0
 """Seconds before the members done in an unfinished group document are written (see ``_Progress``)."""
+CLASH_TRIES: Final = 5
+CLASH_PAUSE: Final = (0.05, 0.4)
+"""How often a received group whose insert clashed is looked at again, and the pauses between (the first, the
+most; doubled each time): the document it clashed with may be a concurrent write not majority-committed yet,
+invisible to the majority read until it is (see ``MongoInbox._add_clashing``)."""
 WITHDRAW_BACKOFF: Final = (0.2, 1.0)
 """Seconds between tries of a withdrawal's delete while MongoDB fails it: the first, and the most. Short: until
 it is confirmed, a crash of this sidecar delivers the refused messages after its restart, and one delete a
@@ -324,6 +329,8 @@ class _Withdrawals:
         of one application id each have a withdrawal of their own."""
         self._again: dict[tuple[str, str], tuple[float, Doc]] = {}
         """Deleted once: when to delete each again, and its filter."""
+        self._keys_of: dict[str, set[tuple[str, str]]] = {}
+        """Per document ``_id``, its keys in ``_pending`` or ``_again``: ``pending`` looks ids up, never scans."""
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -352,7 +359,7 @@ class _Withdrawals:
         if not filters:
             return
         for query in filters:
-            self._pending[filter_key(query)] = query
+            self._put(filter_key(query), query)
         if not await self._delete(dict(self._pending)):
             log.warning(
                 "%d %s document(s) of failed writes left by the previous run are not withdrawn yet: left out of "
@@ -363,18 +370,44 @@ class _Withdrawals:
         self._start()
 
     def withheld(self) -> list[Doc]:
-        """Filters of the documents whose withdrawal is not confirmed: recovery and loads leave them out."""
-        return list(self._pending.values())
+        """Filters of the documents whose withdrawal is not confirmed: recovery and loads leave them out.
+
+        At most two, however many are pending (a long outage fails many writes): the ``_id``s of documents
+        withdrawn by ``_id`` alone, and those withdrawn by ``_id`` and write token (``w``) with those tokens,
+        each an ``$in`` MongoDB matches by lookup, where one clause per document made each document's match
+        cost as much as the outage was long. Exact all the same: a token is one failed write's, so a document
+        with a pending ``_id`` and a pending token is that write's own (every document of a failed write is
+        withdrawn together)."""
+        plain = sorted({query["_id"] for query in self._pending.values() if "w" not in query})
+        singles = [query for query in self._pending.values() if "w" in query]
+        clauses: list[Doc] = [{"_id": {"$in": plain}}] if plain else []
+        if singles:
+            ids, tokens = sorted({q["_id"] for q in singles}), sorted({q["w"] for q in singles})
+            clauses.append({"_id": {"$in": ids}, "w": {"$in": tokens}})
+        return clauses
 
     def pending(self, doc_ids: list[str]) -> list[str]:
-        """Those of ``doc_ids`` whose withdrawal is not confirmed yet."""
-        withdrawing = {doc_id for doc_id, _ in self._pending} | {doc_id for doc_id, _ in self._again}
-        return [doc_id for doc_id in doc_ids if doc_id in withdrawing]
+        """Those of ``doc_ids`` whose withdrawal is not confirmed yet (deleted once counts as not yet)."""
+        return [doc_id for doc_id in doc_ids if doc_id in self._keys_of]
 
     def _withdraw(self, filters: list[Doc]) -> None:
         for query in filters:
-            self._pending[filter_key(query)] = query
+            self._put(filter_key(query), query)
         self._start()
+
+    def _put(self, key: tuple[str, str], query: Doc) -> None:
+        self._pending[key] = query
+        self._keys_of.setdefault(key[0], set()).add(key)
+
+    def _done(self, key: tuple[str, str]) -> None:
+        """``key`` left ``_pending`` or ``_again``: its ``_id`` is no longer withdrawn unless it is in the other."""
+        if key in self._pending or key in self._again:
+            return
+        keys = self._keys_of.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._keys_of[key[0]]
 
     def _start(self) -> None:
         self._wake.set()
@@ -420,6 +453,7 @@ class _Withdrawals:
                 confirmed.append(query)
             elif key in self._again:
                 del self._again[key]
+                self._done(key)
         log.info("withdrew %d %s document(s) of failed writes", len(batch), self._name)
         if confirmed and self._journal is not None:
             await self._journal.drop(self._name, confirmed)
@@ -749,7 +783,9 @@ class MongoInbox:
         counts as new, held in that earlier document.
         """
         new: dict[str, bool] = {}
-        for _ in range(3):  # a clash with a concurrent write of the same keys is retried
+        for attempt in range(CLASH_TRIES):  # a clash with a concurrent write of the same keys is retried
+            if attempt:  # what it clashed with is not majority-committed yet: give it a moment
+                await asyncio.sleep(min(CLASH_PAUSE[0] * 2 ** (attempt - 1), CLASH_PAUSE[1]))
             held, unacknowledged = await self._holders([m.key for m in group])
             if self._withdrawals.pending([doc_id for doc_id, _ in held.values()]):
                 raise StoreUnavailableError("an earlier delivery of this message failed here and is being withdrawn")

@@ -85,3 +85,54 @@ async def test_a_send_whose_write_fails_is_accepted_when_the_receiver_stores_its
     assert got == [b"early"], "the receiver did not store the message: the scenario did not happen"
     assert not isinstance(answer, str), f"refused, and delivered all the same: {answer}"
     assert answer.id
+
+
+RECEIVER_STORE_TIMEOUT = 8.0
+"""The receiver's ``GOQ_STORE_TIMEOUT``: its write of a try waits this long for its stopped mongod, far
+longer than the sender asks about that try (its own ``GOQ_STORE_TIMEOUT`` of 1 s plus ``attemptTimeout``)."""
+GAVE_UP = "may still reach their destination"
+"""The sender's warning when its asking ended without an answer for a message whose write failed."""
+
+
+async def until_logged(sidecar: SidecarProcess, text: str, within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while text not in sidecar.log():
+        assert asyncio.get_running_loop().time() < deadline, f"{sidecar.name} never logged {text!r}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_send_whose_delivery_the_sender_gave_up_asking_about_is_not_refused_and_arrives_once_accepted(
+    mongods: dict[str, MongoServer], sidecars: Sidecars, apps: Apps
+) -> None:
+    """Both mongods stopped: the sender's write fails; the receiver's write of the early delivery fails
+    later (its longer store timeout); the sender's next try makes the receiver write again, and that write
+    waits for its mongod longer than the sender asks. The receiver's mongod comes back in time for that
+    write: the message arrives. The sender refused it when it gave up asking (issue 16, replica-set seed 7:
+    10 refused sends delivered); it must keep it instead (writing it again until its own mongod is back) and
+    answer accepted."""
+    group = sidecars("orders", "billing", start=False, GOQ_RETRY_POLICY=POLICY)
+    group["orders"].env["GOQ_STORE_TIMEOUT"] = "1s"
+    group["billing"].env.update(GOQ_MONGODB_URI=mongods["billing"].uri, GOQ_STORE_TIMEOUT=f"{RECEIVER_STORE_TIMEOUT}s")
+    for sidecar in group.values():
+        sidecar.start()
+    orders, billing = apps(group["orders"]), apps(group["billing"])
+    await orders.stub.Send(pb.SendRequest(to="billing", payload=b"before"))
+    assert [m.payload for m in await billing.receive(1, within=30)] == [b"before"]
+
+    for server in mongods.values():
+        await asyncio.to_thread(server.stop)
+    sending = asyncio.ensure_future(orders.stub.Send(pb.SendRequest(to="billing", payload=b"early"), timeout=90))
+    # The receiver's first write fails after its store timeout; the sender's next try starts another one,
+    # which the sender gives up waiting for: the receiver's mongod returns while that write still waits.
+    await until_logged(group["orders"], GAVE_UP, within=4 * RECEIVER_STORE_TIMEOUT)
+    await asyncio.to_thread(mongods["billing"].start)
+    got = [m.payload for m in await billing.receive(1, within=30)]
+    assert got == [b"early"], "the receiver did not store the message: the scenario did not happen"
+    await asyncio.to_thread(mongods["orders"].start)
+    try:
+        answer: pb.SendResponse | str = await sending
+    except grpc.aio.AioRpcError as exc:
+        answer = f"{exc.code().name}: {exc.details()}"
+    assert not isinstance(answer, str), f"refused, and delivered all the same: {answer}"
+    assert answer.id
+    assert await billing.receive(1, within=3) == [], "delivered twice: the receiver did not recognise it"

@@ -251,12 +251,11 @@ async def test_a_seeded_fault_run_on_a_replica_set_loses_nothing(
     result = await run_seed(config, tmp_path)
     with capsys.disabled():
         print("\n" + table([result]))
-    assert not result.lost, result.explain()
+    assert result.ok, result.explain()
     assert result.accepted > 50, f"too little load to judge: {result}"
-    if result.refused_delivered:  # nothing lost; issue 16 stays open for this
-        pytest.xfail(f"known: a refused send can still arrive when a primary is killed mid-write: {result.explain()}")
 
 
+@pytest.mark.timeout(0)  # bounded below by the number of seeds asked for (a marker added at run time is not read)
 async def test_many_seeds_on_a_replica_set_lose_nothing(
     request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -264,8 +263,10 @@ async def test_many_seeds_on_a_replica_set_lose_nothing(
     seeds = int(request.config.getoption("--fault-seeds"))
     if seeds <= 0:
         pytest.skip("the long fault run: give --fault-seeds N or GOQ_FAULT_SEEDS=N")
-    request.node.add_marker(pytest.mark.timeout(seeds * 180))
-    results = [await run_seed(replica_set_run(seed, 6), tmp_path / f"seed-{seed}") for seed in range(200, 200 + seeds)]
+    async with asyncio.timeout(seeds * 180):
+        results = [
+            await run_seed(replica_set_run(seed, 6), tmp_path / f"seed-{seed}") for seed in range(200, 200 + seeds)
+        ]
     with capsys.disabled():
         print("\n" + table(results))
     failed = [r.explain() for r in results if not r.ok]
