@@ -9,13 +9,14 @@ import grpc
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
-from goq.errors import ConfigError, GoQError, TemporaryError
+from goq.errors import ConfigError, GoQError
 from goq.messages import Message
 from goq.sidecar.engine import QueueManager, SendReceipt, SendRequest
-from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
+from goq.sidecar.errors import NotFoundError, PayloadTooLargeError
 from goq.sidecar.large.service import LargeMessages
 from goq.sidecar.large.uploading import LargeSend
 from goq.sidecar.records import Incoming, PoisonRecord
+from goq.sidecar.statuses import status_of
 
 DEFAULT_IN_FLIGHT = 100
 FRAME_BYTES = 1024 * 1024
@@ -31,19 +32,6 @@ DRAIN_LIMIT = 16 * 1024 * 1024
 DRAIN_SECONDS = 5.0
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def status_of(error: GoQError) -> grpc.StatusCode:
-    """The gRPC status that means what ``error`` means."""
-    if isinstance(error, ConfigError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, QueueFullError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, TemporaryError):  # storage or the poison sink out of reach: try again later
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(error, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND
-    return grpc.StatusCode.INTERNAL
 
 
 def _request(message: pb.SendRequest) -> SendRequest:
@@ -66,7 +54,7 @@ def _batch_result(outcomes: list[SendReceipt | GoQError]) -> pb.SendBatchResult:
             accepted.id, accepted.state = outcome.id, outcome.state
         else:
             error = add().error
-            error.code, error.message = status_of(outcome).name, str(outcome)
+            error.code, error.message = status_of(outcome).grpc.name, str(outcome)
     return answer
 
 
@@ -359,5 +347,5 @@ async def _drain(stream: AsyncIterator[pb.LargeSendPart], limit: int) -> None:
 
 
 async def _abort(context: Context, error: GoQError) -> NoReturn:
-    await context.abort(status_of(error), str(error))
+    await context.abort(status_of(error).grpc, str(error))
     raise AssertionError("unreachable: abort raises")

@@ -10,6 +10,7 @@ from typing import Any, Final
 from goq.identity import MAX_IDENTITY_LENGTH, MAX_NAMESPACE_LENGTH
 from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, MAX_ID_LENGTH
 from goq.sidecar.http_server import BODY_TIMEOUT, HEAD_TIMEOUT
+from goq.sidecar.statuses import ERROR_CODES
 
 MAX_RECEIVE: Final = 1000
 """Most messages one ``GET /v1/messages`` may lease (``max``)."""
@@ -83,15 +84,7 @@ def _schemas(max_payload: int) -> dict[str, Any]:
                     "properties": {
                         "code": {
                             "type": "string",
-                            "enum": [
-                                "bad_request",
-                                "not_found",
-                                "method_not_allowed",
-                                "payload_too_large",
-                                "queue_full",
-                                "internal",
-                                "unavailable",
-                            ],
+                            "enum": sorted(set(ERROR_CODES.values())),
                         },
                         "message": {"type": "string"},
                     },

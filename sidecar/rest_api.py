@@ -1,8 +1,8 @@
 """The application's REST API (127.0.0.1:7700): a thin JSON layer over the engine, as gRPC is.
 
 Each handler decodes the request, calls one ``QueueManager`` method and encodes its answer; engine
-errors become HTTP statuses through the same classification gRPC uses (``app_service.status_of``), so
-both APIs refuse the same things for the same reasons. Bad input is always a 4xx with
+errors become HTTP statuses through the table gRPC reads too (``goq.sidecar.statuses``), so both APIs
+refuse the same things for the same reasons. Bad input is always a 4xx with
 ``{"error": {"code", "message"}}``; request bodies are read only up to a bound derived from the
 payload limit, so an oversized upload is refused without being held in memory.
 """
@@ -18,11 +18,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
-import grpc
-
-from goq.errors import ConfigError, GoQError, TemporaryError
+from goq.errors import ConfigError, GoQError
 from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, Message, validate_message_id
-from goq.sidecar.app_service import large_stats, status_of
+from goq.sidecar.app_service import large_stats
 from goq.sidecar.engine import QueueManager, SendRequest
 from goq.sidecar.errors import NotFoundError, PayloadTooLargeError
 from goq.sidecar.http_server import HttpError, Request, Response, Router
@@ -42,6 +40,7 @@ from goq.sidecar.openapi import (
     openapi_document,
 )
 from goq.sidecar.records import Incoming, PoisonRecord
+from goq.sidecar.statuses import code_of_http, status_of
 
 log = logging.getLogger("goq.sidecar.rest")
 
@@ -61,35 +60,6 @@ _SECONDS: Final = re.compile(SECONDS_PATTERN)
 _BASE64: Final = re.compile(BASE64_PATTERN)
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 
-_HTTP_OF_GRPC: Final = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-}
-ERROR_CODES: Final = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    408: "request_timeout",
-    413: "payload_too_large",
-    429: "queue_full",
-    500: "internal",
-    503: "unavailable",
-}
-"""The ``error.code`` of each status this API answers with."""
-
-
-def http_status(error: GoQError) -> int:
-    """The HTTP status meaning what ``error`` means: gRPC's classification, plus 413 for size and 503
-    for any other temporary failure (a poison sink that MongoDB failed), which is no bad input."""
-    if isinstance(error, PayloadTooLargeError):
-        return 413
-    status = _HTTP_OF_GRPC.get(status_of(error))
-    if status is None:
-        return 503 if isinstance(error, TemporaryError) else 500
-    return status
-
 
 def json_response(value: Any, status: int = 200) -> Response:
     return Response(status, json.dumps(value).encode(), "application/json")
@@ -97,8 +67,13 @@ def json_response(value: Any, status: int = 200) -> Response:
 
 def error_response(status: int, message: str) -> Response:
     """``{"error": {"code", "message"}}`` with ``status``."""
-    code = ERROR_CODES.get(status, "bad_request" if status < 500 else "internal")
-    return json_response({"error": {"code": code, "message": message}}, status=status)
+    return json_response({"error": {"code": code_of_http(status), "message": message}}, status=status)
+
+
+def refusal(error: GoQError) -> Response:
+    """``error`` as the REST API says it (``goq.sidecar.statuses``)."""
+    status = status_of(error)
+    return json_response({"error": {"code": status.code, "message": str(error)}}, status=status.http)
 
 
 # Request decoding: pure functions that raise ConfigError (400) with what is wrong and what is allowed.
@@ -339,7 +314,7 @@ def _received_text(items: list[Incoming]) -> str:
 def json_errors(request: Request, error: Exception) -> Response:
     """Every refusal as ``{"error": {"code", "message"}}``; an unexpected failure is logged and a 500."""
     if isinstance(error, GoQError):
-        return error_response(http_status(error), str(error))
+        return refusal(error)
     if isinstance(error, HttpError) and error.status == 404:
         return error_response(404, f"no such endpoint: {request.path} (see /openapi.json)")
     if isinstance(error, HttpError):
@@ -402,7 +377,7 @@ class RestApi:
                     LargeSend(to=raw.to, persistent=raw.persistent, id=raw.id, size=request.content_length)
                 )
             except GoQError as exc:
-                return error_response(http_status(exc), str(exc))
+                return refusal(exc)
         return None
 
     async def payload(self, request: Request) -> Response:

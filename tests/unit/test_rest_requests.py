@@ -1,5 +1,6 @@
-"""The REST layer's request decoding and error mapping, without a server; and its OpenAPI patterns,
-checked against the validators the engine uses, so that the document says what the server does."""
+"""The REST layer's request decoding, without a server (its error answers: test_statuses.py); and its
+OpenAPI patterns, checked against the validators the engine uses, so that the document says what the
+server does."""
 
 import base64
 import re
@@ -8,16 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goq.errors import ConfigError, GoQError
+from goq.errors import ConfigError
 from goq.identity import Address
 from goq.messages import validate_headers, validate_message_id
-from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
 from goq.sidecar.openapi import ADDRESS_PATTERN, BASE64_PATTERN, HEADER_NAME_PATTERN, ID_PATTERN, openapi_document
-from goq.sidecar.poison.base import PoisonSinkError
 from goq.sidecar.rest_api import (
-    ERROR_CODES,
     decode_base64,
-    http_status,
     message_ids,
     nack_arguments,
     parse_int,
@@ -25,24 +22,6 @@ from goq.sidecar.rest_api import (
     parse_seconds,
     send_request_of_json,
 )
-from goq.sidecar.stores.base import StoreUnavailableError
-
-
-@pytest.mark.parametrize(
-    ("error", "status"),
-    [
-        (ConfigError("bad"), 400),
-        (PayloadTooLargeError("big"), 413),
-        (QueueFullError("full"), 429),
-        (StoreUnavailableError("down"), 503),
-        (NotFoundError("gone"), 404),
-        (PoisonSinkError("MongoDB poison sink failed"), 503),
-        (GoQError("unexpected"), 500),
-    ],
-)
-def test_engine_errors_map_to_the_status_that_means_the_same(error: GoQError, status: int) -> None:
-    assert http_status(error) == status
-    assert status in ERROR_CODES
 
 
 def test_a_json_send_becomes_the_engines_request_with_defaults() -> None:
