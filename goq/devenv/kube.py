@@ -102,12 +102,21 @@ class KubeControlPlane:
 
     ``node_address`` (the host's end of a real node's veth, see ``goq.devenv.node``) makes the plane
     serve a real node: the API server listens there instead of on loopback, and kube-scheduler runs.
+    ``service_cidr`` is the ClusterIP range (a node's own, routed to it: see ``goq.devenv.node.netns``).
     """
 
-    def __init__(self, workdir: Path, binaries: Path | None = None, *, node_address: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        binaries: Path | None = None,
+        *,
+        node_address: str | None = None,
+        service_cidr: str = SERVICE_CIDR,
+    ) -> None:
         self.workdir = workdir
         self.binaries = binaries
         self.node_address = node_address
+        self.service_cidr = service_cidr
         self.etcd_port, self.etcd_peer_port, self.port, self.scheduler_port = free_ports(4)
         self.pki = workdir / "pki"
         self.kubeconfig = workdir / "kubeconfig"
@@ -180,7 +189,7 @@ class KubeControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--authorization-mode=RBAC",
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
             "--allow-privileged=true",
@@ -267,7 +276,7 @@ class KubeControlPlane:
             "kubernetes.default.svc",
         )
         if self.node_address:  # pods reach it on the veth, or by the `kubernetes` Service's ClusterIP
-            cluster_ip = str(ipaddress.ip_network(SERVICE_CIDR)[1])
+            cluster_ip = str(ipaddress.ip_network(self.service_cidr)[1])
             hosts += (self.node_address, cluster_ip, "kubernetes.default.svc.cluster.local")
         certs.issue(ca, self.pki, "apiserver", "kube-apiserver", hosts=hosts, server=True)
         certs.issue(ca, self.pki, "admin", "goq-admin", organization="system:masters", client=True)

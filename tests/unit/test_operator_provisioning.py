@@ -167,7 +167,7 @@ def test_the_install_provides_the_source_and_lets_the_operator_bind_only_the_sid
     root = Path(__file__).resolve().parents[2] / "manifests"
     docs = [
         d
-        for f in ("operator.yaml", "mongodb.yaml", "rbac/operator.yaml")
+        for f in ("operator.yaml", "demo-mongodb/mongodb.yaml", "rbac/operator.yaml")
         for d in yaml.safe_load_all((root / f).read_text())
     ]
     [deployment] = [d for d in docs if d["kind"] == "Deployment"]

@@ -3,17 +3,24 @@
 Order matters: daemons first (by PID), then every process left in the node's cgroups (containerd's
 shims outlive containerd, and containers outlive their shims), then mounts, paths, kernel settings,
 cgroups and the network. ``goq.devenv.node.janitor`` runs it after a killed test session.
+
+Several nodes may run at once (engineers sharing a machine), and some of what a node changes is the
+machine's, shared by all of them: the ``SYSTEM_PATHS`` the kubelet and containerd make, ``/run/netns``
+and the kernel settings. Only a node that starts while no other runs records them, and one that stops
+while others run does not undo them under their feet: it hands them over in ``SHARED_STATE``, and the
+last node to stop undoes them.
 """
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from goq.devenv import processes
 from goq.devenv.node import netns
@@ -23,6 +30,50 @@ log = logging.getLogger("goq.devenv")
 
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 _MNT_DETACH: Final = 2
+SYSTEM_PATHS: Final = (
+    "/var/lib/kubelet",  # device-plugins/, made even with --root-dir elsewhere
+    "/var/log/pods",
+    "/var/log/containers",
+    "/var/lib/cni",  # the CNI library's result cache
+    "/run/containerd",  # the shims' sockets
+    "/run/xtables.lock",
+    "/run/mount",  # util-linux's utab, written by the kubelet's mount calls
+)
+"""Paths the node's daemons make outside its work directory; removed on stop unless they existed before."""
+SHARED_PATHS: Final = (*SYSTEM_PATHS, str(netns.NETNS_DIR))
+SHARED_STATE: Final = Path("/run/goq-nodes-shared.json")
+"""Shared changes handed over by a node that stopped while others ran: ``{"paths": [...], "sysctls": {...}}``."""
+
+
+def other_nodes(name: str) -> list[str]:
+    """The other GoQ nodes' namespaces on this machine."""
+    if not netns.NETNS_DIR.is_dir():
+        return []
+    return [n for n in os.listdir(netns.NETNS_DIR) if n.startswith(netns.PREFIX) and n != name]
+
+
+def _read_shared() -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads(SHARED_STATE.read_text())
+        return state
+    except (OSError, ValueError):
+        return {"paths": [], "sysctls": {}}
+
+
+def _hand_over(paths: list[str], sysctls: dict[str, str]) -> None:
+    """Leave shared changes to the last node: earlier values of a kernel setting win (they are the machine's)."""
+    state = _read_shared()
+    state["paths"] = sorted(set(state.get("paths", [])) | set(paths))
+    state["sysctls"] = {**sysctls, **state.get("sysctls", {})}
+    tmp = SHARED_STATE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(SHARED_STATE)
+
+
+def _restore(sysctls: dict[str, str]) -> None:
+    for name, value in sysctls.items():
+        with contextlib.suppress(OSError):
+            Path("/proc/sys", name).write_text(value)
 
 
 def teardown(record_path: Path) -> list[str]:
@@ -41,12 +92,22 @@ def teardown(record_path: Path) -> list[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     unmount_under([Path(p) for p in record.mount_roots])
-    for name, value in record.sysctls.items():
-        with contextlib.suppress(OSError):
-            Path("/proc/sys", name).write_text(value)
+    others = other_nodes(record.netns)
+    shared = [p for p in record.created_paths if p in SHARED_PATHS]
+    if others:
+        _hand_over(shared, record.sysctls)
+    else:
+        _restore(record.sysctls)
     netns.delete(record)
-    for path in map(Path, reversed(record.created_paths)):
-        remove_path(path)
+    for path in reversed(record.created_paths):
+        if not (others and path in shared):
+            remove_path(Path(path))
+    if not others and SHARED_STATE.exists():  # the last node out: what the others handed over
+        state = _read_shared()
+        _restore(state.get("sysctls", {}))
+        for path in state.get("paths", []):
+            remove_path(Path(path))
+        SHARED_STATE.unlink(missing_ok=True)
     if record.cgroup:
         remove_cgroup(record.cgroup)
     return leftovers(record)
@@ -57,10 +118,16 @@ def leftovers(record: NodeRecord) -> list[str]:
     left = []
     if netns.exists(record.netns):
         left.append(f"network namespace {record.netns}")
-    left += [f"path {p}" for p in record.created_paths if Path(p).exists() or Path(p).is_symlink()]
+    left += [f"route to {cidr}" for cidr in netns.routes_left(record)]
+    others = other_nodes(record.netns)  # while they run, shared changes are theirs to keep
+    paths = [p for p in record.created_paths if not (others and p in SHARED_PATHS)]
+    sysctls = {} if others else record.sysctls
+    if not others and SHARED_STATE.exists():
+        left.append(f"path {SHARED_STATE}")
+    left += [f"path {p}" for p in paths if Path(p).exists() or Path(p).is_symlink()]
     left += [f"mount {m}" for m in mounts_under([Path(p) for p in record.mount_roots])]
     left += [f"cgroup {c}" for c in _cgroup_dirs(record.cgroup)] if record.cgroup else []
-    for name, value in record.sysctls.items():
+    for name, value in sysctls.items():
         with contextlib.suppress(OSError):
             if (now := Path("/proc/sys", name).read_text().strip()) != value.strip():
                 left.append(f"sysctl {name} = {now} (was {value.strip()})")

@@ -1,7 +1,8 @@
 """``goq-dev node build|up|down|status``: a control plane with one real node, outliving the command.
 
-``build`` also builds GoQ's images from its Dockerfiles (``dockerfiles``; cached by content), and ``up``
-imports them into the node's containerd.
+``build`` also builds GoQ's images and the shop example's from their Dockerfiles (``dockerfiles``; cached
+by content), and ``up`` imports them into the node's containerd. The node answers cluster DNS itself
+(``cluster_dns``); install GoQ on it with ``kubectl apply -k manifests/`` (docs/development.md).
 
 ``up`` starts the plane (serving the node) and the node detached and records them in ``<dir>/node``;
 ``down`` stops the recorded daemons by PID and undoes everything the node changed on the machine, from
@@ -30,7 +31,7 @@ def _state(directory: Path) -> Path:
 def build() -> int:
     """Build (once) what the node needs and GoQ's images; print the binaries' directory and the images."""
     print(binaries.ensure())
-    for image, archive in dockerfiles.ensure().items():
+    for image, archive in dockerfiles.ensure(dockerfiles.ALL_BUILDS).items():
         print(f"{image} {archive}")
     return 0
 
@@ -45,11 +46,11 @@ def up(directory: Path) -> int:
     started = time.monotonic()
     binaries.ensure()
     built = time.monotonic()
-    archives = dockerfiles.ensure()
+    archives = dockerfiles.ensure(dockerfiles.ALL_BUILDS)
     timings = {"GoQ's images": time.monotonic() - built}
     node = RealNode(workdir, detached=True)
     node.create_network()
-    plane = KubeControlPlane(workdir / "kube", node_address=node.host_address)
+    plane = KubeControlPlane(workdir / "kube", node_address=node.host_address, service_cidr=node.service_cidr)
     try:
         timings |= plane.start(detached=True)
         timings |= node.start(plane)
@@ -66,6 +67,7 @@ def up(directory: Path) -> int:
         json.dumps({"servers": servers, "record": str(node.record_path), "kubeconfig": str(plane.kubeconfig)})
     )
     print(f"# node {node.name} is Ready ({time.monotonic() - started:.0f} s); pods get {node.record.pod_cidr}")
+    print(f"# Services {node.service_cidr}; cluster DNS at {node.dns_address}")
     print("# " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
     print(f"export KUBECONFIG={plane.kubeconfig}")
     names = ", ".join(["goq.local/busybox:1", "goq.local/pause:3.4", *archives])

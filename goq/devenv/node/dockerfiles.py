@@ -41,10 +41,12 @@ _SKIPPED: Final = ("__pycache__", ".pyc", ".mypy_cache", ".pytest_cache", ".ruff
 
 @dataclass(frozen=True)
 class Build:
-    """One image: its Dockerfile (relative to the context) and the name it is imported under."""
+    """One image: its Dockerfile (relative to the context), the name it is imported under, build arguments."""
 
     dockerfile: str
     name: str
+    args: tuple[tuple[str, str], ...] = ()
+    """``--build-arg`` pairs beside ``BASE`` (the shop example's ``PROGRAM``)."""
 
     @property
     def image(self) -> str:
@@ -54,6 +56,12 @@ class Build:
 GOQ_BUILDS: Final = (Build("Dockerfile.sidecar", "goq-sidecar"), Build("Dockerfile.operator", "goq-operator"))
 SIDECAR_IMAGE: Final = GOQ_BUILDS[0].image
 OPERATOR_IMAGE: Final = GOQ_BUILDS[1].image
+EXAMPLE_BUILDS: Final = tuple(
+    Build("examples/shop/Dockerfile", f"goq-example-{program}", (("PROGRAM", program),))
+    for program in ("orders", "billing")
+)
+"""The shop example's two programs: the application containers of the real node's end-to-end test."""
+ALL_BUILDS: Final = GOQ_BUILDS + EXAMPLE_BUILDS
 
 
 def context_dir() -> Path:
@@ -61,10 +69,15 @@ def context_dir() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
-def copied_sources(dockerfile: Path) -> list[str]:
-    """The context paths a Dockerfile's ``COPY`` lines take (not those ``--from`` another stage)."""
+def copied_sources(dockerfile: Path, args: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """The context paths a Dockerfile's ``COPY`` lines take (not those ``--from`` another stage).
+
+    ``${NAME}`` in a path is replaced by the build argument ``NAME`` from ``args``.
+    """
     sources: list[str] = []
     for line in _instructions(dockerfile):
+        for name, value in args:
+            line = line.replace(f"${{{name}}}", value)
         words = shlex.split(line)
         if words and words[0].upper() in ("COPY", "ADD") and not any(w.startswith("--from") for w in words):
             sources += [w for w in words[1:-1] if not w.startswith("--")]
@@ -91,7 +104,9 @@ def input_key(build: Build, base_id: str, context: Path) -> str:
     dockerfile = context / build.dockerfile
     digest.update(dockerfile.read_bytes())
     digest.update(base_id.encode())
-    for source in copied_sources(dockerfile):
+    if build.args:  # only then: the keys (and cached archives) of builds without arguments stay as they were
+        digest.update(repr(build.args).encode())
+    for source in copied_sources(dockerfile, build.args):
         top = context / source
         files = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
         for path in files:
@@ -179,8 +194,10 @@ def _build(build: Build, context: Path, mounts: list[str], out: Path) -> None:
         "--isolation=chroot",
         "--network=host",
         "--pull=never",
+        "--no-cache",  # no layers are kept anyway (BUILDAH_LAYERS=false); buildah takes --force-rm only with it
         "--force-rm",  # a failed build leaves no working container in the storage
         f"--build-arg=BASE={base_image.BASE_IMAGE}",
+        *(f"--build-arg={name}={value}" for name, value in build.args),
         *mounts,
         "-f",
         str(context / build.dockerfile),

@@ -82,6 +82,7 @@ class Kubelet:
                     "failSwapOn": False,
                     "protectKernelDefaults": False,
                     "clusterDomain": "cluster.local",
+                    "clusterDNS": [self.record.node_address],  # the node's DNS add-on (cluster_dns) answers there
                     "resolvConf": str(self._resolv_conf()),
                     # The machine's disk is shared: never evict GoQ's test pods for it, never collect images.
                     "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
@@ -96,7 +97,7 @@ class Kubelet:
         return kubeconfig, config
 
     def _resolv_conf(self) -> Path:
-        """Pods get no resolver of the machine's: cluster DNS is the next step, the outside is out of reach."""
+        """No upstream for pods: cluster DNS answers the cluster's names, and the outside is out of reach."""
         path = self.workdir / "resolv.conf"
         path.write_text("")
         return path

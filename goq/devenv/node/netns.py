@@ -4,6 +4,13 @@ Addresses come from 198.18.0.0/15, the range reserved for network testing, so th
 network the machine may sit on. Node ``n`` (0-63) gets the /30 ``198.18.0.4n``: the host's end of the veth
 is ``.4n+1``, the node's ``.4n+2``; its pods get ``198.18.(n+1).0/24``, routed on the host via the node.
 Nothing here is forwarded beyond the machine: the host does not forward and there is no masquerading.
+
+Its Services' ClusterIPs are ``198.19.n.0/24``, also routed on the host via the node. That is how the API
+server (on the host) calls a webhook behind a Service, the standard way: kube-apiserver resolves a
+webhook's ``service`` reference to the Service's ClusterIP (unless ``--enable-aggregator-routing``), as
+on a cluster whose control plane hosts run kube-proxy; here the packets cross the veth and kube-proxy's
+rules in the node's namespace send them on to a ready endpoint. A range of the node's own, so that the
+routes of two nodes never overlap.
 """
 
 import subprocess
@@ -46,6 +53,7 @@ def plan(workdir: Path) -> NodeRecord:
                 host_address=f"198.18.0.{4 * index + 1}",
                 node_address=f"198.18.0.{4 * index + 2}",
                 pod_cidr=f"198.18.{index + 1}.0/24",
+                service_cidr=f"198.19.{index}.0/24",
                 workdir=str(workdir),
                 veth=f"goq{index}h",
             )
@@ -53,7 +61,7 @@ def plan(workdir: Path) -> NodeRecord:
 
 
 def create(record: NodeRecord, save: Callable[[], None]) -> None:
-    """Create the namespace, the veth pair and the host's route to the pods; record each before it exists."""
+    """Create the namespace, the veth pair and the host's routes to the pods and Services; record each first."""
     if not NETNS_DIR.exists():
         record.created_paths.append(str(NETNS_DIR))  # `ip netns add` makes it a mount point; undone too
     record.network_created = True
@@ -79,15 +87,26 @@ def create(record: NodeRecord, save: Callable[[], None]) -> None:
     record.route_added = True
     save()
     _ip("route", "add", record.pod_cidr, "via", record.node_address, "dev", record.veth)
+    record.service_route_added = True
+    save()
+    _ip("route", "add", record.service_cidr, "via", record.node_address, "dev", record.veth)
 
 
 def delete(record: NodeRecord) -> None:
     """Delete the route, the veth (both ends) and the namespace; what is already gone is skipped."""
     if record.route_added:
         _ip("route", "del", record.pod_cidr, "via", record.node_address, check=False)
+    if record.service_route_added:
+        _ip("route", "del", record.service_cidr, "via", record.node_address, check=False)
     if record.network_created:
         _ip("link", "del", record.veth, check=False)
         _ip("netns", "del", record.netns, check=False)
+
+
+def routes_left(record: NodeRecord) -> list[str]:
+    """Those of the node's routes on the host (to its pods, to its Services) that still exist."""
+    added = ((record.pod_cidr, record.route_added), (record.service_cidr, record.service_route_added))
+    return [cidr for cidr, ours in added if ours and _ip("route", "show", cidr, check=False).stdout.strip()]
 
 
 def pids(name: str) -> list[int]:

@@ -4,9 +4,9 @@ Use::
 
     node = RealNode(workdir)
     node.create_network()                 # the API server must listen on the node's veth
-    plane = KubeControlPlane(workdir / "kube", node_address=node.host_address)
+    plane = KubeControlPlane(workdir / "kube", node_address=node.host_address, service_cidr=node.service_cidr)
     plane.start()
-    node.start(plane)                     # returns once the node is Ready
+    node.start(plane)                     # returns once the node is Ready, its cluster DNS answering
     ...
     node.stop(); plane.stop()
 
@@ -29,12 +29,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
+import dns.exception
+import dns.resolver
 import yaml
 
 from goq.devenv import certs, processes
 from goq.devenv.errors import DevEnvError
 from goq.devenv.kube import KubeControlPlane
 from goq.devenv.node import binaries, cleanup, images, netns
+from goq.devenv.node.cleanup import SYSTEM_PATHS
 from goq.devenv.node.kubelet import Kubelet
 from goq.devenv.node.record import Daemon
 from goq.devenv.node.runtime import Containerd
@@ -43,16 +46,8 @@ log = logging.getLogger("goq.devenv")
 
 KERNEL_SETTINGS: Final = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
 """What the kubelet sets on the whole machine (``protectKernelDefaults: false``); restored on stop."""
-SYSTEM_PATHS: Final = (
-    "/var/lib/kubelet",  # device-plugins/, made even with --root-dir elsewhere
-    "/var/log/pods",
-    "/var/log/containers",
-    "/var/lib/cni",  # the CNI library's result cache
-    "/run/containerd",  # the shims' sockets
-    "/run/xtables.lock",
-    "/run/mount",  # util-linux's utab, written by the kubelet's mount calls
-)
-"""Paths the node's daemons make outside its work directory; removed on stop unless they existed before."""
+CLUSTER_DNS_USER: Final = "goq:cluster-dns"
+"""The cluster DNS add-on's user (``cluster_dns``), bound to the bootstrap ClusterRole ``system:kube-dns``."""
 
 
 class RealNode:
@@ -75,6 +70,16 @@ class RealNode:
     def host_address(self) -> str:
         """The host's end of the veth: where the API server listens for the node and its pods."""
         return self.record.host_address
+
+    @property
+    def service_cidr(self) -> str:
+        """The ClusterIP range the plane must use: the host routes it to the node (``netns``)."""
+        return self.record.service_cidr
+
+    @property
+    def dns_address(self) -> str:
+        """Where the cluster DNS add-on answers (the kubelet's ``clusterDNS``): the node's own address."""
+        return self.record.node_address
 
     def _save(self) -> None:
         self.record.save(self.record_path)
@@ -107,6 +112,11 @@ class RealNode:
         """
         if not netns.exists(self.record.netns):
             raise DevEnvError(f"call create_network() before start(): no network namespace {self.record.netns}")
+        if plane.service_cidr != self.service_cidr:
+            raise DevEnvError(
+                f"the control plane's service range is {plane.service_cidr}, the node routes {self.service_cidr}: "
+                "make the plane with service_cidr=node.service_cidr, or webhooks behind Services are unreachable"
+            )
         timings: dict[str, float] = {}
         try:
             bin_dir = binaries.ensure()
@@ -124,6 +134,7 @@ class RealNode:
             kubelet = Kubelet(self.record, plane, bin_dir, path)
             self._started(kubelet.start(containerd.endpoint, self.detached), "kubelet")
             self._started(self._start_kube_proxy(plane, bin_dir, path), "kube-proxy")
+            self._started(self._start_cluster_dns(plane), os.path.basename(sys.executable))
             processes.wait_until(f"node {self.name} Ready", lambda: self._ready(plane), self.servers[1], timeout, 0.5)
             timings["kubelet to Ready"] = time.monotonic() - started
         except BaseException:
@@ -133,12 +144,13 @@ class RealNode:
 
     def _record_changes(self) -> None:
         """Write down, before any daemon runs, what they will change: so that all of it is undone."""
-        for name in KERNEL_SETTINGS:
-            self.record.sysctls[name] = Path("/proc/sys", name).read_text().strip()
-        others = [n for n in os.listdir(netns.NETNS_DIR) if n.startswith(netns.PREFIX) and n != self.name]
-        for path in SYSTEM_PATHS:
-            if not Path(path).exists() and not others:  # another node's, or the machine's: not ours to remove
-                self.record.created_paths.append(path)
+        # While another node runs, the machine's settings and paths are already its (see ``cleanup``).
+        if not cleanup.other_nodes(self.name):
+            for name in KERNEL_SETTINGS:
+                self.record.sysctls[name] = Path("/proc/sys", name).read_text().strip()
+            for path in SYSTEM_PATHS:
+                if not Path(path).exists():  # the machine's own: not ours to remove
+                    self.record.created_paths.append(path)
         self.record.created_paths.append(f"/run/{self.name}")
         self.record.mount_roots = [str(self.workdir), f"/run/{self.name}"]
         self.record.cgroup = self.name
@@ -217,6 +229,46 @@ class RealNode:
         env = {**os.environ, "PATH": path}
         return processes.start("kube-proxy", argv, workdir / "kube-proxy.log", detached=self.detached, env=env)
 
+    def _start_cluster_dns(self, plane: KubeControlPlane) -> processes.ServerProcess:
+        """The cluster DNS add-on (``cluster_dns``) in the node's namespace; returns once it answers."""
+        workdir = self.workdir / "cluster-dns"
+        workdir.mkdir(parents=True, exist_ok=True)
+        ca = certs.KeyPair(plane.pki / "ca.crt", plane.pki / "ca.key")
+        client = certs.issue(ca, workdir, "client", CLUSTER_DNS_USER, client=True)
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "goq:cluster-dns"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kube-dns"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": CLUSTER_DNS_USER}],
+        }
+        post_json(plane, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)
+        argv = netns.in_netns(
+            self.record.netns,
+            sys.executable,
+            "-I",  # isolated: a working directory holding the repository's operator/ would shadow the stdlib's
+            "-m",
+            "goq.devenv.node.cluster_dns",
+            f"--api={plane.url}",
+            f"--ca={ca.cert}",
+            f"--cert={client.cert}",
+            f"--key={client.key}",
+            f"--listen={self.dns_address}",
+        )
+        server = processes.start("cluster-dns", argv, workdir / "cluster-dns.log", detached=self.detached)
+        processes.wait_until(f"answering on {self.dns_address}:53", self._dns_answers, server, timeout=30)
+        return server
+
+    def _dns_answers(self) -> bool:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [self.dns_address]
+        resolver.lifetime = 1.0
+        try:
+            resolver.resolve("kubernetes.default.svc.cluster.local.", "A", search=False)
+        except dns.exception.DNSException:
+            return False
+        return True
+
     def _ready(self, plane: KubeControlPlane) -> bool:
         """Ready, and the not-ready taint lifted (by the node lifecycle controller): pods can be scheduled."""
         node = get_json(plane, f"/api/v1/nodes/{self.name}")
@@ -240,6 +292,21 @@ class RealNode:
                 self.janitor.wait(timeout=60)
             self.janitor = None
         return left
+
+
+def post_json(plane: KubeControlPlane, path: str, body: dict[str, Any]) -> None:
+    """POST ``body`` to ``path`` as the plane's admin; one that exists already (409) is fine."""
+    context = ssl.create_default_context(cafile=str(plane.ca_file))
+    context.load_cert_chain(str(plane.pki / "admin.crt"), str(plane.pki / "admin.key"))
+    request = urllib.request.Request(
+        f"{plane.url}{path}", json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise DevEnvError(f"POST {path} answered {exc.code}: {exc.read().decode(errors='replace')}") from exc
 
 
 def get_json(plane: KubeControlPlane, path: str) -> Any:

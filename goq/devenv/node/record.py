@@ -29,8 +29,11 @@ class NodeRecord:
     pod_cidr: str
     workdir: str
     veth: str
+    service_cidr: str = ""
+    """The node's ClusterIP range, routed to it from the host: the API server reaches webhook Services so."""
     network_created: bool = False
     route_added: bool = False
+    service_route_added: bool = False
     cgroup: str = ""
     sysctls: dict[str, str] = field(default_factory=dict)
     """Kernel settings the kubelet changes, as they were before it started (``vm/overcommit_memory``)."""
