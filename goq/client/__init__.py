@@ -13,12 +13,13 @@ A consumer that acknowledges often does so on one stream, cheaper for the sideca
             handle(message.payload)
             await acks.ack(message.id)
 
-``Client`` offers the same calls without asyncio. Errors are ``goq.client.errors`` types.
+``Client`` offers the same calls, with the same parameters, without asyncio (a unit test holds the two
+together). Errors are ``goq.client.errors`` types. A guide with examples: ``docs/client.md``.
 """
 
 from goq.client.asynchronous import AsyncClient
 from goq.client.errors import ClientError, InvalidMessageError, MessageNotFoundError, QueueFullError, UnavailableError
-from goq.client.models import Outgoing, Poisoned, Receipt, Received
+from goq.client.models import Outgoing, Poisoned, Receipt, Received, Stats
 from goq.client.synchronous import Client
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "QueueFullError",
     "Receipt",
     "Received",
+    "Stats",
     "UnavailableError",
 ]

@@ -14,7 +14,7 @@ from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.client import models
 from goq.client.errors import ClientError, UnavailableError, translate
-from goq.client.models import Outgoing, Poisoned, Receipt, Received
+from goq.client.models import Outgoing, Poisoned, Receipt, Received, Stats
 
 DEFAULT_TARGET: Final = "127.0.0.1:7701"
 TARGET_ENV: Final = "GOQ_SIDECAR"
@@ -143,15 +143,19 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise translate(exc) from exc
 
-    async def receive(self, *, max_in_flight: int = 100) -> AsyncIterator[Received]:
-        """Messages as they arrive; at most ``max_in_flight`` unacknowledged at a time."""
-        call = self._stub.Receive(pb.ReceiveRequest(max_in_flight=max_in_flight, max_batch=max_in_flight))
+    async def receive(self, *, max_in_flight: int = 100, within: float | None = None) -> AsyncIterator[Received]:
+        """Messages as they arrive, for ``within`` seconds (None: until the loop is left); at most
+        ``max_in_flight`` unacknowledged at a time."""
+        request = pb.ReceiveRequest(max_in_flight=max_in_flight, max_batch=max_in_flight)
+        call = self._stub.Receive(request, timeout=within)
         try:
             async for batch in call:
                 for message in batch.messages:
                     yield models.received(message)
         except grpc.RpcError as exc:
-            raise translate(exc) from exc
+            error = translate(exc)
+            if error.code not in models.RECEIVE_ENDS:
+                raise error from exc
         finally:
             call.cancel()
 
@@ -175,8 +179,8 @@ class AsyncClient:
         except grpc.RpcError as exc:
             raise translate(exc) from exc
 
-    async def stats(self) -> dict[str, int | str]:
-        """Queue depths and totals."""
+    async def stats(self) -> Stats:
+        """Queue depths and totals since the sidecar started."""
         try:
             return models.stats(await self._stub.Stats(pb.StatsRequest(), timeout=self.timeout))
         except grpc.RpcError as exc:

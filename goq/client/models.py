@@ -12,6 +12,8 @@ ACCEPTED: Final = ("goq-large", "accepted")
 """The initial metadata with which a sidecar accepts a large send's header."""
 CHUNK: Final = 1024 * 1024
 """Bytes per part of a streamed send."""
+RECEIVE_ENDS: Final = frozenset({"CANCELLED", "DEADLINE_EXCEEDED"})
+"""How a receive stream ends quietly: the loop was left, or ``within`` passed."""
 
 
 @dataclass(frozen=True)
@@ -132,21 +134,49 @@ def poisoned(m: pb.PoisonedMessage) -> Poisoned:
     )
 
 
-def stats(response: pb.StatsResponse) -> dict[str, int | str]:
-    return {
-        "identity": response.identity,
-        "sendQueue": response.send_queue,
-        "receiveQueue": response.receive_queue,
-        "inFlight": response.in_flight,
-        "sent": response.sent,
-        "delivered": response.delivered,
-        "received": response.received,
-        "acknowledged": response.acknowledged,
-        "poisoned": response.poisoned,
-        "duplicates": response.duplicates,
-        "refused": response.refused,
-        "largeBytesUploaded": response.large_bytes_uploaded,
-        "largeBytesReceived": response.large_bytes_received,
-        "largeBytesInProgress": response.large_bytes_in_progress,
-        "largeTransfersResumed": response.large_transfers_resumed,
-    }
+@dataclass(frozen=True)
+class Stats:
+    """A sidecar's queue depths and totals since it started (the ``Stats`` answer of the gRPC API)."""
+
+    identity: str
+    """The sidecar's identity, ``<name>.<namespace>``."""
+    send_queue: int
+    """Messages waiting to be delivered to their destinations."""
+    receive_queue: int
+    """Messages waiting for this application, leased ones included."""
+    in_flight: int
+    """Messages leased to this application and not yet acknowledged."""
+    sent: int
+    delivered: int
+    received: int
+    acknowledged: int
+    poisoned: int
+    """Messages sent to the poison queue, both directions."""
+    duplicates: int
+    """Repeats recognised and dropped by the de-duplication window."""
+    refused: int
+    """Messages from peers refused (bad signature, not allowed, too large...)."""
+    large_bytes_uploaded: int
+    """Large messages' payload bytes received from this application."""
+    large_bytes_received: int
+    """Large messages' payload bytes received from peers."""
+    large_bytes_in_progress: int
+    """Bytes of large bodies being received from peers right now."""
+    large_transfers_resumed: int
+    """Large transfers from peers resumed after a break."""
+
+    def to_dict(self) -> dict[str, int | str]:
+        """The figures by the REST API's names (``GET /v1/stats``: ``sendQueue``, ``inFlight``...)."""
+        return {_CAMEL[name]: value for name, value in vars(self).items()}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+_CAMEL: Final = {name: _camel(name) for name in Stats.__dataclass_fields__}
+
+
+def stats(response: pb.StatsResponse) -> Stats:
+    return Stats(**{name: getattr(response, name) for name in Stats.__dataclass_fields__})

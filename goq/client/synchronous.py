@@ -15,7 +15,7 @@ from goq.api.v1 import queue_manager_pb2_grpc
 from goq.client import models
 from goq.client.asynchronous import BATCH, default_target
 from goq.client.errors import ClientError, UnavailableError, translate
-from goq.client.models import Outgoing, Poisoned, Receipt, Received
+from goq.client.models import Outgoing, Poisoned, Receipt, Received, Stats
 
 
 class Client:
@@ -122,16 +122,17 @@ class Client:
             raise translate(exc) from exc
 
     def receive(self, *, max_in_flight: int = 100, within: float | None = None) -> Iterator[Received]:
-        """Messages as they arrive, for ``within`` seconds (None: until closed); at most ``max_in_flight``
-        unacknowledged at a time."""
+        """Messages as they arrive, for ``within`` seconds (None: until the loop is left); at most
+        ``max_in_flight`` unacknowledged at a time."""
         request = pb.ReceiveRequest(max_in_flight=max_in_flight, max_batch=max_in_flight)
         call = self._stub.Receive(request, timeout=within)
         try:
             for batch in call:
                 yield from (models.received(m) for m in batch.messages)
         except grpc.RpcError as exc:
-            if translate(exc).code not in ("CANCELLED", "DEADLINE_EXCEEDED"):
-                raise translate(exc) from exc
+            error = translate(exc)
+            if error.code not in models.RECEIVE_ENDS:
+                raise error from exc
         finally:
             call.cancel()
 
@@ -155,8 +156,8 @@ class Client:
         except grpc.RpcError as exc:
             raise translate(exc) from exc
 
-    def stats(self) -> dict[str, int | str]:
-        """Queue depths and totals."""
+    def stats(self) -> Stats:
+        """Queue depths and totals since the sidecar started."""
         try:
             return models.stats(self._stub.Stats(pb.StatsRequest(), timeout=self.timeout))
         except grpc.RpcError as exc:

@@ -153,5 +153,5 @@ async def test_a_rotation_with_old_and_new_pods_mixed_poisons_nothing_loses_noth
     assert len(accepted - before) >= 10
     for name, pod in pods.items():
         async with AsyncClient(space.sidecar_address(pod)) as client:
-            assert (await client.stats())["poisoned"] == 0, name
+            assert (await client.stats()).poisoned == 0, name
             assert await client.poisoned() == [], name

@@ -114,5 +114,5 @@ async def test_two_identities_deliver_over_mutual_tls_and_renewals_under_traffic
     for pod in (orders, billing):
         assert space.restarts(await space.shop.pod(pod["metadata"]["name"])) == 0, "a sidecar restarted"
         async with AsyncClient(space.sidecar_address(pod)) as client:
-            assert (await client.stats())["poisoned"] == 0
+            assert (await client.stats()).poisoned == 0
     print(f"{len(accepted)} accepted and invoiced over mutual TLS across certificate renewals, 0 attempts failed")

@@ -1,6 +1,7 @@
 """The Python client, async and blocking, against real sidecars: what the examples and tests rely on."""
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,7 +41,7 @@ async def test_async_client_sends_receives_and_acknowledges(sidecars: Sidecars) 
         assert (got[0].sender, got[0].headers, got[0].attempt) == ("orders.default", {"kind": "invoice"}, 1)
         assert [m.payload for m in got[1:]] == [b"n0", b"n1", b"n2"]
         stats = await billing.stats()
-        assert (stats["received"], stats["acknowledged"]) == (4, 4)
+        assert (stats.received, stats.acknowledged) == (4, 4)
 
 
 async def test_async_client_errors_are_typed(sidecars: Sidecars) -> None:
@@ -81,13 +82,13 @@ async def test_acknowledgements_on_one_stream_are_answered_in_order_and_release_
             ids.append(message.id)
             if len(ids) == 5:
                 break
-        assert (await billing.stats())["inFlight"] == 5
+        assert (await billing.stats()).in_flight == 5
         async with billing.acknowledger() as acks:
             assert await acks.ack(*ids[:2]) == []
             assert await acks.ack(*ids[2:], "never-received") == ["never-received"]
             assert await acks.ack(ids[0]) == [ids[0]]  # acknowledged already
         stats = await billing.stats()
-        assert (stats["acknowledged"], stats["inFlight"]) == (5, 0)
+        assert (stats.acknowledged, stats.in_flight) == (5, 0)
 
 
 def test_blocking_client_acknowledges_on_one_stream(sidecars: Sidecars) -> None:
@@ -104,12 +105,20 @@ def test_blocking_client_acknowledges_on_one_stream(sidecars: Sidecars) -> None:
             assert acks.ack(*ids) == []
             assert acks.ack(ids[0], "never-received") == [ids[0], "never-received"]
         stats = billing.stats()
-        assert (stats["acknowledged"], stats["inFlight"]) == (3, 0)
+        assert (stats.acknowledged, stats.in_flight) == (3, 0)
 
 
-def test_async_and_blocking_clients_are_the_same_api() -> None:
-    public = {n for n in dir(AsyncClient) if not n.startswith("_")}
-    assert public == {n for n in dir(Client) if not n.startswith("_")}
+async def test_async_receive_within_a_deadline_ends_quietly_with_what_arrived(sidecars: Sidecars) -> None:
+    group = sidecars("orders", "billing")
+    async with AsyncClient(group["orders"].grpc_target) as orders, AsyncClient(group["billing"].grpc_target) as billing:
+        receipt = await orders.send("billing", b"one", persistent=False)
+        started = time.monotonic()
+        got = [message async for message in billing.receive(within=3.0)]
+        waited = time.monotonic() - started
+        assert [m.id for m in got] == [receipt.id]
+        assert 3.0 <= waited < 10.0
+        assert (await billing.stats()).in_flight == 1
+        assert await billing.ack(receipt.id) == []  # still leased after the stream ended: acknowledged now
 
 
 async def test_streaming_receive_never_hands_out_more_than_max_in_flight(sidecars: Sidecars) -> None:

@@ -339,7 +339,7 @@ def stats(opts: Options) -> int:
     from goq.cli.goqctl.humanize import size
 
     with sidecar(opts) as client:
-        figures = client.stats()
+        figures = client.stats().to_dict()
     shown = {k: size(int(v)) if k in BYTE_FIGURES else v for k, v in figures.items()}
     opts.out.emit(figures, fields(shown))
     return 0
