@@ -140,6 +140,7 @@ class QueueManager:
             await outbox.close()
         for inbox in self.inboxes.values():
             await inbox.close()
+        self.inbound.refusals.close()
 
     # Sending.
 

@@ -311,6 +311,7 @@ class HttpServer:
             for task in late:
                 self._dismiss(task, connections[task])
             await asyncio.gather(*late, return_exceptions=True)
+        self._refusals.close()
         self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -40,6 +40,10 @@ class Refusals:
         self.counters.count_refused(reason, n)
         self.log.event(reason, detail)
 
+    def close(self) -> None:
+        """Log the refusals held back for a summary now: the sidecar is stopping."""
+        self.log.close()
+
 
 REJECTED: Final = "rejected"
 """The poison reason of a message refused for a kind this sidecar does not know (a newer receiver's)."""

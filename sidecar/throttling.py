@@ -74,6 +74,17 @@ class ThrottledLog:
             if state.unlogged and now - state.logged_at >= self.interval:
                 self._summarise(kind, state, now)
 
+    def close(self) -> None:
+        """Write every summary held back, due or not, and stop the timers: what a stopping server refused is
+        said by it, not by a timer firing later into whatever runs next on the loop."""
+        now = self.clock()
+        for kind, state in self._kinds.items():
+            if state.unlogged:
+                self._summarise(kind, state, now)
+            elif state.timer is not None:
+                state.timer.cancel()
+                state.timer = None
+
     def _summarise(self, kind: str, state: _Kind, now: float) -> None:
         line = self.more.format(kind=kind, count=state.unlogged, seconds=now - state.logged_at, detail=state.last)
         self.logger.log(self.level, line)

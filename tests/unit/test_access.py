@@ -158,6 +158,7 @@ async def test_the_receiver_refuses_a_forbidden_sender_counts_it_and_follows_a_c
     (nobody,) = await inbound.accept([signed_from(ORDERS_SHOP)])
     assert (nobody.outcome, nobody.reason.endswith("(allowFrom nobody)")) == (peer_pb2.OUTCOME_REJECTED, True)
     assert counters.refused == {"forbidden": 2}
+    inbound.refusals.close()  # its summary now, not from a timer during a later test on the shared loop
 
 
 NAMES = ["*", "shop", "a", "a-1", "n" * 59, "n" * 60, "n" * 63, "n" * 64, "**", "sh*p", "Shop", "-a", "a.b", ""]

@@ -111,3 +111,16 @@ def test_refusals_are_counted_exactly_while_their_log_is_throttled(
         "refused a delivery (bad-signature): signature does not match (key 'k1')",
         "refused a delivery (batch-too-large): a batch of 20000 envelopes",
     ]
+
+
+async def test_closing_writes_what_is_held_back_and_leaves_no_timer(caplog: pytest.LogCaptureFixture) -> None:
+    """A stopping owner says what it held back itself, rather than a timer firing later into whatever runs
+    next on the loop."""
+    caplog.set_level(logging.WARNING, logger="test.throttling")
+    log = ThrottledLog(logging.getLogger("test.throttling"), FIRST, MORE, interval=0.05)
+    log.event("busy", "a")
+    log.event("busy", "b")
+    log.close()
+    assert lines(caplog) == ["busy: a", "1 more busy in 0s, last: b"]
+    await asyncio.sleep(0.1)
+    assert lines(caplog) == ["busy: a", "1 more busy in 0s, last: b"]
