@@ -55,7 +55,8 @@ async def windowed(count: int, rate: float, one: Callable[[], Awaitable[bool]]) 
     async def run() -> None:
         nonlocal accepted
         try:
-            accepted += await one()
+            ok = await one()  # awaited first: ``accepted += await one()`` reads ``accepted`` before the wait
+            accepted += ok
         finally:
             window.release()
 

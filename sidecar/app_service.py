@@ -192,7 +192,7 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
             await _abort(context, exc)
 
     async def Send(self, request: pb.SendRequest, context: Context) -> pb.SendResponse:  # noqa: N802
-        (outcome,) = await asyncio.shield(self.engine.send([_request(request)]))
+        (outcome,) = await self.engine.send_one(_request(request))  # goes on if the application hangs up
         if isinstance(outcome, GoQError):
             await _abort(context, outcome)
         return pb.SendResponse(id=outcome.id, state=outcome.state)

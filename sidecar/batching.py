@@ -43,10 +43,15 @@ class GroupCommitter(Generic[T, R]):
         """Write ``items`` (with whatever else is waiting) and return their results, in order."""
         if not items:
             return []
+        return await self.enqueue(items)
+
+    def enqueue(self, items: list[T]) -> "asyncio.Future[list[R]]":
+        """``submit`` without a coroutine of its own (for a caller per item: no task each); ``items`` are
+        written even if the future is cancelled, which only stops the waiting."""
         future: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
         self._pending.append((items, future))
         self._start_writers()
-        return await future
+        return future
 
     def submit_nowait(self, items: list[T]) -> None:
         """Write ``items`` in the background; for writes whose loss a crash may cause (acks, deletes)."""

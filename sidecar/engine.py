@@ -16,6 +16,7 @@ from goq.errors import ConfigError, GoQError
 from goq.identity import Address
 from goq.messages import Message, new_message_id, validate_headers, validate_message_id
 from goq.queue_spec import GoQueueSpec, Overflow
+from goq.sidecar.batching import GroupCommitter
 from goq.sidecar.counting import Counters
 from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
 from goq.sidecar.inbound import Inbound
@@ -35,6 +36,10 @@ QUEUED = "queued"
 POISONED = "poisoned"
 STORE_AGAIN_PAUSE: Final = (0.2, 1.0)
 """Seconds between writes of a message whose delivery's outcome is unknown (``_store_again``): the first, the most."""
+SINGLES_BATCH: Final = 500
+"""Most single sends gathered into one ``send``: a stream's batch."""
+SINGLES_SENDING: Final = 2
+"""Gathered sends under way at once: a second is prepared while the first's durable write is in flight."""
 
 
 @dataclass
@@ -104,6 +109,11 @@ class QueueManager:
         self.clock = clock
         self._reserved = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._singles: dict[bool, GroupCommitter[SendRequest, SendReceipt | GoQError]] = {
+            persistent: GroupCommitter(self.send, max_batch=SINGLES_BATCH, concurrency=SINGLES_SENDING)
+            for persistent in (True, False)
+        }
+        """Per persistence, single sends gathered into one ``send`` (``send_one``)."""
 
     # Lifecycle.
 
@@ -166,6 +176,18 @@ class QueueManager:
         if traced is not None:
             traced(results)
         return [r if r is not None else GoQError("internal: no result") for r in results]
+
+    def send_one(self, request: SendRequest) -> "asyncio.Future[list[SendReceipt | GoQError]]":
+        """Accept one message; the future's one result is its receipt, or the error that refused it.
+
+        Why: most applications send one message per call (gRPC ``Send``, REST ``POST /v1/messages``). Sent
+        one by one, each paid a whole ``send``: a store document and a place in a group commit, a delivery
+        batch of its own, a delete once delivered. Here single sends are group-committed into ``send``: one
+        alone goes at once; those that arrive while earlier ones are being sent go together next, one
+        ``send`` as a stream's batch is (by persistence: a transient send never waits for a durable write).
+        Each request keeps its own result: one refused does not refuse the others. A caller that stops
+        waiting (the application hung up) does not stop the send: once stored, the message is delivered."""
+        return self._singles[bool(request.persistent)].enqueue([request])
 
     def _prepare(self, request: SendRequest, now: float, limit: int) -> Outgoing:
         destination = Address.parse(request.to).resolved(self.me.namespace or "default")

@@ -345,8 +345,7 @@ class RestApi:
             raise ConfigError(
                 f"Content-Type must be application/json or application/octet-stream, got {request.content_type!r}"
             )
-        # shield: once stored, a message is enqueued even if the application hangs up meanwhile.
-        (outcome,) = await asyncio.shield(self.engine.send([send]))
+        (outcome,) = await self.engine.send_one(send)  # goes on if the application hangs up
         if isinstance(outcome, GoQError):
             raise outcome
         return json_response({"id": outcome.id, "state": outcome.state}, status=202)
