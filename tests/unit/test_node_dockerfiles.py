@@ -50,6 +50,31 @@ def test_the_input_key_changes_with_copied_files_and_the_base_only(context: Path
     assert dockerfiles.input_key(build, "base1", context) != key
 
 
+def test_files_the_dockerignore_leaves_out_of_the_context_leave_the_input_key_alone(context: Path) -> None:
+    (context / "pkg" / "devenv").mkdir()
+    (context / "pkg" / "devenv" / "tool.py").write_text("T = 1\n")
+    (context / "pkg" / "b.pyc").write_bytes(b"\0")
+    build = Build("Dockerfile", "app")
+    with_devenv = dockerfiles.input_key(build, "base1", context)
+    (context / ".dockerignore").write_text("# comment\npkg/devenv\n**/*.pyc\n")
+    key = dockerfiles.input_key(build, "base1", context)
+    assert key != with_devenv  # the builder no longer sees pkg/devenv
+
+    (context / "pkg" / "devenv" / "tool.py").write_text("T = 2\n")
+    (context / "pkg" / "b.pyc").write_bytes(b"\1")
+    assert dockerfiles.input_key(build, "base1", context) == key
+    (context / "pkg" / "a.py").write_text("A = 2\n")
+    assert dockerfiles.input_key(build, "base1", context) != key
+
+
+def test_the_repository_dockerignore_leaves_out_the_dev_environment() -> None:
+    root = dockerfiles.context_dir()
+    patterns = dockerfiles.dockerignored(root)
+    assert dockerfiles._ignored(Path("goq/devenv/node/dockerfiles.py"), patterns)
+    assert not dockerfiles._ignored(Path("goq/devenv.py"), patterns)
+    assert not dockerfiles._ignored(Path("sidecar/engine.py"), patterns)
+
+
 def test_the_shipped_dockerfiles_take_the_base_as_a_build_argument_with_the_public_default() -> None:
     for build in dockerfiles.GOQ_BUILDS:
         text = (dockerfiles.context_dir() / build.dockerfile).read_text()

@@ -13,6 +13,7 @@ file its ``COPY`` lines take from the context, and the base image's ID. A second
 that did not change; ``import_into`` loads the archives into the node's containerd.
 """
 
+import fnmatch
 import hashlib
 import logging
 import os
@@ -109,12 +110,36 @@ def input_key(build: Build, base_id: str, context: Path) -> str:
     for source in copied_sources(dockerfile, build.args):
         top = context / source
         files = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
+        ignored = dockerignored(context)
         for path in files:
-            if any(part.endswith(_SKIPPED) for part in path.parts):
+            if any(part.endswith(_SKIPPED) for part in path.parts) or _ignored(path.relative_to(context), ignored):
                 continue
             digest.update(str(path.relative_to(context)).encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:16]
+
+
+def dockerignored(context: Path) -> list[str]:
+    """The patterns of the context's ``.dockerignore``: what the builder leaves out, so the key does too (an
+    edit of the dev environment rebuilt all four images)."""
+    found = context / ".dockerignore"
+    if not found.is_file():
+        return []
+    lines = (line.strip() for line in found.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _ignored(path: Path, patterns: list[str]) -> bool:
+    """Whether ``.dockerignore``'s ``patterns`` leave ``path`` (relative to the context) out: a pattern names
+    a file or a directory (all beneath it), ``*`` within a name, ``**`` any number of directories."""
+    text = path.as_posix()
+    for pattern in patterns:
+        bare = pattern.rstrip("/")
+        if fnmatch.fnmatch(text, bare) or text.startswith(bare + "/"):
+            return True
+        if bare.startswith("**/") and (fnmatch.fnmatch(path.name, bare[3:]) or f"/{bare[3:]}/" in f"/{text}"):
+            return True
+    return False
 
 
 def storage_args() -> list[str]:
