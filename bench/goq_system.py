@@ -1,8 +1,11 @@
 """GoQ as the benchmark runs it: a real mongod and sidecar processes (by default orders -> billing) on loopback."""
 
 import contextlib
+import datetime
 import json
 import shutil
+import socket
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +20,8 @@ from goq.devenv.errors import DevEnvError
 from goq.devenv.mongo import MongoServer
 from goq.devenv.replica_set import MongoReplicaSet
 from goq.devenv.sidecars import PORT_ATTEMPTS, SidecarProcess, hmac_keys, local_sidecars
+from goq.identity import Address
+from goq.operator.identity_certs import issue_identity, new_identity_authority
 
 # Bounds high enough that a benchmark measures delivery, not the overflow policy (the backlog scenario
 # queues 1,000,000 messages).
@@ -62,9 +67,13 @@ class GoQSystem:
         identities: tuple[str, ...] = ("orders", "billing"),
         extra_env: dict[str, str] | None = None,
         replica_set: bool = False,
+        peer_tls: bool = False,
     ):
         self.identities = identities
         self.extra_env = extra_env or {}
+        self.peer_tls = peer_tls
+        """Mutual TLS between the sidecars, as a cluster runs them by default (certificates as the operator
+        issues them, made here)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="goq-bench-"))
         self.mongo: MongoServer | None = None
         self.replica_set: MongoReplicaSet | None = None
@@ -95,9 +104,13 @@ class GoQSystem:
             **self.extra_env,
         }
         self.sidecars = local_sidecars(list(self.identities), self.workdir / "sidecars", env)
+        if self.peer_tls:
+            self._mount_certificates()
         if len(self.identities) <= 2:
             for sidecar in self.sidecars.values():
                 sidecar.start(timeout=timeout)
+            if self.peer_tls:
+                self._check_tls()
             return
         # Launched a wave at a time (a hundred Python processes starting at once would only thrash the cores),
         # each wave waited for together: ``start`` with no time to wait launches the process and gives up
@@ -120,6 +133,39 @@ class GoQSystem:
                 if wave and time.monotonic() > deadline:
                     raise DevEnvError(f"{len(wave)} sidecars were not ready in {timeout:g} s, e.g. {wave[0].identity}")
                 time.sleep(0.2)
+
+    def _mount_certificates(self) -> None:
+        """Each sidecar's certificate in a directory of its own, the files a mounted Secret would hold."""
+        now = datetime.datetime.now(datetime.UTC)
+        authority = new_identity_authority(now)
+        for name, sidecar in self.sidecars.items():
+            issued = issue_identity(
+                authority,
+                Address(name, sidecar.namespace),
+                trust_domain="cluster.local",
+                cluster_domain="cluster.local",
+                now=now,
+                lifetime=datetime.timedelta(days=1),
+            )
+            directory = self.workdir / "tls" / name
+            directory.mkdir(parents=True)
+            for file, data in issued.to_secret_data().items():
+                (directory / file).write_bytes(data)
+            sidecar.env["GOQ_TLS_DIR"] = str(directory)
+
+    def _check_tls(self) -> None:
+        """Each sidecar's peer port answers a TLS handshake with its own certificate (a slip in the setup
+        would otherwise measure plaintext and call it TLS)."""
+        for name, sidecar in self.sidecars.items():
+            directory = self.workdir / "tls" / name
+            context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
+            context.load_cert_chain(str(directory / "tls.crt"), str(directory / "tls.key"))
+            context.check_hostname = False
+            context.set_alpn_protocols(["h2"])
+            host, port = sidecar.peer_target.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=10) as raw, context.wrap_socket(raw) as tls:
+                names = [v for k, v in tls.getpeercert().get("subjectAltName", ()) if k == "URI"]
+            print(f"  mutual TLS between the sidecars: {name} as {', '.join(map(str, names))}", flush=True)
 
     @property
     def producer(self) -> SidecarProcess:
@@ -167,7 +213,8 @@ class GoQSystem:
 
     def describe(self) -> dict[str, Any]:
         store = "replica set of 3" if self.replica_set else "one mongod"
-        return {"identities": list(self.identities), "env": dict(self.extra_env), "mongodb": store}
+        described = {"identities": list(self.identities), "env": dict(self.extra_env), "mongodb": store}
+        return {**described, "peer_tls": self.peer_tls}
 
     def stop(self) -> None:
         """Stop everything and remove the data: a backlog run leaves gigabytes of it."""

@@ -246,6 +246,11 @@ def main() -> None:
         help="GoQ's store: one mongod, or three members on this machine as in production",
     )
     parser.add_argument(
+        "--peer-tls",
+        action="store_true",
+        help="mutual TLS between GoQ's sidecars, as a cluster runs them by default",
+    )
+    parser.add_argument(
         "--slower-clients",
         action="store_true",
         help="also the peers' slower client setups (aio-pika; nats-py on asyncio): rows, never the verdicts",
@@ -296,6 +301,7 @@ def main() -> None:
             "apis": apis,
             "slower_clients": args.slower_clients,
             "mongodb": args.mongodb,
+            "peer_tls": args.peer_tls,
         },
         "load_average": load_average,
         "versions": report.versions(),
@@ -304,7 +310,11 @@ def main() -> None:
     main_phases = wanted & {"throughput", "engine", "latency"}
     try:
         for key in chosen if main_phases else []:
-            server = GoQSystem(replica_set=args.mongodb == "replica-set") if key == "goq" else makers[key]()
+            server = (
+                GoQSystem(replica_set=args.mongodb == "replica-set", peer_tls=args.peer_tls)
+                if key == "goq"
+                else makers[key]()
+            )
             servers.append(server)
             print(f"starting {key}", flush=True)
             server.start()

@@ -67,6 +67,23 @@ def test_goq_on_a_replica_set_records_what_mongodb_wrote_for_each_persistent_mes
     assert "MongoDB wrote" in run.stdout
 
 
+def test_goq_with_mutual_tls_between_its_sidecars_delivers_everything(tmp_path: Path) -> None:
+    """The peer port as a cluster runs it by default: each sidecar with its own certificate."""
+    argv = [sys.executable, str(ROOT / "bench/run.py"), "--systems", "goq", "--apis", "stream", "--runs", "1"]
+    argv += ["--peer-tls", "--scenarios", "throughput", "--count", "200", "--large-count", "10"]
+    argv += ["--results", str(tmp_path), "--no-docs", "--no-plot"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=280, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert results["settings"]["peer_tls"] is True
+    for name, entry in results["systems"].items():
+        for size, count in (("1024", 200), ("65536", 10)):
+            (measured,) = entry["throughput"][size]
+            assert measured["received"] == count, name
+    assert "mutual TLS between the sidecars: orders as spiffe://cluster.local/ns/default/goq/orders" in run.stdout
+
+
 PEERS_INSTALLED = (
     Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists()
     and any(Path(p).exists() for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server"))
