@@ -21,6 +21,7 @@ from goq.sidecar.counting import Counters
 from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
 from goq.sidecar.inbound import Inbound
 from goq.sidecar.outbound import Outbound
+from goq.sidecar.poison import reasons as poisons
 from goq.sidecar.poison.base import BrowsablePoisonSink, PoisonSinkError
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Incoming, Outgoing, PoisonRecord, inbound_key
@@ -227,13 +228,13 @@ class QueueManager:
         if len(prepared) <= room:
             return prepared
         admitted, over = prepared[:room], prepared[room:]
-        detail = f"send queue full (sendQueueLimit {spec.send_queue_limit})"
+        detail = poisons.send_queue_full(spec.send_queue_limit)
         if spec.overflow is Overflow.REJECT:
             for index, _ in over:
                 results[index] = QueueFullError(f"{detail}; retry later")
             return admitted
         now = self.clock()
-        records = [self.outbound.poison_record(m, "overflow", detail, now) for _, m in over]
+        records = [poisons.send_overflow(str(self.me), m, spec.send_queue_limit, now) for _, m in over]
         kept = await self.poisoner.poison(records)
         for index, item in over:
             results[index] = (

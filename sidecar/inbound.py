@@ -29,8 +29,9 @@ from goq.queue_spec import GoQueueSpec, Overflow
 from goq.sidecar.counting import Counters
 from goq.sidecar.histograms import Histograms
 from goq.sidecar.peer_identity import IDENTITY_MISMATCH, identity_mismatch
+from goq.sidecar.poison import reasons as poisons
 from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import INBOUND, Incoming, PoisonRecord, inbound_key
+from goq.sidecar.records import Incoming, inbound_key
 from goq.sidecar.refusing import Refusals
 from goq.sidecar.stores.base import InboxStore, StoreUnavailableError
 from goq.sidecar.stores.memory import RecentKeys
@@ -231,12 +232,15 @@ class Inbound:
         admitted, over = candidates[: max(room, 0)], candidates[max(room, 0) :]
         for _, item in over:
             self.live.discard(item.key)
-        detail = f"receive queue full (receiveQueueLimit {spec.receive_queue_limit})"
+        limit = spec.receive_queue_limit
+        detail = poisons.receive_queue_full(limit)
         if spec.overflow is Overflow.REJECT:
             for index, _ in over:
                 results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=detail)
             return admitted
-        kept = await self.poisoner.poison([self._poison_record(item, "overflow", detail) for _, item in over])
+        now = self.clock()
+        records = [poisons.receive_overflow(str(self.me), item, limit, now) for _, item in over]
+        kept = await self.poisoner.poison(records)
         outcome = peer_pb2.OUTCOME_POISONED if kept else peer_pb2.OUTCOME_RETRY_LATER
         for index, _ in over:
             results[index] = Result(outcome=outcome, reason=detail)
@@ -350,8 +354,7 @@ class Inbound:
         if requeue:
             self._requeue(item, delay)
             return True
-        detail = f"rejected by the application: {reason}" if reason else "rejected by the application"
-        if await self.poisoner.poison([self._poison_record(item, "nack", detail)]):
+        if await self.poisoner.poison([poisons.nacked(str(self.me), item, reason, self.clock())]):
             self._finish(item)
         else:
             self._requeue(item, 5.0)
@@ -371,8 +374,8 @@ class Inbound:
         if expired:
             self._signal_released()
         if exhausted:
-            detail = f"handed to the application {self.config.max_deliveries} times without an acknowledgement"
-            records = [self._poison_record(item, "max-deliveries", detail) for item in exhausted]
+            limit = self.config.max_deliveries
+            records = [poisons.never_acknowledged(str(self.me), item, limit, now) for item in exhausted]
             if await self.poisoner.poison(records):
                 for item in exhausted:
                     self._finish(item)
@@ -406,19 +409,3 @@ class Inbound:
         now = self.clock()
         while self.waiting and self.waiting[0][0] <= now:
             self.ready.append(heapq.heappop(self.waiting)[2])
-
-    def _poison_record(self, item: Incoming, reason: str, detail: str) -> PoisonRecord:
-        return PoisonRecord(
-            id=item.id,
-            owner=str(self.me),
-            direction=INBOUND,
-            peer=str(item.message.source),
-            reason=reason,
-            detail=detail,
-            attempts=item.deliveries,
-            poisoned_at=self.clock(),
-            persistent=item.message.persistent,
-            body=item.body,
-            key_id=item.key_id,
-            signature=item.signature,
-        )

@@ -27,16 +27,17 @@ from typing import Final
 from goq.api.v1 import peer_pb2
 from goq.errors import TemporaryError
 from goq.identity import Address
-from goq.retry import GiveUp, RetryPolicy, after_failure
+from goq.retry import RetryPolicy
+from goq.sidecar.attempts import attempt_failed
 from goq.sidecar.backlog import Backlog, SpillStore, WindowConfig
 from goq.sidecar.counting import Counters
 from goq.sidecar.histograms import Histograms
 from goq.sidecar.inbound import STILL_STORING
 from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.peering import PeerLink, PeerUnavailableError
+from goq.sidecar.poison import reasons as poisons
 from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import OUTBOUND, Outgoing, PoisonRecord
-from goq.sidecar.refusing import poison_reason
+from goq.sidecar.records import Outgoing, PoisonRecord
 from goq.sidecar.resolving import Resolver
 from goq.sidecar.stores.base import OutboxStore
 from goq.sidecar.tracing import Tracing
@@ -369,7 +370,8 @@ class Outbound:
                 self._unknown.update(early)
             else:
                 self._unknown.difference_update(early)
-        retry, give_up = [], []
+        retry: list[Outgoing] = []
+        give_up: list[tuple[Outgoing, PoisonRecord]] = []
         self.counters.attempts_failed += len(items)
         log.info(
             "delivery of %d message(s) to %s failed: %s",
@@ -378,15 +380,13 @@ class Outbound:
             error,
             extra={"source": str(self.owner), "destination": str(lane.destination), "ids": [m.id for m in items[:20]]},
         )
+        owner = str(self.owner)
         for item in items:
-            item.failed_attempts += 1
-            item.last_error = error
-            decision = after_failure(policy, item.failed_attempts, item.created_at, now, self.rand())
-            if isinstance(decision, GiveUp):
-                give_up.append((item, decision.reason, f"{decision.detail}; last error: {error}"))
-            else:
-                item.next_at = decision.at
+            record = attempt_failed(owner, item, policy, error, now, self.rand())
+            if record is None:
                 retry.append(item)
+            else:
+                give_up.append((item, record))
         if self._withdrawn:  # their write failed: not accepted, not tried again
             retry = [m for m in retry if m.id not in self._withdrawn]
             give_up = [g for g in give_up if g[0].id not in self._withdrawn]
@@ -395,39 +395,23 @@ class Outbound:
         self.stores[True].record_failures([m for m in retry if m.persistent and m.id not in self._unstored])
         await self.poison(lane, give_up)
 
-    async def poison(self, lane: "Lane", items: list[tuple[Outgoing, str, str]]) -> None:
-        """Move ``items`` (message, reason, detail) to the poison queue; keep any the sink refused."""
+    async def poison(self, lane: "Lane", items: list[tuple[Outgoing, PoisonRecord]]) -> None:
+        """Move ``items`` (message, its record from ``goq.sidecar.poison.reasons``) to the poison queue;
+        keep any the sink refused."""
         if not items:
             return
         if self.tracing is not None:
-            for m, _, detail in items:
-                self.tracing.attempted([m], "rejected", detail)
-        now = self.clock()
-        records = [self.poison_record(m, reason, detail, now) for m, reason, detail in items]
-        if await self.poisoner.poison(records):
-            self._let_go([m for m, _, _ in items])
-            self._forget([m for m, _, _ in items])
+            for m, record in items:
+                self.tracing.attempted([m], "rejected", record.detail)
+        if await self.poisoner.poison([record for _, record in items]):
+            self._let_go([m for m, _ in items])
+            self._forget([m for m, _ in items])
             return
-        for item, _, _ in items:
+        now = self.clock()
+        for item, _ in items:
             if item.id not in self._withdrawn:
                 item.next_at = now + POISON_RETRY
                 lane.push(item)
-
-    def poison_record(self, m: Outgoing, reason: str, detail: str, now: float) -> PoisonRecord:
-        return PoisonRecord(
-            id=m.id,
-            owner=str(self.owner),
-            direction=OUTBOUND,
-            peer=str(m.destination),
-            reason=reason,
-            detail=detail,
-            attempts=m.failed_attempts,
-            poisoned_at=now,
-            persistent=m.persistent,
-            body=m.body,
-            key_id=m.key_id,
-            signature=m.signature,
-        )
 
     def _forget(self, items: list[Outgoing]) -> None:
         for persistent in (True, False):
@@ -569,12 +553,15 @@ class Lane:
             error = f"peer answered {len(results)} results for {len(batch)} messages"
             await self.outbound.failed(self, batch, error, unknown=True)
             return
-        delivered, retry, rejected = [], [], []
+        delivered: list[Outgoing] = []
+        retry: list[tuple[Outgoing, str]] = []
+        rejected: list[tuple[Outgoing, PoisonRecord]] = []
+        now = self.outbound.clock()
         for item, result in zip(batch, results, strict=True):
             if result.outcome in DELIVERED:
                 delivered.append(item)
             elif result.outcome == peer_pb2.OUTCOME_REJECTED:
-                rejected.append((item, poison_reason(result.reason), f"refused by {item.destination}: {result.reason}"))
+                rejected.append((item, poisons.refused(str(self.outbound.owner), item, result.reason, now)))
             else:
                 retry.append((item, result.reason or "peer asked to retry later"))
         self.outbound.delivered(delivered)

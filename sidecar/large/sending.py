@@ -18,16 +18,17 @@ import grpc
 from goq.api.v1 import envelope_pb2, peer_pb2, peer_pb2_grpc
 from goq.errors import GoQError
 from goq.messages import Message
-from goq.retry import GiveUp, RetryPolicy, after_failure
+from goq.retry import RetryPolicy
+from goq.sidecar.attempts import attempt_failed
 from goq.sidecar.counting import Counters
 from goq.sidecar.large.bodies import BodyStore, body_name
 from goq.sidecar.large.outbox import LargeOutbox
 from goq.sidecar.large.progress import LargeProgress
 from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.peering import PeerUnavailableError, channel_options
+from goq.sidecar.poison import reasons as poisons
 from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import OUTBOUND, Outgoing, PoisonRecord
-from goq.sidecar.refusing import poison_reason
+from goq.sidecar.records import Outgoing, PoisonRecord
 from goq.sidecar.resolving import Resolver
 
 log = logging.getLogger("goq.sidecar.large")
@@ -109,7 +110,7 @@ class LargeSender:
                 await self._forget(item)
                 return
             if outcome == peer_pb2.OUTCOME_REJECTED:
-                await self._poison(item, poison_reason(result.reason), f"the destination refused it: {result.reason}")
+                await self._poison(item, poisons.refused(self.owner, item, result.reason, self.clock()))
                 return
             if await self._failed(item, result.reason or "the destination asked to retry later"):
                 return
@@ -148,34 +149,17 @@ class LargeSender:
     async def _failed(self, item: Outgoing, error: str) -> bool:
         """Count a failed attempt; True when the message was given up on (poisoned)."""
         self.counters.attempts_failed += 1
-        item.failed_attempts += 1
-        item.last_error = error
+        record = attempt_failed(self.owner, item, self.policy(), error, self.clock(), random.random())
         attempts = item.failed_attempts
         log.info("large message %s to %s: attempt %d failed: %s", item.id, item.destination, attempts, error)
-        decision = after_failure(self.policy(), item.failed_attempts, item.created_at, self.clock(), random.random())
-        if isinstance(decision, GiveUp):
-            await self._poison(item, decision.reason, f"{decision.detail}; last error: {error}")
+        if record is not None:
+            await self._poison(item, record)
             return True
-        item.next_at = decision.at
         await self.outboxes[item.persistent].failed(item)
         return False
 
-    async def _poison(self, item: Outgoing, reason: str, detail: str) -> None:
+    async def _poison(self, item: Outgoing, record: PoisonRecord) -> None:
         """The poison queue keeps the envelope; the body is dropped (see docs/sidecar.md)."""
-        record = PoisonRecord(
-            id=item.id,
-            owner=self.owner,
-            direction=OUTBOUND,
-            peer=str(item.destination),
-            reason=reason,
-            detail=detail,
-            attempts=item.failed_attempts,
-            poisoned_at=self.clock(),
-            persistent=item.persistent,
-            body=item.body,
-            key_id=item.key_id,
-            signature=item.signature,
-        )
         while not await self.poisoner.poison([record]):  # noqa: ASYNC110 - the sink is polled, nothing to wait on
             await asyncio.sleep(5.0)
         await self._forget(item)
