@@ -51,7 +51,7 @@ from goq.operator.identity_certs import (
     without_entries,
 )
 from goq.operator.keys import MANAGED_LABELS
-from goq.operator.kube import body, call, get_goqueue, get_or_none, translate
+from goq.operator.kube import body, call, get_goqueue, get_or_none, status_of, translate
 from goq.operator.settings import OperatorSettings, TlsSettings
 from goq.spiffe import spiffe_id
 
@@ -82,7 +82,23 @@ def _managed(secret: Any) -> bool:
 async def ensure_authority(
     api: k8s.ApiClient, settings: OperatorSettings, now: datetime.datetime | None = None
 ) -> IdentityAuthority:
-    """The identity CA from its Secret: made when missing (or unreadable, or expired), rotated when due."""
+    """The identity CA from its Secret: made when missing (or unreadable, or expired), rotated when due.
+
+    Two operator replicas may both find it missing (or due): one write wins, the other's AlreadyExists or
+    Conflict reads the Secret again and uses the winner's CA."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return await _ensure_authority_once(api, settings, now)
+        except TemporaryError as exc:
+            if attempt + 1 == ATTEMPTS or status_of(exc) != 409:
+                raise
+            await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE))
+    raise AssertionError("unreachable")
+
+
+async def _ensure_authority_once(
+    api: k8s.ApiClient, settings: OperatorSettings, now: datetime.datetime | None
+) -> IdentityAuthority:
     core = k8s.CoreV1Api(api)
     ns, name = settings.namespace, settings.tls.ca_secret
     now = now or datetime.datetime.now(datetime.UTC)

@@ -99,6 +99,9 @@ async def ensure_master(api: k8s.ApiClient, settings: OperatorSettings, now: flo
             if exc.status != 409:
                 raise
             secret = await call("reading the HMAC key ring", core.read_namespaced_secret(SECRET_NAME, ns))
+            # Another replica made it just now, by its clock (later than our ``now``, or ahead of ours): its
+            # first key signs from the moment it was made, which is now for us too.
+            now = max(now, *(k.not_before for k in _decode(secret).keys))
     ring = _decode(secret)
     annotations = secret.metadata.annotations or {}
     rotation, propagation = settings.keys.rotation, settings.keys.propagation

@@ -13,6 +13,8 @@ Choices that keep a broken or slow webhook from blocking unrelated pods (docs/op
 
 import base64
 import datetime
+import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -28,7 +30,7 @@ from goq.errors import TemporaryError
 from goq.operator import certificates
 from goq.operator.admission import MUTATE_PATH, VALIDATE_PATH, AdmissionServer
 from goq.operator.kube import body as as_body
-from goq.operator.kube import call, get_or_none
+from goq.operator.kube import call, get_or_none, status_of
 from goq.operator.settings import OperatorSettings
 
 log = logging.getLogger("goq.operator")
@@ -176,31 +178,79 @@ def load_into(server: AdmissionServer, cert: certificates.TlsBundle) -> None:
         server.load_certificate(cert_path, key_path)
 
 
-async def apply_configurations(api: k8s.ApiClient, settings: OperatorSettings, ca: bytes) -> None:
-    """Create or update both webhook configurations with the current caBundle."""
+CONFIG_HASH: Final = "goq.io/config-hash"
+"""Annotation on each webhook configuration: a digest of what the operator wrote, so that an unchanged one is
+never written again (replicas registering the same certificate do not churn the object)."""
+_APPLY_ATTEMPTS: Final = 3
+
+
+def _with_hash(config: dict[str, Any]) -> dict[str, Any]:
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:32]
+    config["metadata"].setdefault("annotations", {})[CONFIG_HASH] = digest
+    return config
+
+
+def _unchanged(existing: Any, config: dict[str, Any]) -> bool:
+    """Written by the operator as it would write it now, and every caBundle still as written (an edit by hand
+    that keeps the annotation but breaks the trust is repaired)."""
+    if (existing.metadata.annotations or {}).get(CONFIG_HASH) != config["metadata"]["annotations"][CONFIG_HASH]:
+        return False
+    bundles = [w.client_config.ca_bundle for w in existing.webhooks or []]
+    return bundles == [w["clientConfig"]["caBundle"] for w in config["webhooks"]]
+
+
+async def apply_configurations(api: k8s.ApiClient, settings: OperatorSettings, ca: bytes) -> int:
+    """Create or update both webhook configurations with the current caBundle; return how many were written.
+
+    An existing configuration whose digest matches is left alone. Two replicas may both create (the loser's
+    AlreadyExists) or both replace (the loser's Conflict): the loser reads again and compares, so it writes
+    only if what it wants differs from what won, and never undoes the winner with an equal copy."""
     admission = k8s.AdmissionregistrationV1Api(api)
     plans: list[tuple[dict[str, Any], Any, Any, Any]] = [
         (
-            mutating_configuration(settings, ca),
+            _with_hash(mutating_configuration(settings, ca)),
             admission.read_mutating_webhook_configuration,
             admission.create_mutating_webhook_configuration,
             admission.replace_mutating_webhook_configuration,
         ),
         (
-            validating_configuration(settings, ca),
+            _with_hash(validating_configuration(settings, ca)),
             admission.read_validating_webhook_configuration,
             admission.create_validating_webhook_configuration,
             admission.replace_validating_webhook_configuration,
         ),
     ]
+    written = 0
     for config, read, create, replace_ in plans:
         name = config["metadata"]["name"]
-        existing = await get_or_none(f"reading webhook configuration {name}", read(name))
-        if existing is None:
-            await call(f"creating webhook configuration {name}", create(config))
-        else:
-            config["metadata"]["resourceVersion"] = existing.metadata.resource_version
-            await call(f"updating webhook configuration {name}", replace_(name, config))
+        for attempt in range(_APPLY_ATTEMPTS):
+            existing = await get_or_none(f"reading webhook configuration {name}", read(name))
+            try:
+                if existing is None:
+                    await call(f"creating webhook configuration {name}", create(config))
+                elif _unchanged(existing, config):
+                    break
+                else:
+                    config["metadata"]["resourceVersion"] = existing.metadata.resource_version
+                    await call(f"updating webhook configuration {name}", replace_(name, config))
+            except TemporaryError as exc:
+                if status_of(exc) == 409 and attempt + 1 < _APPLY_ATTEMPTS:  # another replica wrote it: compare again
+                    config["metadata"].pop("resourceVersion", None)
+                    continue
+                raise
+            written += 1
+            log.info("registered webhook configuration %s", name)
+            break
+    return written
+
+
+async def served_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> certificates.TlsBundle | None:
+    """The certificate in the Secret as it is (never issued or renewed here: that is the leader's job)."""
+    name, ns = settings.webhook.tls_secret, settings.namespace
+    secret = await get_or_none(f"reading Secret {ns}/{name}", k8s.CoreV1Api(api).read_namespaced_secret(name, ns))
+    if secret is None:
+        return None
+    return certificates.TlsBundle.from_secret_data({k: base64.b64decode(v) for k, v in (secret.data or {}).items()})
 
 
 async def current_certificate(api: k8s.ApiClient, settings: OperatorSettings) -> certificates.TlsBundle:

@@ -4,15 +4,20 @@ The sweeper is the level-triggered half: every ``sweep_interval`` it reconciles 
 pods, pods gone, pods not injected, Service, key ring and certificate repairs), renews what is due (key
 rotation, the webhook and identity certificates) and removes the certificates of deleted GoQueues. kopf
 is the event-triggered half, for quick reactions.
+
+Several replicas may run: each serves the admission webhook (with the certificate the Secret holds), and
+only the holder of the leader Lease (``goq.operator.leadership``) registers the webhooks, sweeps and runs
+kopf, so that no two replicas reconcile, issue or rotate at once.
 """
 
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import kopf
 from kubernetes_asyncio import client as k8s
@@ -25,6 +30,7 @@ from goq.operator.admission import AdmissionServer, Mutator, Validator
 from goq.operator.handlers import build_registry
 from goq.operator.identity_tls import Issuer
 from goq.operator.kube import call, connect, custom
+from goq.operator.leadership import Leadership, LeadershipLostError, replica_identity
 from goq.operator.provisioning import NamespaceProvider
 from goq.operator.reconciling import namespace_terminating, reconcile, view_namespace
 from goq.operator.settings import OperatorSettings
@@ -106,22 +112,56 @@ async def _sweep_forever(
             log.warning("sweep failed, trying again in %.0f s: %s", settings.sweep_interval, exc)
 
 
-async def run(
-    settings: OperatorSettings,
-    mutator_for: MutatorFactory,
-    validator: Validator,
-    stop: asyncio.Event | None = None,
+async def refresh_specs(api: k8s.ApiClient, specs: SidecarSpecs) -> None:
+    """Every GoQueue's ``spec.sidecar`` into ``specs`` (what the pod webhook injects for each identity)."""
+    listed = await call(
+        "listing GoQueues",
+        custom(api).list_cluster_custom_object(names.GROUP, names.VERSION, names.GOQUEUE_PLURAL),
+    )
+    specs.replace_all(listed.get("items", []))
+
+
+async def _follow(
+    api: k8s.ApiClient, settings: OperatorSettings, server: AdmissionServer, specs: SidecarSpecs, served: bytes
 ) -> None:
-    """Run the operator until ``stop`` is set (or the process is signalled, through kopf)."""
-    async with connect() as api:
-        version = await call("reading the server version", k8s.VersionApi(api).get_code())
-        log.info("Kubernetes %s", version.git_version)
-        specs = SidecarSpecs()
-        server = AdmissionServer(mutator_for(version.major, version.minor, specs.get), validator)
-        cert = await registration.current_certificate(api, settings)
-        registration.load_into(server, cert)
-        await server.start(settings.webhook.host, settings.webhook.port)  # listening before it is registered
-        await registration.apply_configurations(api, settings, cert.ca)
+    """Every replica, leader or not, every sweep interval: what its webhook needs to answer as the leader would.
+
+    The GoQueues' sidecar overrides (the leader also learns them from kopf at once; a follower within an
+    interval), and the webhook certificate the Secret holds (the leader renews it; the caBundle it registers
+    trusts the old and the new, so a replica still serving the old one meanwhile is trusted)."""
+    while True:
+        await asyncio.sleep(settings.sweep_interval)
+        try:
+            await refresh_specs(api, specs)
+            cert = await registration.served_certificate(api, settings)
+        except GoQError as exc:
+            log.warning(
+                "could not refresh what the webhook serves, trying again in %.0f s: %s", settings.sweep_interval, exc
+            )
+            continue
+        if cert is not None and cert.cert != served:
+            registration.load_into(server, cert)
+            served = cert.cert
+            log.info("serving the webhook certificate from Secret %s", settings.webhook.tls_secret)
+
+
+async def _lead(
+    api: k8s.ApiClient,
+    settings: OperatorSettings,
+    server: AdmissionServer,
+    specs: SidecarSpecs,
+    leadership: Leadership,
+    stop: asyncio.Event,
+) -> None:
+    """The leader's work: register the webhooks, sweep, and run kopf, until ``stop`` or the Lease is lost."""
+    halt = asyncio.Event()  # kopf's stop flag: the process is stopping, or the Lease was lost
+    holding = asyncio.create_task(leadership.hold(), name="goq-lease")
+    holding.add_done_callback(lambda _: halt.set())
+    stopping = asyncio.create_task(stop.wait(), name="goq-stop")
+    stopping.add_done_callback(lambda _: halt.set())
+    sweeper: asyncio.Task[None] | None = None
+    try:
+        await registration.ensure_webhook(api, settings, server)
         await sweep_once(api, settings, specs)  # keys made, sidecar overrides known before pods arrive
 
         async def reconcile_one(goqueue: dict[str, Any]) -> None:
@@ -131,15 +171,58 @@ async def run(
 
         provider = NamespaceProvider(api, settings)
         sweeper = asyncio.create_task(_sweep_forever(api, settings, server, specs, provider), name="goq-sweeper")
-        try:
+        if not halt.is_set():
             await kopf.operator(
                 registry=build_registry(api, reconcile_one, provider),
                 clusterwide=True,
-                standalone=True,
-                stop_flag=stop,
+                standalone=True,  # one handler per resource is the Lease's job, not kopf's peering
+                stop_flag=halt,
             )
+    finally:
+        for task in (sweeper, stopping, holding):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LeadershipLostError):
+                    await task
+    if holding.done() and not holding.cancelled() and isinstance(holding.exception(), LeadershipLostError):
+        raise cast(LeadershipLostError, holding.exception())
+
+
+async def run(
+    settings: OperatorSettings,
+    mutator_for: MutatorFactory,
+    validator: Validator,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the operator until ``stop`` is set or the process is signalled (SIGTERM, SIGINT).
+
+    Every replica serves the admission webhook from the moment it starts; the one that holds the Lease
+    (``goq.operator.leadership``) also registers the webhooks, sweeps and runs the kopf handlers. A leader
+    that loses the Lease raises ``LeadershipLostError`` (the process exits and is restarted as a follower)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # kopf installs its own while it runs, on the leader
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    async with connect() as api:
+        version = await call("reading the server version", k8s.VersionApi(api).get_code())
+        log.info("Kubernetes %s", version.git_version)
+        specs = SidecarSpecs()
+        server = AdmissionServer(mutator_for(version.major, version.minor, specs.get), validator)
+        cert = await registration.current_certificate(api, settings)  # made by whichever replica comes first
+        registration.load_into(server, cert)
+        await refresh_specs(api, specs)  # a follower too injects each GoQueue's sidecar overrides from the start
+        await server.start(settings.webhook.host, settings.webhook.port)  # listening before it is registered
+        reloader = asyncio.create_task(_follow(api, settings, server, specs, cert.cert), name="goq-follow")
+        leadership = Leadership(api, settings.namespace, settings.leader, replica_identity())
+        try:
+            if await leadership.acquire(stop):
+                try:
+                    await _lead(api, settings, server, specs, leadership, stop)
+                finally:
+                    await leadership.release()
         finally:
-            sweeper.cancel()
+            reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await reloader
             await server.stop()

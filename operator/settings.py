@@ -108,6 +108,21 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class LeaderSettings:
+    """Which replica handles resources: the holder of a Lease (``goq.operator.leadership``)."""
+
+    lease: str = "goq-operator-leader"
+    """``GOQ_LEADER_LEASE``: the Lease's name, in the operator's namespace."""
+    duration: float = 15.0
+    """``GOQ_LEADER_LEASE_DURATION`` (15s): a Lease seen unchanged this long is taken over by another replica."""
+    renew_deadline: float = 10.0
+    """``GOQ_LEADER_RENEW_DEADLINE`` (10s): a leader that could not renew for this long stops handling (and
+    exits to be restarted); shorter than the duration, so it stops before anyone else may start."""
+    retry_period: float = 2.0
+    """``GOQ_LEADER_RETRY_PERIOD`` (2s): how often the leader renews and the others look."""
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     """Everything the operator reads from its environment, with the defaults a cluster install uses."""
 
@@ -125,6 +140,7 @@ class OperatorSettings:
     keys: KeySettings = KeySettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
     tls: TlsSettings = TlsSettings()
+    leader: LeaderSettings = LeaderSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
@@ -148,6 +164,7 @@ class OperatorSettings:
         tls = _tls(e, seconds, d.tls)
         return cls(
             tls=tls,
+            leader=_leader(e, seconds, d.leader),
             namespace=validate_namespace(e.get("GOQ_OPERATOR_NAMESPACE", d.namespace), "GOQ_OPERATOR_NAMESPACE"),
             stale_after=seconds("GOQ_STALE_AFTER", d.stale_after),
             sweep_interval=seconds("GOQ_SWEEP_INTERVAL", d.sweep_interval),
@@ -181,6 +198,26 @@ class OperatorSettings:
                 sidecar_role=e.get("GOQ_SIDECAR_CLUSTER_ROLE", d.provisioning.sidecar_role) or None,
             ),
         )
+
+
+def _leader(e: Mapping[str, str], seconds: Callable[[str, float], float], d: LeaderSettings) -> LeaderSettings:
+    leader = LeaderSettings(
+        lease=e.get("GOQ_LEADER_LEASE") or d.lease,
+        duration=seconds("GOQ_LEADER_LEASE_DURATION", d.duration),
+        renew_deadline=seconds("GOQ_LEADER_RENEW_DEADLINE", d.renew_deadline),
+        retry_period=seconds("GOQ_LEADER_RETRY_PERIOD", d.retry_period),
+    )
+    if not 0 < leader.retry_period < leader.renew_deadline < leader.duration:
+        raise ConfigError(
+            "GOQ_LEADER_RETRY_PERIOD < GOQ_LEADER_RENEW_DEADLINE < GOQ_LEADER_LEASE_DURATION must hold (a leader "
+            "renews several times before it gives up, and gives up before another replica may take over), got "
+            f"{leader.retry_period:g} s, {leader.renew_deadline:g} s and {leader.duration:g} s"
+        )
+    if leader.duration < 1:
+        raise ConfigError(
+            f"GOQ_LEADER_LEASE_DURATION must be at least 1 s (a Lease counts whole seconds), got {leader.duration:g} s"
+        )
+    return leader
 
 
 def _tls(e: Mapping[str, str], seconds: Callable[[str, float], float], d: TlsSettings) -> TlsSettings:

@@ -1,8 +1,9 @@
 """The ``spec.sidecar`` of every GoQueue, kept in memory for the admission server.
 
 The pod webhook must answer within its timeout without API calls of its own, so the operator keeps
-each GoQueue's sidecar overrides here: updated by the kopf handlers on every GoQueue change and
-rebuilt by each sweep (which also forgets deleted GoQueues).
+each GoQueue's sidecar overrides here: on the leader, updated by the kopf handlers on every GoQueue change
+and rebuilt by each sweep; on every replica, re-listed every sweep interval (``running._follow``), so a
+follower injects what the leader would. A rebuild also forgets deleted GoQueues.
 """
 
 from collections.abc import Callable, Iterable, Mapping

@@ -79,7 +79,10 @@ def validator_for(settings: OperatorSettings) -> Validator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the operator until it is signalled; settings come from ``GOQ_*`` variables (docs/operator.md)."""
+    """Run the operator until it is signalled; settings come from ``GOQ_*`` variables (docs/operator.md).
+
+    Exits 1 with a message on a bad setting, and when this replica led and lost the leader Lease (the
+    kubelet restarts it as a follower: see docs/operator.md#high-availability)."""
     parser("goq-operator", "The GoQ operator and sidecar-injection webhook (settings: GOQ_* variables).").parse_args(
         argv
     )

@@ -129,6 +129,19 @@ async def apply_rbac(api: k8s.ApiClient, file: str, namespace: str | None = None
             with contextlib.suppress(ApiException):
                 await core.create_namespaced_service_account(doc["metadata"]["namespace"], doc)
             continue
+        if kind in ("Role", "RoleBinding"):
+            ns = doc["metadata"]["namespace"]
+            create_in, replace_in = {
+                "Role": (rbac.create_namespaced_role, rbac.replace_namespaced_role),
+                "RoleBinding": (rbac.create_namespaced_role_binding, rbac.replace_namespaced_role_binding),
+            }[kind]
+            try:
+                await create_in(ns, doc)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                await replace_in(name, ns, doc)
+            continue
         create, replace = {
             "ClusterRole": (rbac.create_cluster_role, rbac.replace_cluster_role),
             "ClusterRoleBinding": (rbac.create_cluster_role_binding, rbac.replace_cluster_role_binding),
