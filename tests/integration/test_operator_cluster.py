@@ -7,7 +7,7 @@ import asyncio
 import base64
 import json
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,19 @@ async def events_about(api: k8s.ApiClient, ns: str, name: str) -> list[k8s.CoreV
     return list(listed.items)
 
 
+async def events_until(
+    api: k8s.ApiClient, ns: str, name: str, wanted: Callable[[list[k8s.CoreV1Event]], bool]
+) -> list[k8s.CoreV1Event]:
+    """The Events about ``name`` once ``wanted`` holds for them (or the last ones listed): the operator posts
+    an Event after the status change it reports, so a check right after the status may come too early."""
+
+    async def listed() -> list[k8s.CoreV1Event] | None:
+        events = await events_about(api, ns, name)
+        return events if wanted(events) else None
+
+    return await eventually(listed) or await events_about(api, ns, name)
+
+
 def condition(goqueue: dict[str, Any] | None, kind: str) -> dict[str, Any]:
     for cond in ((goqueue or {}).get("status") or {}).get("conditions") or []:
         if cond["type"] == kind:
@@ -101,7 +114,9 @@ async def test_a_goqueue_gets_its_headless_service_owned_by_it_and_deleting_it_r
 
     ready = await eventually(lambda: _ready_reason(kube_api, ns, "orders", "Reconciled"))
     assert ready, f"GoQueue never Ready: {await read_goqueue(kube_api, ns, 'orders')}"
-    assert {e.reason for e in await events_about(kube_api, ns, "orders")} >= {"ServiceReady", "Reconciled"}
+    wanted = {"ServiceReady", "Reconciled"}
+    events = await events_until(kube_api, ns, "orders", lambda found: {e.reason for e in found} >= wanted)
+    assert {e.reason for e in events} >= wanted
     reconciled = await read_goqueue(kube_api, ns, "orders")
     assert reconciled is not None
     assert not reconciled["metadata"].get("finalizers"), "deleting a GoQueue must never wait for the operator"
@@ -258,7 +273,8 @@ async def test_an_identity_used_without_a_goqueue_gets_one_with_defaults(kube_ap
     made = await eventually(lambda: read_goqueue(kube_api, ns, "lonely"))
     assert made is not None, "no GoQueue was made for identity lonely"
     assert made["spec"]["overflow"] == "poison"
-    assert {e.reason for e in await events_about(kube_api, ns, "lonely-app")} == {"GoQueueCreated"}
+    events = await events_until(kube_api, ns, "lonely-app", bool)
+    assert {e.reason for e in events} == {"GoQueueCreated"}
 
 
 async def test_a_pod_that_escaped_injection_is_reported_on_its_goqueue_and_as_an_event(
@@ -278,8 +294,11 @@ async def test_a_pod_that_escaped_injection_is_reported_on_its_goqueue_and_as_an
     goqueue = await read_goqueue(kube_api, ns, "orders")
     assert goqueue is not None
     assert goqueue["status"]["notInjected"] == ["escaped"]
-    events = await events_about(kube_api, ns, "orders")
-    assert any(e.reason == "NotInjected" and "escaped" in e.message and e.type == "Warning" for e in events)
+
+    def escaped_reported(found: list[k8s.CoreV1Event]) -> bool:
+        return any(e.reason == "NotInjected" and "escaped" in e.message and e.type == "Warning" for e in found)
+
+    assert escaped_reported(await events_until(kube_api, ns, "orders", escaped_reported))
     on_pod = await eventually(lambda: events_about(kube_api, ns, "escaped"))
     assert [(e.type, e.reason) for e in on_pod] == [("Warning", "NotInjected")]
 
@@ -357,7 +376,11 @@ async def test_heartbeats_show_in_kubectl_get_goqueues_and_a_silent_pod_turns_st
     assert goqueue is not None
     assert goqueue["status"]["ready"] == "1/2"
     assert goqueue["status"]["delivered"] == 57  # a silent pod's last figures still count
-    assert any(e.reason == "PodStale" and "orders-2" in e.message for e in await events_about(kube_api, ns, "orders"))
+
+    def stale_reported(found: list[k8s.CoreV1Event]) -> bool:
+        return any(e.reason == "PodStale" and "orders-2" in e.message for e in found)
+
+    assert stale_reported(await events_until(kube_api, ns, "orders", stale_reported))
 
 
 async def test_a_goqueue_can_choose_its_own_sidecar_image_and_resources(kube_api: k8s.ApiClient, ns: str) -> None:
