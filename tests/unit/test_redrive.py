@@ -17,6 +17,7 @@ from goq.sidecar.poison.base import PoisonSinkError
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Incoming, Outgoing, PoisonRecord
 from goq.sidecar.resolving import StaticResolver
+from goq.sidecar.stores.absent import NoInbox, NoOutbox
 from goq.sidecar.stores.base import StoreUnavailableError
 from goq.signing import Keyring
 
@@ -25,7 +26,7 @@ BILLING = Address.parse("billing.shop")
 KEYRING = Keyring({"k1": b"k" * 32}, "k1")
 
 
-class Outbox:
+class Outbox(NoOutbox):
     """Keeps what it is given, or fails as told."""
 
     def __init__(self) -> None:
@@ -38,33 +39,14 @@ class Outbox:
         self.kept += [m.id for m in items]
         return [True] * len(items)
 
-    def forget(self, ids: list[str]) -> None:
-        return None
 
-    def record_failures(self, items: list[Outgoing]) -> None:
-        return None
+class Inbox(NoInbox):
+    """Takes every delivery (the stand-in's other answers: nothing to recover or close)."""
 
-    async def recover(self) -> list[Outgoing]:
-        return []
-
-    async def close(self) -> None:
-        return None
-
-
-class Inbox:
     async def add(self, items: list[Incoming]) -> list[bool]:
         return [True] * len(items)
 
-    def acknowledge(self, keys: list[str]) -> None:
-        return None
-
     async def restore(self, items: list[Incoming]) -> None:
-        return None
-
-    async def recover(self) -> list[Incoming]:
-        return []
-
-    async def close(self) -> None:
         return None
 
 

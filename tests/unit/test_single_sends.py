@@ -16,13 +16,14 @@ from goq.sidecar.outbound import Outbound, OutboundConfig
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import Incoming, Outgoing, PoisonRecord
 from goq.sidecar.resolving import StaticResolver
+from goq.sidecar.stores.absent import NoInbox, NoOutbox
 from goq.signing import Keyring
 
 ORDERS = Address.parse("orders.shop")
 KEYRING = Keyring({"k1": b"k" * 32}, "k1")
 
 
-class GatedOutbox:
+class GatedOutbox(NoOutbox):
     """Counts its writes; each waits until the test opens the gate, as a write in flight to MongoDB does."""
 
     def __init__(self) -> None:
@@ -34,33 +35,14 @@ class GatedOutbox:
         await self.gate.wait()
         return [True] * len(items)
 
-    def forget(self, ids: list[str]) -> None:
-        return None
 
-    def record_failures(self, items: list[Outgoing]) -> None:
-        return None
+class Inbox(NoInbox):
+    """Takes every delivery (the stand-in's other answers: nothing to recover or close)."""
 
-    async def recover(self) -> list[Outgoing]:
-        return []
-
-    async def close(self) -> None:
-        return None
-
-
-class Inbox:
     async def add(self, items: list[Incoming]) -> list[bool]:
         return [True] * len(items)
 
-    def acknowledge(self, keys: list[str]) -> None:
-        return None
-
     async def restore(self, items: list[Incoming]) -> None:
-        return None
-
-    async def recover(self) -> list[Incoming]:
-        return []
-
-    async def close(self) -> None:
         return None
 
 
