@@ -1,6 +1,7 @@
 """The operator's settings, read once from the environment (``OperatorSettings.from_env``)."""
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -12,6 +13,7 @@ from goq.freshness import DEFAULT_DEDUPE_WINDOW
 from goq.identity import validate_namespace
 
 DEFAULT_NAMESPACE: Final = "goq-system"
+_SIDECAR_SETTING: Final = re.compile(r"GOQ_[A-Z0-9_]+")
 
 
 def _pairs(text: str, what: str) -> dict[str, str]:
@@ -23,6 +25,17 @@ def _pairs(text: str, what: str) -> dict[str, str]:
             raise ConfigError(f"{what} must look like 'cpu=50m,memory=64Mi', got {text!r}")
         result[key.strip()] = value.strip()
     return result
+
+
+def _sidecar_env(text: str) -> tuple[tuple[str, str], ...]:
+    """``GOQ_SIDECAR_ENV``: ``GOQ_STATUS_INTERVAL=2s,GOQ_LOG_FORMAT=text`` as pairs. The names the injection
+    sets itself are refused by ``InjectionSettings``; values are checked by each sidecar as it starts (a bad
+    one is reported in the GoQueue's status)."""
+    pairs = _pairs(text, "GOQ_SIDECAR_ENV")
+    for name in pairs:
+        if not _SIDECAR_SETTING.fullmatch(name):
+            raise ConfigError(f"GOQ_SIDECAR_ENV: {name!r} is not a sidecar setting; they are named GOQ_[A-Z0-9_]+")
+    return tuple(pairs.items())
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,8 @@ class SidecarSettings:
     """``auto`` (native sidecar from Kubernetes 1.29), ``true`` or ``false``."""
     mongodb_secret: str | None = None
     """Secret in each pod's namespace whose key ``uri`` the sidecar uses to reach MongoDB."""
+    env: tuple[tuple[str, str], ...] = ()
+    """``GOQ_SIDECAR_ENV``: more settings for every injected sidecar (``GOQ_STATUS_INTERVAL=2s,...``)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,7 @@ class OperatorSettings:
                 else d.sidecar.limits,
                 native=native,
                 mongodb_secret=e.get("GOQ_MONGODB_SECRET") or None,
+                env=_sidecar_env(e.get("GOQ_SIDECAR_ENV", "")),
             ),
             keys=KeySettings(
                 rotation=seconds("GOQ_KEY_ROTATION", d.keys.rotation),

@@ -50,6 +50,7 @@ def sidecar_container(identity: str, settings: InjectionSettings) -> dict[str, A
     ]
     if settings.peer_tls:
         env.append({"name": "GOQ_TLS_DIR", "value": TLS_MOUNT_PATH})
+    env.extend({"name": name, "value": value} for name, value in settings.extra_env)
     if settings.mongodb_secret:
         env.append(
             {

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from goq import __version__
+from goq.errors import ConfigError
 from goq.freshness import DEFAULT_DEDUPE_WINDOW
 from goq.keyring import SECRET_NAME
 
@@ -19,6 +20,20 @@ TLS_FILES: Final = ("tls.crt", "tls.key", "ca.crt")
 SPILL_VOLUME: Final = "goq-spill"
 SPILL_MOUNT_PATH: Final = "/var/run/goq/spill"
 """Where transient large bodies spill: the sidecar's root filesystem is read-only."""
+INJECTED_ENV: Final = frozenset(
+    {
+        "GOQ_IDENTITY",
+        "GOQ_NAMESPACE",
+        "GOQ_POD_NAME",
+        "GOQ_POD_IP",
+        "GOQ_KEYS_DIR",
+        "GOQ_SPILL_DIR",
+        "GOQ_DEDUPE_WINDOW",
+        "GOQ_TLS_DIR",
+        "GOQ_MONGODB_URI",
+    }
+)
+"""The sidecar settings the injection sets itself (``container``): never taken from ``extra_env``."""
 NATIVE_SIDECARS_SINCE: Final = (1, 29)
 """Init containers with ``restartPolicy: Always`` are on by default from Kubernetes 1.29."""
 
@@ -49,9 +64,19 @@ class InjectionSettings:
     """A Secret in the pod's namespace whose key ``uri`` is the MongoDB connection string; ``None``: none."""
     dedupe_window: float = DEFAULT_DEDUPE_WINDOW
     """Seconds; the sidecar's ``GOQ_DEDUPE_WINDOW``, the same for every sidecar of the cluster (the operator's)."""
+    extra_env: tuple[tuple[str, str], ...] = ()
+    """More settings for every injected sidecar (the operator's ``GOQ_SIDECAR_ENV``), e.g. a shorter
+    ``GOQ_STATUS_INTERVAL``; never one of ``INJECTED_ENV``."""
     version: str = __version__
     """Written to the ``goq.io/injected`` annotation."""
     run_as_user: int = 65532
+
+    def __post_init__(self) -> None:
+        if taken := sorted(name for name, _ in self.extra_env if name in INJECTED_ENV):
+            raise ConfigError(
+                f"GOQ_SIDECAR_ENV: {', '.join(taken)} set by the injection itself; give only the other GOQ_* "
+                "settings of docs/sidecar.md"
+            )
 
 
 def supports_native_sidecars(major: str, minor: str) -> bool:

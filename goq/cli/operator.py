@@ -40,6 +40,7 @@ def injection_settings(settings: OperatorSettings, major: str, minor: str) -> In
         mongodb_secret=settings.sidecar.mongodb_secret,
         dedupe_window=settings.dedupe_window,
         peer_tls=settings.tls.enabled,
+        extra_env=settings.sidecar.env,
     )
 
 

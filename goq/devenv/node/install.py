@@ -6,12 +6,14 @@ The overlay changes only what this machine needs, the way a user's own overlay w
   (``dockerfiles``); no registry is reachable, and ``imagePullPolicy: IfNotPresent`` finds them there;
 - the PodDisruptionBudget's API version: the node is Kubernetes 1.20, which has only ``policy/v1beta1``;
 - no MongoDB: Debian ships no mongod image, so the sidecars run transient-only (``GOQ_MONGODB_SECRET``
-  and ``GOQ_MONGODB_SOURCE_SECRET`` empty) unless ``mongodb_secret`` names a source Secret.
+  and ``GOQ_MONGODB_SOURCE_SECRET`` empty) unless ``mongodb_secret`` names a source Secret;
+- the operator's settings given in ``operator_env`` (a development cluster's shorter intervals).
 
 kustomize takes a base only by a relative path, so the overlay names ``manifests/`` relative to itself.
 """
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,7 +30,13 @@ def _image(image: str) -> tuple[str, str]:
     return name, tag
 
 
-def write_overlay(directory: Path, *, mongodb_secret: str = "", kube_1_20: bool = True) -> Path:
+def write_overlay(
+    directory: Path,
+    *,
+    mongodb_secret: str = "",
+    kube_1_20: bool = True,
+    operator_env: Mapping[str, str] | None = None,
+) -> Path:
     """Write the overlay's ``kustomization.yaml`` into ``directory``; return the directory (for ``apply -k``)."""
     directory.mkdir(parents=True, exist_ok=True)
     operator_name, operator_tag = _image(dockerfiles.OPERATOR_IMAGE)
@@ -36,6 +44,7 @@ def write_overlay(directory: Path, *, mongodb_secret: str = "", kube_1_20: bool 
         {"name": "GOQ_SIDECAR_IMAGE", "value": dockerfiles.SIDECAR_IMAGE},
         {"name": "GOQ_MONGODB_SECRET", "value": mongodb_secret},
         {"name": "GOQ_MONGODB_SOURCE_SECRET", "value": mongodb_secret},
+        *({"name": name, "value": value} for name, value in (operator_env or {}).items()),
     ]
     deployment = {
         "apiVersion": "apps/v1",

@@ -90,6 +90,9 @@ class Kubelet:
                     "imageGCLowThresholdPercent": 99,
                     "serializeImagePulls": False,
                     "volumeStatsAggPeriod": "0s",
+                    # A development node: a Secret's change reaches its volumes within ~10 s (a pod's resync,
+                    # plus jitter), not a production kubelet's minute, so key rotations are seen in a test's time.
+                    "syncFrequency": "10s",
                 },
                 sort_keys=False,
             )
