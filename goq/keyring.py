@@ -11,7 +11,9 @@ Secret layout, as a mounted volume gives it to the sidecar (``goq.signing.Keyrin
     ``active``    the id of the key to sign with
 and, not mounted, the annotation ``goq.io/key-schedule``:
     ``{"keys": [{"id": "<id>", "created": <unix s>, "notBefore": <unix s>}, ...]}``
-The operator rewrites ``active`` when a new key's ``notBefore`` has passed.
+The operator rewrites ``active`` when a new key's ``notBefore`` has passed. This is the master's layout,
+and every namespace's with ``GOQ_KEY_SCOPE=cluster``; by default each namespace gets keys derived from it
+per pair of namespaces instead (``goq.pair_keys``).
 """
 
 import json
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from goq.errors import ConfigError
+from goq.pair_keys import NAMESPACE_ENTRY
 
 SECRET_NAME: Final = "goq-hmac-keys"
 """The Secret in each namespace with GoQueues; mounted into every sidecar."""
@@ -124,8 +127,9 @@ class KeyRing:
 
 def _new_key(now: float, not_before: float, key_id: str | None, material: bytes | None) -> HmacKey:
     key_id = key_id or f"k{secrets.token_hex(4)}"
-    if key_id == ACTIVE_ENTRY or not _KEY_ID.fullmatch(key_id):
+    if key_id in (ACTIVE_ENTRY, NAMESPACE_ENTRY) or not _KEY_ID.fullmatch(key_id):
         raise ConfigError(
-            f"HMAC key id {key_id!r} must be a Secret key (letters, digits, '-', '_', '.') other than 'active'"
+            f"HMAC key id {key_id!r} must be a Secret key (letters, digits, '-', '_', '.') other than 'active' "
+            "and 'namespace'"
         )
     return HmacKey(key_id, now, not_before, material if material is not None else secrets.token_bytes(KEY_BYTES))

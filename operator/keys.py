@@ -1,4 +1,8 @@
-"""The HMAC key ring Secrets: one master in the operator's namespace, a copy in each GoQueue namespace.
+"""The HMAC key ring Secrets: one master in the operator's namespace, and one ring in each GoQueue namespace.
+
+With ``GOQ_KEY_SCOPE=namespace`` (the default) a namespace's ring holds only the keys derived from the master
+for the pairs of namespaces with it on one side (``goq.pair_keys``), never a master key: its holder can sign
+messages from or to that namespace only. With ``cluster`` it is a copy of the master (GoQ before scopes).
 
 Created when missing, never overwritten by a guess (a 409 means another writer won; its keys stand),
 rotated on a schedule: a new key is added first and named ``active`` only once every sidecar can
@@ -13,19 +17,21 @@ when all are gone.
 
 import base64
 import logging
+import math
 import time
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from goq.keyring import SCHEDULE_ANNOTATION, SECRET_NAME, HmacKey, KeyRing
-from goq.operator.kube import body, call, get_or_none
+from goq import names, pair_keys
+from goq.keyring import ACTIVE_ENTRY, SCHEDULE_ANNOTATION, SECRET_NAME, HmacKey, KeyRing
+from goq.operator.kube import body, call, custom, get_or_none
 from goq.operator.settings import OperatorSettings
 
 log = logging.getLogger("goq.operator")
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "goq-operator", "app.kubernetes.io/part-of": "goq"}
-KeyData = tuple[dict[str, str], dict[str, str]]
+SecretData = tuple[dict[str, str], dict[str, str]]
 """A ring as the API spells it: (``data``, base64 values; the schedule annotation)."""
 ROTATE_ANNOTATION: Final = "goq.io/rotate-now"
 """On the master: rotate at the next sweep (any value); the operator removes it."""
@@ -33,12 +39,60 @@ RETIRE_ANNOTATION: Final = "goq.io/retire-keys"
 """On the master: comma-separated key ids to drop as soon as that is safe; removed once they are gone."""
 
 
-def _encode(ring: KeyRing, now: float) -> KeyData:
+class KeyData(NamedTuple):
+    """The master ring as the API spells it, and what each namespace's ring is made from."""
+
+    data: dict[str, str]
+    """The master's ``data`` (base64 values)."""
+    annotations: dict[str, str]
+    """The schedule annotation (key ids and times, no key material)."""
+    scope: pair_keys.KeyScope = "cluster"
+    namespaces: frozenset[str] = frozenset()
+    """Every namespace with a GoQueue: each namespace's ring holds its pair keys with each of them."""
+
+    def for_namespace(self, namespace: str) -> SecretData:
+        """The ring of ``namespace``: its pair keys (scope ``namespace``) or the master's copy (``cluster``)."""
+        if self.scope == "cluster":
+            return self.data, self.annotations
+        raw = {k: base64.b64decode(v) for k, v in self.data.items()}
+        active = raw.pop(ACTIVE_ENTRY).decode()
+        ring = pair_keys.namespace_ring(raw, active, namespace, self.namespaces | {namespace})
+        return {k: base64.b64encode(v).decode() for k, v in ring.items()}, self.annotations
+
+
+async def goqueue_namespaces(api: k8s.ApiClient) -> frozenset[str]:
+    """The namespaces that hold a GoQueue (one list of every GoQueue; none while the CRD is not installed)."""
+    listed = await get_or_none(
+        "listing GoQueues", custom(api).list_cluster_custom_object(names.GROUP, names.VERSION, names.GOQUEUE_PLURAL)
+    )
+    return frozenset(item["metadata"]["namespace"] for item in (listed or {}).get("items", []))
+
+
+_listed: dict[int, tuple[float, frozenset[str]]] = {}
+"""The last list of namespaces per API client (by ``id``), and when it was made."""
+
+
+async def _key_data(api: k8s.ApiClient, settings: OperatorSettings, master: SecretData) -> KeyData:
+    """The master and, with scope ``namespace``, the namespaces to pair with. The list is reused for up to one
+    sweep interval: a burst of GoQueue events (every GoQueue at the operator's start) then costs one list of
+    every GoQueue, not one each. A namespace made meanwhile still gets its own pair (``for_namespace``), and
+    its pairs with the others, everywhere, at the next sweep after that."""
+    if settings.keys.scope == "cluster":
+        return KeyData(*master)
+    now = time.monotonic()
+    made, namespaces = _listed.get(id(api), (-math.inf, frozenset()))
+    if now - made >= min(settings.sweep_interval, 10.0):
+        namespaces = await goqueue_namespaces(api)
+        _listed[id(api)] = (now, namespaces)
+    return KeyData(*master, scope="namespace", namespaces=namespaces)
+
+
+def _encode(ring: KeyRing, now: float) -> SecretData:
     content = ring.to_secret(now)
     return {k: base64.b64encode(v).decode() for k, v in content.data.items()}, content.annotations
 
 
-def _current(secret: Any) -> KeyData:
+def _current(secret: Any) -> SecretData:
     annotations = secret.metadata.annotations or {}
     schedule = {SCHEDULE_ANNOTATION: annotations[SCHEDULE_ANNOTATION]} if SCHEDULE_ANNOTATION in annotations else {}
     return dict(secret.data or {}), schedule
@@ -70,7 +124,7 @@ def _ids(text: str) -> set[str]:
 
 
 def _body(
-    namespace: str, ring: KeyData, resource_version: str | None = None, extra: dict[str, str] | None = None
+    namespace: str, ring: SecretData, resource_version: str | None = None, extra: dict[str, str] | None = None
 ) -> Any:
     meta: dict[str, Any] = {
         "name": SECRET_NAME,
@@ -84,7 +138,8 @@ def _body(
 
 
 async def ensure_master(api: k8s.ApiClient, settings: OperatorSettings, now: float | None = None) -> KeyData:
-    """The master ring, made when missing, rotated when due, ``active`` moved when a new key's time came."""
+    """The master ring, made when missing, rotated when due, ``active`` moved when a new key's time came; with
+    scope ``namespace``, also the namespaces each namespace's ring holds pair keys with."""
     core = k8s.CoreV1Api(api)
     ns = settings.namespace
     now = time.time() if now is None else now
@@ -94,7 +149,7 @@ async def ensure_master(api: k8s.ApiClient, settings: OperatorSettings, now: flo
         try:
             await core.create_namespaced_secret(ns, _body(ns, wanted))
             log.info("created the HMAC key ring %s/%s", ns, SECRET_NAME)
-            return wanted
+            return await _key_data(api, settings, wanted)
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -128,11 +183,13 @@ async def ensure_master(api: k8s.ApiClient, settings: OperatorSettings, now: flo
             "updating the HMAC key ring",
             core.replace_namespaced_secret(SECRET_NAME, ns, _body(ns, wanted, secret.metadata.resource_version, extra)),
         )
-    return wanted
+    return await _key_data(api, settings, wanted)
 
 
-async def ensure_copy(api: k8s.ApiClient, namespace: str, ring: KeyData) -> bool:
-    """The ring's copy in a GoQueue namespace equals the master; True if it was written."""
+async def ensure_copy(api: k8s.ApiClient, namespace: str, keys: KeyData) -> bool:
+    """The ring of a GoQueue namespace is what ``keys`` make for it (``KeyData.for_namespace``); True if it was
+    written. Switching ``GOQ_KEY_SCOPE`` rewrites every namespace's ring at the next sweep."""
+    ring = keys.for_namespace(namespace)
     core = k8s.CoreV1Api(api)
     secret = await get_or_none(
         f"reading Secret {namespace}/{SECRET_NAME}", core.read_namespaced_secret(SECRET_NAME, namespace)

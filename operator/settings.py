@@ -11,6 +11,7 @@ from goq.durations import parse_duration
 from goq.errors import ConfigError
 from goq.freshness import DEFAULT_DEDUPE_WINDOW
 from goq.identity import validate_namespace
+from goq.pair_keys import KeyScope, parse_scope
 
 DEFAULT_NAMESPACE: Final = "goq-system"
 _SIDECAR_SETTING: Final = re.compile(r"GOQ_[A-Z0-9_]+")
@@ -96,6 +97,9 @@ class KeySettings:
     a watch's moment or a TTL of up to 1 min) and the sidecar's 2 s poll: up to about 160 s."""
     retention: float = 7 * 86400.0
     """An old key verifies for this long after the rotation: longer than any message may live."""
+    scope: KeyScope = "namespace"
+    """``GOQ_KEY_SCOPE``: ``namespace``, each namespace gets keys per pair of namespaces with itself on one side
+    (``goq.pair_keys``); ``cluster``, the master ring is copied into every namespace (before GoQ had scopes)."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ class OperatorSettings:
                 rotation=seconds("GOQ_KEY_ROTATION", d.keys.rotation),
                 propagation=seconds("GOQ_KEY_PROPAGATION", d.keys.propagation),
                 retention=seconds("GOQ_KEY_RETENTION", d.keys.retention),
+                scope=parse_scope(e.get("GOQ_KEY_SCOPE", "")),
             ),
             provisioning=ProvisioningSettings(
                 mongodb_source=e.get("GOQ_MONGODB_SOURCE_SECRET") or None,

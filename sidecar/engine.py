@@ -207,7 +207,7 @@ class QueueManager:
             headers=validate_headers(request.headers),
         )
         body = message.encode()
-        key_id, signature = self.keyring().sign(body)
+        key_id, signature = self.keyring().try_sign(body, destination.namespace)  # unsigned: signed on delivery
         return Outgoing(
             id=message_id,
             destination=destination,
@@ -380,7 +380,7 @@ class QueueManager:
     def _outgoing_again(self, r: PoisonRecord, now: float) -> Outgoing:
         """Signed again with today's active key: the key it was signed with may be retired (and the message
         poisoned for it), and the receiver accepts only keys it still knows."""
-        key_id, signature = self.keyring().sign(r.body)
+        key_id, signature = self.keyring().try_sign(r.body, Address.parse(r.peer).namespace)
         return Outgoing(
             id=r.id,
             destination=Address.parse(r.peer),

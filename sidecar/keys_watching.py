@@ -8,6 +8,7 @@ only, never key material.
 import logging
 from pathlib import Path
 
+from goq import pair_keys
 from goq.errors import ConfigError
 from goq.sidecar.secret_following import POLL_INTERVAL, SecretFollower
 from goq.signing import Keyring
@@ -16,15 +17,34 @@ log = logging.getLogger("goq.sidecar.keys")
 
 
 def describe_change(old: Keyring, new: Keyring) -> str:
-    """Which key ids came and went and which one signs now (ids only, never key material)."""
-    added = sorted(set(new.keys) - set(old.keys))
-    removed = sorted(set(old.keys) - set(new.keys))
-    changed = sorted(k for k in set(old.keys) & set(new.keys) if old.keys[k] != new.keys[k])
+    """Which key ids came and went and which one signs now (ids only, never key material); for a ring scoped
+    to a namespace, also which namespaces it came to hold pair keys with, or no longer does."""
+    added = sorted(new.ids - old.ids)
+    removed = sorted(old.ids - new.ids)
+    changed = sorted({_key_id(k) for k in set(old.keys) & set(new.keys) if old.keys[k] != new.keys[k]})
     parts = [f"added {', '.join(added) or 'none'}", f"removed {', '.join(removed) or 'none'}"]
     if changed:
         parts.append(f"replaced {', '.join(changed)}")
+    if new.scoped or old.scoped:
+        came, went = sorted(new.peers - old.peers), sorted(old.peers - new.peers)
+        if came or went or new.namespace != old.namespace:
+            parts.append(f"namespaces {_peers(new)} (added {len(came)}, removed {len(went)})")
     active = f"active {new.active}" + (f" (was {old.active})" if new.active != old.active else "")
     return f"{'; '.join(parts)}; {active}"
+
+
+def _key_id(entry: str) -> str:
+    pair = pair_keys.parse_entry(entry)
+    return entry if pair is None else pair[2]
+
+
+def _peers(ring: Keyring) -> str:
+    """The namespaces a scoped ring holds pair keys with, at most five named."""
+    if not ring.scoped:
+        return "none (a cluster-wide ring)"
+    peers = sorted(ring.peers)
+    shown = ", ".join(peers[:5]) + (f" and {len(peers) - 5} more" if len(peers) > 5 else "")
+    return f"{len(peers)}: {shown}"
 
 
 class KeyringFollower(SecretFollower[Keyring]):
@@ -49,7 +69,8 @@ class KeyringFollower(SecretFollower[Keyring]):
             raise ConfigError(str(exc)) from exc
 
     def describe(self, value: Keyring) -> str:
-        return f"keys {', '.join(sorted(value.keys))} (active {value.active})"
+        scope = f", namespace {value.namespace}'s pair keys with namespaces {_peers(value)}" if value.scoped else ""
+        return f"keys {', '.join(sorted(value.ids))} (active {value.active}{scope})"
 
     def describe_change(self, old: Keyring, new: Keyring) -> str:
         return describe_change(old, new)

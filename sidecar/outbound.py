@@ -41,6 +41,7 @@ from goq.sidecar.records import Outgoing, PoisonRecord
 from goq.sidecar.resolving import Resolver
 from goq.sidecar.stores.base import OutboxStore
 from goq.sidecar.tracing import Tracing
+from goq.signing import Keyring, NoKeyError
 
 log = logging.getLogger("goq.sidecar.outbound")
 
@@ -91,9 +92,12 @@ class Outbound:
         spill_store: SpillStore | None = None,
         window: WindowConfig | None = None,
         tracing: Tracing | None = None,
+        keyring: Callable[[], Keyring] | None = None,
     ) -> None:
         self.owner = owner
         self.tracing = tracing
+        self.keyring = keyring
+        """Signs, before an attempt, what was accepted unsigned or kept signed under the other key layout."""
         self.policy = policy
         self.resolver = resolver
         self.stores = stores
@@ -509,6 +513,7 @@ class Lane:
                 link.slots.release()
                 break
             batch = self._take_batch() if self.links.get(link.target) is link else []  # dropped meanwhile
+            batch = await self._signed(batch) if batch and self.outbound.keyring else batch
             if not batch:
                 link.slots.release()
                 continue
@@ -521,6 +526,26 @@ class Lane:
             self.completions.add(task)
             task.add_done_callback(self.completions.discard)
             written.set_result(await link.send(_delivery(batch)))
+
+    async def _signed(self, batch: list[Outgoing]) -> list[Outgoing]:
+        """``batch`` with every envelope signed as its receiver verifies: a message accepted before this sidecar
+        had a key for the destination's namespace, or stored under the other key layout (``GOQ_KEY_SCOPE``
+        changed since), is signed now with the active key. One still without a key fails this attempt (retried
+        per the RetryPolicy, poisoned naming the missing key when it gives up)."""
+        assert self.outbound.keyring is not None
+        keyring, here = self.outbound.keyring(), self.outbound.owner.namespace
+        unsigned: dict[int, Outgoing] = {}
+        error = ""
+        for m in batch:
+            if keyring.needs_signing(m.key_id):
+                try:
+                    m.key_id, m.signature = keyring.sign(m.body, m.destination.namespace or here)
+                except NoKeyError as exc:
+                    unsigned[id(m)], error = m, str(exc)
+        if not unsigned:
+            return batch
+        await self.outbound.failed(self, list(unsigned.values()), error)
+        return [m for m in batch if id(m) not in unsigned]
 
     async def _complete(
         self,

@@ -136,6 +136,7 @@ def build(
         spill_store=store.outbox if store else None,
         window=WindowConfig(settings.lane_window, settings.lane_window_bytes),
         tracing=tracing,
+        keyring=keyring,
     )
     inbound = Inbound(
         me,

@@ -8,11 +8,18 @@ from goq.signing import Keyring, SignatureError
 
 
 def body_mac(keyring: Keyring, key_id: str) -> "hmac.HMAC":
-    """A fresh HMAC under ``key_id``: feed it the body's bytes as they stream."""
-    key = keyring.keys.get(key_id)
-    if key is None:
-        raise SignatureError("unknown-key", f"large body signed with unknown key {key_id!r}")
+    """A fresh HMAC under the key that verifies ``key_id``: feed it the body's bytes as they stream."""
+    try:
+        key = keyring.verifying_key(key_id)
+    except SignatureError as exc:
+        raise SignatureError(exc.reason, f"large body: {exc}") from None
     return hmac.new(key, digestmod="sha256")
+
+
+def sending_mac(keyring: Keyring, to: str | None) -> tuple[str, "hmac.HMAC"]:
+    """The key id to name and a fresh HMAC under the active key for namespace ``to`` (``NoKeyError`` if none)."""
+    key_id, key = keyring.signing_key(to)
+    return key_id, hmac.new(key, digestmod="sha256")
 
 
 def verify_body(mac: "hmac.HMAC", expected: bytes, key_id: str) -> None:

@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import grpc
 
@@ -22,6 +23,7 @@ from goq.retry import RetryPolicy
 from goq.sidecar.attempts import attempt_failed
 from goq.sidecar.counting import Counters
 from goq.sidecar.large.bodies import BodyStore, body_name
+from goq.sidecar.large.macs import sending_mac
 from goq.sidecar.large.outbox import LargeOutbox
 from goq.sidecar.large.progress import LargeProgress
 from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
@@ -30,6 +32,7 @@ from goq.sidecar.poison import reasons as poisons
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import Outgoing, PoisonRecord
 from goq.sidecar.resolving import Resolver
+from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar.large")
 
@@ -53,8 +56,10 @@ class LargeSender:
         concurrency: int = 4,
         clock: Callable[[], float] = time.time,
         credentials: PeerCredentials = PLAINTEXT,
+        keyring: Callable[[], Keyring] | None = None,
     ) -> None:
         self.credentials = credentials
+        self.keyring = keyring
         self.owner = owner
         self.resolver = resolver
         self.policy = policy
@@ -115,11 +120,30 @@ class LargeSender:
             if await self._failed(item, result.reason or "the destination asked to retry later"):
                 return
 
+    @staticmethod
+    async def _sign_again(keyring: Keyring, item: Outgoing, store: BodyStore, name: str) -> None:
+        """Sign a message kept from before ``GOQ_KEY_SCOPE`` changed, as its receiver now verifies: its body's
+        HMAC (reading the body once) and its envelope, under the active key for its destination's namespace.
+        Without a key for that namespace yet, ``NoKeyError`` fails this attempt."""
+        message = Message.decode(item.body)
+        assert message.large is not None
+        key_id, mac = sending_mac(keyring, item.destination.namespace)
+        async for data in store.read(name, 0, message.large.chunk_size):
+            mac.update(data)
+        message.large = replace(message.large, mac=mac.digest(), key_id=key_id)
+        item.body = message.encode()
+        item.key_id, item.signature = keyring.sign(item.body, item.destination.namespace)
+        log.info(
+            "large message %s: signed again under key %s (the key layout changed since it was stored)", item.id, key_id
+        )
+
     async def _attempt(self, item: Outgoing) -> peer_pb2.MessageResult:
         """One transfer: the envelope, then the body from where the receiver stands, then its verdict."""
         store = self._store(item)
         name = body_name(self.owner, "out", item.id)
         target = self.resolver.target(item.destination)
+        if self.keyring is not None and (keyring := self.keyring()).needs_signing(item.key_id):
+            await self._sign_again(keyring, item, store, name)
         envelope = envelope_pb2.SignedEnvelope(
             body=item.body, key_id=item.key_id, signature=item.signature, attempt=item.failed_attempts + 1
         )

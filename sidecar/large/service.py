@@ -100,6 +100,7 @@ class LargeMessages:
             concurrency=config.concurrency,
             clock=clock,
             credentials=config.credentials,
+            keyring=keyring,
         )
         self.receiver = LargeReceiver(me, keyring, spec, inbound, self.bodies, self.progress)
         self._cleaner: asyncio.Task[None] | None = None

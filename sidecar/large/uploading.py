@@ -15,7 +15,7 @@ from goq.messages import LargeRef, Message, new_message_id, validate_headers, va
 from goq.queue_spec import MESSAGE_SIZE_MAX, GoQueueSpec
 from goq.sidecar.errors import PayloadTooLargeError
 from goq.sidecar.large.bodies import BodyStore, body_name
-from goq.sidecar.large.macs import body_mac
+from goq.sidecar.large.macs import sending_mac
 from goq.sidecar.large.progress import LargeProgress
 from goq.sidecar.records import Outgoing
 from goq.sidecar.stores.base import StoreUnavailableError
@@ -82,8 +82,7 @@ class Uploader:
         assert store is not None
         limit = min(self.spec().max_message_size, MESSAGE_SIZE_MAX)
         keyring = self.keyring()
-        key_id = keyring.active
-        mac = body_mac(keyring, key_id)
+        key_id, mac = sending_mac(keyring, destination.namespace)  # no key for it yet: refused, try again later
         writer = await store.writer(body_name(str(self.me), "out", message_id), self.chunk_size, resume=False)
         pending = bytearray()
         size = 0
@@ -118,7 +117,7 @@ class Uploader:
             large=LargeRef(size=size, mac=mac.digest(), key_id=key_id, chunk_size=self.chunk_size),
         )
         body = message.encode()
-        signer, signature = keyring.sign(body)
+        signer, signature = keyring.sign(body, destination.namespace)
         return Outgoing(
             id=message_id,
             destination=destination,

@@ -15,6 +15,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from goq import pair_keys
 from goq.keyring import SECRET_NAME, KeyRing
 from goq.queue_status import PodFigures
 from goq.sidecar.kube import StatusReporter
@@ -22,6 +23,7 @@ from goq.sidecar.kube.api import KubeApi
 from goq.webhook import InjectionSettings, injection_patch
 
 from .operator_kube import OperatorProcess, apply_crds, eventually, namespace, running_operator, simple_pod
+from .test_operator_key_scopes import pair_ring_problems
 
 GROUP, VERSION = "goq.io", "v1alpha1"
 
@@ -153,7 +155,7 @@ async def test_a_missing_retry_policy_makes_the_goqueue_not_ready_until_it_exist
     assert await eventually(lambda: _ready_reason(kube_api, ns, "orders", "Reconciled"))
 
 
-async def test_the_hmac_key_ring_is_made_once_and_copied_into_the_goqueue_namespace(
+async def test_the_hmac_key_ring_is_made_once_and_the_goqueue_namespace_gets_its_pair_keys_only(
     kube_api: k8s.ApiClient, ns: str, operator: OperatorProcess
 ) -> None:
     await create_goqueue(kube_api, ns, "orders")
@@ -170,15 +172,18 @@ async def test_the_hmac_key_ring_is_made_once_and_copied_into_the_goqueue_namesp
     copied = await eventually(copy)
     assert copied is not None
     master = await core.read_namespaced_secret(SECRET_NAME, operator.namespace)
-    assert copied.data == master.data
-    assert copied.metadata.annotations == master.metadata.annotations
-    assert set(copied.data) == {"active", master_key_id := base64.b64decode(copied.data["active"]).decode()}
-    ring = KeyRing.from_secret({k: base64.b64decode(v) for k, v in copied.data.items()}, copied.metadata.annotations)
-    assert ring.keys[0].id == master_key_id
+    assert copied.metadata.annotations == master.metadata.annotations  # the schedule: ids and times only
+    ring = KeyRing.from_secret({k: base64.b64decode(v) for k, v in master.data.items()}, master.metadata.annotations)
+    master_key_id = ring.keys[0].id
     assert len(ring.keys[0].material) == 32
+    pairs = {k: base64.b64decode(v) for k, v in copied.data.items()}
+    assert pair_ring_problems(ns, pairs, {k: base64.b64decode(v) for k, v in master.data.items()}) == []
+    assert pair_keys.entry(ns, ns, master_key_id) in pairs
+    assert master_key_id not in pairs
     log = operator.server.log_path.read_text()
-    assert base64.b64encode(ring.keys[0].material).decode() not in log
-    assert ring.keys[0].material.hex() not in log
+    for key in [ring.keys[0].material, *pairs.values()]:
+        assert base64.b64encode(key).decode() not in log
+        assert key.hex() not in log
 
 
 async def test_a_pod_with_the_annotation_is_created_with_the_sidecar_by_the_api_servers_call(
