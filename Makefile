@@ -19,7 +19,7 @@ up:  ## the same cluster with GoQ and the shop example, left running to explore 
 down:  ## stop everything `make up` or an interrupted `make demo` started
 	.venv/bin/goq-dev down
 
-test:  ## run everything CI runs: ruff, ruff format, mypy and the whole test suite
+test:  ## run everything CI runs: ruff, ruff format, mypy, import contracts and the whole test suite
 	bash scripts/test.sh $(ARGS)
 
 bench:  ## GoQ beside RabbitMQ, NATS JetStream and a bare gRPC hop; rewrites docs/benchmarks.md (~30 min)

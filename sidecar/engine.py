@@ -25,9 +25,8 @@ from goq.sidecar.poison import reasons as poisons
 from goq.sidecar.poison.base import BrowsablePoisonSink, PoisonSinkError
 from goq.sidecar.poisoning import Poisoner
 from goq.sidecar.records import OUTBOUND, Incoming, Outgoing, PoisonRecord, inbound_key
-from goq.sidecar.stores.absent import REASON as NO_MONGODB
-from goq.sidecar.stores.base import InboxStore, OutboxStore, StoreUnavailableError
-from goq.sidecar.stores.mongo import MongoStore
+from goq.sidecar.stores.absent import NoCustody
+from goq.sidecar.stores.base import Claimed, Custody, InboxStore, OutboxStore, StoreUnavailableError
 from goq.sidecar.tracing import Tracing
 from goq.signing import Keyring
 
@@ -89,7 +88,7 @@ class QueueManager:
         counters: Counters,
         *,
         max_payload: int,
-        store: MongoStore | None = None,
+        store: Custody | None = None,
         heartbeat: float = 5.0,
         clock: Callable[[], float] = time.time,
         tracing: Tracing | None = None,
@@ -105,7 +104,8 @@ class QueueManager:
         self.poisoner = poisoner
         self.counters = counters
         self.max_payload = max_payload
-        self.store = store
+        self.store: Custody = store if store is not None else NoCustody()
+        """Resumes and adopts the persistent records; none given: there is no store, persistent sends are refused."""
         self.heartbeat = heartbeat
         self.clock = clock
         self._reserved = 0
@@ -120,26 +120,18 @@ class QueueManager:
 
     async def start(self) -> None:
         """Resume what this sidecar held before (persistent messages, both ways), then run housekeeping."""
-        if self.store is not None:
-            await self.store.open()
-            outgoing = await self.outboxes[True].recover()
-            waiting = await self.store.outbox.spilled_counts()
-            incoming = await self.inboxes[True].recover()
-            self.outbound.enqueue(outgoing)
-            if self.outbound.backlog:
-                self.outbound.backlog.add(waiting)
-            self.inbound.recover(incoming)
-            if outgoing or incoming or waiting:
-                log.info(
-                    "resumed %d outbound and %d inbound persistent message(s); %d more outbound wait in the store",
-                    len(outgoing),
-                    len(incoming),
-                    sum(waiting.values()),
-                )
+        resumed = await self.store.resume()
+        self._hold(resumed)
+        if resumed.outgoing or resumed.incoming or resumed.waiting:
+            log.info(
+                "resumed %d outbound and %d inbound persistent message(s); %d more outbound wait in the store",
+                len(resumed.outgoing),
+                len(resumed.incoming),
+                sum(resumed.waiting.values()),
+            )
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._expire_leases(), name="leases"))
-        if self.store is not None:
-            self._tasks.append(loop.create_task(self._heartbeat(self.store, self.heartbeat), name="heartbeat"))
+        self._tasks.append(loop.create_task(self._heartbeat(self.heartbeat), name="heartbeat"))
 
     async def stop(self, grace: float) -> None:
         """Finish answers in flight within ``grace`` seconds, write what is pending, stop housekeeping."""
@@ -168,8 +160,8 @@ class QueueManager:
             except ConfigError as exc:
                 results[index] = exc
                 continue
-            if item.persistent and self.store is None:  # refused before the bound: over it, it would be poisoned
-                results[index] = StoreUnavailableError(NO_MONGODB)
+            if item.persistent and self.store.refusal is not None:  # refused before the bound, not poisoned over it
+                results[index] = StoreUnavailableError(self.store.refusal)
             else:
                 prepared.append((index, item))
         admitted = await self._bound(prepared, results)
@@ -252,7 +244,7 @@ class QueueManager:
                 if not group:
                     continue
                 items = [m for _, m in group]
-                early = self.outbound.storing(items, deliver_now=self.store is not None) if persistent else []
+                early = self.outbound.storing(items, deliver_now=self.store.refusal is None) if persistent else []
                 # Held for delivery now, so counted in ``outbound.pending``: no longer reserved (not counted twice).
                 self._reserved -= len(early)
                 reserved -= len(early)
@@ -282,11 +274,11 @@ class QueueManager:
             self._reserved -= reserved
 
     async def _store_again(self, items: list[Outgoing]) -> None:
-        """Write again, until MongoDB takes them, messages whose write failed while their early delivery's
+        """Write again, until the store takes them, messages whose write failed while their early delivery's
         outcome stayed unknown (``Outbound.not_stored``), then deliver them as any stored message.
 
         Why: the receiver may still store such a message (a write of its own that the sender's asking gave up
-        on, queued behind another write while MongoDB was down), so a refusal could be followed by its
+        on, queued behind another write while the database was down), so a refusal could be followed by its
         delivery; accepting it kept nowhere durable could lose it. Only a durable copy here makes ``queued``
         true, and the receiver recognises a message it stored as a duplicate. The answer waits as long as
         that takes: the client's deadline (or the sidecar's stop) ends the wait, its outcome then unknown to
@@ -357,7 +349,7 @@ class QueueManager:
         """Hand poisoned messages back for another round of delivery; returns the ids handed back.
 
         The records leave the poison queue only after the messages are stored again: taken out first, a
-        store that failed (MongoDB down, an election) lost them, in neither place any more. A removal that
+        store that failed (the database down, an election) lost them, in neither place any more. A removal that
         fails after that leaves them listed there too (a second redrive would send them again; the receiver
         recognises the repeat within its de-duplication window)."""
         sink = self._browsable()
@@ -413,28 +405,29 @@ class QueueManager:
             except Exception:
                 log.exception("lease expiry failed; trying again")
 
-    async def _heartbeat(self, store: MongoStore, interval: float) -> None:
+    def _hold(self, claimed: Claimed) -> None:
+        """Take claimed records into the queues: outbound delivery, the backlog's counts, the inbound queue."""
+        self.outbound.enqueue(claimed.outgoing)
+        if self.outbound.backlog:
+            self.outbound.backlog.add(claimed.waiting)
+        self.inbound.recover(claimed.incoming)
+
+    async def _heartbeat(self, interval: float) -> None:
         """Keep this instance's records its own, and adopt those of replicas that died."""
         while True:
             await asyncio.sleep(interval)
             try:
-                await store.heartbeat()
-                stale = await store.stale_instances()
-                if stale:
-                    outgoing, waiting = await store.outbox.adopt(stale)
-                    incoming = await store.inbox.adopt(stale)
-                    await store.forget_instances(stale)
-                    self.outbound.enqueue(outgoing)
-                    if self.outbound.backlog:
-                        self.outbound.backlog.add(waiting)
-                    self.inbound.recover(incoming)
+                adopted = await self.store.heartbeat()
+                if adopted.holders:
+                    self._hold(adopted)
+                    waiting = adopted.waiting
                     more = f" ({sum(waiting.values())} more wait in the store)" if waiting else ""
                     log.info(
                         "adopted %d outbound%s and %d inbound message(s) from stopped instance(s) %s",
-                        len(outgoing),
+                        len(adopted.outgoing),
                         more,
-                        len(incoming),
-                        ", ".join(stale),
+                        len(adopted.incoming),
+                        ", ".join(adopted.holders),
                     )
             except Exception as exc:
                 log.warning("heartbeat failed (%s); trying again", exc)

@@ -31,10 +31,10 @@ from goq.sidecar.histograms import Histograms
 from goq.sidecar.peer_identity import IDENTITY_MISMATCH, identity_mismatch
 from goq.sidecar.poison import reasons as poisons
 from goq.sidecar.poisoning import Poisoner
+from goq.sidecar.recent_keys import RecentKeys
 from goq.sidecar.records import Incoming, inbound_key
 from goq.sidecar.refusing import Refusals
 from goq.sidecar.stores.base import InboxStore, StoreUnavailableError
-from goq.sidecar.stores.memory import RecentKeys
 from goq.signing import UNKNOWN_KEY, Keyring, SignatureError
 
 log = logging.getLogger("goq.sidecar.inbound")

@@ -1,7 +1,7 @@
 """Stand-ins when no MongoDB is configured: persistent messages are refused with the reason."""
 
 from goq.sidecar.records import Incoming, Outgoing
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.stores.base import Claimed, StoreUnavailableError
 
 REASON = "persistent messages need MongoDB and this sidecar has none (set GOQ_MONGODB_URI)"
 
@@ -42,3 +42,15 @@ class NoInbox:
 
     async def close(self) -> None:
         return None
+
+
+class NoCustody:
+    """Holds no records: nothing to resume at start, nothing to adopt from stopped replicas."""
+
+    refusal: str | None = REASON
+
+    async def resume(self) -> Claimed:
+        return Claimed()
+
+    async def heartbeat(self) -> Claimed:
+        return Claimed()

@@ -1,5 +1,6 @@
 """The store interfaces the engine uses, and the error they raise when storage is out of reach."""
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from goq.errors import TemporaryError
@@ -55,4 +56,38 @@ class InboxStore(Protocol):
 
     async def close(self) -> None:
         """Finish background writes."""
+        ...
+
+
+@dataclass
+class Claimed:
+    """Records one instance took over: at its start its own, at a heartbeat those of stopped replicas."""
+
+    outgoing: list[Outgoing] = field(default_factory=list)
+    """Messages to deliver, held in memory from now on."""
+    incoming: list[Incoming] = field(default_factory=list)
+    """Messages received and not yet acknowledged, for the application to receive."""
+    waiting: dict[str, int] = field(default_factory=dict)
+    """Per destination, how many more messages wait in the store only (not in ``outgoing``): the backlog loads
+    them as lanes have room."""
+    holders: list[str] = field(default_factory=list)
+    """The instances whose records these were (none: nothing was claimed)."""
+
+
+class Custody(Protocol):
+    """The lifecycle of the persistent records one sidecar instance holds for its identity.
+
+    Why a port of its own: the outbox and inbox serve one message at a time; which records an instance holds
+    (after a restart, after a replica of its identity stopped) is decided for the store as a whole. The
+    engine asks through this, never knowing which store answers."""
+
+    refusal: str | None
+    """Why persistent messages cannot be kept (no store to keep them), or None when they can."""
+
+    async def resume(self) -> Claimed:
+        """Open the store and claim what this instance held before it started."""
+        ...
+
+    async def heartbeat(self) -> Claimed:
+        """Say this instance is alive, and claim what replicas of its identity that stopped saying so held."""
         ...

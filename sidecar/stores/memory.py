@@ -5,53 +5,9 @@ A transient message lives only in the engine's queues; if the pod dies before de
 recognised.
 """
 
-import time
-from collections import OrderedDict
-from typing import Final
-
 from goq.freshness import remembered_for
+from goq.sidecar.recent_keys import RecentKeys
 from goq.sidecar.records import Incoming, Outgoing
-
-EXPIRY_INTERVAL: Final = 0.5
-"""Seconds between sweeps of expired keys: a key may be remembered this much longer than its window."""
-
-
-class RecentKeys:
-    """Keys remembered for ``window`` seconds, and at most ``limit`` of them (oldest dropped first)."""
-
-    def __init__(self, window: float, limit: int) -> None:
-        self.window = window
-        self.limit = limit
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._next_expiry = 0.0
-
-    def add(self, key: str) -> bool:
-        """Remember ``key``; False if it was already remembered."""
-        self._expire()
-        if key in self._seen:
-            return False
-        self._seen[key] = time.monotonic() + self.window
-        if len(self._seen) > self.limit:
-            self._seen.popitem(last=False)
-        return True
-
-    def discard(self, key: str) -> None:
-        self._seen.pop(key, None)
-
-    def __contains__(self, key: str) -> bool:
-        self._expire()
-        return key in self._seen
-
-    def _expire(self) -> None:
-        now = time.monotonic()
-        if now < self._next_expiry:  # at most every EXPIRY_INTERVAL: this runs on every lookup
-            return
-        self._next_expiry = now + EXPIRY_INTERVAL
-        while self._seen:
-            until = next(iter(self._seen.values()))
-            if until > now:
-                break
-            self._seen.popitem(last=False)
 
 
 class MemoryOutbox:

@@ -32,7 +32,7 @@ from goq.identity import Address
 from goq.messages import Message
 from goq.sidecar.batching import GroupCommitter
 from goq.sidecar.records import Incoming, Outgoing
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.stores.base import Claimed, StoreUnavailableError
 from goq.sidecar.stores.withdrawal_journal import JournalError, WithdrawalJournal, filter_key
 
 log = logging.getLogger("goq.sidecar.store")
@@ -71,7 +71,10 @@ connection the client gave up on) may apply the failed insert after the first de
 
 
 class MongoStore:
-    """An identity's persistent records, held by one sidecar instance."""
+    """An identity's persistent records, held by one sidecar instance (the engine's ``Custody``)."""
+
+    refusal: str | None = None
+    """Persistent messages are kept here."""
 
     def __init__(
         self,
@@ -125,7 +128,7 @@ class MongoStore:
             await self._outbox.create_index(
                 [("h", 1), ("d", 1), ("sp", 1)], partialFilterExpression={"sp": {"$exists": True}}, name="waiting"
             )
-            await self.heartbeat()
+            await self.announce()
         except PyMongoError as exc:
             raise StoreUnavailableError(f"MongoDB not reachable: {exc}") from exc
         if self.journal is not None:
@@ -133,7 +136,27 @@ class MongoStore:
             await self.outbox.resume_withdrawals(left.get("outbox", []))
             await self.inbox.resume_withdrawals(left.get("inbox", []))
 
-    async def heartbeat(self) -> None:
+    async def resume(self) -> Claimed:
+        """Open, then claim this instance's own records: those to deliver and receive now, and count those
+        that wait in the store only."""
+        await self.open()
+        outgoing = await self.outbox.recover()
+        waiting = await self.outbox.spilled_counts()
+        incoming = await self.inbox.recover()
+        return Claimed(outgoing, incoming, waiting, [self.instance])
+
+    async def heartbeat(self) -> Claimed:
+        """Announce this instance, and adopt the records of other instances of its identity that stopped."""
+        await self.announce()
+        stale = await self.stale_instances()
+        if not stale:
+            return Claimed()
+        outgoing, waiting = await self.outbox.adopt(stale)
+        incoming = await self.inbox.adopt(stale)
+        await self.forget_instances(stale)
+        return Claimed(outgoing, incoming, waiting, stale)
+
+    async def announce(self) -> None:
         """Tell other replicas this instance is alive (so they do not adopt its records)."""
         now = datetime.datetime.now(datetime.UTC)
         await self._instances.update_one(

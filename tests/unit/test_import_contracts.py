@@ -1,0 +1,87 @@
+"""The import contracts (``[tool.importlinter]`` in pyproject.toml, a gate of ``make test``) catch what they are
+for: checked here on a copy of the sidecar's source, once as it is and once with a forbidden import planted."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+MONGODB_CONTRACTS = ("mongodb-adapters", "engine-port")
+
+
+def staged(tmp_path: Path, plant: tuple[str, str] | None = None) -> Path:
+    """The installed layout (as scripts/stage-goq.sh stages it), with the sidecar copied so that ``plant``
+    (a module's path in sidecar/, and a line) can be added to it."""
+    stage = tmp_path / "stage"
+    (stage / "goq").mkdir(parents=True)
+    for entry in (ROOT / "goq").iterdir():
+        (stage / "goq" / entry.name).symlink_to(entry)
+    for component in ("operator", "webhook"):
+        (stage / "goq" / component).symlink_to(ROOT / component)
+    shutil.copytree(ROOT / "sidecar", stage / "goq" / "sidecar", ignore=shutil.ignore_patterns("__pycache__"))
+    if plant is not None:
+        module, line = plant
+        path = stage / "goq" / "sidecar" / module
+        path.write_text(f"{line}\n{path.read_text() if path.exists() else ''}")
+    return stage
+
+
+def lint(stage: Path, *contracts: str) -> subprocess.CompletedProcess[str]:
+    """import-linter run from inside the stage, where ``goq`` is the staged tree (it puts the working directory first
+    on ``sys.path``)."""
+    selected = [arg for contract in contracts for arg in ("--contract", contract)]
+    command = [str(LINT_IMPORTS), "--no-cache", "--no-logo", str(ROOT / "pyproject.toml"), *selected]
+    return subprocess.run(command, cwd=stage, capture_output=True, text=True, check=False, timeout=120)
+
+
+def test_the_sidecar_as_it_is_keeps_the_mongodb_contracts(tmp_path: Path) -> None:
+    result = lint(staged(tmp_path), *MONGODB_CONTRACTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "reported"),
+    [
+        (
+            "engine.py",
+            "from goq.sidecar.stores.mongo import MongoStore",
+            "goq.sidecar.engine -> goq.sidecar.stores.mongo",
+        ),
+        ("engine.py", "import pymongo", "goq.sidecar.engine -> pymongo"),
+        ("backlog.py", "from pymongo.errors import PyMongoError", "goq.sidecar.backlog -> pymongo"),
+        ("new_module.py", "import bson", "goq.sidecar.new_module -> bson"),
+    ],
+    ids=["engine-imports-the-store", "engine-imports-the-driver", "domain-imports-the-driver", "new-module"],
+)
+def test_a_sidecar_module_outside_the_adapters_importing_mongodb_breaks_a_contract(
+    tmp_path: Path, module: str, line: str, reported: str
+) -> None:
+    result = lint(staged(tmp_path, (module, line)), *MONGODB_CONTRACTS)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert reported in result.stdout
+
+
+def test_the_sidecar_as_it_is_keeps_its_layers(tmp_path: Path) -> None:
+    result = lint(staged(tmp_path), "sidecar-layers")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "reported"),
+    [
+        ("engine.py", "import goq.sidecar.rest_api", "goq.sidecar.engine -> goq.sidecar.rest_api"),
+        ("outbound.py", "import goq.sidecar.engine", "goq.sidecar.outbound -> goq.sidecar.engine"),
+        ("records.py", "import goq.sidecar.stores.memory", "goq.sidecar.records -> goq.sidecar.stores.memory"),
+    ],
+    ids=["engine-imports-an-api", "delivery-imports-the-engine", "domain-imports-an-adapter"],
+)
+def test_a_sidecar_module_importing_a_layer_above_it_breaks_the_layers(
+    tmp_path: Path, module: str, line: str, reported: str
+) -> None:
+    result = lint(staged(tmp_path, (module, line)), "sidecar-layers")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert reported in result.stdout
