@@ -14,6 +14,7 @@ finding each other through the node's cluster DNS, and MongoDB a process of the 
 """
 
 import base64
+import ipaddress
 import json
 import os
 import re
@@ -36,10 +37,9 @@ from goq import names
 from goq.devenv import processes
 from goq.devenv.kube import KubeControlPlane
 from goq.devenv.mongo import find_mongod
-from goq.devenv.node import RealNode, binaries, cleanup, dockerfiles, install, netns
-from goq.devenv.node.cleanup import SYSTEM_PATHS
+from goq.devenv.node import RealNode, binaries, cleanup, dockerfiles, install, mountns, netns
+from goq.devenv.node.cleanup import KERNEL_SETTINGS
 from goq.devenv.node.images import BUSYBOX_IMAGE
-from goq.devenv.node.node import KERNEL_SETTINGS
 from goq.devenv.node.record import NodeRecord
 from goq.devenv.node.runtime import Containerd
 from goq.devenv.processes import pid_alive
@@ -76,6 +76,18 @@ POD = {
 }
 
 
+MACHINE_PATHS = (
+    "/var/lib/kubelet",
+    "/var/log/pods",
+    "/var/log/containers",
+    "/var/lib/cni",
+    "/run/containerd",
+    "/run/xtables.lock",
+    "/run/mount",
+)
+"""Machine paths the node's daemons write: in its mount namespace they are the node's own, never the machine's."""
+
+
 @dataclass
 class Cluster:
     node: RealNode
@@ -104,7 +116,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         None,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         _kernel(),
-        {p: Path(p).exists() for p in SYSTEM_PATHS},
+        {p: Path(p).exists() for p in MACHINE_PATHS},
     )
     node = RealNode(workdir / "node")
     node.create_network()
@@ -133,7 +145,7 @@ def test_a_pod_serves_on_its_pod_ip_with_logs_exec_and_readiness(cluster: Cluste
     cluster.kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=120s")
     pod = json.loads(cluster.kubectl("get", "pod", "web", "-o", "json"))
     ip = pod["status"]["podIP"]
-    assert ip.startswith("198.18.1."), f"pod IP {ip} is not from the node's pod CIDR"
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(cluster.node.record.pod_cidr), f"pod IP {ip}"
     assert pod["spec"]["nodeName"] == cluster.node.name
 
     assert _get(f"http://{ip}:8080/index.html") == (200, "goq node ok\n")
@@ -288,8 +300,10 @@ def test_goq_installed_by_kubectl_apply_k_injects_through_its_service_and_delive
         source = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "goq-mongodb", "namespace": "goq-system"}}
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps({**source, "stringData": {"uri": uri}}))
         cluster.kubectl("-n", "goq-system", "rollout", "status", "deploy/goq-operator", "--timeout=180s")
-        [operator] = _until("the operator pod Ready", lambda: [p for p in _operator_pods(cluster) if _ready(p)], 60)
-        assert operator["spec"]["containers"][0]["image"] == dockerfiles.OPERATOR_IMAGE
+        # manifests/operator.yaml runs two replicas (both serve the webhook); rollout status waited for all.
+        operators = _until("the operator pods Ready", lambda: [p for p in _operator_pods(cluster) if _ready(p)], 60)
+        assert [p["spec"]["containers"][0]["image"] for p in operators] == [dockerfiles.OPERATOR_IMAGE] * 2
+        operator = operators[0]
         timings["operator Ready"] = time.monotonic() - started
 
         # The operator registers its webhooks by the Service, never by a URL: the API server resolves it.
@@ -350,12 +364,12 @@ def test_goq_installed_by_kubectl_apply_k_injects_through_its_service_and_delive
         started = time.monotonic()
         cluster.kubectl("-n", "goq-system", "delete", "pod", operator["metadata"]["name"], "--wait=false")
         _until(
-            "a new operator pod Ready",
+            "a new operator pod Ready beside the other",
             lambda: [
                 p
                 for p in _operator_pods(cluster)
                 if _ready(p) and p["metadata"]["name"] != operator["metadata"]["name"]
-            ],
+            ][1:],
             180,
         )
         timings["operator back"] = time.monotonic() - started
@@ -383,6 +397,83 @@ def _invoiced(cluster: Cluster) -> set[int]:
     return {int(m) for m in re.findall(r"invoiced order (\d+) from orders", logs)}
 
 
+TICKER = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "ticker", "namespace": "default"},
+    "spec": {
+        "containers": [
+            {
+                "name": "ticker",
+                "image": BUSYBOX_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 1; done'],
+            }
+        ],
+        "terminationGracePeriodSeconds": 1,
+    },
+}
+KUBELET_KERNEL = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
+"""What the kubelet sets the machine's kernel settings to (``protectKernelDefaults: false``)."""
+CONTAINER_GC_PERIOD = 60.0
+"""The kubelet's container GC runs every minute; it deletes each pod log directory whose pod it does not know."""
+
+
+def _ticks(cluster: Cluster) -> list[int]:
+    """The ticker's lines that ``kubectl logs`` shows (it fails the test if the kubelet cannot read its log)."""
+    return [int(n) for n in re.findall(r"tick (\d+)", cluster.kubectl("logs", "ticker"))]
+
+
+def test_two_nodes_at_once_each_keep_their_pods_logs(cluster: Cluster, tmp_path: Path) -> None:
+    """Two nodes on one machine, each with its own control plane, run side by side without meeting.
+
+    Sharing the machine's /var/log/pods, each kubelet's container GC deleted the other node's pods' logs
+    within a minute, and ``kubectl logs`` failed there. Each node's daemons now have a mount namespace of
+    their own: the pod logs are in the node's work directory, and none of the node's mounts is on the host.
+    """
+    second = RealNode(tmp_path / "node")
+    second.create_network()
+    plane = KubeControlPlane(tmp_path / "kube", node_address=second.host_address, service_cidr=second.service_cidr)
+    try:
+        plane.start()
+        second.start(plane)
+        both = (cluster, Cluster(second, plane, {}, {}))
+        for each in both:
+            each.kubectl("apply", "-f", "-", stdin=json.dumps(TICKER))
+        for each in both:
+            each.kubectl("wait", "--for=condition=Ready", "pod/ticker", "--timeout=120s")
+        running = time.monotonic()
+        for each in both:
+            uid = json.loads(each.kubectl("get", "pod", "ticker", "-o", "json"))["metadata"]["uid"]
+            own = Path(each.node.workdir) / "fs" / "var" / "log" / "pods"
+            assert [d.name for d in own.iterdir() if d.name.endswith(uid)], f"no log directory of {uid} in {own}"
+            on_host = os.listdir("/var/log/pods") if Path("/var/log/pods").is_dir() else []
+            assert not [d for d in on_host if d.endswith(uid)], "the pod's logs are in the machine's /var/log/pods"
+            assert cleanup.mounts_under([each.node.workdir]) == [], "the node's mounts are seen on the host"
+        time.sleep(max(0.0, CONTAINER_GC_PERIOD + 15 - (time.monotonic() - running)))
+        for each in both:
+            ticks = _ticks(each)
+            assert ticks[:1] == [0], f"node {each.node.name}: the log lost its start: {ticks[:5]}"
+            assert max(ticks) >= CONTAINER_GC_PERIOD + 10, f"node {each.node.name}: the log stopped at {max(ticks)}"
+    finally:
+        plane.stop()
+        left = second.stop()
+    assert left == []
+    record = second.record
+    assert not netns.exists(record.netns)
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    assert record.pod_cidr not in routes
+    assert record.service_cidr not in routes
+    assert cleanup.mounts_under([Path(record.workdir), mountns.run_dir(record)]) == []
+    assert not mountns.run_dir(record).exists()
+    assert not any((h / record.cgroup).exists() for h in cleanup.CGROUP_ROOT.iterdir())
+    # The first node runs on, unharmed by the second's stop: its kernel settings stay the kubelet's, and its pod logs.
+    assert _kernel() == KUBELET_KERNEL
+    before = max(_ticks(cluster))
+    _until("the first node's pod logging on", lambda: max(_ticks(cluster)) > before, 10)
+    cluster.kubectl("delete", "pod", "ticker", "--wait=false")
+
+
 def test_stopping_the_node_leaves_nothing_behind(cluster: Cluster) -> None:
     """Runs after the pod test: it stops the cluster the module's fixture started (stop again is a no-op)."""
     record = NodeRecord.load(cluster.node.record_path)
@@ -399,7 +490,7 @@ def test_stopping_the_node_leaves_nothing_behind(cluster: Cluster) -> None:
     assert record.service_cidr not in routes
     assert cleanup.mounts_under([Path(record.workdir), Path(f"/run/{record.name}")]) == []
     assert _kernel() == cluster.kernel_before
-    assert {p: Path(p).exists() for p in SYSTEM_PATHS} == cluster.paths_before
+    assert {p: Path(p).exists() for p in MACHINE_PATHS} == cluster.paths_before
     assert not Path(f"/run/{record.name}").exists()
     assert not any((h / record.cgroup).exists() for h in cleanup.CGROUP_ROOT.iterdir())
     assert not _alive_after(shims, 10.0), "a node process outlived the stop"

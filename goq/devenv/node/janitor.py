@@ -3,8 +3,9 @@
 ``python -m goq.devenv.node.janitor RECORD`` waits until its standard input ends, which happens when
 the process that started the node exits, however it exits (even SIGKILL: the kernel closes the pipe),
 and then tears the node down from its record. The kubelet and containerd die with their parent
-(``PR_SET_PDEATHSIG``), but containerd's shims and the containers do not; nor do the namespace, the
-mounts, the cgroups or the kernel settings. After a normal stop it finds nothing left and exits.
+(``PR_SET_PDEATHSIG``), but containerd's shims and the containers do not; nor do the network namespace,
+the mount namespace's file, the cgroups or the kernel settings. After a normal stop it finds nothing
+left and exits.
 """
 
 import signal

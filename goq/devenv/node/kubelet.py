@@ -3,7 +3,9 @@
 It authenticates as ``system:node:<node>`` (group ``system:nodes``), which the API server's ``Node``
 authorizer expects, and serves its own API on the node's address with a certificate for it, checking
 callers (``kubectl logs``/``exec`` through the API server) by webhook. Its cgroups live under
-``/<node>`` so that stopping the node can find and remove every one of them.
+``/<node>`` so that stopping the node can find and remove every one of them. It runs in the node's
+network and mount namespaces (``mountns``): its mounts (its root directory, made rshared, and the pods'
+volumes) are seen by runc, in the same namespace, and never by the host or another node.
 """
 
 import os
@@ -13,7 +15,7 @@ import yaml
 
 from goq.devenv import certs, processes
 from goq.devenv.kube import KubeControlPlane
-from goq.devenv.node import netns
+from goq.devenv.node import mountns
 from goq.devenv.node.record import NodeRecord
 
 
@@ -109,8 +111,8 @@ class Kubelet:
         """Start the kubelet; it registers the node (readiness is waited for by the caller)."""
         kubeconfig, config = self._write_files()
         self.root_dir.mkdir(parents=True, exist_ok=True)
-        argv = netns.in_netns(
-            self.record.netns,
+        argv = mountns.enter(
+            self.record,
             str(self.bin_dir / "kubelet"),
             f"--config={config}",
             f"--kubeconfig={kubeconfig}",

@@ -34,10 +34,11 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def in_netns(name: str, *argv: str) -> list[str]:
-    """``argv`` run in the node's network namespace, sharing the host's mounts (not ``ip netns exec``).
+    """``argv`` run in the node's network namespace only, in the host's mounts (not ``ip netns exec``).
 
-    ``ip netns exec`` would give the command a mount namespace of its own, and the kubelet's mounts
-    (Secret volumes, its root directory) would not reach runc, which runs in the host's.
+    For processes of the node that need no node paths of their own (MongoDB, the cluster DNS add-on).
+    The node's daemons run in its mount namespace too: ``mountns.enter``. ``ip netns exec`` would remount
+    ``/sys`` in a mount namespace of its own for each command.
     """
     return ["nsenter", f"--net={NETNS_DIR / name}", *argv]
 
@@ -61,9 +62,12 @@ def plan(workdir: Path) -> NodeRecord:
 
 
 def create(record: NodeRecord, save: Callable[[], None]) -> None:
-    """Create the namespace, the veth pair and the host's routes to the pods and Services; record each first."""
-    if not NETNS_DIR.exists():
-        record.created_paths.append(str(NETNS_DIR))  # `ip netns add` makes it a mount point; undone too
+    """Create the namespace, the veth pair and the host's routes to the pods and Services; record each first.
+
+    ``ip netns add`` makes ``/run/netns`` (a mount point) if missing: ``cleanup.join`` records that.
+    """
+    if exists(record.netns):  # another's: recorded as ours, a stop would delete it
+        raise DevEnvError(f"network namespace {record.netns} exists already: plan() under cleanup.machine_lock()")
     record.network_created = True
     save()
     _ip("netns", "add", record.netns)

@@ -1,4 +1,4 @@
-"""A real Kubernetes node on this machine: containerd, kubelet and kube-proxy in a network namespace.
+"""A real Kubernetes node on this machine: containerd, kubelet and kube-proxy in namespaces of its own.
 
 Use::
 
@@ -10,6 +10,8 @@ Use::
     ...
     node.stop(); plane.stop()
 
+The daemons share the node's network namespace (``netns``) and mount namespace (``mountns``): the
+machine paths they write are the node's own, so several nodes run on one machine without meeting.
 Everything the node changes on the machine is written to ``node.json`` in ``workdir`` before it is
 changed, and ``stop`` undoes it (``cleanup.teardown``). A node started for a test session (not
 ``detached``) also has a janitor: a process that undoes it all when the starting process ends, even
@@ -26,6 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,16 +39,13 @@ import yaml
 from goq.devenv import certs, processes
 from goq.devenv.errors import DevEnvError
 from goq.devenv.kube import KubeControlPlane
-from goq.devenv.node import binaries, cleanup, images, netns
-from goq.devenv.node.cleanup import SYSTEM_PATHS
+from goq.devenv.node import binaries, cleanup, images, mountns, netns
 from goq.devenv.node.kubelet import Kubelet
 from goq.devenv.node.record import Daemon
 from goq.devenv.node.runtime import Containerd
 
 log = logging.getLogger("goq.devenv")
 
-KERNEL_SETTINGS: Final = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
-"""What the kubelet sets on the whole machine (``protectKernelDefaults: false``); restored on stop."""
 CLUSTER_DNS_USER: Final = "goq:cluster-dns"
 """The cluster DNS add-on's user (``cluster_dns``), bound to the bootstrap ClusterRole ``system:kube-dns``."""
 
@@ -85,7 +85,10 @@ class RealNode:
         self.record.save(self.record_path)
 
     def create_network(self) -> None:
-        """Create the namespace, veth and route (and, unless detached, the janitor that undoes them)."""
+        """Take a free node number; create the namespace, veth and route (unless detached, a janitor first).
+
+        The name and addresses are final from here on (``plan`` in ``__init__`` only proposes them).
+        """
         if os.geteuid() != 0:
             raise DevEnvError("a real node needs root: network namespaces, mounts and cgroups")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +96,14 @@ class RealNode:
         if not self.detached:
             self._start_janitor()
         try:
-            netns.create(self.record, self._save)
+            with cleanup.machine_lock():  # one node at a time takes a free number and joins the machine's state
+                self.record = netns.plan(self.workdir)
+                self.record.owner = uuid.uuid4().hex
+                cleanup.claim(self.record, self._save)
+                made_netns_dir = not netns.NETNS_DIR.exists()
+                netns.create(self.record, self._save)
+                cleanup.join(self.record, made_netns_dir)  # the kernel settings, before any node changes them
+                self._save()
         except BaseException:
             self.stop()
             raise
@@ -125,6 +135,7 @@ class RealNode:
             self._record_changes()
             self._make_cgroup()
             started = time.monotonic()
+            mountns.create(self.record, self._save, [bin_dir, runtime_dir, plane.pki])
             containerd = Containerd(self.record, runtime_dir, path)
             self._started(containerd.start(self.detached), "containerd")
             for spec in (images.pause_image(bin_dir), images.busybox_image(runtime_dir)):
@@ -143,16 +154,12 @@ class RealNode:
         return timings
 
     def _record_changes(self) -> None:
-        """Write down, before any daemon runs, what they will change: so that all of it is undone."""
-        # While another node runs, the machine's settings and paths are already its (see ``cleanup``).
-        if not cleanup.other_nodes(self.name):
-            for name in KERNEL_SETTINGS:
-                self.record.sysctls[name] = Path("/proc/sys", name).read_text().strip()
-            for path in SYSTEM_PATHS:
-                if not Path(path).exists():  # the machine's own: not ours to remove
-                    self.record.created_paths.append(path)
-        self.record.created_paths.append(f"/run/{self.name}")
-        self.record.mount_roots = [str(self.workdir), f"/run/{self.name}"]
+        """Write down, before any daemon runs, what they will change: so that all of it is undone.
+
+        The kernel settings are recorded already (``cleanup.join``); the machine paths the daemons write
+        are in their mount namespace. On the host: ``/run/<node>``, a mount point holding the namespace's file.
+        """
+        self.record.mount_roots = [str(mountns.run_dir(self.record))]  # /run/<node>: recorded by cleanup.claim
         self.record.cgroup = self.name
         self._save()
 
@@ -211,8 +218,8 @@ class RealNode:
                 }
             )
         )
-        argv = netns.in_netns(
-            self.record.netns,
+        argv = mountns.enter(
+            self.record,
             str(bin_dir / "kube-proxy"),
             f"--kubeconfig={kubeconfig}",
             f"--hostname-override={self.name}",

@@ -36,12 +36,18 @@ class NodeRecord:
     service_route_added: bool = False
     cgroup: str = ""
     sysctls: dict[str, str] = field(default_factory=dict)
-    """Kernel settings the kubelet changes, as they were before it started (``vm/overcommit_memory``)."""
+    """Kernel settings the kubelet changes, as they were before the first running node started (``cleanup``)."""
     created_paths: list[str] = field(default_factory=list)
     """Paths outside ``workdir`` that did not exist before the node started: removed when it stops."""
     mount_roots: list[str] = field(default_factory=list)
-    """Everything mounted at or under these is unmounted when the node stops."""
+    """Everything mounted at or under these (on the host) is unmounted when the node stops."""
+    mount_namespace: str = ""
+    """The file the node's mount namespace is bound to (``mountns``); its processes are killed on stop."""
     daemons: list[Daemon] = field(default_factory=list)
+    owner: str = ""
+    """This node's token, in ``/run/<node>/owner`` while it holds its name: names are reused once a node
+    stops, and a teardown of an older record of the name (a late janitor, a repeated ``down``) must leave
+    the node that holds it now alone."""
 
     @property
     def netns(self) -> str:

@@ -1,9 +1,11 @@
 """containerd for the node: a private configuration, its CNI network, and images imported into it.
 
-containerd runs in the node's network namespace with its root under the node's work directory and its
-state and socket under ``/run/<node>``. Its CRI plugin must set ``restrict_oom_score_adj``: root on this
-kind of VM lacks ``CAP_SYS_RESOURCE``, and runc otherwise fails every sandbox with "can't get final
-child's PID from pipe". Pods get addresses from the node's pod CIDR on a bridge; no masquerading.
+containerd runs in the node's network and mount namespaces (``mountns``: the shims' ``/run/containerd``
+is the node's own) with its root under the node's work directory and its state and socket under
+``/run/<node>``, which the host shares (``ctr`` imports images through the socket). Its CRI plugin must
+set ``restrict_oom_score_adj``: root on this kind of VM lacks ``CAP_SYS_RESOURCE``, and runc otherwise
+fails every sandbox with "can't get final child's PID from pipe". Pods get addresses from the node's pod
+CIDR on a bridge; no masquerading.
 """
 
 import json
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from goq.devenv import processes
 from goq.devenv.errors import DevEnvError
-from goq.devenv.node import netns
+from goq.devenv.node import mountns
 from goq.devenv.node.images import PAUSE_IMAGE
 from goq.devenv.node.record import NodeRecord
 
@@ -27,7 +29,7 @@ class Containerd:
         self.runtime_dir = runtime_dir
         self.path = path
         self.workdir = Path(record.workdir) / "containerd"
-        self.run_dir = Path("/run") / record.name
+        self.run_dir = mountns.run_dir(record)
         self.socket = self.run_dir / "containerd.sock"
         self.server: processes.ServerProcess | None = None
 
@@ -108,7 +110,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         """Start containerd in the node's namespace; return once it answers on its socket."""
         config = self.write_config()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        argv = netns.in_netns(self.record.netns, str(self.runtime_dir / "usr/bin/containerd"), "--config", str(config))
+        argv = mountns.enter(self.record, str(self.runtime_dir / "usr/bin/containerd"), "--config", str(config))
         env = {**os.environ, "PATH": self.path}
         self.server = processes.start("containerd", argv, self.workdir / "containerd.log", detached=detached, env=env)
         processes.wait_until(f"serving on {self.socket}", self._answers, self.server, timeout=60)
