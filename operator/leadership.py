@@ -18,6 +18,9 @@ Kubernetes itself, with the client-go rules every operator author knows:
 
 A replica killed outright is replaced by another within the duration plus one retry period (15 s + 2 s
 by default); a replica stopped cleanly hands over within one retry period.
+
+Each change of this replica's part is logged on one line (``became the leader``, ``lost the leadership``,
+``stepped down``) and kept in ``LeaderStatus``, which ``goq.operator.metrics`` reports at ``/metrics``.
 """
 
 import asyncio
@@ -28,8 +31,9 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -60,6 +64,15 @@ def _micro_time(moment: datetime.datetime) -> str:
 
 
 @dataclass
+class LeaderStatus:
+    """This replica's part, for ``/metrics``: whether it leads now, and how often it began or stopped leading."""
+
+    leading: bool = False
+    changes: Counter[str] = field(default_factory=Counter)
+    """Count by change: ``gained`` (took the Lease) and ``lost`` (lost it, or released it on a stop)."""
+
+
+@dataclass
 class _Observed:
     resource_version: str | None = None
     at: float = 0.0
@@ -80,6 +93,27 @@ class Leadership:
         self.coordination = k8s.CoordinationV1Api(api)
         self.namespace, self.settings, self.identity, self.clock = namespace, settings, identity, clock
         self.observed = _Observed()
+        self.status = LeaderStatus()
+
+    def _gained(self) -> None:
+        self.status.leading = True
+        self.status.changes["gained"] += 1
+        log.info("became the leader (Lease %s/%s, as %s)", self.namespace, self.settings.lease, self.identity)
+
+    def _lost(self, why: str, level: int = logging.WARNING) -> None:
+        """Log and count the end of this replica's leadership, once, whatever ended it."""
+        if not self.status.leading:
+            return
+        self.status.leading = False
+        self.status.changes["lost"] += 1
+        log.log(
+            level,
+            "%s (Lease %s/%s, as %s); this replica no longer handles resources",
+            why,
+            self.namespace,
+            self.settings.lease,
+            self.identity,
+        )
 
     @property
     def holder(self) -> str:
@@ -148,9 +182,7 @@ class Leadership:
         while not stop.is_set():
             try:
                 if await self._round():
-                    log.info(
-                        "became the leader (Lease %s/%s, as %s)", self.namespace, self.settings.lease, self.identity
-                    )
+                    self._gained()
                     return True
             except _API_FAILURES as exc:
                 log.warning("could not read or take the Lease %s/%s: %s", self.namespace, self.settings.lease, exc)
@@ -175,10 +207,12 @@ class Leadership:
             except _API_FAILURES as exc:
                 log.warning("could not renew the Lease %s/%s: %s", self.namespace, self.settings.lease, exc)
             if self.holder and self.holder != self.identity:
+                self._lost(f"lost the leadership to {self.holder}")
                 raise LeadershipLostError(
                     f"the Lease {self.namespace}/{self.settings.lease} is now held by {self.holder}"
                 )
             if self.clock() - renewed >= self.settings.renew_deadline:
+                self._lost(f"lost the leadership: the Lease was not renewed for {self.settings.renew_deadline:g} s")
                 raise LeadershipLostError(
                     f"the Lease {self.namespace}/{self.settings.lease} was not renewed for "
                     f"{self.settings.renew_deadline:g} s; another replica may take it over"
@@ -186,6 +220,7 @@ class Leadership:
 
     async def release(self) -> None:
         """Give the Lease up on a clean stop (holder emptied), so that another replica takes over at once."""
+        self._lost("stepped down: the operator is stopping", logging.INFO)
         try:
             await asyncio.wait_for(self._release(), self.settings.renew_deadline / 2)
         except _API_FAILURES as exc:  # the others take over once it expires

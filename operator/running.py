@@ -31,6 +31,7 @@ from goq.operator.handlers import build_registry
 from goq.operator.identity_tls import Issuer
 from goq.operator.kube import call, connect, custom
 from goq.operator.leadership import Leadership, LeadershipLostError, replica_identity
+from goq.operator.metrics import LeaderCollector
 from goq.operator.provisioning import NamespaceProvider
 from goq.operator.reconciling import namespace_terminating, reconcile, view_namespace
 from goq.operator.settings import OperatorSettings
@@ -212,9 +213,10 @@ async def run(
         cert = await registration.current_certificate(api, settings)  # made by whichever replica comes first
         registration.load_into(server, cert)
         await refresh_specs(api, specs)  # a follower too injects each GoQueue's sidecar overrides from the start
+        leadership = Leadership(api, settings.namespace, settings.leader, replica_identity())
+        server.registry.register(LeaderCollector(leadership.status))  # goq_operator_leader at /metrics
         await server.start(settings.webhook.host, settings.webhook.port)  # listening before it is registered
         reloader = asyncio.create_task(_follow(api, settings, server, specs, cert.cert), name="goq-follow")
-        leadership = Leadership(api, settings.namespace, settings.leader, replica_identity())
         try:
             if await leadership.acquire(stop):
                 try:

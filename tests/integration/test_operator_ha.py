@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -435,3 +436,79 @@ async def test_the_lease_passes_only_when_it_expired_unrenewed_or_was_released(
         assert await a.try_acquire(), "a released Lease is free at once"
         lease = await k8s.CoordinationV1Api(kube_api).read_namespaced_lease(LEASE, ns)
         assert (lease.spec.holder_identity, lease.spec.lease_transitions) == ("a", 2)
+
+
+async def leader_metrics(op: OperatorProcess) -> tuple[float, float, float]:
+    """``goq_operator_leader`` and the gained and lost counts, as a replica's /metrics reports them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"https://127.0.0.1:{op.port}/metrics", ssl=False) as resp,
+    ):
+        assert resp.status == 200
+        text = await resp.text()
+    samples = {
+        (s.name, s.labels.get("change", "")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("goq_operator_leader")
+    }
+    return (
+        samples[("goq_operator_leader", "")],
+        samples[("goq_operator_leader_changes_total", "gained")],
+        samples[("goq_operator_leader_changes_total", "lost")],
+    )
+
+
+async def test_metrics_show_which_replica_leads_and_the_other_takes_over_when_the_leader_stops(
+    kube_api: k8s.ApiClient, tmp_path: Path
+) -> None:
+    await apply_crds(kube_api)
+    async with (
+        operator_namespace(kube_api, tmp_path) as (op_ns, kubeconfig),
+        two_replicas(kube_api, op_ns, kubeconfig, tmp_path) as (replicas, _),
+    ):
+        held_by = await eventually(lambda: holder(kube_api, op_ns))
+        leader, follower = leader_and_follower(replicas, held_by)
+
+        async def leads(op: OperatorProcess) -> bool:
+            return (await leader_metrics(op))[0] == 1
+
+        assert await eventually(lambda: leads(leader), within=5), leader.log()
+        assert await leader_metrics(leader) == (1, 1, 0)
+        assert await leader_metrics(follower) == (0, 0, 0)
+        assert f"became the leader (Lease {op_ns}/{LEASE}, as {held_by})" in leader.log()
+
+        await asyncio.to_thread(leader.server.stop)  # SIGTERM, as a rollout does: the Lease is released
+        assert "stepped down: the operator is stopping" in leader.log(), leader.log()
+        assert await eventually(lambda: leads(follower), within=LEASE_DURATION), follower.log()
+        assert await leader_metrics(follower) == (1, 1, 0)
+        assert (await holder(kube_api, op_ns)).startswith(follower_id(follower))
+        assert "became the leader" in follower.log()
+
+
+async def test_a_leader_that_loses_the_lease_says_so_and_stops_counting_itself_the_leader(
+    kube_api: k8s.ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from goq.operator.leadership import Leadership, LeadershipLostError
+    from goq.operator.settings import LeaderSettings
+
+    settings = LeaderSettings(duration=15.0, renew_deadline=10.0, retry_period=0.2)
+    async with namespace(kube_api, "lease") as ns:
+        clock_b = StepClock()
+        a = Leadership(kube_api, ns, settings, "a")
+        b = Leadership(kube_api, ns, settings, "b", clock_b)
+        caplog.set_level("INFO", logger="goq.operator")
+        assert await a.acquire(asyncio.Event())
+        assert (a.status.leading, dict(a.status.changes)) == (True, {"gained": 1})
+        assert not await b.try_acquire()
+        clock_b.now += 15.1  # b saw the Lease unchanged for its duration: it takes it over
+        assert await b.try_acquire()
+        with pytest.raises(LeadershipLostError):
+            await asyncio.wait_for(a.hold(), 5)
+        assert (a.status.leading, dict(a.status.changes)) == (False, {"gained": 1, "lost": 1})
+        assert f"lost the leadership to b (Lease {ns}/{LEASE}, as a)" in caplog.text
+        await a.release()  # not the holder: nothing to release, and the loss is not counted twice
+        assert dict(a.status.changes) == {"gained": 1, "lost": 1}
+        assert "stepped down" not in caplog.text

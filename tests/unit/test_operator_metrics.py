@@ -1,5 +1,6 @@
 """The operator's /metrics (on the admission server): its process and Python series and the admission answers."""
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,6 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from goq.errors import ConfigError
 from goq.operator.admission import METRICS_PATH, MUTATE_PATH, AdmissionServer
+from goq.operator.leadership import LeaderStatus
+from goq.operator.metrics import LeaderCollector, operator_registry
 
 
 def mutator(pod: Any) -> list[dict[str, Any]]:
@@ -50,3 +53,19 @@ async def test_the_admission_answers_are_counted_by_outcome(client: TestClient[A
     samples = await scrape(client)
     assert samples[("goq_admission_reviews_total", (("outcome", "injected"),))] == 2
     assert samples[("goq_admission_reviews_total", (("outcome", "refused"),))] == 1
+
+
+def test_the_leader_gauge_and_its_changes_follow_the_replicas_leader_status() -> None:
+    status = LeaderStatus()
+    registry = operator_registry(Counter())
+    registry.register(LeaderCollector(status))
+
+    def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
+        return registry.get_sample_value(name, labels or {})
+
+    assert (sample("goq_operator_leader"), sample("goq_operator_leader_changes_total", {"change": "gained"})) == (0, 0)
+    status.leading, status.changes["gained"] = True, 1
+    assert sample("goq_operator_leader") == 1
+    status.leading, status.changes["lost"] = False, 1
+    assert sample("goq_operator_leader") == 0
+    assert sample("goq_operator_leader_changes_total", {"change": "lost"}) == 1

@@ -3,7 +3,7 @@
 Modules: ``app`` (the commands and flags), ``output`` (text, wide, json, yaml), ``humanize`` (times and
 sizes), ``messaging`` (send and receive), ``poisons`` (poison filters and views), ``cluster`` (list and
 status, pure), ``targets`` (which sidecar), ``kube`` (the kubeconfig and the API server), ``forwarding``
-(a port-forward through the API server), ``errors``.
+(a port-forward through the API server), ``completing`` (names for shell completion), ``errors``.
 
 Exit codes: 0 done; 1 the sidecar refused (bad message, queue full, unknown id); 2 bad arguments;
 3 the sidecar or the cluster could not be reached, or the sidecar cannot store now; 130 interrupted;

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from goq import __version__
+from goq.cli.goqctl import completing
 from goq.cli.goqctl.errors import EXIT_REFUSED
 from goq.cli.goqctl.output import FORMATS, Output, fields
 from goq.cli.goqctl.targets import VIAS, Target
@@ -105,9 +106,17 @@ def global_options(*, shown: bool, cluster_shown: bool | None = None) -> Callabl
             callback=_store,
             expose_value=False,
             hidden=not shown,
+            shell_complete=completing.identities,
             help="talk to a ready pod of this identity, found through the kubeconfig",
         ),
-        click.option("--pod", callback=_store, expose_value=False, hidden=not shown, help="that pod, by name"),
+        click.option(
+            "--pod",
+            callback=_store,
+            expose_value=False,
+            hidden=not shown,
+            shell_complete=completing.pods,
+            help="that pod, by name",
+        ),
         click.option(
             "--via",
             type=click.Choice(VIAS),
@@ -122,6 +131,7 @@ def global_options(*, shown: bool, cluster_shown: bool | None = None) -> Callabl
             callback=_store,
             expose_value=False,
             hidden=not kube_shown,
+            shell_complete=completing.namespaces,
             help="the namespace (default: the kubeconfig context's, else default)",
         ),
         click.option(
@@ -143,7 +153,12 @@ def global_options(*, shown: bool, cluster_shown: bool | None = None) -> Callabl
             help="the kubeconfig (default: $KUBECONFIG or ~/.kube/config)",
         ),
         click.option(
-            "--context", callback=_store, expose_value=False, hidden=not kube_shown, help="the kubeconfig context"
+            "--context",
+            callback=_store,
+            expose_value=False,
+            hidden=not kube_shown,
+            shell_complete=completing.contexts,
+            help="the kubeconfig context",
         ),
     ]
 
@@ -221,7 +236,7 @@ def sidecar(opts: Options) -> Iterator["Client"]:
     "goqctl send billing.shop - < order.json -H kind=order --id order-1",
     "goqctl send billing --file scan.tiff --progress   # over 1 MiB: streamed as a large message",
 )
-@click.argument("to")
+@click.argument("to", shell_complete=completing.destinations)
 @click.argument("payload", required=False)
 @click.option("--file", type=click.Path(path_type=Path), help="read the payload from a file (over 1 MiB: streamed)")
 @click.option("--progress", is_flag=True, help="a progress bar for --file on stderr (default: on a terminal)")
@@ -363,6 +378,7 @@ def poison_filters(f: F) -> F:
             click.option(
                 "--peer",
                 multiple=True,
+                shell_complete=completing.poisoned_peers,
                 help="the other end: <identity> (any namespace) or <identity>.<namespace>; repeatable",
             ),
             click.option(
@@ -427,7 +443,7 @@ def poison_list(
 
 
 @command(poison, "show", "One poisoned message, payload and headers included.", "goqctl poison show 01HX3K9Q")
-@click.argument("id")
+@click.argument("id", shell_complete=completing.poisoned_ids)
 def poison_show(opts: Options, id: str) -> int:
     from goq.cli.goqctl.poisons import poison_details, poisoned_json
 
@@ -448,7 +464,7 @@ def poison_show(opts: Options, id: str) -> int:
     "goqctl poison redrive --all --peer billing --newer-than 1h",
     "goqctl poison redrive --all --reason max-attempts --dry-run",
 )
-@click.argument("ids", nargs=-1)
+@click.argument("ids", nargs=-1, shell_complete=completing.poisoned_ids)
 @click.option("--all", "every", is_flag=True, help="every message the filters select (up to --limit)")
 @click.option(
     "--limit",
@@ -532,7 +548,7 @@ def list_(opts: Options) -> int:
     "goqctl status -A -o json",
     cluster=True,
 )
-@click.argument("identities", nargs=-1)
+@click.argument("identities", nargs=-1, shell_complete=completing.identities)
 def status(opts: Options, identities: tuple[str, ...]) -> int:
     from goq.cli.goqctl import cluster, kube
 

@@ -44,6 +44,12 @@ class Cluster:
         """The namespace to list in; ``None`` for every namespace."""
         return self.namespace or None
 
+    async def namespaces(self) -> list[str]:
+        """The names of every namespace (for completion)."""
+        with translated("listing namespaces"):
+            listed = await k8s.CoreV1Api(self.api).list_namespace()
+        return sorted(str(item.metadata.name) for item in listed.items)
+
     async def goqueues(self, namespace: str | None) -> list[dict[str, Any]]:
         """Every GoQueue of ``namespace`` (``None``: of every namespace), sorted by namespace and name."""
         objects = k8s.CustomObjectsApi(self.api)
@@ -92,6 +98,17 @@ def kubeconfig_path(settings: KubeSettings) -> str:
             "(or use --sidecar HOST:PORT to reach a sidecar directly)"
         )
     return path
+
+
+def contexts(settings: KubeSettings) -> list[str]:
+    """The names of the kubeconfig's contexts, of every file ``$KUBECONFIG`` lists (for completion)."""
+    files = [os.path.expanduser(p) for p in kubeconfig_path(settings).split(os.pathsep) if p]
+    return [
+        str(context["name"])
+        for file in files
+        if os.path.isfile(file)
+        for context in kube_config.list_kube_config_contexts(config_file=file)[0]
+    ]
 
 
 @contextlib.asynccontextmanager
