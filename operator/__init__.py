@@ -7,6 +7,7 @@ Modules, from the process down:
     services, keys   the headless Service; the HMAC key ring Secrets
     identity_tls     the identity CA Secret and each namespace's TLS Secret; identity_certs: their rules (pure)
     provisioning     what each GoQ namespace's sidecars need: the MongoDB Secret copy, the RoleBinding
+    mongodb_users    with GOQ_MONGODB_ADMIN_SECRET: a MongoDB user and database per namespace
     registration     webhook configurations and their certificate; certificates (pure)
     admission        the HTTPS server for AdmissionReviews (mutator and validator are plugged in)
     conditions       status conditions (pure); events: Kubernetes Events

@@ -9,15 +9,22 @@ them was made by someone else and is never overwritten: when it does not give th
 that is reported, like everything the operator cannot do, as the condition ``Provisioned`` of the
 namespace's GoQueues and a Warning Event ``ProvisioningFailed``.
 
+With ``GOQ_MONGODB_ADMIN_SECRET`` the Secret is no copy: each namespace gets a MongoDB user and database of
+its own (``goq.operator.mongodb_users``), and its Secret the URI of that user (the source's hosts and options,
+or the admin URI's when no source is set).
+
 Why the pods' own ServiceAccounts, not the group ``system:serviceaccounts:<ns>``: the group would let every
 workload of the namespace, GoQ or not, patch GoQueue status. Subjects are only ever added (an account seen
 once stays bound): removing one would race with a new pod running as it.
 """
 
 import asyncio
+import base64
+import binascii
 import datetime
 import json
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,13 +33,16 @@ from typing import Any, Final
 import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
+from pymongo.errors import OperationFailure, PyMongoError
 
 from goq import names
-from goq.errors import GoQError, TemporaryError
+from goq.errors import ConfigError, GoQError, TemporaryError
+from goq.mongodb_uri import credentials_in, namespace_database, with_user
 from goq.operator.conditions import Condition, merge_conditions
 from goq.operator.events import post_event
 from goq.operator.keys import MANAGED_LABELS
 from goq.operator.kube import body, call, custom, patch_goqueue_status
+from goq.operator.mongodb_users import UserAdmin
 from goq.operator.settings import OperatorSettings
 
 log = logging.getLogger("goq.operator")
@@ -48,6 +58,9 @@ class Source:
 
     uri: str | None
     problem: str | None = None
+    base: str | None = None
+    """A user per namespace (the admin user checked): the URI, decoded, whose hosts and options each
+    namespace's URI takes; ``uri`` is then unused."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,59 @@ def secret_step(namespace: str, name: str, found: Mapping[str, Any] | None, sour
         "data": {URI_KEY: source.uri},
     }
     return Step(write=wanted)
+
+
+def _decoded(found: Mapping[str, Any] | None) -> str | None:
+    encoded = ((found or {}).get("data") or {}).get(URI_KEY)
+    try:
+        return base64.b64decode(encoded).decode() if encoded else None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def user_secret_step(
+    namespace: str, name: str, found: Mapping[str, Any] | None, base: str, new_password: str
+) -> tuple[Step, str | None]:
+    """The MongoDB Secret of ``namespace`` with a user per namespace: the step, and the password the
+    namespace's user must have (``None``: a user's own Secret, the operator leaves MongoDB alone). The
+    password the Secret holds is kept; ``new_password`` is for a Secret without one. Pure."""
+    where = f"Secret {namespace}/{name}"
+    user = namespace_database(namespace)
+    current = _decoded(found)
+    try:
+        held = credentials_in(current) if current else None
+    except ConfigError:
+        held = None
+    if found is not None and not managed(found):
+        if current is None:
+            return Step(
+                problem=f"{where} has no key {URI_KEY!r}, so the sidecars here cannot start; it was not made by "
+                "GoQ (no label app.kubernetes.io/managed-by=goq-operator) and is left as it is: add the key, "
+                "or delete the Secret to let the operator provide it"
+            ), None
+        if held is None or held[0] != user:
+            return Step(
+                problem=f"{where} was not made by GoQ (no label app.kubernetes.io/managed-by=goq-operator) and its "
+                f"uri does not name the namespace's MongoDB user {user}, so the sidecars here may reach more than "
+                "their namespace's messages; it is left as it is: delete it to let the operator provide it"
+            ), None
+        return Step(), None
+    password = held[1] if held and held[0] == user and held[1] else new_password
+    uri = with_user(base, user, password, user)
+    if found is not None and current == uri and set(found.get("data") or {}) == {URI_KEY}:
+        return Step(), password
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(MANAGED_LABELS)}
+    if found is not None:
+        meta["labels"] = {**(found["metadata"].get("labels") or {}), **MANAGED_LABELS}
+        meta["resourceVersion"] = found["metadata"]["resourceVersion"]
+    wanted = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "Opaque",
+        "data": {URI_KEY: base64.b64encode(uri.encode()).decode()},
+    }
+    return Step(write=wanted), password
 
 
 def _bound(subjects: Iterable[Mapping[str, Any]], namespace: str, account: str) -> bool:
@@ -209,6 +275,9 @@ class NamespaceProvider:
         self._operator_namespace = settings.namespace
         self._secret = settings.sidecar.mongodb_secret
         self._source = settings.provisioning.mongodb_source
+        self._admin_secret = settings.provisioning.mongodb_admin
+        self._users = UserAdmin() if self._admin_secret else None
+        self._admin_problem: str | None = None
         self._role = settings.provisioning.sidecar_role
         self._accounts: dict[str, set[str]] = defaultdict(set)
         """ServiceAccounts GoQ pods were seen to run as, by namespace (pod events, also at start)."""
@@ -219,7 +288,9 @@ class NamespaceProvider:
     def provides(self) -> str:
         """What this operator provides, for a condition's message."""
         parts = []
-        if self._secret:
+        if self._secret and self._admin_secret:
+            parts.append(f"Secret {self._secret} (the namespace's own MongoDB user, readWrite on its database only)")
+        elif self._secret:
             source = f" (from {self._operator_namespace}/{self._source})" if self._source else " (made by the user)"
             parts.append(f"Secret {self._secret}{source}")
         if self._role:
@@ -227,7 +298,10 @@ class NamespaceProvider:
         return " and ".join(parts) + " in place" if parts else "nothing to provide (no Secret or ClusterRole set)"
 
     async def read_source(self) -> Source:
-        """The source Secret's ``uri``; why not, when there is none."""
+        """The source Secret's ``uri``; why not, when there is none. With a user per namespace: the admin
+        user, checked, and the URI the namespaces' URIs are made from."""
+        if self._admin_secret:
+            return await self._read_admin()
         if not self._source:
             return Source(
                 None,
@@ -245,6 +319,49 @@ class NamespaceProvider:
         if not uri:
             return Source(None, f"the operator's source {where} has no key {URI_KEY!r}")
         return Source(uri)
+
+    async def _read_secret_uri(self, name: str, setting: str) -> tuple[str | None, str | None]:
+        """The decoded ``uri`` of Secret ``name`` of the operator's namespace, or why there is none."""
+        where = f"Secret {self._operator_namespace}/{name} ({setting})"
+        try:
+            found = await self._core.read_namespaced_secret(name, self._operator_namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None, f"the operator's {where} does not exist"
+            return None, f"the operator cannot read its {where}: {_explain(exc)}"
+        uri = _decoded(self._api.sanitize_for_serialization(found))
+        if not uri:
+            return None, f"the operator's {where} has no key {URI_KEY!r} (a MongoDB connection string)"
+        return uri, None
+
+    async def _read_admin(self) -> Source:
+        source = await self._admin_source()
+        if source.problem != self._admin_problem:  # logged once per change, not every sweep
+            if source.problem:
+                log.error("MongoDB users per namespace: %s", source.problem)
+            self._admin_problem = source.problem
+        return source
+
+    async def _admin_source(self) -> Source:
+        assert self._admin_secret
+        assert self._users
+        admin, problem = await self._read_secret_uri(self._admin_secret, "GOQ_MONGODB_ADMIN_SECRET")
+        if admin is None:
+            return Source(None, f"{problem}, so no namespace gets its MongoDB user")
+        problem = await self._users.check(admin)
+        if problem:
+            return Source(None, problem)
+        base: str | None = admin
+        if self._source:
+            base, problem = await self._read_secret_uri(self._source, "GOQ_MONGODB_SOURCE_SECRET")
+            if base is None:
+                return Source(None, f"{problem}: it gives the namespaces' URIs their hosts and options")
+        assert base is not None
+        try:
+            credentials_in(base)
+        except ConfigError as exc:
+            return Source(None, f"the URI the namespaces' URIs are made from is not one: {exc}")
+        return Source(None, base=base)
 
     async def provide(self, namespace: str, source: Source | None = None) -> Outcome:
         """Bring the Secret and the RoleBinding of ``namespace`` in line; never raises for API failures."""
@@ -285,6 +402,9 @@ class NamespaceProvider:
                 self._failed(f"read Secret {namespace}/{name}", exc, namespace, outcome)
                 return
             found = None
+        if source.base is not None:
+            await self._user_secret_in(namespace, found, source.base, outcome)
+            return
         step = secret_step(namespace, name, found, source)
         if step.problem:
             outcome.problems.append(step.problem)
@@ -302,6 +422,45 @@ class NamespaceProvider:
                 )
         except ApiException as exc:
             self._failed(f"write Secret {namespace}/{name}", exc, namespace, outcome)
+
+    async def _user_secret_in(self, namespace: str, found: dict[str, Any] | None, base: str, outcome: Outcome) -> None:
+        """The Secret first, then the user: a password is in the Secret before MongoDB has it, so it is never
+        lost (a failed step is redone by the next sweep with the Secret's password)."""
+        assert self._secret
+        assert self._users
+        name, user = self._secret, namespace_database(namespace)
+        step, password = user_secret_step(namespace, name, found, base, secrets.token_urlsafe(32))
+        if step.problem:
+            outcome.problems.append(step.problem)
+        if step.write is not None:
+            try:
+                if found is None:
+                    await self._core.create_namespaced_secret(namespace, body(step.write))
+                    outcome.done.append(f"created Secret {name} for the MongoDB user {user}")
+                else:
+                    await self._core.replace_namespaced_secret(name, namespace, body(step.write))
+                    outcome.done.append(
+                        f"updated Secret {name} for the MongoDB user {user}: pods started before use the old uri "
+                        "until they restart"
+                    )
+            except ApiException as exc:
+                self._failed(f"write Secret {namespace}/{name}", exc, namespace, outcome)
+                return
+        if password is None:
+            return
+        try:
+            said = await self._users.ensure(namespace, password)
+        except OperationFailure as exc:
+            self._users.refused(exc)
+            reason = exc.details.get("errmsg") if exc.details else str(exc)
+            outcome.problems.append(f"MongoDB refused to make or update the user {user} of this namespace: {reason}")
+            return
+        except PyMongoError as exc:
+            outcome.settled = False
+            log.warning("namespace %s: MongoDB user %s not made yet, MongoDB did not answer: %s", namespace, user, exc)
+            return
+        if said:
+            outcome.done.append(said)
 
     async def _binding_in(self, namespace: str, outcome: Outcome) -> None:
         assert self._role

@@ -82,6 +82,10 @@ class ProvisioningSettings:
     sidecar_role: str | None = "goq-sidecar"
     """ClusterRole bound, by the RoleBinding ``goq-sidecar``, to the ServiceAccounts GoQ pods run as
     (``GOQ_SIDECAR_CLUSTER_ROLE``); ``None`` (set to empty): users bind it themselves."""
+    mongodb_admin: str | None = None
+    """``GOQ_MONGODB_ADMIN_SECRET``: Secret in the operator's namespace whose key ``uri`` names a MongoDB user
+    that may manage users; set, each namespace gets a MongoDB user and database of its own
+    (``goq.operator.mongodb_users``) instead of a copy of the source. ``None``: copies, as before."""
 
 
 @dataclass(frozen=True)
@@ -217,8 +221,25 @@ class OperatorSettings:
             provisioning=ProvisioningSettings(
                 mongodb_source=e.get("GOQ_MONGODB_SOURCE_SECRET") or None,
                 sidecar_role=e.get("GOQ_SIDECAR_CLUSTER_ROLE", d.provisioning.sidecar_role) or None,
+                mongodb_admin=_mongodb_admin(e),
             ),
         )
+
+
+def _mongodb_admin(e: Mapping[str, str]) -> str | None:
+    """``GOQ_MONGODB_ADMIN_SECRET``, refused where the sidecars could not use a user per namespace."""
+    admin = e.get("GOQ_MONGODB_ADMIN_SECRET") or None
+    if admin and not e.get("GOQ_MONGODB_SECRET"):
+        raise ConfigError(
+            "GOQ_MONGODB_ADMIN_SECRET needs GOQ_MONGODB_SECRET: the Secret of each namespace where the operator "
+            "writes the URI of the namespace's MongoDB user"
+        )
+    if admin and "GOQ_MONGODB_DATABASE" in dict(_sidecar_env(e.get("GOQ_SIDECAR_ENV", ""))):
+        raise ConfigError(
+            "GOQ_SIDECAR_ENV sets GOQ_MONGODB_DATABASE, but with GOQ_MONGODB_ADMIN_SECRET each namespace's sidecars "
+            "store in the database their URI names (goq-<namespace>), the only one their user may use: remove it"
+        )
+    return admin
 
 
 def _leader(e: Mapping[str, str], seconds: Callable[[str, float], float], d: LeaderSettings) -> LeaderSettings:

