@@ -1,7 +1,7 @@
 """SPIFFE IDs of GoQ identities: ``spiffe://<trust domain>/ns/<namespace>/goq/<identity>``.
 
 The operator writes one into each identity's certificate (``goq.operator.identity_certs``); a receiving
-sidecar reads it back to learn who sent a delivery (``goq.sidecar.peer_identity``).
+sidecar reads it back to learn who sent a delivery (``goq.sidecar.domain.peer_identity``).
 """
 
 from typing import Final

@@ -25,43 +25,44 @@ from goq.freshness import within_window
 from goq.queue_spec import GoQueueSpec
 from goq.queue_status import PodFigures
 from goq.retry import RetryPolicy
-from goq.sidecar.app_service import AppService
-from goq.sidecar.backlog import WindowConfig
+from goq.sidecar.adapters.keys_watching import KeyringFollower
+from goq.sidecar.adapters.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
+from goq.sidecar.adapters.kube.api import KubeApi
+from goq.sidecar.adapters.peer_tls import PLAINTEXT, MutualTls, PeerCredentials, peer_credentials
+from goq.sidecar.adapters.peering import server_options
+from goq.sidecar.adapters.poison.loading import load_poison_sink
+from goq.sidecar.adapters.resolving import DnsResolver, Resolver, StaticResolver
+from goq.sidecar.adapters.stores.absent import NoInbox, NoOutbox
+from goq.sidecar.adapters.stores.memory import MemoryInbox, MemoryOutbox
+from goq.sidecar.adapters.stores.mongo import MongoStore
+from goq.sidecar.adapters.stores.withdrawal_journal import JOURNAL_FILE, WithdrawalJournal
+from goq.sidecar.apis.app_service import AppService
+from goq.sidecar.apis.health import MAX_CONNECTIONS as HEALTH_CONNECTIONS
+from goq.sidecar.apis.health import health_routes
+from goq.sidecar.apis.http_routing import Router
+from goq.sidecar.apis.http_server import MAX_CONNECTIONS, HttpServer
+from goq.sidecar.apis.malformed import MalformedRequestInterceptor
+from goq.sidecar.apis.peer_limits import peer_server_options
+from goq.sidecar.apis.peer_service import PeerService
+from goq.sidecar.apis.rest_api import rest_routes
+from goq.sidecar.apis.standard_services import ServingStatus, add_standard_services
 from goq.sidecar.collecting import settle
-from goq.sidecar.counting import Counters
-from goq.sidecar.engine import QueueManager
-from goq.sidecar.health import MAX_CONNECTIONS as HEALTH_CONNECTIONS
-from goq.sidecar.health import health_routes
-from goq.sidecar.histograms import Histograms
-from goq.sidecar.http_server import MAX_CONNECTIONS, HttpServer, Router
-from goq.sidecar.inbound import Inbound, InboundConfig
-from goq.sidecar.keys_watching import KeyringFollower
-from goq.sidecar.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
-from goq.sidecar.kube.api import KubeApi
+from goq.sidecar.core.backlog import WindowConfig
+from goq.sidecar.core.engine import QueueManager
+from goq.sidecar.core.inbound import Inbound, InboundConfig
+from goq.sidecar.core.outbound import Outbound, OutboundConfig
+from goq.sidecar.core.tracing import Tracing, tracing_from_env
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.histograms import Histograms
+from goq.sidecar.domain.poisoning import Poisoner
 from goq.sidecar.large.memory import keep_large_buffers_off_the_heap
 from goq.sidecar.large.service import LargeConfig, LargeMessages
-from goq.sidecar.malformed import MalformedRequestInterceptor
-from goq.sidecar.metrics import EngineCollector, KeyRingCollector, register_process_collectors
-from goq.sidecar.metrics_sinks.base import MetricsContext
-from goq.sidecar.metrics_sinks.flushing import Flusher, load_metrics_sinks
-from goq.sidecar.outbound import Outbound, OutboundConfig
-from goq.sidecar.peer_limits import peer_server_options
-from goq.sidecar.peer_service import PeerService
-from goq.sidecar.peer_tls import PLAINTEXT, MutualTls, PeerCredentials, peer_credentials
-from goq.sidecar.peering import server_options
-from goq.sidecar.poison.base import SinkContext
-from goq.sidecar.poison.loading import load_poison_sink
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.resolving import DnsResolver, Resolver, StaticResolver
-from goq.sidecar.rest_api import rest_routes
+from goq.sidecar.metrics.collectors import EngineCollector, KeyRingCollector, register_process_collectors
+from goq.sidecar.metrics.sinks.base import MetricsContext
+from goq.sidecar.metrics.sinks.flushing import Flusher, load_metrics_sinks
+from goq.sidecar.ports.poison import SinkContext
+from goq.sidecar.ports.stores import InboxStore, OutboxStore
 from goq.sidecar.settings import SidecarSettings
-from goq.sidecar.standard_services import ServingStatus, add_standard_services
-from goq.sidecar.stores.absent import NoInbox, NoOutbox
-from goq.sidecar.stores.base import InboxStore, OutboxStore
-from goq.sidecar.stores.memory import MemoryInbox, MemoryOutbox
-from goq.sidecar.stores.mongo import MongoStore
-from goq.sidecar.stores.withdrawal_journal import JOURNAL_FILE, WithdrawalJournal
-from goq.sidecar.tracing import Tracing, tracing_from_env
 from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar")

@@ -37,10 +37,10 @@ class SidecarSettings:
     store_timeout: float = 10.0
     keyring: Keyring | None = None
     keys_dir: Path | None = None
-    """GOQ_KEYS_DIR: the mounted key Secret, followed while running (``goq.sidecar.keys_watching``)."""
+    """GOQ_KEYS_DIR: the mounted key Secret, followed while running (``goq.sidecar.adapters.keys_watching``)."""
     tls_dir: Path | None = None
     """GOQ_TLS_DIR: the mounted identity certificate (tls.crt, tls.key, ca.crt): mutual TLS on the peer port
-    (``goq.sidecar.peer_tls``); unset: plaintext."""
+    (``goq.sidecar.adapters.peer_tls``); unset: plaintext."""
     resolver: str = "dns"
     peers: str = ""
     cluster_domain: str = "cluster.local"

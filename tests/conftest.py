@@ -26,7 +26,7 @@ from kubernetes_asyncio import config as k8s_config
 
 from goq.devenv.kube import KubeControlPlane
 from goq.devenv.mongo import MongoServer
-from goq.sidecar.kube.api import KubeApi
+from goq.sidecar.adapters.kube.api import KubeApi
 
 logging.getLogger("goq.devenv").setLevel(logging.INFO)
 
@@ -86,7 +86,7 @@ async def kube_api(kubeconfig: Path) -> AsyncIterator[k8s.ApiClient]:
 @pytest.fixture
 async def sidecar_kube(kubeconfig: Path) -> AsyncIterator[KubeApi]:
     """The sidecar's own small API client, with the admin kubeconfig (as ``GOQ_KUBECONFIG`` gives it)."""
-    from goq.sidecar.kube import connect
+    from goq.sidecar.adapters.kube import connect
 
     async with connect(str(kubeconfig)) as api:
         yield api

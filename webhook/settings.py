@@ -16,7 +16,7 @@ TLS_MOUNT_PATH: Final = "/var/run/goq/tls"
 """The identity's certificate (its keys of the namespace's Secret ``goq-identity-tls``, made by the operator):
 the sidecar's ``GOQ_TLS_DIR``."""
 TLS_FILES: Final = ("tls.crt", "tls.key", "ca.crt")
-"""The certificate, key and trust bundle as files in ``TLS_MOUNT_PATH``: what ``goq.sidecar.peer_tls`` reads."""
+"""Certificate, key and trust bundle as files in ``TLS_MOUNT_PATH``: what ``goq.sidecar.adapters.peer_tls`` reads."""
 SPILL_VOLUME: Final = "goq-spill"
 SPILL_MOUNT_PATH: Final = "/var/run/goq/spill"
 """Where transient large bodies spill: the sidecar's root filesystem is read-only."""

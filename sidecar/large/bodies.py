@@ -25,8 +25,8 @@ from pymongo import ASCENDING, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from goq.sidecar.errors import QueueFullError
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.domain.errors import QueueFullError
+from goq.sidecar.ports.stores import StoreUnavailableError
 
 log = logging.getLogger("goq.sidecar.large")
 

@@ -9,8 +9,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from goq.identity import Address
-from goq.sidecar.records import Outgoing
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.domain.records import Outgoing
+from goq.sidecar.ports.stores import StoreUnavailableError
 
 COLLECTION = "large_outbox"
 

@@ -20,12 +20,12 @@ from goq.freshness import age_refusal
 from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
-from goq.sidecar.inbound import Inbound
+from goq.sidecar.core.inbound import Inbound
+from goq.sidecar.domain.peer_identity import IDENTITY_MISMATCH, identity_mismatch
+from goq.sidecar.domain.records import inbound_key
 from goq.sidecar.large.bodies import BodyStore, BodyWriter, body_name
 from goq.sidecar.large.macs import body_mac, verify_body
 from goq.sidecar.large.progress import LargeProgress
-from goq.sidecar.peer_identity import IDENTITY_MISMATCH, identity_mismatch
-from goq.sidecar.records import inbound_key
 from goq.signing import UNKNOWN_KEY, Keyring, SignatureError
 
 log = logging.getLogger("goq.sidecar.large")

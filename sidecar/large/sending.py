@@ -20,18 +20,18 @@ from goq.api.v1 import envelope_pb2, peer_pb2, peer_pb2_grpc
 from goq.errors import GoQError
 from goq.messages import Message
 from goq.retry import RetryPolicy
-from goq.sidecar.attempts import attempt_failed
-from goq.sidecar.counting import Counters
+from goq.sidecar.adapters.peer_tls import PLAINTEXT, PeerCredentials
+from goq.sidecar.adapters.peering import PeerUnavailableError, channel_options
+from goq.sidecar.adapters.resolving import Resolver
+from goq.sidecar.domain import poison_reasons as poisons
+from goq.sidecar.domain.attempts import attempt_failed
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import Outgoing, PoisonRecord
 from goq.sidecar.large.bodies import BodyStore, body_name
 from goq.sidecar.large.macs import sending_mac
 from goq.sidecar.large.outbox import LargeOutbox
 from goq.sidecar.large.progress import LargeProgress
-from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
-from goq.sidecar.peering import PeerUnavailableError, channel_options
-from goq.sidecar.poison import reasons as poisons
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import Outgoing, PoisonRecord
-from goq.sidecar.resolving import Resolver
 from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar.large")

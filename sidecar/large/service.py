@@ -20,20 +20,20 @@ from goq.identity import Address
 from goq.messages import LargeRef
 from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
-from goq.sidecar.counting import Counters
-from goq.sidecar.engine import QUEUED, SendReceipt
-from goq.sidecar.errors import NotFoundError
-from goq.sidecar.inbound import Inbound
+from goq.sidecar.adapters.peer_tls import PLAINTEXT, PeerCredentials
+from goq.sidecar.adapters.resolving import Resolver
+from goq.sidecar.core.engine import QUEUED, SendReceipt
+from goq.sidecar.core.inbound import Inbound
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.errors import NotFoundError
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import Incoming
 from goq.sidecar.large.bodies import BodyStore, GridFsBodies, SpillBodies, body_name
 from goq.sidecar.large.outbox import LargeOutbox, MemoryLargeOutbox, MongoLargeOutbox
 from goq.sidecar.large.progress import LargeProgress
 from goq.sidecar.large.receiving import LargeReceiver
 from goq.sidecar.large.sending import LargeSender
 from goq.sidecar.large.uploading import LargeSend, Uploader
-from goq.sidecar.peer_tls import PLAINTEXT, PeerCredentials
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import Incoming
-from goq.sidecar.resolving import Resolver
 from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar.large")
@@ -53,7 +53,7 @@ class LargeConfig:
     spill_limit: int = 4 * 1024**3
     concurrency: int = 4
     credentials: PeerCredentials = PLAINTEXT
-    """Mutual TLS or plaintext to the receivers' peer ports (``goq.sidecar.peer_tls``)."""
+    """Mutual TLS or plaintext to the receivers' peer ports (``goq.sidecar.adapters.peer_tls``)."""
 
 
 class LargeMessages:

@@ -13,12 +13,12 @@ from goq.errors import ConfigError
 from goq.identity import Address
 from goq.messages import LargeRef, Message, new_message_id, validate_headers, validate_message_id
 from goq.queue_spec import MESSAGE_SIZE_MAX, GoQueueSpec
-from goq.sidecar.errors import PayloadTooLargeError
+from goq.sidecar.domain.errors import PayloadTooLargeError
+from goq.sidecar.domain.records import Outgoing
 from goq.sidecar.large.bodies import BodyStore, body_name
 from goq.sidecar.large.macs import sending_mac
 from goq.sidecar.large.progress import LargeProgress
-from goq.sidecar.records import Outgoing
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.ports.stores import StoreUnavailableError
 from goq.signing import Keyring
 
 

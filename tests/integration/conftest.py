@@ -14,7 +14,7 @@ from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.devenv.replica_set import MongoReplicaSet
 from goq.devenv.sidecars import SidecarProcess, hmac_keys, local_sidecars
-from goq.sidecar.stores.mongo import MongoStore
+from goq.sidecar.adapters.stores.mongo import MongoStore
 
 KEY = b"k" * 32
 

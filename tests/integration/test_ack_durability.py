@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.devenv.sidecars import SidecarProcess
-from goq.sidecar.stores.mongo import BACKGROUND_LINGER, PROGRESS_DELAY
+from goq.sidecar.adapters.stores.mongo.common import BACKGROUND_LINGER, PROGRESS_DELAY
 
 from .conftest import App
 

@@ -20,8 +20,8 @@ from kubernetes_asyncio import client as k8s
 
 from goq.devenv.sidecars import SidecarProcess
 from goq.queue_status import PodFigures, format_time
-from goq.sidecar.kube import StatusReporter
-from goq.sidecar.kube.api import KubeApi
+from goq.sidecar.adapters.kube import StatusReporter
+from goq.sidecar.adapters.kube.api import KubeApi
 
 from .operator_kube import OperatorProcess, apply_crds, eventually, namespace, running_operator, simple_pod
 

@@ -10,7 +10,8 @@ import time
 
 from pymongo import AsyncMongoClient
 
-from goq.sidecar.stores.mongo import MongoStore, _Withdrawals
+from goq.sidecar.adapters.stores.mongo import MongoStore
+from goq.sidecar.adapters.stores.mongo.withdrawals import _Withdrawals
 
 from .conftest import Doc, OpenStore
 

@@ -13,8 +13,8 @@ from pymongo.read_concern import ReadConcern
 
 from goq.identity import Address
 from goq.messages import Message
-from goq.sidecar.records import Incoming, inbound_key
-from goq.sidecar.stores.mongo import MongoStore
+from goq.sidecar.adapters.stores.mongo import MongoStore
+from goq.sidecar.domain.records import Incoming, inbound_key
 
 from .conftest import OpenStore
 

@@ -11,8 +11,8 @@ import time
 from pymongo import AsyncMongoClient
 
 from goq.identity import Address
-from goq.sidecar.records import Outgoing
-from goq.sidecar.stores.mongo import MongoStore
+from goq.sidecar.adapters.stores.mongo import MongoStore
+from goq.sidecar.domain.records import Outgoing
 
 from .conftest import OpenStore
 

@@ -18,8 +18,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from goq import pair_keys
 from goq.keyring import SECRET_NAME, KeyRing
 from goq.queue_status import PodFigures
-from goq.sidecar.kube import StatusReporter
-from goq.sidecar.kube.api import KubeApi
+from goq.sidecar.adapters.kube import StatusReporter
+from goq.sidecar.adapters.kube.api import KubeApi
 from goq.webhook import InjectionSettings, injection_patch
 
 from .operator_kube import OperatorProcess, apply_crds, eventually, namespace, running_operator, simple_pod

@@ -16,8 +16,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from goq.errors import PermanentError
 from goq.queue_status import PodFigures, format_time, lease_name
-from goq.sidecar.kube import StatusReporter
-from goq.sidecar.kube.api import KubeApi
+from goq.sidecar.adapters.kube import StatusReporter
+from goq.sidecar.adapters.kube.api import KubeApi
 
 from .operator_kube import OperatorProcess, apply_crds, eventually, namespace, running_operator, simple_pod
 
@@ -250,7 +250,7 @@ async def test_a_hundred_replicas_heartbeating_keep_the_goqueue_small_and_lose_n
     async def sidecar(pod: str, index: int) -> None:
         """One pod's sidecar: its own reporter (as in its own process), a few rounds, then the last figures."""
         nonlocal written
-        from goq.sidecar.kube import connect
+        from goq.sidecar.adapters.kube import connect
 
         async with connect(str(kubeconfig)) as api:
             reporter = StatusReporter(api, ns, "orders")

@@ -17,9 +17,9 @@ from pymongo.read_concern import ReadConcern
 
 from goq.devenv.replica_set import MongoReplicaSet
 from goq.identity import Address
-from goq.sidecar.records import Outgoing
-from goq.sidecar.stores.base import StoreUnavailableError
-from goq.sidecar.stores.mongo import MongoStore
+from goq.sidecar.adapters.stores.mongo import MongoStore
+from goq.sidecar.domain.records import Outgoing
+from goq.sidecar.ports.stores import StoreUnavailableError
 
 Doc = dict[str, object]
 BILLING = Address.parse("billing.default")

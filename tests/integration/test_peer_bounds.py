@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from goq.api.v1 import envelope_pb2, peer_pb2, peer_pb2_grpc
 from goq.devenv.sidecars import SidecarProcess
-from goq.sidecar.peer_limits import MAX_BATCH_ENVELOPES
+from goq.sidecar.apis.peer_limits import MAX_BATCH_ENVELOPES
 
 from .conftest import App
 

@@ -18,7 +18,7 @@ from goq.devenv.sidecars import SidecarProcess
 from goq.identity import Address
 from goq.operator.certificates import Authority, TlsBundle
 from goq.operator.identity_certs import issue_identity, new_identity_authority
-from goq.sidecar.peer_tls import service_host
+from goq.sidecar.adapters.peer_tls import service_host
 
 from .conftest import App
 from .test_peer_security import signed

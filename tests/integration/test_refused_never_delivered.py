@@ -4,8 +4,8 @@ A write the client sees fail may have landed all the same: a three-member replic
 are killed takes the sidecars' inserts on its primary, then fails their majority wait (``GOQ_STORE_TIMEOUT``).
 The sender refuses the send, the receiver answers "retry later"; when the secondaries are back, those
 documents are majority-committed. Each sidecar withdraws the documents of its failed writes
-(``sidecar/stores/mongo.py``, ``_Withdrawals``), so the restarted sender has nothing to resume and the
-restarted receiver nothing to hand out.
+(``sidecar/adapters/stores/mongo/withdrawals.py``, ``_Withdrawals``), so the restarted sender has nothing to
+resume and the restarted receiver nothing to hand out.
 """
 
 import asyncio

@@ -14,8 +14,8 @@ from goq.errors import PermanentError
 from goq.queue_spec import GoQueueSpec, Overflow
 from goq.queue_status import lease_name
 from goq.retry import RetryPolicy
-from goq.sidecar.kube import PodFigures, QueueSettings, QueueSettingsWatcher, StatusReporter, heartbeat
-from goq.sidecar.kube.api import KubeApi
+from goq.sidecar.adapters.kube import PodFigures, QueueSettings, QueueSettingsWatcher, StatusReporter, heartbeat
+from goq.sidecar.adapters.kube.api import KubeApi
 
 from .operator_kube import ROOT, apply_crds, eventually, namespace
 

@@ -8,9 +8,9 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from goq.identity import Address
-from goq.sidecar.records import Outgoing
-from goq.sidecar.stores.mongo import MongoStore
-from goq.sidecar.stores.withdrawal_journal import JOURNAL_FILE, WithdrawalJournal
+from goq.sidecar.adapters.stores.mongo import MongoStore
+from goq.sidecar.adapters.stores.withdrawal_journal import JOURNAL_FILE, WithdrawalJournal
+from goq.sidecar.domain.records import Outgoing
 
 Doc = dict[str, Any]
 BILLING = Address.parse("billing.default")

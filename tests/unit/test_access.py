@@ -13,10 +13,10 @@ from goq.errors import ConfigError
 from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
-from goq.sidecar.counting import Counters
-from goq.sidecar.inbound import Inbound, InboundConfig
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.refusing import poison_reason
+from goq.sidecar.core.inbound import Inbound, InboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.refusing import poison_reason
 from goq.webhook.validation import validate_custom_object
 
 from .test_crds_schema import GQ_SPEC

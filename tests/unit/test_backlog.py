@@ -3,8 +3,8 @@
 import asyncio
 
 from goq.identity import Address
-from goq.sidecar.backlog import Backlog, WindowConfig
-from goq.sidecar.records import Outgoing
+from goq.sidecar.core.backlog import Backlog, WindowConfig
+from goq.sidecar.domain.records import Outgoing
 
 BILLING = Address("billing", "default")
 

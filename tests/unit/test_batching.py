@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from goq.sidecar.batching import GroupCommitter
+from goq.sidecar.domain.batching import GroupCommitter
 
 
 class Recorder:

@@ -15,7 +15,7 @@ from goq.client import AsyncClient, Client, Stats
 from goq.client.asynchronous import AsyncAcknowledger
 from goq.client.models import stats
 from goq.client.synchronous import Acknowledger
-from goq.sidecar.openapi import openapi_document
+from goq.sidecar.apis.openapi import openapi_document
 
 PAIRS = [(Client, AsyncClient), (Acknowledger, AsyncAcknowledger)]
 

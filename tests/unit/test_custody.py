@@ -13,16 +13,16 @@ from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
-from goq.sidecar.counting import Counters
-from goq.sidecar.engine import QUEUED, QueueManager, SendReceipt, SendRequest
-from goq.sidecar.inbound import Inbound, InboundConfig
-from goq.sidecar.outbound import Outbound, OutboundConfig
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import Incoming, Outgoing, PoisonRecord, inbound_key
-from goq.sidecar.resolving import StaticResolver
-from goq.sidecar.stores.absent import REASON, NoCustody, NoInbox, NoOutbox
-from goq.sidecar.stores.base import Claimed, InboxStore, OutboxStore, StoreUnavailableError
-from goq.sidecar.stores.memory import MemoryInbox, MemoryOutbox
+from goq.sidecar.adapters.resolving import StaticResolver
+from goq.sidecar.adapters.stores.absent import REASON, NoCustody, NoInbox, NoOutbox
+from goq.sidecar.adapters.stores.memory import MemoryInbox, MemoryOutbox
+from goq.sidecar.core.engine import QUEUED, QueueManager, SendReceipt, SendRequest
+from goq.sidecar.core.inbound import Inbound, InboundConfig
+from goq.sidecar.core.outbound import Outbound, OutboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import Incoming, Outgoing, PoisonRecord, inbound_key
+from goq.sidecar.ports.stores import Claimed, InboxStore, OutboxStore, StoreUnavailableError
 from goq.signing import Keyring
 
 ORDERS = Address.parse("orders.shop")

@@ -12,13 +12,14 @@ import pytest
 from goq.api.v1 import peer_pb2
 from goq.identity import Address
 from goq.retry import RetryPolicy
-from goq.sidecar.backlog import WindowConfig
-from goq.sidecar.counting import Counters
-from goq.sidecar.inbound import STILL_STORING
-from goq.sidecar.outbound import Lane, Outbound, OutboundConfig
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import Outgoing, PoisonRecord
-from goq.sidecar.resolving import StaticResolver
+from goq.sidecar.adapters.resolving import StaticResolver
+from goq.sidecar.core.backlog import WindowConfig
+from goq.sidecar.core.inbound import STILL_STORING
+from goq.sidecar.core.lane import Lane
+from goq.sidecar.core.outbound import Outbound, OutboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import Outgoing, PoisonRecord
 
 BILLING = Address.parse("billing.shop")
 

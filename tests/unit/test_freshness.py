@@ -13,13 +13,13 @@ from goq.identity import Address
 from goq.messages import LargeRef, Message
 from goq.queue_spec import GoQueueSpec
 from goq.retry import GiveUp, RetryPolicy, after_failure
-from goq.sidecar.counting import Counters
-from goq.sidecar.inbound import Inbound, InboundConfig
+from goq.sidecar.adapters.stores.memory import MemoryInbox
+from goq.sidecar.core.inbound import Inbound, InboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import PoisonRecord
 from goq.sidecar.large.progress import LargeProgress
 from goq.sidecar.large.receiving import LargeReceiver
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import PoisonRecord
-from goq.sidecar.stores.memory import MemoryInbox
 from goq.signing import Keyring
 
 WINDOW = 7200.0

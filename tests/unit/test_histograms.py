@@ -4,7 +4,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from goq.sidecar.histograms import Histograms
+from goq.sidecar.domain.histograms import Histograms
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:

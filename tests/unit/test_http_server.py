@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from goq.sidecar.http_client import HttpClientError, request
-from goq.sidecar.http_server import HttpServer, Request, Response, Router
+from goq.sidecar.adapters.kube.http_client import HttpClientError, request
+from goq.sidecar.apis.http_routing import Router
+from goq.sidecar.apis.http_server import HttpServer, Request, Response
 
 
 async def echo(request: Request) -> Response:

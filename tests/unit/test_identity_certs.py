@@ -15,7 +15,7 @@ from goq.operator.identity_certs import (
     needs_issue,
     new_identity_authority,
 )
-from goq.sidecar.peer_tls import MutualTls, TlsFiles
+from goq.sidecar.adapters.peer_tls import MutualTls, TlsFiles
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 DAY = datetime.timedelta(days=1)

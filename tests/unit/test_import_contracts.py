@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 MONGODB_CONTRACTS = ("mongodb-adapters", "engine-port")
+LAYER_CONTRACTS = ("sidecar-layers", "core-layers")
 
 
 def staged(tmp_path: Path, plant: tuple[str, str] | None = None) -> Path:
@@ -47,15 +48,28 @@ def test_the_sidecar_as_it_is_keeps_the_mongodb_contracts(tmp_path: Path) -> Non
     ("module", "line", "reported"),
     [
         (
-            "engine.py",
-            "from goq.sidecar.stores.mongo import MongoStore",
-            "goq.sidecar.engine -> goq.sidecar.stores.mongo",
+            "core/engine.py",
+            "from goq.sidecar.adapters.stores.mongo import MongoStore",
+            "goq.sidecar.core.engine -> goq.sidecar.adapters.stores.mongo",
         ),
-        ("engine.py", "import pymongo", "goq.sidecar.engine -> pymongo"),
-        ("backlog.py", "from pymongo.errors import PyMongoError", "goq.sidecar.backlog -> pymongo"),
+        ("core/engine.py", "import pymongo", "goq.sidecar.core.engine -> pymongo"),
+        ("core/backlog.py", "from pymongo.errors import PyMongoError", "goq.sidecar.core.backlog -> pymongo"),
+        ("ports/stores.py", "import pymongo", "goq.sidecar.ports.stores -> pymongo"),
+        (
+            "apis/health.py",
+            "from goq.sidecar.adapters.stores.mongo.outbox import MongoOutbox",
+            "goq.sidecar.apis.health -> goq.sidecar.adapters.stores.mongo.outbox",
+        ),
         ("new_module.py", "import bson", "goq.sidecar.new_module -> bson"),
     ],
-    ids=["engine-imports-the-store", "engine-imports-the-driver", "domain-imports-the-driver", "new-module"],
+    ids=[
+        "engine-imports-the-store",
+        "engine-imports-the-driver",
+        "delivery-imports-the-driver",
+        "port-imports-the-driver",
+        "api-imports-a-module-of-the-store",
+        "new-module",
+    ],
 )
 def test_a_sidecar_module_outside_the_adapters_importing_mongodb_breaks_a_contract(
     tmp_path: Path, module: str, line: str, reported: str
@@ -66,22 +80,32 @@ def test_a_sidecar_module_outside_the_adapters_importing_mongodb_breaks_a_contra
 
 
 def test_the_sidecar_as_it_is_keeps_its_layers(tmp_path: Path) -> None:
-    result = lint(staged(tmp_path), "sidecar-layers")
+    result = lint(staged(tmp_path), *LAYER_CONTRACTS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
     ("module", "line", "reported"),
     [
-        ("engine.py", "import goq.sidecar.rest_api", "goq.sidecar.engine -> goq.sidecar.rest_api"),
-        ("outbound.py", "import goq.sidecar.engine", "goq.sidecar.outbound -> goq.sidecar.engine"),
-        ("records.py", "import goq.sidecar.stores.memory", "goq.sidecar.records -> goq.sidecar.stores.memory"),
+        ("core/engine.py", "import goq.sidecar.apis.rest_api", "goq.sidecar.core.engine -> goq.sidecar.apis.rest_api"),
+        ("core/outbound.py", "import goq.sidecar.core.engine", "goq.sidecar.core.outbound -> goq.sidecar.core.engine"),
+        (
+            "domain/records.py",
+            "import goq.sidecar.adapters.stores.memory",
+            "goq.sidecar.domain.records -> goq.sidecar.adapters.stores.memory",
+        ),
     ],
     ids=["engine-imports-an-api", "delivery-imports-the-engine", "domain-imports-an-adapter"],
 )
 def test_a_sidecar_module_importing_a_layer_above_it_breaks_the_layers(
     tmp_path: Path, module: str, line: str, reported: str
 ) -> None:
-    result = lint(staged(tmp_path, (module, line)), "sidecar-layers")
+    result = lint(staged(tmp_path, (module, line)), *LAYER_CONTRACTS)
     assert result.returncode == 1, result.stdout + result.stderr
     assert reported in result.stdout
+
+
+def test_a_new_module_at_the_top_of_the_sidecar_must_be_placed_in_a_layer(tmp_path: Path) -> None:
+    result = lint(staged(tmp_path, ("new_module.py", "import goq.sidecar.domain.records")), "sidecar-layers")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not listed as layers:\n\n- goq.sidecar.new_module" in result.stdout

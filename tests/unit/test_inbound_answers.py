@@ -11,11 +11,11 @@ from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
-from goq.sidecar.counting import Counters
-from goq.sidecar.inbound import Inbound, InboundConfig
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import Incoming, PoisonRecord
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.core.inbound import Inbound, InboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import Incoming, PoisonRecord
+from goq.sidecar.ports.stores import StoreUnavailableError
 from goq.signing import Keyring
 
 ORDERS = Address.parse("orders.shop")

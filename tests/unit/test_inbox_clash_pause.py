@@ -10,9 +10,10 @@ from pymongo import AsyncMongoClient
 
 from goq.identity import Address
 from goq.messages import Message
-from goq.sidecar.records import Incoming, inbound_key
-from goq.sidecar.stores.base import StoreUnavailableError
-from goq.sidecar.stores.mongo import CLASH_PAUSE, CLASH_TRIES, MongoInbox, MongoStore
+from goq.sidecar.adapters.stores.mongo import MongoStore
+from goq.sidecar.adapters.stores.mongo.inbox import CLASH_PAUSE, CLASH_TRIES, MongoInbox
+from goq.sidecar.domain.records import Incoming, inbound_key
+from goq.sidecar.ports.stores import StoreUnavailableError
 
 ORDERS = Address.parse("orders.default")
 BILLING = Address.parse("billing.default")

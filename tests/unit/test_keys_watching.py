@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from goq.devenv.secret_volume import SecretVolume
-from goq.sidecar.keys_watching import KeyringFollower
-from goq.sidecar.secret_following import fingerprint
+from goq.sidecar.adapters.keys_watching import KeyringFollower
+from goq.sidecar.adapters.secret_following import fingerprint
 from goq.signing import Keyring
 
 K1, K2 = b"1" * 32, b"2" * 32

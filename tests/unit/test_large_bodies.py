@@ -6,9 +6,9 @@ import pytest
 
 from goq.identity import Address
 from goq.messages import LargeRef, MalformedMessageError, Message
-from goq.sidecar.errors import QueueFullError
+from goq.sidecar.domain.errors import QueueFullError
 from goq.sidecar.large.bodies import SpillBodies
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.ports.stores import StoreUnavailableError
 
 
 async def read_all(store: SpillBodies, name: str, offset: int = 0) -> bytes:

@@ -4,8 +4,8 @@ error means nothing of the write is known to be durable."""
 import pytest
 from pymongo.errors import BulkWriteError
 
-from goq.sidecar.stores.base import StoreUnavailableError
-from goq.sidecar.stores.mongo import _inserted
+from goq.sidecar.adapters.stores.mongo.common import _inserted
+from goq.sidecar.ports.stores import StoreUnavailableError
 
 
 def error(**details: object) -> BulkWriteError:

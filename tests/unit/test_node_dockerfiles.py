@@ -72,7 +72,7 @@ def test_the_repository_dockerignore_leaves_out_the_dev_environment() -> None:
     patterns = dockerfiles.dockerignored(root)
     assert dockerfiles._ignored(Path("goq/devenv/node/dockerfiles.py"), patterns)
     assert not dockerfiles._ignored(Path("goq/devenv.py"), patterns)
-    assert not dockerfiles._ignored(Path("sidecar/engine.py"), patterns)
+    assert not dockerfiles._ignored(Path("sidecar/core/engine.py"), patterns)
 
 
 def test_the_shipped_dockerfiles_take_the_base_as_a_build_argument_with_the_public_default() -> None:

@@ -3,7 +3,7 @@
 import pytest
 
 from goq.identity import Address
-from goq.sidecar.peer_identity import SENDER, PeerIdentity, identity_mismatch, identity_of
+from goq.sidecar.domain.peer_identity import SENDER, PeerIdentity, identity_mismatch, identity_of
 from goq.spiffe import IdentityError, parse_spiffe_id, spiffe_id
 
 ORDERS = Address("orders", "shop")

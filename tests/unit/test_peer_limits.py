@@ -14,12 +14,12 @@ from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
-from goq.sidecar.counting import Counters
-from goq.sidecar.inbound import Inbound, InboundConfig
-from goq.sidecar.peer_limits import MAX_BATCH_ENVELOPES, request_bytes_limit
-from goq.sidecar.peer_service import PeerService
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import Incoming, PoisonRecord
+from goq.sidecar.apis.peer_limits import MAX_BATCH_ENVELOPES, request_bytes_limit
+from goq.sidecar.apis.peer_service import PeerService
+from goq.sidecar.core.inbound import Inbound, InboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import Incoming, PoisonRecord
 from goq.sidecar.settings import SidecarSettings
 from goq.signing import Keyring
 

@@ -7,7 +7,7 @@ import pytest
 
 from goq.api.v1 import peer_pb2
 from goq.identity import Address
-from goq.sidecar.peering import PeerLink, PeerUnavailableError
+from goq.sidecar.adapters.peering import PeerLink, PeerUnavailableError
 
 
 class StuckCall:

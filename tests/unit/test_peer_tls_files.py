@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from goq.errors import ConfigError
 from goq.operator.certificates import Authority, new_authority, sign_leaf
-from goq.sidecar.peer_tls import TlsFiles, describe
+from goq.sidecar.adapters.peer_tls import TlsFiles, describe
 
 NOW = datetime.datetime.now(datetime.UTC)
 SPIFFE = "spiffe://example.org/ns/shop/goq/orders"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from goq.errors import ConfigError
-from goq.sidecar.poison.base import PoisonSinkError, SinkContext
-from goq.sidecar.poison.file_sink import FilePoisonSink
-from goq.sidecar.records import PoisonRecord
+from goq.sidecar.adapters.poison.file_sink import FilePoisonSink
+from goq.sidecar.domain.records import PoisonRecord
+from goq.sidecar.ports.poison import PoisonSinkError, SinkContext
 
 
 def record(i: int) -> PoisonRecord:

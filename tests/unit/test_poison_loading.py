@@ -7,13 +7,13 @@ import pytest
 
 from goq.errors import ConfigError
 from goq.queue_spec import SinkSpec
-from goq.sidecar.poison.base import PoisonSinkError, SinkContext
-from goq.sidecar.poison.file_sink import FilePoisonSink
-from goq.sidecar.poison.loading import load_poison_sink
-from goq.sidecar.poison.logging_sink import LogPoisonSink
-from goq.sidecar.poison.mongodb import MongoPoisonSink
-from goq.sidecar.poison.transient_only import TransientOnlySink
-from goq.sidecar.records import PoisonRecord
+from goq.sidecar.adapters.poison.file_sink import FilePoisonSink
+from goq.sidecar.adapters.poison.loading import load_poison_sink
+from goq.sidecar.adapters.poison.logging_sink import LogPoisonSink
+from goq.sidecar.adapters.poison.mongodb import MongoPoisonSink
+from goq.sidecar.adapters.poison.transient_only import TransientOnlySink
+from goq.sidecar.domain.records import PoisonRecord
+from goq.sidecar.ports.poison import PoisonSinkError, SinkContext
 
 CONTEXT = SinkContext(owner="orders.default")
 

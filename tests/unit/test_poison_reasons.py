@@ -4,9 +4,9 @@
 from goq.identity import Address
 from goq.messages import LargeRef, Message
 from goq.retry import GiveUp, RetryPolicy, after_failure
-from goq.sidecar.attempts import attempt_failed
-from goq.sidecar.poison import reasons as poisons
-from goq.sidecar.records import INBOUND, OUTBOUND, Incoming, Outgoing, PoisonRecord, inbound_key
+from goq.sidecar.domain import poison_reasons as poisons
+from goq.sidecar.domain.attempts import attempt_failed
+from goq.sidecar.domain.records import INBOUND, OUTBOUND, Incoming, Outgoing, PoisonRecord, inbound_key
 from goq.signing import Keyring
 
 ORDERS = Address.parse("orders.shop")

@@ -9,16 +9,16 @@ from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
-from goq.sidecar.counting import Counters
-from goq.sidecar.engine import QueueManager
-from goq.sidecar.inbound import Inbound, InboundConfig
-from goq.sidecar.outbound import Outbound, OutboundConfig
-from goq.sidecar.poison.base import PoisonSinkError
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import OUTBOUND, Incoming, Outgoing, PoisonRecord
-from goq.sidecar.resolving import StaticResolver
-from goq.sidecar.stores.absent import NoInbox, NoOutbox
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.adapters.resolving import StaticResolver
+from goq.sidecar.adapters.stores.absent import NoInbox, NoOutbox
+from goq.sidecar.core.engine import QueueManager
+from goq.sidecar.core.inbound import Inbound, InboundConfig
+from goq.sidecar.core.outbound import Outbound, OutboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import OUTBOUND, Incoming, Outgoing, PoisonRecord
+from goq.sidecar.ports.poison import PoisonSinkError
+from goq.sidecar.ports.stores import StoreUnavailableError
 from goq.signing import Keyring
 
 ORDERS = Address.parse("orders.shop")

@@ -11,11 +11,12 @@ from goq.api.v1 import peer_pb2
 from goq.devenv.podrunner.dns import DnsServer
 from goq.identity import Address
 from goq.retry import RetryPolicy
-from goq.sidecar.counting import Counters
-from goq.sidecar.outbound import Lane, Outbound, OutboundConfig
-from goq.sidecar.peering import PeerLink
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.resolving import DnsResolver, StaticResolver, UnresolvableError
+from goq.sidecar.adapters.peering import PeerLink
+from goq.sidecar.adapters.resolving import DnsResolver, StaticResolver, UnresolvableError
+from goq.sidecar.core.lane import Lane
+from goq.sidecar.core.outbound import Outbound, OutboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
 
 from .test_early_delivery import KeepingSink, RecordingOutbox, messages
 

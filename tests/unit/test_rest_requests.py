@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from goq.errors import ConfigError
 from goq.identity import Address
 from goq.messages import validate_headers, validate_message_id
-from goq.sidecar.openapi import ADDRESS_PATTERN, BASE64_PATTERN, HEADER_NAME_PATTERN, ID_PATTERN, openapi_document
-from goq.sidecar.rest_api import (
+from goq.sidecar.apis.openapi import openapi_document
+from goq.sidecar.apis.rest_json import (
     decode_base64,
     message_ids,
     nack_arguments,
@@ -22,6 +22,7 @@ from goq.sidecar.rest_api import (
     parse_seconds,
     send_request_of_json,
 )
+from goq.sidecar.apis.rest_limits import ADDRESS_PATTERN, BASE64_PATTERN, HEADER_NAME_PATTERN, ID_PATTERN
 
 
 def test_a_json_send_becomes_the_engines_request_with_defaults() -> None:

@@ -19,10 +19,10 @@ from cryptography import x509
 from goq.devenv.secret_volume import SecretVolume
 from goq.errors import ConfigError
 from goq.operator.certificates import Authority, new_authority, sign_leaf
-from goq.sidecar import secret_following
-from goq.sidecar.keys_watching import KeyringFollower
-from goq.sidecar.peer_tls import MutualTls
-from goq.sidecar.secret_following import SecretFollower
+from goq.sidecar.adapters import secret_following
+from goq.sidecar.adapters.keys_watching import KeyringFollower
+from goq.sidecar.adapters.peer_tls import MutualTls
+from goq.sidecar.adapters.secret_following import SecretFollower
 from goq.signing import Keyring
 
 NOW = datetime.datetime.now(datetime.UTC)

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from goq.sidecar.app_service import Budget
+from goq.sidecar.apis.app_service import Budget
 
 
 async def test_a_batch_beyond_the_budget_waits_until_an_earlier_one_is_answered() -> None:

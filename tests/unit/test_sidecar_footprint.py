@@ -9,7 +9,7 @@ import sys
 def loaded_modules(prefixes: tuple[str, ...]) -> list[str]:
     """Modules under ``prefixes`` that a fresh interpreter holds after importing the sidecar's runtime."""
     code = (
-        "import json, sys, goq.cli.sidecar, goq.sidecar.runtime, goq.sidecar.kube.api;"
+        "import json, sys, goq.cli.sidecar, goq.sidecar.runtime, goq.sidecar.adapters.kube.api;"
         f" print(json.dumps(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -9,7 +9,7 @@ import pytest
 from goq.errors import ConfigError
 from goq.identity import Address
 from goq.queue_spec import Overflow
-from goq.sidecar.resolving import DnsResolver, StaticResolver, UnresolvableError
+from goq.sidecar.adapters.resolving import DnsResolver, StaticResolver, UnresolvableError
 from goq.sidecar.settings import SidecarSettings
 
 KEY = base64.b64encode(b"k" * 32).decode()

@@ -9,14 +9,14 @@ from goq.errors import ConfigError
 from goq.identity import Address
 from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
-from goq.sidecar.counting import Counters
-from goq.sidecar.engine import QUEUED, SINGLES_SENDING, QueueManager, SendReceipt, SendRequest
-from goq.sidecar.inbound import Inbound, InboundConfig
-from goq.sidecar.outbound import Outbound, OutboundConfig
-from goq.sidecar.poisoning import Poisoner
-from goq.sidecar.records import Incoming, Outgoing, PoisonRecord
-from goq.sidecar.resolving import StaticResolver
-from goq.sidecar.stores.absent import NoInbox, NoOutbox
+from goq.sidecar.adapters.resolving import StaticResolver
+from goq.sidecar.adapters.stores.absent import NoInbox, NoOutbox
+from goq.sidecar.core.engine import QUEUED, SINGLES_SENDING, QueueManager, SendReceipt, SendRequest
+from goq.sidecar.core.inbound import Inbound, InboundConfig
+from goq.sidecar.core.outbound import Outbound, OutboundConfig
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.records import Incoming, Outgoing, PoisonRecord
 from goq.signing import Keyring
 
 ORDERS = Address.parse("orders.shop")

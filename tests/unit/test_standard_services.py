@@ -7,8 +7,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from goq.sidecar.malformed import MalformedRequestInterceptor
-from goq.sidecar.standard_services import ServingStatus, add_standard_services
+from goq.sidecar.apis.malformed import MalformedRequestInterceptor
+from goq.sidecar.apis.standard_services import ServingStatus, add_standard_services
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -1,4 +1,4 @@
-"""The one table of refusals (``goq.sidecar.statuses``), held to the table ``docs/api.md`` documents: every
+"""The one table of refusals (``goq.sidecar.apis.statuses``), held to the table ``docs/api.md`` documents: every
 exception type the sidecar defines answers as documented over gRPC and REST, and a new type fails here
 until it is given its answer on purpose."""
 
@@ -15,14 +15,14 @@ import goq.sidecar
 from goq.client.errors import ClientError, InvalidMessageError, MessageNotFoundError, UnavailableError, error_for
 from goq.client.errors import QueueFullError as ClientQueueFullError
 from goq.errors import ConfigError, GoQError, PermanentError, TemporaryError
-from goq.sidecar.app_service import _batch_result
-from goq.sidecar.errors import NotFoundError, PayloadTooLargeError, QueueFullError
-from goq.sidecar.http_server import HttpError, Request
-from goq.sidecar.openapi import openapi_document
-from goq.sidecar.poison.base import PoisonSinkError
-from goq.sidecar.rest_api import json_errors
-from goq.sidecar.statuses import ERROR_CODES, HTTP_ONLY, STATUSES, status_of
-from goq.sidecar.stores.base import StoreUnavailableError
+from goq.sidecar.apis.app_service import _batch_result
+from goq.sidecar.apis.http_server import HttpError, Request
+from goq.sidecar.apis.openapi import openapi_document
+from goq.sidecar.apis.rest_api import json_errors
+from goq.sidecar.apis.statuses import ERROR_CODES, HTTP_ONLY, STATUSES, status_of
+from goq.sidecar.domain.errors import NotFoundError, PayloadTooLargeError, QueueFullError
+from goq.sidecar.ports.poison import PoisonSinkError
+from goq.sidecar.ports.stores import StoreUnavailableError
 
 API_DOC = Path(__file__).parents[2] / "docs" / "api.md"
 
@@ -35,16 +35,16 @@ EXPECTED: dict[str, int] = {
     "goq.signing.SignatureError": 500,  # a bad signature: refused to the peer, never raised to an app
     "goq.signing.NoKeyError": 503,  # no HMAC key for the destination's namespace yet (a large send): retry later
     "goq.spiffe.IdentityError": 400,
-    "goq.sidecar.errors.NotFoundError": 404,
-    "goq.sidecar.errors.PayloadTooLargeError": 413,
-    "goq.sidecar.errors.QueueFullError": 429,
-    "goq.sidecar.kube.api.KubeApiError": 500,  # the sidecar's status reports; never reaches an application
-    "goq.sidecar.peer_service.BatchTooLargeError": 500,  # peer API only: RESOURCE_EXHAUSTED there, to a peer
-    "goq.sidecar.peering.PeerUnavailableError": 503,
-    "goq.sidecar.poison.base.PoisonSinkError": 503,
-    "goq.sidecar.resolving.UnresolvableError": 503,
-    "goq.sidecar.stores.base.StoreUnavailableError": 503,
-    "goq.sidecar.stores.withdrawal_journal.JournalError": 503,
+    "goq.sidecar.domain.errors.NotFoundError": 404,
+    "goq.sidecar.domain.errors.PayloadTooLargeError": 413,
+    "goq.sidecar.domain.errors.QueueFullError": 429,
+    "goq.sidecar.adapters.kube.api.KubeApiError": 500,  # the sidecar's status reports; never reaches an application
+    "goq.sidecar.apis.peer_service.BatchTooLargeError": 500,  # peer API only: RESOURCE_EXHAUSTED there, to a peer
+    "goq.sidecar.adapters.peering.PeerUnavailableError": 503,
+    "goq.sidecar.ports.poison.PoisonSinkError": 503,
+    "goq.sidecar.adapters.resolving.UnresolvableError": 503,
+    "goq.sidecar.ports.stores.StoreUnavailableError": 503,
+    "goq.sidecar.adapters.stores.withdrawal_journal.JournalError": 503,
 }
 """The HTTP status (a row of the documented table) each of our exception types is meant to be answered with."""
 
@@ -91,7 +91,7 @@ def test_every_error_type_of_the_sidecar_answers_as_documented() -> None:
     """A new exception type fails here until it is in EXPECTED (and so, on purpose, in the table and docs)."""
     kinds = sidecar_error_types()
     assert set(kinds) == set(EXPECTED), (
-        "exception types without a decided answer (add to EXPECTED, and to goq.sidecar.statuses.STATUSES "
+        "exception types without a decided answer (add to EXPECTED, and to goq.sidecar.apis.statuses.STATUSES "
         f"if their base's answer is wrong): {sorted(set(kinds) - set(EXPECTED))}; "
         f"gone: {sorted(set(EXPECTED) - set(kinds))}"
     )

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from goq.sidecar.counting import Counters
-from goq.sidecar.refusing import Refusals
-from goq.sidecar.throttling import ThrottledLog
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.refusing import Refusals
+from goq.sidecar.domain.throttling import ThrottledLog
 
 FIRST = "{kind}: {detail}"
 MORE = "{count} more {kind} in {seconds:.0f}s, last: {detail}"

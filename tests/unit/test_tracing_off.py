@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from goq.sidecar.tracing import tracing_from_env
+from goq.sidecar.core.tracing import tracing_from_env
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
@@ -20,7 +20,7 @@ def test_without_an_endpoint_there_is_no_tracer() -> None:
 def test_the_sidecar_runtime_does_not_load_opentelemetry_when_tracing_is_off() -> None:
     code = (
         "import sys, goq.cli.sidecar, goq.sidecar.runtime;"
-        " from goq.sidecar.tracing import tracing_from_env;"
+        " from goq.sidecar.core.tracing import tracing_from_env;"
         " assert tracing_from_env('orders.default', 'orders-0', {}) is None;"
         " print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
     )
@@ -32,7 +32,7 @@ def test_the_sidecar_runtime_does_not_load_opentelemetry_when_tracing_is_off() -
 def test_an_endpoint_without_opentelemetry_installed_stops_the_start_saying_what_to_install() -> None:
     code = (
         "import sys; sys.modules['opentelemetry'] = None\n"  # as if the extra were not installed
-        "from goq.sidecar.tracing import tracing_from_env\n"
+        "from goq.sidecar.core.tracing import tracing_from_env\n"
         "tracing_from_env('orders.default', 'orders-0', {'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:4317'})\n"
     )
     done = run(code)

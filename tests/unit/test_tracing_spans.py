@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from goq.identity import Address
 from goq.messages import MAX_HEADERS, Message
-from goq.sidecar.engine import SendReceipt, SendRequest
-from goq.sidecar.records import Outgoing
-from goq.sidecar.tracing_otel import OtelTracing
+from goq.sidecar.core.engine import SendReceipt, SendRequest
+from goq.sidecar.core.tracing_otel import OtelTracing
+from goq.sidecar.domain.records import Outgoing
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

@@ -7,7 +7,7 @@ import jsonpatch
 import pytest
 
 from goq import names
-from goq.sidecar.peer_tls import CA_FILE, CERT_FILE, KEY_FILE
+from goq.sidecar.adapters.peer_tls import CA_FILE, CERT_FILE, KEY_FILE
 from goq.webhook import InjectionRefusedError, InjectionSettings, injection_patch, is_injected, supports_native_sidecars
 from goq.webhook.settings import (
     CONTAINER_NAME,

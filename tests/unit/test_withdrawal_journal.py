@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from goq.sidecar.stores.withdrawal_journal import JOURNAL_FILE, JournalError, WithdrawalJournal
+from goq.sidecar.adapters.stores.withdrawal_journal import JOURNAL_FILE, JournalError, WithdrawalJournal
 
 GROUP = {"_id": "orders.default|g0123"}
 FIRST_TRY = {"_id": "orders.default|x", "w": "aaaa"}

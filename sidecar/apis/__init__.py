@@ -1,0 +1,17 @@
+"""What the sidecar serves: the application's APIs, the peer port and health, each a thin layer over the engine.
+
+- ``app_service``: the application's gRPC API (``goq.v1.QueueManager``, 127.0.0.1:7701).
+- ``rest_api``: the application's REST API (127.0.0.1:7700): its handlers, over the same engine calls.
+- ``rest_json``: the REST API's JSON: requests decoded strictly, answers encoded.
+- ``rest_limits``: the REST API's limits and patterns, enforced by its handlers and published by its document.
+- ``openapi``: the REST API's OpenAPI document (``/openapi.json``): its paths.
+- ``openapi_schemas``: the document's request and response schemas.
+- ``http_server``: the small HTTP/1.1 server (asyncio and h11) under the REST API and the health port.
+- ``http_routing``: routes by method and path, and how a failure is rendered.
+- ``statuses``: one table from our exception types to gRPC status, HTTP status and REST error code.
+- ``standard_services``: gRPC health and reflection beside ``goq.v1.QueueManager``.
+- ``malformed``: a gRPC interceptor answering undecodable requests with INVALID_ARGUMENT.
+- ``peer_service``: the receiving side of the peer protocol (``goq.v1.Peer``, port 7702).
+- ``peer_limits``: how much one request to the peer port may hold.
+- ``health``: ``/livez``, ``/readyz`` and ``/metrics`` on the pod IP (port 7703).
+"""

@@ -1,0 +1,227 @@
+"""The REST API's JSON: requests decoded strictly, answers encoded with the fields gRPC's messages have.
+
+Decoding is pure functions that raise ``ConfigError`` (400) saying what is wrong and what is allowed; the limits
+and patterns they enforce are those the OpenAPI document publishes (``goq.sidecar.apis.rest_limits``).
+"""
+
+import base64
+import binascii
+import json
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from goq.errors import ConfigError
+from goq.messages import Message, validate_message_id
+from goq.sidecar.apis.http_server import Request
+from goq.sidecar.apis.rest_limits import BASE64_PATTERN, MAX_DELAY, SECONDS_PATTERN
+from goq.sidecar.core.engine import SendRequest
+from goq.sidecar.domain.records import Incoming, PoisonRecord
+
+SEND_FIELDS: Final = ("to", "payload", "persistent", "headers", "id")
+NACK_FIELDS: Final = ("requeue", "delay", "reason")
+_INTEGER: Final = re.compile(r"[0-9]{1,9}")
+_SECONDS: Final = re.compile(SECONDS_PATTERN)
+_BASE64: Final = re.compile(BASE64_PATTERN)
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+# Request decoding: pure functions that raise ConfigError (400) with what is wrong and what is allowed.
+
+
+def _reject_constant(name: str) -> float:
+    raise ConfigError(f"{name} is not a JSON number; use a finite number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: with a key twice, which one counts would be the parser's
+    guess (Python's: the last; others: the first or an error), so the request is refused instead."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ConfigError(f"the key {key!r} appears more than once in one object; give each key once")
+            seen.add(key)
+    return value
+
+
+_NOT_UTF8: Final = (
+    (b"\xef\xbb\xbf", "starts with a UTF-8 byte-order mark"),
+    (b"\xff\xfe", "starts with a UTF-16 or UTF-32 byte-order mark"),
+    (b"\xfe\xff", "starts with a UTF-16 byte-order mark"),
+    (b"\x00\x00\xfe\xff", "starts with a UTF-32 byte-order mark"),
+)
+
+
+def _json_text(body: bytes, what: str) -> str:
+    """``body`` as text: UTF-8 without a byte-order mark, as JSON sent over a network must be (RFC 8259)."""
+    allowed = "JSON bodies must be UTF-8 without a byte-order mark"
+    for mark, found in _NOT_UTF8:
+        if body.startswith(mark):
+            raise ConfigError(f"{what} {found}; {allowed}")
+    if b"\x00" in body[:4]:
+        raise ConfigError(f"{what} looks like UTF-16 or UTF-32 (it has zero bytes); {allowed}")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} is not valid UTF-8 (byte {exc.start}); {allowed}") from None
+
+
+def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from ``body``, strictly: UTF-8 only, no key twice in any object, and no NaN or
+    Infinity (JSON has no such numbers). Every REST body is parsed here."""
+    text = _json_text(body, what)
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object, got {type(value).__name__}")
+    if _SURROGATE_ESCAPE.search(text):  # rare: then check that every escape made a character
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            raise ConfigError(f"{what} is nested too deeply") from None
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"{what} has a \\u escape of half a surrogate pair (\\ud800-\\udfff) that is not "
+                "part of a whole pair; escape characters beyond U+FFFF as a pair, or send them as UTF-8"
+            ) from None
+    return value
+
+
+def _only(body: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{what} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+
+
+def send_request_of_json(body: dict[str, Any]) -> SendRequest:
+    """``{"to", "payload" (base64), "persistent", "headers", "id"}`` as the engine's request."""
+    _only(body, SEND_FIELDS, "the message")
+    to, payload, persistent = body.get("to"), body.get("payload"), body.get("persistent", True)
+    if not isinstance(to, str):
+        raise ConfigError('"to" is required: "<identity>" or "<identity>.<namespace>"')
+    if not isinstance(payload, str):
+        raise ConfigError('"payload" is required: the message bytes in standard base64 ("" for none)')
+    if not isinstance(persistent, bool):
+        raise ConfigError(f'"persistent" must be true or false, got {persistent!r}')
+    headers = body.get("headers", {})
+    if not isinstance(headers, dict):
+        raise ConfigError(f'"headers" must be an object of strings, got {type(headers).__name__}')
+    message_id = validate_message_id(body["id"]) if "id" in body else None
+    return SendRequest(to=to, payload=decode_base64(payload), persistent=persistent, headers=headers, id=message_id)
+
+
+def decode_base64(text: str) -> bytes:
+    """Standard base64 with its padding; nothing else (no whitespace, no URL-safe alphabet)."""
+    if not _BASE64.fullmatch(text):
+        raise ConfigError('"payload" is not standard base64 (A-Z, a-z, 0-9, + and /, padded with =)')
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError('"payload" is not standard base64 (A-Z, a-z, 0-9, + and /, padded with =)') from None
+
+
+def query_of(request: Request, *allowed: str) -> dict[str, str]:
+    """The query parameters, refusing names the call does not take (a likely typo) and repeated ones."""
+    names = [name for name, _ in request.query]
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        takes = f"allowed: {', '.join(allowed)}" if allowed else "this call takes none"
+        raise ConfigError(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; {takes}")
+    if len(names) != len(set(names)):
+        raise ConfigError("a query parameter is given more than once")
+    return dict(request.query)
+
+
+def parse_bool(value: str, name: str) -> bool:
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``low..high``."""
+    if value is None:
+        return default
+    if not _INTEGER.fullmatch(value) or not low <= int(value) <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return int(value)
+
+
+def parse_seconds(value: str | None, name: str, high: float) -> float:
+    """Seconds as a query parameter (``0``, ``2.5``) within ``0..high``; 0 when absent."""
+    if value is None:
+        return 0.0
+    seconds = float(value) if _SECONDS.fullmatch(value) else math.nan
+    if not math.isfinite(seconds) or not 0 <= seconds <= high:
+        raise ConfigError(f"{name} must be a number of seconds from 0 to {high:g}, got {value!r}")
+    return seconds
+
+
+def nack_arguments(body: dict[str, Any]) -> tuple[bool, float, str]:
+    """``{"requeue" (default true), "delay" (seconds, default 0), "reason"}``."""
+    _only(body, NACK_FIELDS, "the nack")
+    requeue, delay, reason = body.get("requeue", True), body.get("delay", 0), body.get("reason", "")
+    if not isinstance(requeue, bool):
+        raise ConfigError(f'"requeue" must be true or false, got {requeue!r}')
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY:
+        raise ConfigError(f'"delay" must be a number of seconds from 0 to {MAX_DELAY}, got {delay!r}')
+    if not isinstance(reason, str):
+        raise ConfigError(f'"reason" must be a string, got {type(reason).__name__}')
+    return requeue, float(delay), reason
+
+
+def message_ids(body: dict[str, Any], what: str, limit: int) -> list[str]:
+    """The ``ids`` of a redrive or acknowledgement request."""
+    _only(body, ("ids",), what)
+    ids = body.get("ids")
+    if not isinstance(ids, list) or len(ids) > limit or not all(isinstance(i, str) for i in ids):
+        raise ConfigError(f'"ids" is required: a list of at most {limit} message ids')
+    return ids
+
+
+# Response encoding.
+
+
+def _timestamp(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def received_json(item: Incoming) -> dict[str, Any]:
+    """A leased message as the application sees it (the same fields as gRPC ``ReceivedMessage``)."""
+    m = item.message
+    return {
+        "id": m.id,
+        "from": str(m.source),
+        "to": str(m.destination),
+        "payload": base64.b64encode(m.payload).decode("ascii"),
+        "headers": m.headers,
+        "persistent": m.persistent,
+        "attempt": item.deliveries,
+        "sentAt": _timestamp(m.created_at_ms),
+        "large": m.large is not None,
+        "payloadSize": m.large.size if m.large is not None else len(m.payload),
+    }
+
+
+def poisoned_json(record: PoisonRecord) -> dict[str, Any]:
+    """A poison-queue entry (the same fields as gRPC ``PoisonedMessage``)."""
+    message = Message.decode(record.body)
+    return {
+        "id": record.id,
+        "direction": record.direction,
+        "peer": record.peer,
+        "reason": record.reason,
+        "detail": record.detail,
+        "attempts": record.attempts,
+        "poisonedAt": _timestamp(int(record.poisoned_at * 1000)),
+        "persistent": record.persistent,
+        "payload": base64.b64encode(message.payload).decode("ascii"),
+        "headers": message.headers,
+    }

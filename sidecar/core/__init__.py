@@ -1,0 +1,12 @@
+"""The engine and delivery both ways: what every API calls, and what moves messages between sidecars.
+
+The engine sits above delivery (the ``core-layers`` contract): ``outbound``, ``lane``, ``inbound`` and ``backlog``
+never import it. Neither reaches MongoDB, even indirectly: only through ``goq.sidecar.ports`` (``engine-port``).
+
+- ``engine``: ``QueueManager``: send, receive, acknowledge, reject, redrive, stats.
+- ``outbound``: what is still to deliver, a lane per destination, retry with backoff, poison.
+- ``lane``: one destination's messages in order, in batches to its least busy ready replica.
+- ``backlog``: a bounded memory window per destination; persistent messages beyond it wait in the store.
+- ``inbound``: what peers deliver: checks, de-duplication, the receive queue's bound, leases.
+- ``tracing``: OpenTelemetry hooks, free when off; ``tracing_otel`` is the tracer, imported only when on.
+"""

@@ -1,0 +1,413 @@
+"""Inbound: what other sidecars deliver, held for the application until it acknowledges.
+
+Order of checks for each delivered message, the promise's order: verify the signature (before
+anything else), decode, check it is for this identity and not too old (``goq.freshness``), that
+its sender may send here (``allowFrom``, ``goq.access``), de-duplicate, check the receive queue's
+bound, store it (durably if persistent), and only then answer the sender. The application gets
+messages with a lease; a lease that runs out hands the message out again, and a message handed out
+``max_deliveries`` times without an acknowledgement is poisoned.
+"""
+
+import asyncio
+import contextlib
+import functools
+import heapq
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from goq.access import access_refusal
+from goq.api.v1 import envelope_pb2, peer_pb2
+from goq.errors import GoQError
+from goq.freshness import DEFAULT_DEDUPE_WINDOW, age_refusal
+from goq.identity import Address
+from goq.messages import Message
+from goq.queue_spec import GoQueueSpec, Overflow
+from goq.sidecar.domain import poison_reasons as poisons
+from goq.sidecar.domain.counting import Counters
+from goq.sidecar.domain.histograms import Histograms
+from goq.sidecar.domain.peer_identity import IDENTITY_MISMATCH, identity_mismatch
+from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.recent_keys import RecentKeys
+from goq.sidecar.domain.records import Incoming, inbound_key
+from goq.sidecar.domain.refusing import Refusals
+from goq.sidecar.ports.stores import InboxStore, StoreUnavailableError
+from goq.signing import UNKNOWN_KEY, Keyring, SignatureError
+
+log = logging.getLogger("goq.sidecar.inbound")
+
+Result = peer_pb2.MessageResult
+STILL_STORING = "an earlier delivery of this message is still being stored here; try again"
+CONSUMED_MEMORY = 60.0
+"""Seconds a consumed key is remembered in memory, well past the store's tombstone write."""
+
+
+@dataclass
+class Arrival:
+    """One delivered batch on its way in: results so far, candidates to store, and what was stored."""
+
+    results: list[Result | None]
+    candidates: list[tuple[int, Incoming]] = field(default_factory=list)
+    stored: list[Incoming] = field(default_factory=list)
+
+
+@dataclass
+class InboundConfig:
+    """Leases and hand-over limits; see ``SidecarSettings``."""
+
+    lease: float = 30.0
+    max_deliveries: int = 10
+    dedupe_window: float = DEFAULT_DEDUPE_WINDOW
+    """Envelopes older than this (plus the clock-skew allowance) are refused: see ``goq.freshness``."""
+
+
+class Inbound:
+    """The receive queue of one sidecar: ready, waiting (nack delay), and leased messages."""
+
+    def __init__(
+        self,
+        me: Address,
+        keyring: Callable[[], Keyring],
+        spec: Callable[[], GoQueueSpec],
+        stores: dict[bool, InboxStore],
+        poisoner: Poisoner,
+        counters: Counters,
+        config: InboundConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        histograms: Histograms | None = None,
+    ) -> None:
+        self.me = me
+        self.histograms = histograms
+        self.keyring = keyring
+        self.spec = spec
+        self.stores = stores
+        self.poisoner = poisoner
+        self.counters = counters
+        self.config = config
+        self.clock = clock
+        self.ready: deque[Incoming] = deque()
+        self.waiting: list[tuple[float, int, Incoming]] = []
+        self.leased: dict[str, Incoming] = {}
+        self.live: set[str] = set()
+        """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
+        self.storing: set[str] = set()
+        """Keys in ``live`` whose store write has not returned: not durably held yet, so a repeat of one is
+        answered "retry later", never "duplicate" (the sender would forget a message the write may still lose)."""
+        self._admitting = 0
+        """Keys in ``live`` reserved by arrivals whose bound is not applied yet."""
+        self.large_ready: set[str] = set()
+        """Keys of large messages whose bodies were received and verified (``goq.sidecar.large``): only
+        their envelopes are accepted; a large envelope without its body is refused."""
+        self.consumed = RecentKeys(CONSUMED_MEMORY, 100_000)
+        """Keys acknowledged or poisoned lately: a redelivery racing the store's tombstone is still a duplicate."""
+        self._order = itertools.count()
+        self.arrived = asyncio.Event()
+        """Replaced by a fresh event each time it is set: every waiter that held it wakes."""
+        self.released = asyncio.Event()
+        """Likewise, when leased messages are acknowledged, given back or expire."""
+
+    @property
+    def depth(self) -> int:
+        """Messages held for the application; those of batches still being checked against the bound
+        are not counted yet (some of them may be refused)."""
+        return len(self.live) - self._admitting
+
+    # From peers.
+
+    async def accept(self, envelopes: Sequence[envelope_pb2.SignedEnvelope]) -> list[Result]:
+        """Check, store and queue a delivered batch; one result per message, in order."""
+        return self.publish(await self.store(self.prepare(envelopes)))
+
+    def prepare(self, envelopes: Sequence[envelope_pb2.SignedEnvelope]) -> "Arrival":
+        """Check each message and reserve its place; synchronous, so batches keep their order."""
+        arrival = Arrival([None] * len(envelopes))
+        now = self.clock()
+        for index, envelope in enumerate(envelopes):
+            checked = self._check(envelope, now)
+            if isinstance(checked, Result):
+                arrival.results[index] = checked
+            elif checked.key in self.storing:
+                self.counters.repeats_while_storing += 1
+                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=STILL_STORING)
+            elif checked.key in self.live or checked.key in self.consumed:
+                self.counters.duplicates += 1
+                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
+            else:
+                self.live.add(checked.key)
+                self.storing.add(checked.key)
+                arrival.candidates.append((index, checked))
+        self._admitting += len(arrival.candidates)
+        return arrival
+
+    async def store(self, arrival: "Arrival") -> "Arrival":
+        """Apply the bound and store; several arrivals may be stored at once (one group commit).
+
+        Whatever happens, the arrival's keys leave ``storing``: held durably, or no longer held at all (a
+        failed or cancelled write lets go of the key, so the sender's retry is stored anew; a write that
+        failed only in appearance is found by the store and counts as new, see ``InboxStore.add``)."""
+        try:
+            try:
+                admitted = await self._admit(arrival.candidates, arrival.results)
+            finally:
+                self._admitting -= len(arrival.candidates)
+            arrival.stored = await self._store(admitted, arrival.results)
+        except Exception:
+            log.exception("storing a delivered batch failed; the sender will retry it")
+            self._let_go(arrival, "receiver error")
+        except BaseException:  # cancelled (shutting down): nothing here is answered or queued
+            self._let_go(arrival, "receiver stopping")
+            raise
+        finally:
+            self.storing.difference_update(item.key for _, item in arrival.candidates)
+        return arrival
+
+    def _let_go(self, arrival: "Arrival", reason: str) -> None:
+        for index, item in arrival.candidates:
+            self.live.discard(item.key)
+            arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=reason)
+        arrival.stored = []
+
+    def publish(self, arrival: "Arrival") -> list[Result]:
+        """Queue what was stored, for the application; call in the order the arrivals came."""
+        self._enqueue(arrival.stored)
+        return [
+            r if r is not None else Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason="internal")
+            for r in arrival.results
+        ]
+
+    def _check(self, envelope: envelope_pb2.SignedEnvelope, now: float) -> Incoming | Result:
+        try:
+            keyring = self.keyring()
+            keyring.verify(envelope.body, envelope.key_id, envelope.signature)
+            message = Message.decode(envelope.body)
+            keyring.check_source(envelope.key_id, message.source.namespace)  # a pair key vouches for its namespace
+        except SignatureError as exc:
+            refused = self._refuse(exc.reason, str(exc))
+            if exc.reason == UNKNOWN_KEY:  # perhaps a new key not propagated here yet: retry, never poison at once
+                refused.outcome = peer_pb2.OUTCOME_RETRY_LATER
+            return refused
+        except GoQError as exc:
+            return self._refuse("malformed", str(exc))
+        if (impostor := identity_mismatch(message.source)) is not None:  # mutual TLS: goq.sidecar.domain.peer_identity
+            return self._refuse(IDENTITY_MISMATCH, impostor)
+        if message.destination != self.me:
+            return self._refuse("wrong-destination", f"this is {self.me}, not {message.destination}")
+        if (stale := age_refusal(message.created_at_ms, now, self.config.dedupe_window)) is not None:
+            return self._refuse(*stale)
+        if (forbidden := access_refusal(self.spec().allow_from, message.source, self.me)) is not None:
+            return self._refuse(*forbidden)  # allowFrom (goq.access), followed live from the GoQueue
+        key = inbound_key(message.source, message.id)
+        if message.large is not None and key not in self.large_ready:
+            return self._refuse("malformed", "a large message's envelope came without its body (see Peer.Transfer)")
+        return Incoming(
+            key=key,
+            message=message,
+            body=envelope.body,
+            key_id=envelope.key_id,
+            signature=envelope.signature,
+            received_at=now,
+        )
+
+    @functools.cached_property
+    def refusals(self) -> Refusals:
+        """Refused deliveries: counted exactly, logged in aggregate (a flood of them writes a line per reason
+        per ten seconds, not one per envelope)."""
+        return Refusals(self.counters, log)
+
+    def _refuse(self, reason: str, detail: str) -> Result:
+        self.refusals.refuse(reason, detail)
+        return Result(outcome=peer_pb2.OUTCOME_REJECTED, reason=f"{reason}: {detail}")
+
+    async def _admit(
+        self, candidates: list[tuple[int, Incoming]], results: list[Result | None]
+    ) -> list[tuple[int, Incoming]]:
+        """Apply the receive queue's bound: beyond it, poison (``overflow: poison``) or refuse for now."""
+        spec = self.spec()
+        # Other arrivals' reservations count as taken: never more than the limit, even while several wait.
+        room = spec.receive_queue_limit - (len(self.live) - len(candidates))
+        if len(candidates) <= room:
+            return candidates
+        admitted, over = candidates[: max(room, 0)], candidates[max(room, 0) :]
+        for _, item in over:
+            self.live.discard(item.key)
+        limit = spec.receive_queue_limit
+        detail = poisons.receive_queue_full(limit)
+        if spec.overflow is Overflow.REJECT:
+            for index, _ in over:
+                results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=detail)
+            return admitted
+        now = self.clock()
+        records = [poisons.receive_overflow(str(self.me), item, limit, now) for _, item in over]
+        kept = await self.poisoner.poison(records)
+        outcome = peer_pb2.OUTCOME_POISONED if kept else peer_pb2.OUTCOME_RETRY_LATER
+        for index, _ in over:
+            results[index] = Result(outcome=outcome, reason=detail)
+        return admitted
+
+    async def _store(self, admitted: list[tuple[int, Incoming]], results: list[Result | None]) -> list[Incoming]:
+        stored: list[Incoming] = []
+        for persistent in (True, False):
+            group = [(i, m) for i, m in admitted if m.message.persistent is persistent]
+            if not group:
+                continue
+            try:
+                fresh = await self.stores[persistent].add([m for _, m in group])
+            except StoreUnavailableError as exc:
+                for index, item in group:
+                    self.live.discard(item.key)
+                    results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=str(exc))
+                continue
+            for (index, item), new in zip(group, fresh, strict=True):
+                if new:
+                    stored.append(item)
+                    results[index] = Result(outcome=peer_pb2.OUTCOME_ACCEPTED)
+                else:
+                    self.live.discard(item.key)
+                    self.counters.duplicates += 1
+                    results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
+        return stored
+
+    def _enqueue(self, items: list[Incoming]) -> None:
+        if items:
+            if log.isEnabledFor(logging.DEBUG):
+                for m in items:
+                    fields = {"id": m.id, "source": str(m.message.source), "destination": str(self.me)}
+                    log.debug("received %s", m.id, extra=fields)
+            self.counters.received += len(items)
+            if self.histograms is not None:
+                self.histograms.received_after([m.received_at - m.message.created_at_ms / 1000 for m in items])
+            self.ready.extend(items)
+            self._signal_arrived()
+
+    def recover(self, items: list[Incoming]) -> None:
+        """Queue messages a store recovered (received before a restart, never acknowledged)."""
+        fresh = [m for m in items if m.key not in self.live]
+        self.live.update(m.key for m in fresh)
+        self.ready.extend(fresh)
+        if fresh:
+            self._signal_arrived()
+
+    # To the application.
+
+    def take(self, limit: int) -> list[Incoming]:
+        """Lease up to ``limit`` ready messages to the application, now."""
+        self._promote_due()
+        now = self.clock()
+        taken: list[Incoming] = []
+        skipped: list[Incoming] = []
+        while self.ready and len(taken) < limit:
+            item = self.ready.popleft()
+            if item.id in self.leased:  # another source used the same id and it is still leased
+                skipped.append(item)
+                continue
+            item.deliveries += 1
+            if item.deliveries > 1:
+                self.counters.redelivered += 1
+            item.lease_until = now + self.config.lease
+            self.leased[item.id] = item
+            taken.append(item)
+        self.ready.extendleft(reversed(skipped))
+        return taken
+
+    async def receive(self, limit: int, wait: float) -> list[Incoming]:
+        """Lease up to ``limit`` messages, waiting up to ``wait`` seconds for the first to arrive."""
+        deadline = time.monotonic() + wait
+        while True:
+            arrived = self.arrived
+            taken = self.take(limit)
+            remaining = deadline - time.monotonic()
+            if taken or remaining <= 0:
+                return taken
+            if self.waiting:
+                remaining = min(remaining, max(0.01, self.waiting[0][0] - self.clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), remaining)
+
+    def acknowledge(self, ids: Sequence[str]) -> list[str]:
+        """Done with these; returns the ids that were not leased (unknown, or already acknowledged)."""
+        unknown, done = [], []
+        for message_id in ids:
+            item = self.leased.pop(message_id, None)
+            if item is None:
+                unknown.append(message_id)
+            else:
+                done.append(item)
+                self.live.discard(item.key)
+                self.consumed.add(item.key)
+        for persistent in (True, False):
+            keys = [m.key for m in done if m.message.persistent is persistent]
+            if keys:
+                self.stores[persistent].acknowledge(keys)
+        self.counters.acknowledged += len(done)
+        if done:
+            self._signal_released()
+        return unknown
+
+    async def reject(self, message_id: str, *, requeue: bool, delay: float, reason: str) -> bool:
+        """Give a leased message back: requeue after ``delay`` seconds, or poison it now. False if not leased."""
+        item = self.leased.pop(message_id, None)
+        if item is None:
+            return False
+        self._signal_released()
+        if requeue:
+            self._requeue(item, delay)
+            return True
+        if await self.poisoner.poison([poisons.nacked(str(self.me), item, reason, self.clock())]):
+            self._finish(item)
+        else:
+            self._requeue(item, 5.0)
+        return True
+
+    async def expire_leases(self) -> None:
+        """Hand out again what the application held too long; poison what was handed out too often."""
+        now = self.clock()
+        expired = [item for item in self.leased.values() if item.lease_until <= now]
+        exhausted = []
+        for item in expired:
+            del self.leased[item.id]
+            if item.deliveries >= self.config.max_deliveries:
+                exhausted.append(item)
+            else:
+                self._requeue(item, 0.0)
+        if expired:
+            self._signal_released()
+        if exhausted:
+            limit = self.config.max_deliveries
+            records = [poisons.never_acknowledged(str(self.me), item, limit, now) for item in exhausted]
+            if await self.poisoner.poison(records):
+                for item in exhausted:
+                    self._finish(item)
+            else:
+                for item in exhausted:
+                    self._requeue(item, 5.0)
+
+    def _requeue(self, item: Incoming, delay: float) -> None:
+        if delay > 0:
+            item.visible_at = self.clock() + delay
+            heapq.heappush(self.waiting, (item.visible_at, next(self._order), item))
+        else:
+            self.ready.appendleft(item)
+        self._signal_arrived()
+
+    def _finish(self, item: Incoming) -> None:
+        """Poisoned: no longer held here; the store keeps a tombstone so a redelivery is recognised."""
+        self.live.discard(item.key)
+        self.consumed.add(item.key)
+        self.stores[item.message.persistent].acknowledge([item.key])
+
+    def _signal_arrived(self) -> None:
+        self.arrived.set()
+        self.arrived = asyncio.Event()
+
+    def _signal_released(self) -> None:
+        self.released.set()
+        self.released = asyncio.Event()
+
+    def _promote_due(self) -> None:
+        now = self.clock()
+        while self.waiting and self.waiting[0][0] <= now:
+            self.ready.append(heapq.heappop(self.waiting)[2])
