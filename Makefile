@@ -5,18 +5,18 @@
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-setup:  ## set up a fresh machine: system packages, .venv, control-plane binaries (built once)
+setup:  ## set up a fresh machine: system packages, .venv, Kubernetes binaries, GoQ's images (built once)
 	bash scripts/setup.sh
 
-demo:  ## GoQ for real on a local control plane, step by step; stops what it started (about a minute)
+demo:  ## GoQ on a real local Kubernetes node, step by step; stops what it started (~2 min once built)
 	@test -x .venv/bin/goq-dev || bash scripts/setup.sh
 	.venv/bin/goq-dev demo $(ARGS)
 
-up:  ## the same cluster with GoQ and the shop example, left running to explore with kubectl and goqctl
+up:  ## the same node with GoQ and the shop example, left running to explore with kubectl and goqctl
 	@test -x .venv/bin/goq-dev || bash scripts/setup.sh
 	.venv/bin/goq-dev up --with-examples
 
-down:  ## stop everything `make up` or an interrupted `make demo` started
+down:  ## stop everything `make up` or an interrupted `make demo` started, undoing what the node changed
 	.venv/bin/goq-dev down
 
 test:  ## run everything CI runs: ruff, ruff format, mypy, import contracts and the whole test suite
@@ -33,7 +33,7 @@ bench-quick:  ## every scenario of the same, small: a few minutes
 proto:  ## regenerate the Python code for goq/api/v1/*.proto
 	bash scripts/gen-proto.sh
 
-cluster-up:  ## start a local MongoDB and Kubernetes control plane that outlive the command
+cluster-up:  ## start a local MongoDB and Kubernetes control plane (no node) that outlive the command
 	.venv/bin/goq-dev up
 
 cluster-down:  ## stop what cluster-up started

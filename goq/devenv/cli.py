@@ -1,14 +1,18 @@
-"""``goq-dev``: a local MongoDB and Kubernetes control plane for people, outliving the command.
+"""``goq-dev``: a local MongoDB and Kubernetes for people, outliving the command.
 
-    goq-dev up            start MongoDB and the control plane, print the environment to use them
-    goq-dev up --with-goq        ... and GoQ on it: CRDs, the operator with its webhook, the pod runner
+    goq-dev up            start MongoDB and the control plane on loopback, print the environment to use them
+                          (run sidecars locally against them)
+    goq-dev up --with-goq        a real node instead: the control plane, one node (containerd, kubelet,
+                                 kube-proxy, cluster DNS), MongoDB on the node, GoQ from ``kubectl apply -k``
     goq-dev up --with-examples   ... and the shop example (examples/shop/)
     goq-dev demo          the whole story, step by step (starts what is missing, stops what it started)
     goq-dev env           print that environment again (eval "$(goq-dev env)")
     goq-dev status        say what runs
-    goq-dev down          stop exactly the processes ``up`` started, by their recorded PIDs
-    goq-dev build-kube    build the control-plane binaries into the cache (``up`` does it when needed)
-    goq-dev node up|down|status|build   a control plane with a real node (kubelet, containerd; opt-in)
+    goq-dev down          stop exactly what ``up`` started, by its recorded PIDs, and undo what the node changed
+    goq-dev build         build the control-plane and node binaries and GoQ's images into the cache
+                          (``make setup`` does; ``up`` builds what changed)
+    goq-dev build-kube    build the control-plane binaries only
+    goq-dev node up       a control plane with a bare node (no GoQ on it), recorded like ``up``
 
 State (PIDs, ports, data, logs) lives in ``--dir``, default ``$GOQ_DEV_DIR`` or
 ``~/.local/state/goq/dev``.
@@ -21,16 +25,26 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Final
 
-from goq.devenv import applying, demo, kube, processes, stack
+from goq.devenv import demo, kube, processes, shop
 from goq.devenv.errors import DevEnvError
 from goq.devenv.mongo import MongoServer
+from goq.devenv.node import cleanup, dockerfiles
+from goq.devenv.node import command as node_command
+from goq.devenv.node.cluster import SHOP_NAMESPACE, GoQCluster, Timings, stop_recorded
+from goq.devenv.node.record import NodeRecord
 from goq.devenv.progress import Progress
 
-LOCAL_SIDECAR_ENV: Final = {"GOQ_STATUS_INTERVAL": "2s", "GOQ_LOG_FORMAT": "text"}
-"""Heartbeats every 2 s, so that ``kubectl get goqueues`` follows closely; readable container logs."""
+LOCAL_SIDECAR_ENV: Final = "GOQ_STATUS_INTERVAL=2s,GOQ_LOG_FORMAT=text"
+"""The operator's ``GOQ_SIDECAR_ENV`` here: heartbeats every 2 s, so that ``kubectl get goqueues`` follows
+closely, and container logs for people."""
+
+MAX_NODE_DIR: Final = 60
+"""The longest state directory for a node: the kubelet's sockets (``node/kubelet/root/pod-resources/<9 digits>``,
+42 characters more) must fit a unix socket's 107."""
 
 log = logging.getLogger("goq.devenv")
 
@@ -73,17 +87,22 @@ def _env_lines(state: dict[str, object]) -> list[str]:
 
 
 def _explore_lines(state: dict[str, object]) -> list[str]:
-    runner = state.get("pod_runner")
-    if not isinstance(runner, dict):
+    if not state.get("goq"):
         return []
-    return [
-        "# Pods run as local processes on node goq-local; their container logs are in",
-        f"#   {runner['directory']}/pods/<namespace>_<pod>_<uid>/<container>.log",
-        "# An application's sidecar listens on its pod IP: point goqctl at one with, e.g.,",
-        "#   export GOQ_SIDECAR=$(kubectl get pod -n shop -l app=orders -o jsonpath='{.items[0].status.podIP}'):7701",
-        "#   goqctl stats; goqctl send billing '{\"order\": 1}'; goqctl poison list",
+    lines = [
+        f"# GoQ runs on node {state['node']}: a kubelet and containerd; explore with kubectl and .venv/bin/goqctl:",
         "#   kubectl get pods,goqueues,retrypolicies -n shop -o wide",
+        "#   kubectl -n shop logs deploy/billing -c app -f        # billing's invoices",
+        "#   kubectl -n shop logs deploy/orders -c goq-sidecar    # orders' sidecar",
+        "#   kubectl -n shop exec deploy/orders -c app -- goqctl stats   # in the pod: its sidecar on 127.0.0.1",
+        "#   goqctl -n shop --identity orders stats                # through the API server, as kubectl does",
+        "#   goqctl -n shop --identity orders send billing '{\"order\": 1}'",
+        "#   goqctl -n shop --identity orders poison list",
+        "#   goqctl list -A",
     ]
+    if not state.get("examples"):
+        lines = [line for line in lines if "shop" not in line]
+    return lines
 
 
 def start(
@@ -95,16 +114,20 @@ def start(
     with_examples: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Start the servers detached and record them; refuse if they already run. Returns the state."""
+    """Start the servers detached and record them; refuse if they already run. Returns the state.
+
+    With GoQ (or the examples) that is a ``GoQCluster`` on a real node; else MongoDB and the control
+    plane on loopback, for sidecars run locally.
+    """
     p = progress or Progress(sys.stderr)
-    state = _read_state(directory)
-    if state and _running(state):
-        raise DevEnvError(f"already up (state in {directory}); run `goq-dev down` first")
-    if (with_goq or with_examples) and not (with_kube and with_mongo):
-        raise DevEnvError("GoQ needs both MongoDB and the control plane: drop --no-kube/--no-mongo")
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    if with_goq or with_examples:
+        _check_node_dir(directory)
+    _fresh(directory)
+    if with_goq or with_examples:
+        if not (with_kube and with_mongo):
+            raise DevEnvError("GoQ needs both MongoDB and the control plane: drop --no-kube/--no-mongo")
+        logging.getLogger("goq.devenv").setLevel(logging.WARNING)  # the steps say it all, with each one's time
+        return _start_cluster(directory, p, examples=with_examples)
     new_state: dict[str, Any] = {"servers": []}
     servers: list[processes.ServerProcess] = []
     try:
@@ -126,8 +149,6 @@ def start(
             for name, seconds in timings.items():
                 p.detail(f"{name} ready in {seconds:.1f} s")
             p.detail(f"API server at {plane.url}")
-        if with_goq or with_examples:
-            asyncio.run(_start_goq(directory, new_state, servers, p, with_examples))
     except BaseException:
         for server in reversed(servers):
             server.stop()
@@ -139,42 +160,79 @@ def start(
     return new_state
 
 
-async def _start_goq(
-    directory: Path, state: dict[str, Any], servers: list[processes.ServerProcess], p: Progress, examples: bool
-) -> None:
-    kubeconfig = Path(state["kubeconfig"])
-    workdir = directory / "goq"
-    api = await stack.connect(kubeconfig)
-    try:
-        p.step(
-            "Installing GoQ: CRDs (GoQueue, RetryPolicy), the goq-system namespace, the sidecars' ClusterRole, "
-            "the MongoDB Secret the operator copies into each GoQ namespace"
+def _check_node_dir(directory: Path) -> None:
+    """Refuse a state directory too long for the kubelet's sockets, before anything is started."""
+    if len(str(directory.resolve())) > MAX_NODE_DIR:
+        raise DevEnvError(
+            f"the state directory {directory} is too long for a node ({len(str(directory.resolve()))} characters): "
+            f"the kubelet's sockets are made under it, and a socket's path may have 107 at most; use --dir (or "
+            f"GOQ_DEV_DIR) with at most {MAX_NODE_DIR}"
         )
-        for line in await stack.prepare(api):
-            p.detail(line)
-        p.detail(await stack.mongodb_secret(api, stack.OPERATOR_NAMESPACE, state["mongodb_uri"]))
-        p.step("Starting the GoQ operator; the API server will call its sidecar-injection webhook")
-        operator = await stack.start_operator(api, kubeconfig, workdir, detached=True)
-        servers.append(operator.server)
-        state["webhook"] = operator.details["webhook"]
-        p.detail(f"goq-operator (pid {operator.server.pid}) serves its webhook at {state['webhook']}; registered")
-        p.step("Starting the pod runner: it plays the kubelet of node goq-local and answers DNS for cluster.local")
-        runner = await stack.start_pod_runner(kubeconfig, workdir, detached=True, sidecar_env=LOCAL_SIDECAR_ENV)
-        servers.append(runner.server)
-        state["pod_runner"] = runner.details
-        details = runner.details
-        p.detail(f"pod runner (pid {runner.server.pid}), DNS at {details['dns']}, pods in {details['directory']}")
+
+
+def _fresh(directory: Path) -> None:
+    """Refuse if what ``directory`` records still runs; else empty it."""
+    state = _read_state(directory)
+    if state and (_running(state) or _node_runs(state)):
+        raise DevEnvError(f"already up (state in {directory}); run `goq-dev down` first")
+    if state and state.get("node_record"):
+        cleanup.teardown(Path(str(state["node_record"])))  # a node left half-stopped: undo it before reusing
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+
+
+class _ShownTimings(Timings):
+    """The cluster's timings, each printed as its step ends: a start of a minute or more shows its progress."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def add(self, step: str, started: float) -> None:
+        super().add(step, started)
+        self.progress.detail(f"{step}: {self.steps[step]:.1f} s")
+
+
+def _start_cluster(directory: Path, p: Progress, *, examples: bool) -> dict[str, Any]:
+    """A ``GoQCluster``, detached, recorded in the state file; the steps printed as they happen."""
+    started = time.monotonic()
+    builds = dockerfiles.ALL_BUILDS if examples else dockerfiles.GOQ_BUILDS
+    p.step(
+        "Building what the node runs (once; cached): Kubernetes' node binaries, and GoQ's images from "
+        f"its Dockerfiles with buildah: {', '.join(dict.fromkeys(b.dockerfile for b in builds))}"
+    )
+    node_command.build_images(builds, p.detail)
+    cluster = GoQCluster(directory, detached=True, operator_env={"GOQ_SIDECAR_ENV": LOCAL_SIDECAR_ENV})
+    cluster.timings = _ShownTimings(p)
+    p.step(
+        f"Starting Kubernetes {kube.KUBE_VERSION} with a real node, {cluster.node.name}: etcd, kube-apiserver, "
+        "kube-controller-manager, kube-scheduler; containerd, the kubelet, kube-proxy and cluster DNS in a "
+        "network namespace of their own; MongoDB on the node; GoQ with `kubectl apply -k manifests/`"
+        + ("; the shop example" if examples else "")
+    )
+    cluster.start(examples=examples)  # stops what it started if it fails
+    try:
+        state: dict[str, Any] = {**cluster.record(), "goq": True, "examples": examples}
+        _state_file(directory).write_text(json.dumps(state, indent=2))
+        record = cluster.node.record
+        p.detail(f"up in {time.monotonic() - started:.0f} s; node {record.name} at {record.node_address}")
+        p.detail(f"pods get addresses from {record.pod_cidr}, Services from {record.service_cidr}")
+        p.step(
+            "GoQ is installed as users install it (docs/deploy.md): CRDs, RBAC, the operator as a Deployment "
+            "of two pods, its webhooks behind its Service; the operator injects every sidecar"
+        )
+        p.detail("$ kubectl -n goq-system get pods -o wide")
+        p.detail(cluster.kubectl("-n", "goq-system", "get", "pods", "-o", "wide").rstrip())
         if examples:
-            path = stack.repo_root() / "examples" / "shop" / "shop.yaml"
-            p.step(f"Applying the shop example ({path.relative_to(stack.repo_root())})")
-            docs = applying.documents(path)
-            namespaces = [d for d in docs if d["kind"] == "Namespace"]
-            for line in await applying.apply_all(api, namespaces):
-                p.detail(line)
-            for line in await applying.apply_all(api, [d for d in docs if d["kind"] != "Namespace"]):
-                p.detail(line)
-    finally:
-        await api.close()
+            p.step("The shop example (examples/shop/shop.yaml) on the images built here: two Deployments, no sidecar")
+            p.detail(f"$ kubectl -n {SHOP_NAMESPACE} get retrypolicies,goqueues,deployments")
+            p.detail(cluster.kubectl("-n", SHOP_NAMESPACE, "get", "retrypolicies,goqueues,deployments").rstrip())
+    except BaseException:
+        cluster.stop()
+        _state_file(directory).unlink(missing_ok=True)
+        raise
+    return state
 
 
 def up(
@@ -186,7 +244,19 @@ def up(
     print("\n".join(_env_lines(state)))
     if explore := _explore_lines(state):
         print("\n".join(explore))
-        print("# Stop everything with: make down (or goq-dev down)")
+    if state.get("node_record"):
+        print("# Stop everything, undoing what the node changed on this machine: make down (or goq-dev down)")
+    return 0
+
+
+def node_up(directory: Path) -> int:
+    """``goq-dev node up``: a control plane and a bare node (no GoQ), recorded as ``up`` records."""
+    _check_node_dir(directory)
+    _fresh(directory)
+    state = node_command.up(directory)
+    _state_file(directory).write_text(json.dumps(state, indent=2))
+    print(f"export KUBECONFIG={state['kubeconfig']}")
+    print("# stop it, undoing everything it changed: goq-dev down")
     return 0
 
 
@@ -197,16 +267,20 @@ def run_demo(directory: Path, *, quick: bool, keep: bool) -> int:
     state = _read_state(directory)
     started_here = not (state and _running(state))
     if started_here:
-        print("GoQ demo: everything runs on this machine, on loopback addresses; `make down` stops it.", flush=True)
-        state = start(directory, with_goq=True, with_examples=True, progress=progress)
+        print(
+            "GoQ demo: a real Kubernetes node on this machine (its own network namespace, loopback and a veth "
+            "pair only); it stops everything at the end, and `make down` does if it is interrupted.",
+            flush=True,
+        )
+        state = start(directory, with_goq=True, with_examples=True, progress=progress)  # stops itself on failure
     assert state is not None
-    if "pod_runner" not in state:
-        raise DevEnvError(f"goq-dev is up without GoQ (state in {directory}); run `goq-dev down` first")
+    if not state.get("examples"):
+        raise DevEnvError(f"goq-dev is up without the shop example (state in {directory}); run `goq-dev down` first")
     try:
         asyncio.run(_scenario(state, progress, quick))
     finally:
         if started_here and not keep:
-            progress.step("Stopping everything the demo started")
+            progress.step("Stopping everything the demo started, and undoing what the node changed")
             down(directory)
     if started_here and not keep:
         print("\nThe demo is over. `make up` starts the same and leaves it running for you to explore.", flush=True)
@@ -216,29 +290,59 @@ def run_demo(directory: Path, *, quick: bool, keep: bool) -> int:
 
 
 async def _scenario(state: dict[str, Any], progress: Progress, quick: bool) -> None:
+    from kubernetes_asyncio import config
+
     kubeconfig = Path(state["kubeconfig"])
-    api = await stack.connect(kubeconfig)
+    api = await config.new_client_from_config(config_file=str(kubeconfig))
     try:
-        shop = demo.Shop(api, kubeconfig, Path(state["pod_runner"]["directory"]))
-        await demo.run(shop, progress, quick=quick)
+        found = shop.ClusterShop(api, kubeconfig, shop.node_containerd(Path(state["node_record"])))
+        await demo.run(found, progress, quick=quick)
     finally:
         await api.close()
 
 
+def _node_runs(state: dict[str, object]) -> bool:
+    path = state.get("node_record")
+    if not path:
+        return False
+    try:
+        record = NodeRecord.load(Path(str(path)))
+    except FileNotFoundError:
+        return False
+    return any(processes.pid_runs(d.pid, d.executable) for d in record.daemons)
+
+
 def down(directory: Path) -> int:
-    """Stop the recorded servers in reverse order of their start, by PID."""
+    """Stop the recorded servers in reverse order of their start, by PID; then the node, undoing what it changed."""
     state = _read_state(directory)
     if state is None:
         print(f"nothing to stop: no state in {directory}")
         return 0
     for record in reversed(_running(state)):
         server = processes.ServerProcess(
-            str(record["name"]), int(str(record["pid"])), Path(str(record["log"])), str(record["executable"])
+            str(record["name"]),
+            int(str(record["pid"])),
+            Path(str(record.get("log", "/dev/null"))),
+            str(record["executable"]),
         )
-        print(f"stopping {server.name} (pid {server.pid})")
+        print(f"stopping {server.name} (pid {server.pid})", flush=True)
         server.stop()
+    left: list[str] = []
+    if path := state.get("node_record"):
+        try:
+            node = NodeRecord.load(Path(str(path)))
+        except FileNotFoundError:
+            node = None
+        if node is not None:
+            for daemon in reversed(node.daemons):
+                if processes.pid_runs(daemon.pid, daemon.executable):
+                    print(f"stopping {daemon.name} (pid {daemon.pid})", flush=True)
+            print(f"stopping node {node.name}'s containers and undoing what it changed on this machine", flush=True)
+        left = stop_recorded(state)
+        for what in left:
+            print(f"could not remove {what}", file=sys.stderr)
     _state_file(directory).unlink()
-    return 0
+    return 1 if left else 0
 
 
 def status(directory: Path) -> int:
@@ -248,10 +352,18 @@ def status(directory: Path) -> int:
         print(f"down (no state in {directory})")
         return 1
     running = {int(str(s["pid"])) for s in _running(state)}
-    for record in _recorded(state):
+    every: list[dict[str, object]] = [*_recorded(state)]
+    node = NodeRecord.load(Path(str(state["node_record"]))) if state.get("node_record") else None
+    if node is not None:
+        every += [{"name": d.name, "pid": d.pid, "executable": d.executable} for d in node.daemons]
+        running |= {d.pid for d in node.daemons if processes.pid_runs(d.pid, d.executable)}
+    for record in every:
         word = "running" if int(str(record["pid"])) in running else "STOPPED"
-        print(f"{record['name']:<26} pid {record['pid']:<8} {word}  log {record['log']}")
-    return 0 if len(running) == len(_recorded(state)) else 1
+        log_file = f"  log {record['log']}" if record.get("log") else ""
+        print(f"{record['name']:<26} pid {record['pid']!s:<8} {word}{log_file}")
+    if node is not None:
+        print(f"node {node.name}: address {node.node_address}, pods {node.pod_cidr}, Services {node.service_cidr}")
+    return 0 if len(running) == len(every) else 1
 
 
 def env(directory: Path) -> int:
@@ -268,20 +380,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goq-dev", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=None, help="state directory (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
-    start_parser = sub.add_parser("up", help="start MongoDB and the Kubernetes control plane")
+    start_parser = sub.add_parser("up", help="start MongoDB and the Kubernetes control plane (on loopback)")
     start_parser.add_argument("--no-kube", action="store_true", help="MongoDB only")
     start_parser.add_argument("--no-mongo", action="store_true", help="the control plane only")
-    start_parser.add_argument("--with-goq", action="store_true", help="and the operator and the pod runner")
-    start_parser.add_argument("--with-examples", action="store_true", help="and GoQ with the shop example")
+    start_parser.add_argument("--with-goq", action="store_true", help="a real node with GoQ installed instead")
+    start_parser.add_argument("--with-examples", action="store_true", help="a real node with GoQ and the shop example")
     demo_parser = sub.add_parser("demo", help="the shop example, step by step")
     demo_parser.add_argument("--quick", action="store_true", help="the short variant (CI)")
     demo_parser.add_argument("--keep", action="store_true", help="leave running what the demo started")
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="say what runs")
     sub.add_parser("env", help="print shell exports for the running servers")
+    sub.add_parser("build", help="build the node's binaries and GoQ's images into the cache (make setup does)")
     sub.add_parser("build-kube", help="build the control-plane binaries into the cache")
-    node_parser = sub.add_parser("node", help="a control plane with a real node: kubelet, containerd (opt-in)")
-    node_parser.add_argument("action", choices=["up", "down", "status", "build"])
+    node_parser = sub.add_parser("node", help="`node up`: a control plane with a bare node (no GoQ)")
+    node_parser.add_argument("action", choices=["up", "down", "status", "build"], help="down, status, build: as above")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="goq-dev: %(message)s", stream=sys.stderr)
     directory: Path = args.dir or default_dir()
@@ -303,10 +416,14 @@ def main(argv: list[str] | None = None) -> int:
                 return status(directory)
             case "env":
                 return env(directory)
+            case "build" | "node" if args.command == "build" or args.action == "build":
+                return node_command.build()
+            case "node" if args.action == "up":
+                return node_up(directory)
+            case "node" if args.action == "down":
+                return down(directory)
             case "node":
-                from goq.devenv.node import command as node_command
-
-                return node_command.main(args.action, directory)
+                return status(directory)
             case _:
                 print(kube.ensure_binaries())
                 return 0

@@ -87,7 +87,7 @@ def ensure() -> tuple[Path, str]:
     if path.is_file():
         return path, image_id(path)
     if not shutil.which("debootstrap"):
-        raise DevEnvError("debootstrap is missing: run `GOQ_REAL_NODE=1 make setup` (it installs it)")
+        raise DevEnvError("debootstrap is missing: run `make setup` (it installs it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="base-", dir=path.parent) as work:

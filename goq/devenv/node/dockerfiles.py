@@ -200,7 +200,7 @@ def ensure(builds: tuple[Build, ...] = GOQ_BUILDS, context: Path | None = None) 
     todo = [b for b, path in wanted.items() if not path.is_file()]
     if todo:
         if not shutil.which("buildah"):
-            raise DevEnvError("buildah is missing: run `GOQ_REAL_NODE=1 make setup` (it installs it)")
+            raise DevEnvError("buildah is missing: run `make setup` (it installs it)")
         _buildah("pull", "--quiet", f"docker-archive:{base_archive}", what="loading the base image into buildah")
         with tempfile.TemporaryDirectory(prefix="goq-build-") as work:
             mounts = pip_config(Path(work))
