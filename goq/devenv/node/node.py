@@ -46,6 +46,10 @@ from goq.devenv.node.runtime import Containerd
 
 log = logging.getLogger("goq.devenv")
 
+MAX_SOCKET_PATH: Final = 107
+"""The longest path a unix socket may have (``sun_path``, less its terminating NUL)."""
+LONGEST_SOCKET: Final = "/kubelet/root/pod-resources/123456789"
+"""The longest socket path the kubelet makes under the node's work directory (a 9-digit random name)."""
 CLUSTER_DNS_USER: Final = "goq:cluster-dns"
 """The cluster DNS add-on's user (``cluster_dns``), bound to the bootstrap ClusterRole ``system:kube-dns``."""
 
@@ -54,6 +58,13 @@ class RealNode:
     """One node; see the module docstring for the order of calls."""
 
     def __init__(self, workdir: Path, *, detached: bool = False) -> None:
+        longest = len(str(workdir.resolve())) + len(LONGEST_SOCKET)
+        if longest > MAX_SOCKET_PATH:  # else the kubelet dies at start with "bind: invalid argument"
+            raise DevEnvError(
+                f"the node's work directory {workdir} is too long: the kubelet makes sockets under it, and a socket's "
+                f"path may have {MAX_SOCKET_PATH} characters at most; use a directory of at most "
+                f"{MAX_SOCKET_PATH - len(LONGEST_SOCKET)} characters"
+            )
         self.workdir = workdir
         self.detached = detached
         self.record_path = workdir / "node.json"
