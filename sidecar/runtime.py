@@ -182,7 +182,8 @@ def build_large(
     live: LiveSettings,
     engine: QueueManager,
 ) -> LargeMessages:
-    """Large messages beside the engine: bodies in GridFS (persistent) or the spill area (transient)."""
+    """Large messages beside the engine: bodies in GridFS (persistent) or the spill area (transient), traced
+    as the engine's messages are."""
     s = settings
     spill = local_directory(s) / SPILLED_BODIES  # emptied at start: the journal beside it must stay
     return LargeMessages(
@@ -201,6 +202,7 @@ def build_large(
             credentials=engine.outbound.config.credentials,
         ),
         mongo.get_database(s.mongodb_database) if mongo is not None else None,
+        tracing=engine.tracing,
     )
 
 

@@ -21,6 +21,7 @@ from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
 from goq.sidecar.core.inbound import Inbound
+from goq.sidecar.core.tracing import Tracing
 from goq.sidecar.domain.peer_identity import IDENTITY_MISMATCH, identity_mismatch
 from goq.sidecar.domain.records import inbound_key
 from goq.sidecar.large.bodies import BodyStore, BodyWriter, body_name
@@ -69,8 +70,11 @@ class LargeReceiver:
         inbound: Inbound,
         bodies: dict[bool, BodyStore | None],
         progress: LargeProgress,
+        *,
+        tracing: Tracing | None = None,
     ) -> None:
         self.me = me
+        self.tracing = tracing
         self.keyring = keyring
         self.spec = spec
         self.inbound = inbound
@@ -83,7 +87,36 @@ class LargeReceiver:
         """Whether a body for ``key`` is being received now (its stored chunks are not garbage)."""
         return key in self._locks
 
-    async def transfer(self, parts: AsyncIterator[peer_pb2.TransferPart]) -> AsyncIterator[peer_pb2.TransferAck]:
+    def transfer(self, parts: AsyncIterator[peer_pb2.TransferPart]) -> AsyncIterator[peer_pb2.TransferAck]:
+        """The answers to one ``Peer.Transfer``: how many bytes are held, then the verdict."""
+        if self.tracing is None:
+            return self._transfer(parts)
+        return self._traced(parts, self.tracing)
+
+    async def _traced(
+        self, parts: AsyncIterator[peer_pb2.TransferPart], tracing: Tracing
+    ) -> AsyncIterator[peer_pb2.TransferAck]:
+        """``_transfer`` in a span from the envelope to the answer (or to the sender's going away)."""
+        stream = parts.__aiter__()
+        first = await anext(stream, None)
+        if first is None or first.WhichOneof("part") != "begin":  # refused before any message is named
+            async for ack in self._transfer(_chain(first, stream)):
+                yield ack
+            return
+        done = tracing.storing_large(first.begin.body)
+        result: peer_pb2.MessageResult | None = None
+        held: int | None = None
+        try:
+            async for ack in self._transfer(_chain(first, stream)):
+                if ack.HasField("result"):
+                    result = ack.result
+                elif held is None:
+                    held = ack.have
+                yield ack
+        finally:
+            done(result, held or 0)
+
+    async def _transfer(self, parts: AsyncIterator[peer_pb2.TransferPart]) -> AsyncIterator[peer_pb2.TransferAck]:
         stream = parts.__aiter__()
         first = await anext(stream, None)
         if first is None or first.WhichOneof("part") != "begin":
@@ -225,3 +258,13 @@ class LargeReceiver:
             users[0] -= 1
             if not users[0]:
                 del self._locks[key]
+
+
+async def _chain(
+    first: peer_pb2.TransferPart | None, rest: AsyncIterator[peer_pb2.TransferPart]
+) -> AsyncIterator[peer_pb2.TransferPart]:
+    """The parts of a transfer whose first part was read already."""
+    if first is not None:
+        yield first
+    async for part in rest:
+        yield part

@@ -23,6 +23,7 @@ from goq.retry import RetryPolicy
 from goq.sidecar.adapters.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.adapters.peering import PeerUnavailableError, channel_options
 from goq.sidecar.adapters.resolving import Resolver
+from goq.sidecar.core.tracing import Tracing
 from goq.sidecar.domain import poison_reasons as poisons
 from goq.sidecar.domain.attempts import attempt_failed
 from goq.sidecar.domain.counting import Counters
@@ -57,8 +58,10 @@ class LargeSender:
         clock: Callable[[], float] = time.time,
         credentials: PeerCredentials = PLAINTEXT,
         keyring: Callable[[], Keyring] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.credentials = credentials
+        self.tracing = tracing
         self.keyring = keyring
         self.owner = owner
         self.resolver = resolver
@@ -111,10 +114,14 @@ class LargeSender:
                     continue
             outcome = result.outcome
             if outcome in (peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_DUPLICATE, peer_pb2.OUTCOME_POISONED):
+                if self.tracing is not None:
+                    self.tracing.attempted([item], "delivered")
                 self.counters.delivered += 1
                 await self._forget(item)
                 return
             if outcome == peer_pb2.OUTCOME_REJECTED:
+                if self.tracing is not None:
+                    self.tracing.attempted([item], "rejected", result.reason)
                 await self._poison(item, poisons.refused(self.owner, item, result.reason, self.clock()))
                 return
             if await self._failed(item, result.reason or "the destination asked to retry later"):
@@ -151,6 +158,8 @@ class LargeSender:
         large = Message.decode(item.body).large
         assert large is not None
         options = channel_options(large.chunk_size)
+        if self.tracing is not None:  # ended by ``_deliver`` or ``_failed`` with the attempt's outcome
+            self.tracing.attempting([item], target)
         async with self.credentials.channel(target, item.destination, options) as channel:
             call: Transfer = peer_pb2_grpc.PeerStub(channel).Transfer()
             await call.write(peer_pb2.TransferPart(begin=envelope))
@@ -158,6 +167,8 @@ class LargeSender:
             if ack.HasField("result"):
                 return ack.result
             offset = ack.have
+            if self.tracing is not None:
+                self.tracing.resuming(item, offset)
             if offset:
                 log.info("large message %s: %s holds %d of %d bytes; resuming", item.id, target, offset, large.size)
             async for data in store.read(name, offset, large.chunk_size):
@@ -172,6 +183,8 @@ class LargeSender:
 
     async def _failed(self, item: Outgoing, error: str) -> bool:
         """Count a failed attempt; True when the message was given up on (poisoned)."""
+        if self.tracing is not None:
+            self.tracing.attempted([item], "failed", error)
         self.counters.attempts_failed += 1
         record = attempt_failed(self.owner, item, self.policy(), error, self.clock(), random.random())
         attempts = item.failed_attempts

@@ -24,6 +24,7 @@ from goq.sidecar.adapters.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.adapters.resolving import Resolver
 from goq.sidecar.core.engine import QUEUED, SendReceipt
 from goq.sidecar.core.inbound import Inbound
+from goq.sidecar.core.tracing import Downloaded, Tracing
 from goq.sidecar.domain.counting import Counters
 from goq.sidecar.domain.errors import NotFoundError
 from goq.sidecar.domain.poisoning import Poisoner
@@ -73,9 +74,11 @@ class LargeMessages:
         db: AsyncDatabase[dict[str, Any]] | None,
         *,
         clock: Callable[[], float] = time.time,
+        tracing: Tracing | None = None,
     ) -> None:
         self.me = me
         self.config = config
+        self.tracing = tracing
         self.inbound = inbound
         self.progress = LargeProgress()
         self.spill = SpillBodies(config.spill_dir, config.spill_limit)
@@ -101,8 +104,9 @@ class LargeMessages:
             clock=clock,
             credentials=config.credentials,
             keyring=keyring,
+            tracing=tracing,
         )
-        self.receiver = LargeReceiver(me, keyring, spec, inbound, self.bodies, self.progress)
+        self.receiver = LargeReceiver(me, keyring, spec, inbound, self.bodies, self.progress, tracing=tracing)
         self._cleaner: asyncio.Task[None] | None = None
 
     @property
@@ -134,10 +138,27 @@ class LargeMessages:
 
     def check(self, request: LargeSend) -> None:
         """Refuse at once what would be refused anyway (bad destination, declared size over the limit)."""
-        self.uploader.check(request)
+        try:
+            self.uploader.check(request)
+        except Exception as exc:
+            if self.tracing is not None:  # a refused send is traced, as a small one is
+                self.tracing.sending_large(request)(exc)
+            raise
 
     async def send(self, request: LargeSend, data: AsyncIterator[bytes]) -> SendReceipt:
         """Store the streamed payload, keep the message for delivery, and say it is queued."""
+        if self.tracing is None:
+            return await self._send(request, data)
+        done = self.tracing.sending_large(request)  # before the upload: the envelope carries its traceparent
+        try:
+            receipt = await self._send(request, data)
+        except BaseException as exc:
+            done(exc)
+            raise
+        done(self.sender.pending.get(receipt.id) or receipt)  # held for delivery: its size and chunk count
+        return receipt
+
+    async def _send(self, request: LargeSend, data: AsyncIterator[bytes]) -> SendReceipt:
         if request.id and request.id in self.sender.pending:
             return SendReceipt(request.id, QUEUED)  # a repeated send of a message still held
         item = await self.uploader.upload(request, data)
@@ -174,7 +195,25 @@ class LargeMessages:
             raise NotFoundError(f"the payload of message {item.id!r} is no longer stored (poisoned and redriven?)")
         if offset > large.size:
             raise ConfigError(f"offset {offset} is past the payload's {large.size} bytes")
+        if self.tracing is not None:
+            return self._traced(self._read(item, large, store, offset), self.tracing.downloading(item, offset))
         return self._read(item, large, store, offset)
+
+    @staticmethod
+    async def _traced(chunks: AsyncIterator[bytes], done: Downloaded) -> AsyncIterator[bytes]:
+        """``chunks`` as they are, the download span ending when the application has them all or stops."""
+        read = 0
+        try:
+            async for data in chunks:
+                read += len(data)
+                yield data
+        except (GeneratorExit, asyncio.CancelledError):  # the application stopped reading or went away
+            done(read, None)
+            raise
+        except BaseException as exc:
+            done(read, exc)
+            raise
+        done(read, None)
 
     async def _read(self, item: Incoming, large: LargeRef, store: BodyStore, offset: int) -> AsyncIterator[bytes]:
         start = offset // large.chunk_size * large.chunk_size
