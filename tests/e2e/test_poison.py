@@ -1,12 +1,9 @@
 """A destination gone for longer than the RetryPolicy allows: its messages are poisoned with the reason,
-and ``goqctl`` redrives them once the destination is back."""
+and ``goqctl`` (through the kubeconfig, as a user runs it) redrives them once the destination is back."""
 
-import asyncio
 import json
 
-from goq.devenv.demo import ACCEPTED, INVOICED, goqctl
-
-from .conftest import ShopSpace, eventually
+from .conftest import ACCEPTED, INVOICED, ShopSpace, eventually
 
 IMPATIENT = {"maxAttempts": 3, "initialBackoff": "100ms", "maxBackoff": "200ms", "attemptTimeout": "1s", "maxAge": "3s"}
 
@@ -21,17 +18,14 @@ async def test_messages_for_a_deleted_pod_land_in_the_poison_queue_and_goqctl_re
 
     await space.pod("orders", {"ORDERS_COUNT": "5", "ORDERS_INTERVAL": "0"})
     orders = await space.running("orders")
-    sidecar = space.sidecar_address(orders)
 
     async def poisoned() -> list[dict[str, object]]:
-        listed = await asyncio.to_thread(goqctl, "--sidecar", sidecar, "-o", "json", "poison", "list")
-        assert listed.returncode == 0, listed.stderr
-        entries: list[dict[str, object]] = json.loads(listed.stdout)
+        entries = await space.poison_list(orders)
         return entries if len(entries) >= 5 else []
 
-    entries = await eventually(poisoned, 60)
+    entries = await eventually(poisoned, 60, interval=2.0)
     assert len(entries) == 5, entries
-    assert space.shop.numbers(orders, ACCEPTED) == {1, 2, 3, 4, 5}
+    assert await space.numbers(orders, ACCEPTED) == {1, 2, 3, 4, 5}
     for entry in entries:
         assert entry["direction"] == "outbound"
         assert entry["peer"] == f"billing.{space.name}"
@@ -40,13 +34,12 @@ async def test_messages_for_a_deleted_pod_land_in_the_poison_queue_and_goqctl_re
 
     await space.pod("billing")
     billing = await space.running("billing")
-    redriven = await asyncio.to_thread(goqctl, "--sidecar", sidecar, "-o", "json", "poison", "redrive", "--all")
+    redriven = await space.goqctl(orders, "poison", "redrive", "--all", "-o", "json")
     assert redriven.returncode == 0, redriven.stderr
     assert len(json.loads(redriven.stdout)["redriven"]) == 5
 
     async def all_invoiced() -> bool:
-        return space.shop.numbers(billing, INVOICED) == {1, 2, 3, 4, 5}
+        return await space.numbers(billing, INVOICED) == {1, 2, 3, 4, 5}
 
-    assert await eventually(all_invoiced, 60), space.shop.log(billing).read_text()[-2000:]
-    after = await asyncio.to_thread(goqctl, "--sidecar", sidecar, "-o", "json", "poison", "list")
-    assert json.loads(after.stdout) == []
+    assert await eventually(all_invoiced, 60, interval=1.0), (await space.log(billing))[-2000:]
+    assert await space.poison_list(orders) == []

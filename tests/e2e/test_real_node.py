@@ -1,16 +1,9 @@
 """A real node (kubelet, containerd, runc, CNI in a network namespace) runs pods, and leaves nothing behind.
 
-Opt-in with ``GOQ_REAL_NODE=1``; not part of the default suite yet, for two reasons: building the node's
-binaries costs about 4 minutes (more on a busy machine) on a fresh machine, which CI's budget must first
-make room for, and the pod runner that ``make demo`` and the other e2e tests use is retired only in the
-next step of issue 18, when this node replaces it everywhere at once. The sidecar's test builds GoQ's
-images from the Dockerfiles first when their inputs changed (about 2 minutes from scratch, 1 with the base);
-the install's test also the shop example's two images (about 35-55 s each on a busy machine).
-
-The install's test runs GoQ as users do: ``kubectl apply -k`` of ``manifests/`` (through the overlay of
-``goq.devenv.node.install``), the operator a pod whose webhooks the API server calls through the Service
-``goq-webhook`` (its ClusterIP, routed to the node), the shop example's unmodified programs in injected pods
-finding each other through the node's cluster DNS, and MongoDB a process of the node.
+The node's own tests, each on a node (and control plane) of its own: a pod served on its pod IP with logs,
+exec and readiness; GoQ's sidecar image under the injected spec; two nodes at once; a stop and a killed
+run that leave nothing. They need root. GoQ installed on the node, and everything it does there, is tested
+on the session's ``GoQCluster`` by the other modules of ``tests/e2e`` (``test_install.py`` for the install).
 """
 
 import base64
@@ -29,15 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
 from goq import names
-from goq.devenv import processes
 from goq.devenv.kube import KubeControlPlane
-from goq.devenv.mongo import find_mongod
-from goq.devenv.node import RealNode, binaries, cleanup, dockerfiles, install, mountns, netns
+from goq.devenv.node import RealNode, binaries, cleanup, dockerfiles, mountns, netns
 from goq.devenv.node.cleanup import KERNEL_SETTINGS
 from goq.devenv.node.images import BUSYBOX_IMAGE
 from goq.devenv.node.record import NodeRecord
@@ -47,7 +35,6 @@ from goq.webhook.container import sidecar_container, sidecar_volumes
 from goq.webhook.settings import CONTAINER_NAME, InjectionSettings
 
 pytestmark = [
-    pytest.mark.skipif(os.environ.get("GOQ_REAL_NODE") != "1", reason="opt-in: GOQ_REAL_NODE=1 (see the docstring)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="a real node needs root"),
     pytest.mark.timeout(900),
 ]
@@ -204,197 +191,12 @@ def test_the_sidecar_image_runs_as_injected_read_only_and_non_root(cluster: Clus
     assert cluster.kubectl(*exec_, "python", "-c", spill).strip() == "ok", "the spill emptyDir is not writable"
 
 
-SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop" / "shop.yaml"
-ORDERS = 5
-MONGODB_PORT = 27017
-
-
-def _mongod_on_node(node: RealNode, workdir: Path) -> processes.ServerProcess:
-    """The sidecars' MongoDB as a process of the node, on its address: there is no mongod image to run as a pod.
-
-    It runs in the node's network namespace, so the node's stop ends it whatever happens to the test.
-    """
-    data = workdir / "mongodb"
-    data.mkdir(parents=True)
-    address = node.record.node_address
-    argv = netns.in_netns(
-        node.record.netns,
-        str(find_mongod()),
-        *("--replSet", "rs0", "--bind_ip", address, "--port", str(MONGODB_PORT), "--dbpath", str(data)),
-        *("--wiredTigerCacheSizeGB", "0.25", "--oplogSize", "128", "--journalCommitInterval", "10"),
-    )
-    server = processes.start("mongod", argv, workdir / "mongod.log")
-    server.executable = "mongod"
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        address, MONGODB_PORT, directConnection=True, serverSelectionTimeoutMS=2000
-    )
-    with client:
-        processes.wait_until("mongod answering", lambda: _pings(client), server, timeout=60)
-        members = [{"_id": 0, "host": f"{address}:{MONGODB_PORT}"}]
-        client.admin.command("replSetInitiate", {"_id": "rs0", "members": members})
-        processes.wait_until(
-            "mongod primary", lambda: bool(client.admin.command("hello")["isWritablePrimary"]), server, 60
-        )
-    return server
-
-
-def _pings(client: MongoClient[dict[str, Any]]) -> bool:
-    try:
-        return bool(client.admin.command("ping")["ok"])
-    except PyMongoError:
-        return False
-
-
-def _shop(orders: int) -> list[dict[str, Any]]:
-    """examples/shop/shop.yaml as is, but for its images (built here, tagged ``local``) and a count of orders."""
-    objects = [o for o in yaml.safe_load_all(SHOP.read_text()) if o]
-    for obj in objects:
-        for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-            program = container["image"].rsplit("/", 1)[-1].split(":")[0]  # goq-example-orders
-            container["image"] = f"goq.local/{program}:{dockerfiles.TAG}"
-            if program == "goq-example-orders":
-                container["env"] = [*container.get("env", []), {"name": "ORDERS_COUNT", "value": str(orders)}]
-    return objects
-
-
 def _until(what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := check()):
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
         time.sleep(interval)
     return result
-
-
-def _operator_pods(cluster: Cluster) -> list[dict[str, Any]]:
-    listing = cluster.kubectl(
-        "-n", "goq-system", "get", "pods", "-l", "app.kubernetes.io/name=goq-operator", "-o", "json"
-    )
-    return list(json.loads(listing)["items"])
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = pod.get("status", {}).get("conditions", [])
-    return pod["metadata"].get("deletionTimestamp") is None and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in conditions
-    )
-
-
-def test_goq_installed_by_kubectl_apply_k_injects_through_its_service_and_delivers_through_cluster_dns(
-    cluster: Cluster, tmp_path: Path
-) -> None:
-    """The install as users apply it; the operator a pod behind its Service; the shop example on real containers."""
-    timings: dict[str, float] = {}
-    started = time.monotonic()
-    archives = dockerfiles.ensure(dockerfiles.ALL_BUILDS)  # cached by content: seconds unless the sources changed
-    containerd = Containerd(
-        cluster.node.record, binaries.runtime_dir(), binaries.tool_path(cluster.node.workdir / "tools")
-    )
-    dockerfiles.import_into(containerd, archives)
-    timings["images"] = time.monotonic() - started
-    mongod = _mongod_on_node(cluster.node, tmp_path)
-    try:
-        started = time.monotonic()
-        overlay = install.write_overlay(tmp_path / "install", mongodb_secret="goq-mongodb")
-        cluster.kubectl("apply", "-k", str(overlay))  # one apply: the install holds no custom resource
-        uri = f"mongodb://{cluster.node.record.node_address}:{MONGODB_PORT}/?replicaSet=rs0"
-        source = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "goq-mongodb", "namespace": "goq-system"}}
-        cluster.kubectl("apply", "-f", "-", stdin=json.dumps({**source, "stringData": {"uri": uri}}))
-        cluster.kubectl("-n", "goq-system", "rollout", "status", "deploy/goq-operator", "--timeout=180s")
-        # manifests/operator.yaml runs two replicas (both serve the webhook); rollout status waited for all.
-        operators = _until("the operator pods Ready", lambda: [p for p in _operator_pods(cluster) if _ready(p)], 60)
-        assert [p["spec"]["containers"][0]["image"] for p in operators] == [dockerfiles.OPERATOR_IMAGE] * 2
-        operator = operators[0]
-        timings["operator Ready"] = time.monotonic() - started
-
-        # The operator registers its webhooks by the Service, never by a URL: the API server resolves it.
-        registered = _until(
-            "the webhooks registered",
-            lambda: cluster.kubectl(
-                "get", "mutatingwebhookconfiguration", "goq-sidecar-injector", "-o", "json", check=False
-            ),
-            60,
-        )
-        [webhook] = json.loads(registered)["webhooks"]
-        assert "url" not in webhook["clientConfig"]
-        assert webhook["clientConfig"]["service"]["name"] == "goq-webhook"
-        # The validating webhook (failurePolicy Fail) answers through the Service: a RetryPolicy it must refuse.
-        too_old = {
-            "apiVersion": "goq.io/v1alpha1",
-            "kind": "RetryPolicy",
-            "metadata": {"name": "too-old", "namespace": "default"},
-            "spec": {"maxAttempts": 3, "maxAge": "30h"},
-        }
-        refused = _until(
-            "the validating webhook answering",
-            lambda: "denied" in (err := _apply_error(cluster, too_old)) and err,
-            60,
-        )
-        assert 'admission webhook "validate.goq.io" denied' in refused
-
-        started = time.monotonic()
-        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(_shop(ORDERS)))
-        for deployment in ("billing", "orders"):
-            cluster.kubectl("-n", "shop", "rollout", "status", f"deploy/{deployment}", "--timeout=240s")
-        timings["shop Ready"] = time.monotonic() - started
-        pods = {
-            p["metadata"]["labels"]["app"]: p
-            for p in json.loads(cluster.kubectl("-n", "shop", "get", "pods", "-o", "json"))["items"]
-        }
-        for app, pod in pods.items():
-            containers = [c["name"] for c in pod["spec"]["containers"]]
-            assert containers == ["app", CONTAINER_NAME], f"{app}: the webhook did not inject the sidecar: {containers}"
-
-        # Cluster DNS: the app's resolver is the node's add-on, and billing's Service names billing's pod.
-        exec_app = ("-n", "shop", "exec", "deploy/orders", "-c", "app", "--", "python", "-c")
-        resolv = cluster.kubectl(*exec_app, "print(open('/etc/resolv.conf').read())")
-        assert f"nameserver {cluster.node.dns_address}" in resolv
-        lookup = "import socket; print(socket.gethostbyname('goq-billing.shop.svc.cluster.local'))"
-        assert cluster.kubectl(*exec_app, lookup).strip() == pods["billing"]["status"]["podIP"]
-
-        started = time.monotonic()
-        invoiced = _until(
-            f"billing invoicing all {ORDERS} orders",
-            lambda: (found := _invoiced(cluster)) >= set(range(1, ORDERS + 1)) and found,
-            120,
-        )
-        assert invoiced == set(range(1, ORDERS + 1))
-        timings["delivery"] = time.monotonic() - started
-
-        # The Deployment brings a deleted operator back, and the webhook keeps injecting through the Service.
-        started = time.monotonic()
-        cluster.kubectl("-n", "goq-system", "delete", "pod", operator["metadata"]["name"], "--wait=false")
-        _until(
-            "a new operator pod Ready beside the other",
-            lambda: [
-                p
-                for p in _operator_pods(cluster)
-                if _ready(p) and p["metadata"]["name"] != operator["metadata"]["name"]
-            ][1:],
-            180,
-        )
-        timings["operator back"] = time.monotonic() - started
-        cluster.kubectl("-n", "shop", "scale", "deploy/billing", "--replicas=2")
-        cluster.kubectl("-n", "shop", "rollout", "status", "deploy/billing", "--timeout=240s")
-        billing = json.loads(cluster.kubectl("-n", "shop", "get", "pods", "-l", "app=billing", "-o", "json"))["items"]
-        assert len(billing) == 2
-        assert all(CONTAINER_NAME in [c["name"] for c in p["spec"]["containers"]] for p in billing)
-    finally:
-        mongod.stop()
-        print("real node e2e timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-
-
-def _apply_error(cluster: Cluster, obj: dict[str, Any]) -> str:
-    env = {**os.environ, "KUBECONFIG": str(cluster.plane.kubeconfig)}
-    done = subprocess.run(
-        ["kubectl", "apply", "-f", "-"], input=json.dumps(obj), capture_output=True, text=True, env=env, timeout=60
-    )
-    assert done.returncode != 0, f"{obj['metadata']['name']} was admitted: the validating webhook did not answer"
-    return done.stderr
-
-
-def _invoiced(cluster: Cluster) -> set[int]:
-    logs = cluster.kubectl("-n", "shop", "logs", "deploy/billing", "-c", "app", check=False)
-    return {int(m) for m in re.findall(r"invoiced order (\d+) from orders", logs)}
 
 
 TICKER = {
