@@ -227,4 +227,6 @@ async def run(
             reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
+            server.drain()  # reviews in flight or sent on a kept-alive connection still get their answer
+            await asyncio.sleep(settings.webhook.drain)
             await server.stop()

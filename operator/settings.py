@@ -14,6 +14,7 @@ from goq.identity import validate_namespace
 from goq.pair_keys import KeyScope, parse_scope
 
 DEFAULT_NAMESPACE: Final = "goq-system"
+MAX_DRAIN: Final = 20.0
 _SIDECAR_SETTING: Final = re.compile(r"GOQ_[A-Z0-9_]+")
 
 
@@ -26,6 +27,14 @@ def _pairs(text: str, what: str) -> dict[str, str]:
             raise ConfigError(f"{what} must look like 'cpu=50m,memory=64Mi', got {text!r}")
         result[key.strip()] = value.strip()
     return result
+
+
+def _drain(value: float) -> float:
+    if not 0 <= value <= MAX_DRAIN:
+        raise ConfigError(
+            f"GOQ_WEBHOOK_DRAIN must be from 0s to {MAX_DRAIN:g}s (within the pod's 30 s grace period), got {value:g}s"
+        )
+    return value
 
 
 def _sidecar_env(text: str) -> tuple[tuple[str, str], ...]:
@@ -53,6 +62,10 @@ class WebhookSettings:
     """Seconds the API server waits for the webhook (1-30); short, so a slow webhook delays pods little."""
     tls_secret: str = "goq-webhook-tls"
     """Secret (operator's namespace) with the webhook's CA and serving certificate; made and renewed by the operator."""
+    drain: float = 5.0
+    """``GOQ_WEBHOOK_DRAIN`` (5s): how long a stopping replica goes on answering reviews, each on a connection it
+    then closes, before it stops listening: the API server moves to the replicas that stay (``AdmissionServer.drain``).
+    At most 20 s, within the pod's 30 s grace period."""
     mutating_name: str = "goq-sidecar-injector"
     validating_name: str = "goq-validator"
 
@@ -199,6 +212,7 @@ class OperatorSettings:
                 service=e.get("GOQ_WEBHOOK_SERVICE", d.webhook.service),
                 timeout=timeout,
                 tls_secret=e.get("GOQ_WEBHOOK_TLS_SECRET", d.webhook.tls_secret),
+                drain=_drain(seconds("GOQ_WEBHOOK_DRAIN", d.webhook.drain)),
             ),
             sidecar=SidecarSettings(
                 image=e.get("GOQ_SIDECAR_IMAGE", d.sidecar.image),

@@ -221,6 +221,7 @@ async def operator_process(
         "GOQ_WEBHOOK_URL": f"https://127.0.0.1:{port}",
         "GOQ_STALE_AFTER": "2s",
         "GOQ_SWEEP_INTERVAL": "500ms",
+        "GOQ_WEBHOOK_DRAIN": "0s",  # nothing calls a stopping test operator; tests/e2e's rollout test drains
         "GOQ_SIDECAR_IMAGE": "example/goq-sidecar:test",
         **(extra_env or {}),
     }

@@ -123,6 +123,7 @@ async def two_replicas(
             "GOQ_WEBHOOK_URL": f"https://127.0.0.1:{proxy.port}",
             "GOQ_STALE_AFTER": "2s",
             "GOQ_SWEEP_INTERVAL": "500ms",
+            "GOQ_WEBHOOK_DRAIN": "0s",
             "GOQ_SIDECAR_IMAGE": "example/goq-sidecar:test",
             **QUICK_LEASE,
         }
