@@ -23,8 +23,8 @@ TARGET_ENV: Final = "GOQ_SIDECAR"
 def default_target() -> str:
     """``$GOQ_SIDECAR`` if set, else 127.0.0.1:7701.
 
-    The local pod runner sets it: its pods share the host's network, so each sidecar listens on its pod's own
-    loopback address instead of 127.0.0.1.
+    Set it to reach a sidecar elsewhere (one started by hand on another port); an injected sidecar listens on
+    the default, inside the application's pod.
     """
     return os.environ.get(TARGET_ENV) or DEFAULT_TARGET
 

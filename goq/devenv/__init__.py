@@ -1,5 +1,5 @@
 """Real servers on this machine for development and tests: MongoDB, a Kubernetes control plane, and GoQ
-on it (the operator with its webhook, and the pod runner that plays the kubelet), plus ``goq-dev``.
+on a real node (``goq.devenv.node``: kubelet, containerd, GoQ's images and its install), plus ``goq-dev``.
 
 Owns starting them on free loopback ports, waiting until they serve, and stopping them by their own
 PIDs; applying manifests without kubectl; the demo's story. Product code (operator, sidecar, webhook)

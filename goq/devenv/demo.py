@@ -19,13 +19,10 @@ from kubernetes_asyncio import client as k8s
 
 from goq import names
 from goq.devenv.errors import DevEnvError
-
-# Re-exported for tests/e2e, which run on the pod runner until they move onto GoQCluster.
-from goq.devenv.podrunner.shop import Shop, sidecar_pid
 from goq.devenv.progress import Progress
 from goq.devenv.shop import ACCEPTED, INVOICED, ClusterShop, container_status, goqctl, kubectl, ready
 
-__all__ = ["ACCEPTED", "INVOICED", "Shop", "container_status", "goqctl", "ready", "run", "sidecar_pid"]
+__all__ = ["ACCEPTED", "INVOICED", "container_status", "goqctl", "ready", "run"]
 
 SIDECAR = names.SIDECAR_CONTAINER
 

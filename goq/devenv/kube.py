@@ -2,8 +2,8 @@
 
 The binaries are Kubernetes v1.20.2 built from Debian's source package by ``build-kube.sh`` into a
 cache outside the work tree (``GOQ_CACHE``, default ``~/.cache/goq``); ``GOQ_KUBE_BIN`` names another
-directory holding ``etcd``, ``kube-apiserver`` and ``kube-controller-manager``. There is no scheduler
-and no kubelet: pods stay Pending unless a pod runner plays the kubelet.
+directory holding ``etcd``, ``kube-apiserver`` and ``kube-controller-manager``. Alone, there is no scheduler
+and no kubelet: pods stay Pending.
 
 Asked to serve a real node (``node_address``, see ``goq.devenv.node``), the plane changes only in what a
 node needs: the API server listens on the host's end of the node's veth (an address the pods reach) and

@@ -1,8 +1,8 @@
 """Finding a destination's sidecars: every ready replica's ``host:port``, and one gRPC target.
 
 ``dns`` (the default in Kubernetes) names the identity's headless Service, whose A records are the
-ready replicas (``GOQ_DNS_SERVER`` names a DNS server of its own instead of the system's, as the local
-pod runner's responder for the cluster domain); ``static`` maps addresses to ``host:port`` for sidecars
+ready replicas (``GOQ_DNS_SERVER`` names a DNS server of its own instead of the system's: for tests, and
+clusters whose resolver does not answer the cluster domain); ``static`` maps addresses to ``host:port`` for sidecars
 run outside Kubernetes and for tests (an identity named more than once has that many replicas).
 
 ``targets`` is what a lane spreads its batches over (see ``sidecar/core/lane.py``); ``target`` is one

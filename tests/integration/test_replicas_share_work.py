@@ -1,6 +1,6 @@
 """Replicas of a receiving identity share its work: real sidecar processes, real MongoDB, and a DNS responder
 that answers for the identity's headless Service with the addresses of the replicas the test calls ready,
-as CoreDNS does in a cluster (``goq.devenv.podrunner.dns``, the local cluster's own)."""
+as CoreDNS does in a cluster (``goq.devenv.node.dns_server``, the local cluster's own)."""
 
 import asyncio
 import contextlib
@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from goq.api.v1 import queue_manager_pb2 as pb
-from goq.devenv.podrunner.dns import DnsServer
+from goq.devenv.node.dns_server import DnsServer
 from goq.devenv.ports import free_ports
 from goq.devenv.sidecars import SidecarProcess, hmac_keys
 from goq.names import PORT_PEER

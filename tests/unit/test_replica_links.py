@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from goq.api.v1 import peer_pb2
-from goq.devenv.podrunner.dns import DnsServer
+from goq.devenv.node.dns_server import DnsServer
 from goq.identity import Address
 from goq.retry import RetryPolicy
 from goq.sidecar.adapters.peering import PeerLink

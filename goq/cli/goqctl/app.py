@@ -123,7 +123,7 @@ def global_options(*, shown: bool, cluster_shown: bool | None = None) -> Callabl
             callback=_store,
             expose_value=False,
             hidden=not shown,
-            help="with --identity: port-forward through the API server (default), or pod-ip (local dev cluster)",
+            help="with --identity: port-forward through the API server (default), or pod-ip (a sidecar on its pod IP)",
         ),
         click.option(
             "-n",

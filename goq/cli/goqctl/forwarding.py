@@ -6,8 +6,8 @@ kubelet to connect there. Each local connection (gRPC opens one) gets a WebSocke
 Kubernetes' ``v4.channel.k8s.io`` framing: binary frames whose first byte is the channel (0 data,
 1 errors for the one port), the first frame of each channel carrying the port number in two bytes.
 The relay runs on an event loop in a thread of its own, so the blocking gRPC client dials a plain
-``127.0.0.1:<port>``. It needs a kubelet on the pod's node, which every real cluster has; the local
-development cluster's pod runner has none (see ``goq.cli.goqctl.targets`` for ``--via pod-ip``).
+``127.0.0.1:<port>``. It needs a kubelet on the pod's node, which every real cluster has, the local one included (see
+``goq.cli.goqctl.targets`` for ``--via pod-ip``).
 """
 
 import asyncio
@@ -105,8 +105,8 @@ class PortForward:
         except aiohttp.WSServerHandshakeError as exc:
             raise TargetError(
                 f"the API server could not open a port-forward to {where} (HTTP {exc.status}): it needs a "
-                "kubelet on the pod's node and RBAC create on pods/portforward; where pod IPs are reachable "
-                "(the local development cluster) use --via pod-ip"
+                "kubelet on the pod's node and RBAC create on pods/portforward; where the sidecar's application "
+                "port listens on its pod IP (GOQ_GRPC_LISTEN) and that IP is reachable, use --via pod-ip"
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise TargetError(f"port-forward to {where}: cannot reach the API server: {exc}") from exc

@@ -3,8 +3,9 @@
 By identity, goqctl picks a ready pod (``--pod`` names one) and reaches its sidecar's application gRPC
 port, which listens on the pod's 127.0.0.1 only. ``--via port-forward`` (the default) tunnels to it
 through the API server as ``kubectl port-forward`` does (the pod's kubelet connects inside the pod);
-``--via pod-ip`` dials the pod IP directly, which works only where the sidecar listens on its pod IP
-and that IP is reachable: the local development cluster's pod runner. See docs/api.md.
+``--via pod-ip`` dials the pod IP directly, which works only where the sidecar's application port listens on
+its pod IP (``GOQ_GRPC_LISTEN``, which also lets every pod reaching that IP send as the identity) and that IP is
+reachable from here. See docs/goqctl.md.
 """
 
 import asyncio

@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
-from goq.devenv.podrunner.dns import DnsServer
+from goq.devenv.node.dns_server import DnsServer
 
 log = logging.getLogger("goq.devenv.node.cluster_dns")
 

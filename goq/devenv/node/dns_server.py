@@ -1,10 +1,10 @@
-"""A small DNS responder for the local cluster domain: what CoreDNS answers for headless Services.
+"""A small DNS responder for the cluster domain: what CoreDNS answers for Services, from a lookup kept current.
 
-Endpoints refuse loopback addresses, so the pods the pod runner starts on 127.x addresses never appear
-behind their headless Service. This responder answers ``A`` queries for
-``<service>.<namespace>.svc.<domain>`` with the addresses of the ready pods the Service selects, from a
-lookup the pod runner keeps current. Everything else gets NXDOMAIN (or an empty answer for other record
-types of a known name), quickly, so that resolvers never wait. UDP and TCP, as resolvers use both.
+The real node's cluster DNS add-on (``cluster_dns``) serves it from the API server's Services and
+Endpoints; ``tests/integration/test_replicas_share_work.py`` serves it from a fixed table, as CoreDNS
+answers a headless Service with one address per replica. ``A`` queries for a known name get its IPv4
+addresses; everything else gets NXDOMAIN (or an empty answer for other record types of a known name),
+quickly, so that resolvers never wait. UDP and TCP, as resolvers use both.
 """
 
 import asyncio
@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from typing import Final, cast
 
-log = logging.getLogger("goq.devenv.podrunner")
+log = logging.getLogger("goq.devenv")
 
 TYPE_A: Final = 1
 CLASS_IN: Final = 1
