@@ -14,7 +14,7 @@ from goq.identity import validate_namespace
 from goq.pair_keys import KeyScope, parse_scope
 
 DEFAULT_NAMESPACE: Final = "goq-system"
-MAX_DRAIN: Final = 20.0
+MAX_DRAIN: Final = 25.0
 _SIDECAR_SETTING: Final = re.compile(r"GOQ_[A-Z0-9_]+")
 
 
@@ -62,10 +62,11 @@ class WebhookSettings:
     """Seconds the API server waits for the webhook (1-30); short, so a slow webhook delays pods little."""
     tls_secret: str = "goq-webhook-tls"
     """Secret (operator's namespace) with the webhook's CA and serving certificate; made and renewed by the operator."""
-    drain: float = 5.0
-    """``GOQ_WEBHOOK_DRAIN`` (5s): how long a stopping replica goes on answering reviews, each on a connection it
+    drain: float = 15.0
+    """``GOQ_WEBHOOK_DRAIN`` (15s): how long a stopping replica goes on answering reviews, each on a connection it
     then closes, before it stops listening: the API server moves to the replicas that stay (``AdmissionServer.drain``).
-    At most 20 s, within the pod's 30 s grace period."""
+    It must cover the time kube-proxy takes to stop routing the Service to a deleted pod: on a busy 2-core node
+    reviews still reached a replica 7 s after its pod was deleted. At most 25 s, within the pod's 30 s grace period."""
     mutating_name: str = "goq-sidecar-injector"
     validating_name: str = "goq-validator"
 

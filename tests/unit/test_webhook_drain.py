@@ -53,8 +53,8 @@ async def test_a_draining_server_says_it_is_not_ready() -> None:
         assert (health.status, (await health.json())["status"]) == (503, "draining")
 
 
-def test_the_drain_defaults_to_five_seconds_and_is_bounded_by_the_grace_period() -> None:
-    assert OperatorSettings.from_env({}).webhook.drain == 5.0
+def test_the_drain_defaults_to_fifteen_seconds_and_is_bounded_by_the_grace_period() -> None:
+    assert OperatorSettings.from_env({}).webhook.drain == 15.0
     assert OperatorSettings.from_env({"GOQ_WEBHOOK_DRAIN": "0s"}).webhook.drain == 0.0
-    with pytest.raises(ConfigError, match=r"GOQ_WEBHOOK_DRAIN must be from 0s to 20s .*got 45s"):
+    with pytest.raises(ConfigError, match=r"GOQ_WEBHOOK_DRAIN must be from 0s to 25s .*got 45s"):
         OperatorSettings.from_env({"GOQ_WEBHOOK_DRAIN": "45s"})
