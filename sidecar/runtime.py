@@ -258,7 +258,11 @@ class Sidecar:
         undecodable = MalformedRequestInterceptor(
             lambda method, error: refusals.refuse("undecodable", f"{method}: {error}")
         )
-        peer = grpc.aio.server(options=peer_server_options(s.max_payload), interceptors=[undecodable])
+        peer = grpc.aio.server(
+            options=peer_server_options(s.max_payload, s.peer_max_connections, s.peer_max_streams),
+            interceptors=[undecodable],
+            maximum_concurrent_rpcs=s.peer_max_calls,
+        )
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(engine.inbound, large=large.receiver), peer)
         app = grpc.aio.server(options=options, interceptors=[MalformedRequestInterceptor()])
         queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine, large), app)

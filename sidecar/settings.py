@@ -23,6 +23,9 @@ from goq.retry import RetryPolicy
 from goq.signing import Keyring
 
 MAX_PAYLOAD_LIMIT = 4 * 1024 * 1024 * 1024
+PEER_MIN_STREAMS = 8
+"""The fewest streams per peer connection a sidecar may allow: a sender's link has one ``Deliver`` stream and up
+to four ``Transfer`` streams (large messages) at once on one connection."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ class SidecarSettings:
     grpc_listen: str = f"127.0.0.1:{PORT_GRPC}"
     rest_listen: str = f"127.0.0.1:{PORT_REST}"
     health_listen: str = f"0.0.0.0:{PORT_HEALTH}"
+    peer_max_connections: int = 1000
+    """GOQ_PEER_MAX_CONNECTIONS: connections the peer port holds at once (``goq.sidecar.apis.peer_limits``)."""
+    peer_max_streams: int = 100
+    """GOQ_PEER_MAX_STREAMS: streams at once on one peer connection (HTTP/2 ``SETTINGS_MAX_CONCURRENT_STREAMS``)."""
+    peer_max_calls: int = 2000
+    """GOQ_PEER_MAX_CALLS: calls in progress on the peer port, all connections together."""
     queue_spec: GoQueueSpec = field(default_factory=GoQueueSpec)
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     lease: float = 30.0
@@ -106,6 +115,9 @@ class SidecarSettings:
             grpc_listen=e.listen("GOQ_GRPC_LISTEN", f"127.0.0.1:{PORT_GRPC}"),
             rest_listen=e.listen("GOQ_REST_LISTEN", f"127.0.0.1:{PORT_REST}"),
             health_listen=e.listen("GOQ_HEALTH_LISTEN", f"0.0.0.0:{PORT_HEALTH}"),
+            peer_max_connections=e.integer("GOQ_PEER_MAX_CONNECTIONS", 1000, 1, 100_000),
+            peer_max_streams=e.integer("GOQ_PEER_MAX_STREAMS", 100, PEER_MIN_STREAMS, 10_000),
+            peer_max_calls=e.integer("GOQ_PEER_MAX_CALLS", 2000, 1, 1_000_000),
             queue_spec=GoQueueSpec.from_spec(e.json("GOQ_QUEUE_SPEC"), "GOQ_QUEUE_SPEC"),
             retry_policy=RetryPolicy.from_spec(e.json("GOQ_RETRY_POLICY"), "GOQ_RETRY_POLICY"),
             lease=e.duration("GOQ_LEASE", 30.0),

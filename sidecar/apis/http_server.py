@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
@@ -36,7 +36,9 @@ log = logging.getLogger("goq.sidecar.http")
 
 READ_SIZE: Final = 64 * 1024
 MAX_HEAD: Final = 64 * 1024
-"""Most bytes of a request line and headers; more is refused (431)."""
+"""Most bytes of a request line and headers; more is refused (431). h11 measures a head only while it is
+incomplete, so while one arrives no read takes its buffer past ``MAX_HEAD + 1`` bytes (``_Channel.read_size``):
+otherwise a 100 KB head arriving in two reads would be taken whole."""
 _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 DRAIN_LIMIT: Final = 64 * 1024
 """Most bytes of an unread request body read and dropped to keep the connection; beyond, it closes."""
@@ -58,6 +60,8 @@ MAX_CONNECTIONS: Final = 512
 """Most connections one server holds at once (each costs a socket and a task). Beyond it, the
 connection waiting longest for a request is closed, so idle or trickling clients cannot shut out a
 real request; when all are busy with requests, the new one is answered 503 and closed."""
+BODILESS: Final = frozenset({204, 304})
+"""Statuses whose answer has no body (RFC 9110), like any answer to a ``HEAD``."""
 REFUSAL_LINGER: Final = 1.0
 """Seconds a refused connection's request is read and dropped after the 503, before it is closed."""
 REFUSAL_LOG_INTERVAL: Final = 60.0
@@ -98,6 +102,11 @@ class _Channel:
         answered request's body); None while a request is being handled. At the bound, the longest
         waiting connection is closed to make room."""
         self.served = False
+        self.head_bytes = 0
+        """Bytes in h11's buffer while it waits for a request head: what was left from the last request, and
+        what was read since (h11 takes a head whole or not at all, so none of it was consumed yet)."""
+        self.method = b""
+        """The method of the request being answered: the answer to a ``HEAD`` has a head and no body."""
         self.dismissed = False
         """The server cancelled this connection (to make room, or on shutdown): an end, not an error."""
 
@@ -106,7 +115,24 @@ class _Channel:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            self.h11.receive_data(await self.reader.read(READ_SIZE))
+            self.feed(await self.reader.read(self.read_size()))
+
+    def read_size(self) -> int:
+        """How much to read next: while a head arrives, no more than fills h11's buffer to ``MAX_HEAD + 1`` bytes,
+        so that a longer head is found incomplete there and refused (431)."""
+        if self.h11.their_state is not h11.IDLE:
+            return READ_SIZE
+        return max(1, min(READ_SIZE, MAX_HEAD + 1 - self.head_bytes))
+
+    def feed(self, data: bytes) -> None:
+        if self.h11.their_state is h11.IDLE:
+            self.head_bytes += len(data)
+        self.h11.receive_data(data)
+
+    def next_cycle(self) -> None:
+        """Ready for the next request on a kept-alive connection."""
+        self.h11.start_next_cycle()
+        self.head_bytes = len(self.h11.trailing_data[0])  # a pipelined request, or part of one
 
     async def send(self, *events: h11.Event) -> None:
         """One write for all ``events``: a small answer leaves in one segment, not one per part."""
@@ -315,6 +341,7 @@ class HttpServer:
             if event is None:
                 return  # the client closed the connection, or stayed silent
             channel.waiting_since = None
+            channel.method = event.method
             request = _request_of(event, channel)
             response = None
             if channel.h11.they_are_waiting_for_100_continue or "expect" in request.headers:
@@ -326,11 +353,12 @@ class HttpServer:
             if response is None:
                 response = await self.router(request)
             await self._respond(channel, response)
+            channel.method = b""
             channel.waiting_since = time.monotonic()
             channel.served = True
             if not await self._finish_request(request) or channel.h11.our_state is not h11.DONE:
                 return  # the connection is not kept alive
-            channel.h11.start_next_cycle()
+            channel.next_cycle()
 
     async def _next_request(self, channel: _Channel) -> h11.Request | None:
         """The next request's head: a kept-alive connection waits ``idle_timeout`` for its first
@@ -338,10 +366,10 @@ class HttpServer:
         if channel.served and not channel.h11.trailing_data[0]:
             try:
                 async with asyncio.timeout(self.idle_timeout):
-                    data = await channel.reader.read(READ_SIZE)
+                    data = await channel.reader.read(channel.read_size())
             except TimeoutError:
                 return None
-            channel.h11.receive_data(data)
+            channel.feed(data)
         try:
             async with asyncio.timeout(self.head_timeout):
                 event = await channel.next_event()
@@ -379,6 +407,13 @@ class HttpServer:
             headers.append(("connection", "close"))
         reason = _REASONS.get(response.status, b"")
         head = h11.Response(status_code=response.status, headers=headers, reason=reason)
+        if channel.method == b"HEAD" or response.status in BODILESS:
+            # The head alone, its content-length that of the body it stands for (RFC 9110, 9.3.2): h11
+            # refuses a body here, and a refusal of a HEAD must not end as a failed connection.
+            if isinstance(response.stream, AsyncGenerator):
+                await response.stream.aclose()
+            await channel.send(head, h11.EndOfMessage())
+            return
         if response.stream is None:
             await channel.send(head, h11.Data(data=response.body), h11.EndOfMessage())
             return

@@ -11,7 +11,7 @@ from typing import Final
 import pymongo
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from goq.sidecar.adapters.stores.mongo.common import RECOVERY_TIMEOUT, Doc
@@ -26,6 +26,25 @@ log = logging.getLogger("goq.sidecar.store")
 _AFTER_SEPARATOR: Final = "}"  # the character after "|": bounds an owner's _id range
 WAITING_STEP: Final = 8
 """Waiting documents read (by their counts) in the first round of a load; each next round reads 4x more."""
+UNAUTHORIZED: Final = 13
+AUTHENTICATION_FAILED: Final = 18
+"""MongoDB's codes for a user without the right asked for, and a user or password it does not know."""
+
+
+def why_not_opened(exc: PyMongoError, database: str) -> StoreUnavailableError:
+    """The store could not be opened: a MongoDB that refused the credential is reachable, and is named so."""
+    code = exc.code if isinstance(exc, OperationFailure) else None
+    if code == UNAUTHORIZED:
+        return StoreUnavailableError(
+            f"MongoDB refused the sidecar's user on database {database!r}: the credential of GOQ_MONGODB_URI lacks "
+            f"the rights GoQ needs there (readWrite on {database!r}): {exc}"
+        )
+    if code == AUTHENTICATION_FAILED:
+        return StoreUnavailableError(
+            f"MongoDB did not accept the sidecar's credential (user or password of GOQ_MONGODB_URI) for database "
+            f"{database!r}: {exc}"
+        )
+    return StoreUnavailableError(f"MongoDB not reachable: {exc}")
 
 
 class MongoStore:
@@ -88,7 +107,7 @@ class MongoStore:
             )
             await self.announce()
         except PyMongoError as exc:
-            raise StoreUnavailableError(f"MongoDB not reachable: {exc}") from exc
+            raise why_not_opened(exc, self._outbox.database.name) from exc
         if self.journal is not None:
             left = await asyncio.to_thread(self.journal.load)
             await self.outbox.resume_withdrawals(left.get("outbox", []))
