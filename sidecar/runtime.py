@@ -41,7 +41,7 @@ from goq.sidecar.apis.health import MAX_CONNECTIONS as HEALTH_CONNECTIONS
 from goq.sidecar.apis.health import health_routes
 from goq.sidecar.apis.http_routing import Router
 from goq.sidecar.apis.http_server import MAX_CONNECTIONS, HttpServer
-from goq.sidecar.apis.malformed import MalformedRequestInterceptor
+from goq.sidecar.apis.malformed import MalformedRequestInterceptor, TolerantServer
 from goq.sidecar.apis.peer_limits import peer_server_options
 from goq.sidecar.apis.peer_service import PeerService
 from goq.sidecar.apis.rest_api import rest_routes
@@ -264,7 +264,7 @@ class Sidecar:
             maximum_concurrent_rpcs=s.peer_max_calls,
         )
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(engine.inbound, large=large.receiver), peer)
-        app = grpc.aio.server(options=options, interceptors=[MalformedRequestInterceptor()])
+        app = TolerantServer(grpc.aio.server(options=options))  # no interceptor: a unary call costs less
         queue_manager_pb2_grpc.add_QueueManagerServicer_to_server(AppService(engine, large), app)
         self.serving = serving = await add_standard_services(app)
         for server, address, what in ((peer, s.peer_listen, "peer"), (app, s.grpc_listen, "application gRPC")):

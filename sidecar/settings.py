@@ -85,6 +85,8 @@ class SidecarSettings:
     status_interval: float = 10.0
     log_level: str = "INFO"
     log_format: str = "auto"
+    event_loop: str = "asyncio"
+    """GOQ_EVENT_LOOP: ``asyncio``, ``uvloop``, or ``auto`` (uvloop when installed; see ``goq.cli.sidecar``)."""
     unknown: tuple[str, ...] = ()
     """``GOQ_*`` variables in the environment that no setting reads: logged at start, as likely typos."""
 
@@ -139,6 +141,7 @@ class SidecarSettings:
             status_interval=e.duration("GOQ_STATUS_INTERVAL", 10.0),
             log_level=e.choice("GOQ_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             log_format=e.choice("GOQ_LOG_FORMAT", "auto", ("auto", "json", "text")),
+            event_loop=e.choice("GOQ_EVENT_LOOP", "asyncio", ("asyncio", "uvloop", "auto")),
         )
         if settings.adopt_after <= 2 * settings.heartbeat:
             raise ConfigError(

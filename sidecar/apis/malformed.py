@@ -7,7 +7,7 @@ Python exception's name: a client cannot tell its own mistake from a server faul
 from __future__ import annotations  # grpc's handler types are generic only in their stubs
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -67,9 +67,15 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         known = self._wrapped.get(method)
         if known is not None and known[0] is handler:
             return known[1]
-        replaced = self._wrap(handler, method, handler.request_deserializer)
+        replaced = self.wrap(handler, method)
         self._wrapped[method] = (handler, replaced)
         return replaced
+
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` of ``method`` (``/package.Service/Method``), refusing requests that do not decode."""
+        if handler.request_deserializer is None:
+            return handler
+        return self._wrap(handler, method, handler.request_deserializer)
 
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str, deserializer: Callable[[bytes], Any]
@@ -143,3 +149,61 @@ def _stream_stream(inner: Any, method: str, noticed: Noticed | None) -> Any:
             yield response
 
     return behaviour
+
+
+class TolerantServer(grpc.aio.Server):
+    """``server``, its methods wrapped once, as they are registered, as ``MalformedRequestInterceptor`` wraps them.
+
+    Why: with any interceptor, grpcio finds each call's handler through Python coroutines instead of its own
+    lookup of registered methods; on the application port that cost a unary ``Send`` about 18 us of CPU
+    (about 7% of a bare gRPC call, measured). The behaviour is the interceptor's: undecodable requests are
+    refused with INVALID_ARGUMENT on every method registered through this server."""
+
+    def __init__(self, server: grpc.aio.Server, noticed: Noticed | None = None) -> None:
+        self.server = server
+        self._wrapper = MalformedRequestInterceptor(noticed)
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        wrap = self._wrapper.wrap
+        wrapped = {name: wrap(handler, f"/{service_name}/{name}") for name, handler in method_handlers.items()}
+        self.server.add_registered_method_handlers(service_name, wrapped)
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self.server.add_generic_rpc_handlers([_TolerantGeneric(h, self._wrapper) for h in generic_rpc_handlers])
+
+    def add_insecure_port(self, address: str) -> int:
+        return self.server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self.server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self.server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 (grpc's signature)
+        return await self.server.wait_for_termination(timeout)
+
+
+class _TolerantGeneric(grpc.GenericRpcHandler):
+    """A generic handler (methods not registered by name) whose handlers refuse undecodable requests."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrapper: MalformedRequestInterceptor) -> None:
+        self.inner, self.wrapper = inner, wrapper
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self.inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        replaced = self.wrapper.wrap(handler, method)
+        self._wrapped[method] = (handler, replaced)
+        return replaced

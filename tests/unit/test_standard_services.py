@@ -7,7 +7,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from goq.sidecar.apis.malformed import MalformedRequestInterceptor
+from goq.sidecar.apis.malformed import TolerantServer
 from goq.sidecar.apis.standard_services import ServingStatus, add_standard_services
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -16,7 +16,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[ServingStatus, grpc.aio.Channel]]:
-    server = grpc.aio.server(interceptors=[MalformedRequestInterceptor()])
+    server = TolerantServer(grpc.aio.server())
     status = await add_standard_services(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
