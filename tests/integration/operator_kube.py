@@ -111,7 +111,15 @@ class OperatorProcess:
     server: processes.ServerProcess
 
     def log(self) -> str:
+        """The end of the log, for failure messages."""
         return self.server.log_tail(60)
+
+    def logged(self, text: str) -> bool:
+        """Whether the whole log holds ``text`` (a line of interest may be far from its end)."""
+        try:
+            return text in self.server.log_path.read_text(errors="replace")
+        except OSError:
+            return False
 
 
 OPERATOR_CODE = "import sys; from goq.cli.operator import main; sys.exit(main())"

@@ -166,7 +166,7 @@ async def two_replicas(
 
 
 async def _logged(op: OperatorProcess, text: str) -> bool:
-    return text in op.log()
+    return op.logged(text)
 
 
 async def holder(api: k8s.ApiClient, ns: str) -> str:
@@ -274,8 +274,8 @@ async def test_both_replicas_answer_the_webhook_with_one_certificate_and_only_th
         # Only the leader handles resources: the GoQueue gets its Service, and the follower never led.
         await goqueue(kube_api, ns, "orders")
         assert await eventually(lambda: has_service(kube_api, ns, "orders")), leader.log()
-        assert "became the leader" in leader.log()
-        assert "became the leader" not in follower.log(), follower.log()
+        assert leader.logged("became the leader"), leader.log()
+        assert not follower.logged("became the leader"), follower.log()
         assert await eventually(lambda: _logged(follower, "standing by"), within=5), follower.log()
 
         # A GoQueue's sidecar overrides reach the follower's webhook too (within a sweep interval).
@@ -344,7 +344,7 @@ async def test_killing_the_leader_hands_over_within_the_lease_and_pods_created_m
         await creating
 
         assert took <= LEASE_DURATION + 2, f"the follower took over {took:.1f} s after the kill"
-        assert "became the leader" in follower.log()
+        assert follower.logged("became the leader"), follower.log()
         assert len(created) >= 20
         uninjected = [p.metadata.name for p in created if "goq-sidecar" not in [c.name for c in p.spec.containers]]
         assert uninjected == [], f"{len(uninjected)} of {len(created)} pods created without a sidecar"
@@ -479,14 +479,14 @@ async def test_metrics_show_which_replica_leads_and_the_other_takes_over_when_th
         assert await eventually(lambda: leads(leader), within=5), leader.log()
         assert await leader_metrics(leader) == (1, 1, 0)
         assert await leader_metrics(follower) == (0, 0, 0)
-        assert f"became the leader (Lease {op_ns}/{LEASE}, as {held_by})" in leader.log()
+        assert leader.logged(f"became the leader (Lease {op_ns}/{LEASE}, as {held_by})"), leader.log()
 
         await asyncio.to_thread(leader.server.stop)  # SIGTERM, as a rollout does: the Lease is released
-        assert "stepped down: the operator is stopping" in leader.log(), leader.log()
+        assert leader.logged("stepped down: the operator is stopping"), leader.log()
         assert await eventually(lambda: leads(follower), within=LEASE_DURATION), follower.log()
         assert await leader_metrics(follower) == (1, 1, 0)
         assert (await holder(kube_api, op_ns)).startswith(follower_id(follower))
-        assert "became the leader" in follower.log()
+        assert follower.logged("became the leader"), follower.log()
 
 
 async def test_a_leader_that_loses_the_lease_says_so_and_stops_counting_itself_the_leader(
