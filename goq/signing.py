@@ -22,6 +22,7 @@ from typing import Final
 
 from goq import pair_keys
 from goq.errors import ConfigError, PermanentError, TemporaryError
+from goq.messages import Message
 
 MIN_KEY_BYTES: Final = 32
 ACTIVE_FILE: Final = "active"
@@ -168,6 +169,14 @@ class Keyring:
         """Raise ``SignatureError`` unless ``signature`` is ``body``'s HMAC under ``key_id`` (constant time)."""
         if not hmac.compare_digest(hmac.digest(self.verifying_key(key_id), body, "sha256"), signature):
             raise SignatureError(BAD_SIGNATURE, f"signature does not match (key {key_id!r})")
+
+    def open_envelope(self, body: bytes, key_id: str, signature: bytes) -> Message:
+        """The message a signed envelope carries, once its signature verified and its key vouches for its ``from``
+        (``verify``, then ``check_source``): what every receiver, small or large, checks first."""
+        self.verify(body, key_id, signature)
+        message = Message.decode(body)
+        self.check_source(key_id, message.source.namespace)
+        return message
 
     def check_source(self, key_id: str, source_namespace: str | None) -> None:
         """After ``verify``: refuse (``BAD_SIGNATURE``) a message whose ``from`` is in another namespace than

@@ -24,7 +24,6 @@ from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.errors import GoQError
 from goq.freshness import DEFAULT_DEDUPE_WINDOW, age_refusal
 from goq.identity import Address
-from goq.messages import Message
 from goq.queue_spec import GoQueueSpec, Overflow
 from goq.sidecar.domain import poison_reasons as poisons
 from goq.sidecar.domain.counting import Counters
@@ -181,10 +180,7 @@ class Inbound:
 
     def _check(self, envelope: envelope_pb2.SignedEnvelope, now: float) -> Incoming | Result:
         try:
-            keyring = self.keyring()
-            keyring.verify(envelope.body, envelope.key_id, envelope.signature)
-            message = Message.decode(envelope.body)
-            keyring.check_source(envelope.key_id, message.source.namespace)  # a pair key vouches for its namespace
+            message = self.keyring().open_envelope(envelope.body, envelope.key_id, envelope.signature)
         except SignatureError as exc:
             refused = self._refuse(exc.reason, str(exc))
             if exc.reason == UNKNOWN_KEY:  # perhaps a new key not propagated here yet: retry, never poison at once

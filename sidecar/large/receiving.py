@@ -209,10 +209,7 @@ class LargeReceiver:
 
     def _check(self, envelope: envelope_pb2.SignedEnvelope) -> Message:
         try:
-            keyring = self.keyring()
-            keyring.verify(envelope.body, envelope.key_id, envelope.signature)
-            message = Message.decode(envelope.body)
-            keyring.check_source(envelope.key_id, message.source.namespace)  # a pair key vouches for its namespace
+            message = self.keyring().open_envelope(envelope.body, envelope.key_id, envelope.signature)
         except SignatureError as exc:
             refused = self._refuse(exc.reason, str(exc))
             if exc.reason == UNKNOWN_KEY:  # perhaps a new key not propagated here yet: retry, never poison at once
