@@ -30,7 +30,7 @@ bench-quick:  ## every scenario of the same, small: a few minutes
 	bash bench/setup.sh
 	.venv/bin/python bench/run.py --quick $(ARGS)
 
-proto:  ## regenerate the Python code for goq/api/v1/*.proto
+proto:  ## regenerate the Python code for client/goq/api/v1/*.proto
 	bash scripts/gen-proto.sh
 
 cluster-up:  ## start a local MongoDB and Kubernetes control plane (no node) that outlive the command

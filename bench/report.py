@@ -481,7 +481,7 @@ What changed: a JSON send's payload is checked by strict base64 decoding instead
 pattern first (18.7 -> 6.0 us per 1 KiB payload, the same strings accepted), one JSON decoder serves every
 body, the application port wraps its methods for undecodable requests once at registration instead of
 through an interceptor on every call (a bare unary call 232 -> 222 us, 8 runs each), and the sidecar can run
-on uvloop (opt-in: `GOQ_EVENT_LOOP=uvloop`, the extra `goq[uvloop]`). uvloop, in three such comparisons
+on uvloop (opt-in: `GOQ_EVENT_LOOP=uvloop`, the extra `goq-sidecar[uvloop]`). uvloop, in three such comparisons
 against the asyncio loop: persistent REST 3%, 9% and 8% less,
 persistent unary 16%, 10% and 0% less, transient within the noise either way; on bare servers with nothing
 behind them, no difference.

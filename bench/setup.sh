@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the benchmark needs beyond `make setup`: Debian's rabbitmq-server and nats-server, and the Python
-# clients of the peers (the `bench` extra). Installs only what is missing; safe to run again.
+# clients of the peers (goq-devenv's `bench` extra). Installs only what is missing; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,5 +35,5 @@ fi
 
 if ! .venv/bin/python -c "import aio_pika, pika, nats, uvloop, matplotlib" 2>/dev/null; then
     echo "[bench-setup] installing the peers' Python clients and matplotlib (the bench extra)"
-    .venv/bin/pip install -q -e ".[bench]"
+    .venv/bin/pip install -q -e "./devenv[bench]"
 fi

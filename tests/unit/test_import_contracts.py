@@ -9,33 +9,39 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+FOLDERS = ("client", "sidecar", "operator", "webhook", "devenv")
+"""The distributions' folders: each holds its part of the namespace package goq."""
 MONGODB_CONTRACTS = ("mongodb-adapters", "engine-port")
 LAYER_CONTRACTS = ("sidecar-layers", "core-layers")
 
 
 def staged(tmp_path: Path, plant: tuple[str, str] | None = None) -> Path:
-    """The installed layout (as scripts/stage-goq.sh stages it), with the sidecar copied so that ``plant``
-    (a module's path in sidecar/, and a line) can be added to it."""
+    """The distributions' folders, with the sidecar's goq/ copied so that ``plant`` (a module's path in
+    sidecar/goq/sidecar/, and a line) can be added to it."""
     stage = tmp_path / "stage"
-    (stage / "goq").mkdir(parents=True)
-    for entry in (ROOT / "goq").iterdir():
-        (stage / "goq" / entry.name).symlink_to(entry)
-    for component in ("operator", "webhook"):
-        (stage / "goq" / component).symlink_to(ROOT / component)
-    shutil.copytree(ROOT / "sidecar", stage / "goq" / "sidecar", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in FOLDERS:
+        (stage / folder).mkdir(parents=True)
+        if folder != "sidecar":
+            (stage / folder / "goq").symlink_to(ROOT / folder / "goq")
+    shutil.copytree(ROOT / "sidecar" / "goq", stage / "sidecar" / "goq", ignore=shutil.ignore_patterns("__pycache__"))
     if plant is not None:
         module, line = plant
-        path = stage / "goq" / "sidecar" / module
+        path = stage / "sidecar" / "goq" / "sidecar" / module
         path.write_text(f"{line}\n{path.read_text() if path.exists() else ''}")
     return stage
 
 
 def lint(stage: Path, *contracts: str) -> subprocess.CompletedProcess[str]:
-    """import-linter run from inside the stage, where ``goq`` is the staged tree (it puts the working directory first
-    on ``sys.path``)."""
+    """import-linter on the stage's folders in place of the repository's, which the editable installs put on
+    ``sys.path`` (goq, a namespace package, would otherwise be read from both)."""
     selected = [arg for contract in contracts for arg in ("--contract", contract)]
-    command = [str(LINT_IMPORTS), "--no-cache", "--no-logo", str(ROOT / "pyproject.toml"), *selected]
+    ours = [str(stage / folder) for folder in FOLDERS]
+    theirs = [str(ROOT / folder) for folder in FOLDERS]
+    runner = (
+        f"import sys; sys.path[:] = [*{ours!r}, *(p for p in sys.path if p not in {theirs!r})]; "
+        "from importlinter.cli import lint_imports_command; lint_imports_command()"
+    )
+    command = [sys.executable, "-c", runner, "--no-cache", "--no-logo", str(ROOT / "pyproject.toml"), *selected]
     return subprocess.run(command, cwd=stage, capture_output=True, text=True, check=False, timeout=120)
 
 

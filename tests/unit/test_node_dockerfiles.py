@@ -70,9 +70,9 @@ def test_files_the_dockerignore_leaves_out_of_the_context_leave_the_input_key_al
 def test_the_repository_dockerignore_leaves_out_the_dev_environment() -> None:
     root = dockerfiles.context_dir()
     patterns = dockerfiles.dockerignored(root)
-    assert dockerfiles._ignored(Path("goq/devenv/node/dockerfiles.py"), patterns)
-    assert not dockerfiles._ignored(Path("goq/devenv.py"), patterns)
-    assert not dockerfiles._ignored(Path("sidecar/core/engine.py"), patterns)
+    assert dockerfiles._ignored(Path("devenv/goq/devenv/node/dockerfiles.py"), patterns)
+    assert not dockerfiles._ignored(Path("client/goq/devenv.py"), patterns)
+    assert not dockerfiles._ignored(Path("sidecar/goq/sidecar/core/engine.py"), patterns)
 
 
 def test_the_shipped_dockerfiles_take_the_base_as_a_build_argument_with_the_public_default() -> None:

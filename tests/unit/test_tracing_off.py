@@ -90,7 +90,7 @@ def test_an_endpoint_without_opentelemetry_installed_stops_the_start_saying_what
     done = run(code)
     assert done.returncode == 1
     assert "ConfigError" in done.stderr
-    assert "pip install 'goq[tracing]'" in done.stderr
+    assert "pip install 'goq-sidecar[tracing]'" in done.stderr
 
 
 def test_an_endpoint_with_opentelemetry_installed_gives_a_tracer() -> None:

@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing, optional (``pip install 'goq[tracing]'``): off, and free, unless configured.
+"""OpenTelemetry tracing, optional (``pip install 'goq-sidecar[tracing]'``): off, and free, unless configured.
 
 When ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, the sidecar makes
 a span for each send, each delivery attempt, each hand-over to the application and each acknowledgement,
@@ -109,6 +109,6 @@ def tracing_from_env(identity: str, instance: str, environ: Mapping[str, str] = 
             raise
         raise ConfigError(
             f"{' or '.join(ENDPOINTS)} is set but OpenTelemetry is not installed: "
-            "pip install 'goq[tracing]', or unset the variable to run without tracing"
+            "pip install 'goq-sidecar[tracing]', or unset the variable to run without tracing"
         ) from exc
     return OtelTracing.start(identity, instance, endpoint)

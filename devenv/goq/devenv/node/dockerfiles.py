@@ -67,7 +67,7 @@ ALL_BUILDS: Final = GOQ_BUILDS + EXAMPLE_BUILDS
 
 def context_dir() -> Path:
     """The repository's root: the Dockerfiles' build context."""
-    return Path(__file__).resolve().parents[3]
+    return Path(__file__).resolve().parents[4]
 
 
 def copied_sources(dockerfile: Path, args: tuple[tuple[str, str], ...] = ()) -> list[str]:

@@ -1,7 +1,7 @@
 """The cluster through the kubeconfig, as kubectl reads it: ``--kubeconfig``, ``$KUBECONFIG``, ``--context``.
 
-The one module of goqctl that imports the Kubernetes client (about 0.4 s), and only when a command
-needs the cluster: ``list``, ``status`` and ``--identity``. Its errors are translated here into
+The one module of goqctl that imports the Kubernetes client (about 0.4 s; the extra ``goq[kube]``), and only
+when a command needs the cluster: ``list``, ``status`` and ``--identity``. Its errors are translated here into
 ``TargetError`` (exit 3) with what the API server said.
 """
 
@@ -11,14 +11,20 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
-
 from goq import names
 from goq.cli.goqctl.errors import TargetError
+
+try:
+    import aiohttp
+    from kubernetes_asyncio import client as k8s
+    from kubernetes_asyncio import config as kube_config
+    from kubernetes_asyncio.client.exceptions import ApiException
+    from kubernetes_asyncio.config.config_exception import ConfigException
+except ModuleNotFoundError as missing:  # `pip install goq` without the extra: the client and --sidecar only
+    raise TargetError(
+        f"reaching the cluster needs the Kubernetes client ({missing.name} is not installed): "
+        "pip install 'goq[kube]', or reach a sidecar directly with --sidecar HOST:PORT"
+    ) from missing
 
 
 @dataclass(frozen=True)

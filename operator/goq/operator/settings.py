@@ -6,12 +6,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from goq import __version__
 from goq.durations import parse_duration
 from goq.errors import ConfigError
 from goq.freshness import DEFAULT_DEDUPE_WINDOW
 from goq.identity import validate_namespace
 from goq.pair_keys import KeyScope, parse_scope
+from goq.version import __version__
 
 DEFAULT_NAMESPACE: Final = "goq-system"
 MAX_DRAIN: Final = 25.0

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from goq import __version__
 from goq.cli.goqctl import completing
 from goq.cli.goqctl.errors import EXIT_REFUSED
 from goq.cli.goqctl.output import FORMATS, Output, fields
 from goq.cli.goqctl.targets import VIAS, Target
+from goq.version import __version__
 
 if TYPE_CHECKING:
     from goq.cli.goqctl.kube import KubeSettings
@@ -217,7 +217,8 @@ def sidecar(opts: Options) -> Iterator["Client"]:
     from goq.client import Client
 
     target = Target(opts.sidecar, opts.identity, opts.pod, opts.via)
-    with sidecar_address(target, opts.kube) as address:
+    # The cluster's settings only for --identity/--pod: they import the Kubernetes client (the extra goq[kube]).
+    with sidecar_address(target, opts.kube if target.by_identity else None) as address:
         opts.reached = (
             f"sidecar at {address}" if not target.by_identity else f"sidecar of {target.identity or target.pod}"
         )
