@@ -18,6 +18,9 @@ PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 REFUSED_STREAM, ENHANCE_YOUR_CALM = 0x7, 0xB
+SERVER_NAME: Final = "goq-billing.default.svc"
+"""The name (SNI) a TLS connection asks for: billing's Service, as its certificate names it, as a sidecar asks.
+Any other name makes gRPC core log an ERROR line per handshake ("No match found for server name")."""
 READ_CAP: Final = 4 * 1024 * 1024
 """Most bytes one ``drain`` keeps: what a server answers a flood with is counted, not stored."""
 
@@ -163,7 +166,7 @@ def connect(port: int, tls: ssl.SSLContext | None = None, *, preface: bool = Tru
     SETTINGS sent unless ``preface`` is False."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     if tls is not None:
-        sock = tls.wrap_socket(sock, server_hostname="billing")
+        sock = tls.wrap_socket(sock, server_hostname=SERVER_NAME)
     connection = Connection(sock, timeout)
     if preface:
         connection.send(PREFACE + frame(SETTINGS, 0, 0))

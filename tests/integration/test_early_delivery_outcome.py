@@ -1,5 +1,5 @@
 """A send whose outbox write fails while its early delivery has no known outcome is decided by the receiver's
-answer, never refused while the receiver may still store it (``Outbound.not_stored``).
+answer, never refused while the receiver may still store it (``Admission.not_stored``).
 
 Sender and receiver each have a mongod of their own. Both are frozen (SIGSTOP): the sender's write fails at
 its ``GOQ_STORE_TIMEOUT``; the receiver's write of the early delivery waits, so the delivery attempt times

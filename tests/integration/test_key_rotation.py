@@ -7,7 +7,6 @@ old key is removed from the receiver, an envelope signed with it is refused and 
 """
 
 import asyncio
-import contextlib
 import json
 import time
 import urllib.request
@@ -27,6 +26,7 @@ from goq.signing import Keyring
 
 from .conftest import App
 from .test_peer_security import deliver, signed
+from .traffic import Traffic
 
 OLD, NEW = b"o" * 32, b"n" * 32
 Sidecars = Callable[..., dict[str, SidecarProcess]]
@@ -66,31 +66,9 @@ async def test_a_rotation_under_traffic_poisons_nothing_loses_nothing_and_retire
         sidecar.env["GOQ_KEYS_DIR"] = str(volumes[who].path)
         sidecar.start()
     orders, billing = apps(group["orders"]), apps(group["billing"])
-    sent: list[bytes] = []
-    received: set[bytes] = set()
-    sending, complete = asyncio.Event(), asyncio.Event()
-    sending.set()
-
-    async def send() -> None:
-        while sending.is_set():
-            batch = [f"m{len(sent) + i}".encode() for i in range(10)]
-            results = await orders.send("billing", batch)
-            assert all(r.HasField("accepted") for r in results), results
-            sent.extend(batch)
-            await asyncio.sleep(0.05)
-
-    async def receive() -> None:
-        stream = billing.stub.Receive(pb.ReceiveRequest(max_in_flight=2000, max_batch=500))
-        async for answer in stream:
-            received.update(m.payload for m in answer.messages)
-            if not sending.is_set() and len(received) >= len(sent):
-                complete.set()
-            await billing.stub.Ack(pb.AckRequest(ids=[m.id for m in answer.messages]))
-
-    sender, receiver = asyncio.create_task(send()), asyncio.create_task(receive())
-    try:
+    async with Traffic(orders, "billing", billing) as traffic:
         await asyncio.sleep(1.0)
-        assert received, "nothing flowed before the rotation"
+        assert traffic.received, "nothing flowed before the rotation"
 
         volumes["orders"].write({"k1": OLD, "k2": NEW, "active": b"k2"})  # the sender signs with k2 first
         await reloaded(group["orders"], 1)
@@ -98,26 +76,20 @@ async def test_a_rotation_under_traffic_poisons_nothing_loses_nothing_and_retire
         refused_meanwhile = metric(group["billing"], "goq_deliveries_refused_total")
         assert refused_meanwhile.get("unknown-key", 0) > 0, refused_meanwhile
         assert (await orders.stats()).poisoned == 0
-        waiting = len(sent) - len(received)
+        waiting = traffic.waiting
         assert waiting > 0, "messages signed with k2 arrived before the receiver knew k2"
 
         volumes["billing"].write({"k1": OLD, "k2": NEW, "active": b"k2"})  # the receiver learns k2
         await reloaded(group["billing"], 1)
         await asyncio.sleep(1.0)
-        sending.clear()
-        await sender
-        if len(received) < len(sent):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(complete.wait(), 60)
-    finally:
-        sending.clear()
-        receiver.cancel()
-        await asyncio.gather(sender, receiver, return_exceptions=True)
+        await traffic.finish()
 
-    lost = set(sent) - received
-    print(f"{len(sent)} sent, {len(received)} received; {waiting} waited for the receiver's key; lost {len(lost)}")
+    sent, lost = traffic.sent, traffic.lost
+    print(
+        f"{len(sent)} sent, {len(traffic.received)} received; {waiting} waited for the receiver's key; lost {len(lost)}"
+    )
     assert not lost, f"{len(lost)} of {len(sent)} lost, e.g. {sorted(lost)[:5]}"
-    assert received == set(sent)
+    assert traffic.received == set(sent)
     assert (await orders.stats()).poisoned == 0
     assert (await billing.stats()).poisoned == 0
 

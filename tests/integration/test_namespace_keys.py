@@ -8,7 +8,6 @@ the content the operator gives that namespace (``goq.pair_keys.namespace_ring``)
 """
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import time
@@ -28,6 +27,7 @@ from .conftest import App
 from .test_key_rotation import metric, reloaded
 from .test_large_messages import MiB, send_large
 from .test_peer_security import deliver
+from .traffic import Traffic
 
 K1, K2 = b"1" * 32, b"2" * 32
 SPACES = ("a", "b", "c")
@@ -160,32 +160,10 @@ async def test_a_rotation_of_the_master_under_traffic_delivers_everything_with_p
     for sidecar in group.values():
         sidecar.start()
     orders, billing = apps(group["orders"]), apps(group["billing"])
-    sent: list[bytes] = []
-    received: set[bytes] = set()
-    sending, complete = asyncio.Event(), asyncio.Event()
-    sending.set()
-
-    async def send() -> None:
-        while sending.is_set():
-            batch = [f"m{len(sent) + i}".encode() for i in range(10)]
-            results = await orders.send("billing.c", batch)
-            assert all(r.HasField("accepted") for r in results), results
-            sent.extend(batch)
-            await asyncio.sleep(0.05)
-
-    async def receive() -> None:
-        stream = billing.stub.Receive(pb.ReceiveRequest(max_in_flight=2000, max_batch=500))
-        async for answer in stream:
-            received.update(m.payload for m in answer.messages)
-            if not sending.is_set() and len(received) >= len(sent):
-                complete.set()
-            await billing.stub.Ack(pb.AckRequest(ids=[m.id for m in answer.messages]))
-
     both = {"k1": K1, "k2": K2}
-    sender, receiver = asyncio.create_task(send()), asyncio.create_task(receive())
-    try:
+    async with Traffic(orders, "billing.c", billing) as traffic:
         await asyncio.sleep(1.0)
-        assert received, "nothing flowed before the rotation"
+        assert traffic.received, "nothing flowed before the rotation"
         volumes["orders"].write(ring("a", both, "k2"))  # the sender signs with k2 before the receiver has it
         await reloaded(group["orders"], 1)
         await asyncio.sleep(2.0)
@@ -197,18 +175,10 @@ async def test_a_rotation_of_the_master_under_traffic_delivers_everything_with_p
         volumes["billing"].write(ring("c", {"k2": K2}, "k2"))
         await reloaded(group["billing"], 2)
         await asyncio.sleep(1.0)
-        sending.clear()
-        await sender
-        if len(received) < len(sent):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(complete.wait(), 60)
-    finally:
-        sending.clear()
-        receiver.cancel()
-        await asyncio.gather(sender, receiver, return_exceptions=True)
+        await traffic.finish()
 
-    lost = set(sent) - received
-    print(f"{len(sent)} sent, {len(received)} received, lost {len(lost)}")
+    sent, lost = traffic.sent, traffic.lost
+    print(f"{len(sent)} sent, {len(traffic.received)} received, lost {len(lost)}")
     assert not lost, f"{len(lost)} of {len(sent)} lost, e.g. {sorted(lost)[:5]}"
     assert (await orders.stats()).poisoned == 0
     assert metric(group["billing"], "goq_deliveries_refused_total").get("bad-signature", 0) == 0

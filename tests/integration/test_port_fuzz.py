@@ -30,8 +30,9 @@ from goq.api.v1 import queue_manager_pb2 as pb
 from goq.devenv.secret_volume import SecretVolume
 from goq.devenv.sidecars import SidecarProcess
 from goq.identity import Address
-from goq.operator.certificates import Authority, TlsBundle
+from goq.operator.certificates import TlsBundle
 from goq.operator.identity_certs import issue_identity, new_identity_authority
+from goq.operator.x509_issuing import Authority
 from goq.sidecar.apis.health import MAX_CONNECTIONS as HEALTH_CONNECTIONS
 
 from . import raw_http2 as h2

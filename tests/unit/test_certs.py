@@ -1,5 +1,6 @@
 """The local PKI issues certificates that verify against their CA and name the right hosts."""
 
+import datetime
 import ipaddress
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from goq.devenv import certs
+from goq.operator.identity_certs import new_identity_authority
 
 
 def load(path: Path) -> x509.Certificate:
@@ -50,3 +52,19 @@ def test_signing_key_public_half_matches_its_private_half(tmp_path: Path) -> Non
     public = serialization.load_pem_public_key(pair.cert.read_bytes())
     assert isinstance(private, ec.EllipticCurvePrivateKey)
     assert private.public_key().public_numbers() == public.public_numbers()  # type: ignore[union-attr]
+
+
+def test_one_issuer_makes_the_local_ca_unconstrained_with_key_usages_and_the_operators_for_leaves_only(
+    tmp_path: Path,
+) -> None:
+    local = load(certs.make_ca(tmp_path).cert)
+    operators = x509.load_pem_x509_certificate(new_identity_authority(datetime.datetime.now(datetime.UTC)).cert)
+
+    assert local.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length is None
+    usage = local.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical
+    assert (usage.value.key_cert_sign, usage.value.crl_sign, usage.value.digital_signature) == (True, True, True)
+    assert operators.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    assert not any(isinstance(e.value, x509.KeyUsage) for e in operators.extensions)
+    for cert in (local, operators):
+        assert cert.not_valid_before_utc < datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=4)

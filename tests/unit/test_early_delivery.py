@@ -1,4 +1,4 @@
-"""Persistent messages start on their way while their outbox write is still in flight (``Outbound.storing``):
+"""Persistent messages start on their way while their outbox write is still in flight (``Admission.storing``):
 the store forgets a delivered message only after its write returned, a failed write accepts exactly what
 was delivered meanwhile (or, asked again, is found stored by the receiver) and refuses the rest, and whatever
 must keep its order or cannot be kept waits for its write."""
@@ -98,7 +98,7 @@ async def test_messages_with_ids_made_by_the_sidecar_are_delivering_before_their
     outbound: Outbound,
 ) -> None:
     items = messages(3)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     assert early == items
     assert outbound.pending == 3
     assert [m.id for m in outbound.lanes[BILLING].queued()] == ["m0", "m1", "m2"]
@@ -108,11 +108,11 @@ async def test_a_message_delivered_before_its_write_returns_is_forgotten_only_af
     outbound: Outbound, outbox: RecordingOutbox
 ) -> None:
     items = messages(2)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     outbound.lanes[BILLING].withdraw({"m0"})  # as a lane takes it into a batch
     outbound.delivered(items[:1])
     assert outbox.forgotten == []  # its document may not be written yet: a delete now would miss it
-    outbound.stored(items, [True, True], early)
+    outbound.admission.stored(items, [True, True], early)
     assert outbox.forgotten == ["m0"]
     assert outbound.pending == 1  # m1 is still to deliver, and not delivered twice
     outbound.delivered(items[1:])
@@ -123,12 +123,12 @@ async def test_an_attempt_that_failed_before_the_write_returned_is_recorded_afte
     outbound: Outbound, outbox: RecordingOutbox
 ) -> None:
     items = messages(2)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     lane = outbound.lanes[BILLING]
     lane.withdraw({"m0"})
     await outbound.failed(lane, items[:1], "billing: unreachable")
     assert outbox.failures == []  # no document to update yet
-    outbound.stored(items, [True, True], early)
+    outbound.admission.stored(items, [True, True], early)
     assert outbox.failures == ["m0"]
 
 
@@ -136,10 +136,10 @@ async def test_a_failed_write_accepts_what_was_delivered_meanwhile_and_withdraws
     outbound: Outbound, outbox: RecordingOutbox
 ) -> None:
     items = messages(3)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     outbound.lanes[BILLING].withdraw({"m0"})
     outbound.delivered(items[:1])
-    accepted, unknown = await outbound.not_stored(items, early)
+    accepted, unknown = await outbound.admission.not_stored(items, early)
     assert accepted == {"m0"}
     assert unknown == set()
     assert outbound.pending == 0
@@ -151,27 +151,27 @@ async def test_a_failed_write_accepts_what_was_delivered_meanwhile_and_withdraws
 
 async def test_messages_with_the_applications_ids_wait_for_their_write(outbound: Outbound) -> None:
     items = messages(2, generated=False)
-    assert outbound.storing(items, deliver_now=True) == []
+    assert outbound.admission.storing(items, deliver_now=True) == []
     assert outbound.pending == 0
-    outbound.stored(items, [True, True])
+    outbound.admission.stored(items, [True, True])
     assert outbound.pending == 2
 
 
 async def test_a_send_behind_one_that_waits_for_its_write_waits_too_so_order_holds(outbound: Outbound) -> None:
     first, second = messages(1, generated=False), messages(1, start=1)
-    assert outbound.storing(first, deliver_now=True) == []
-    assert outbound.storing(second, deliver_now=True) == []
-    outbound.stored(first, [True])
-    outbound.stored(second, [True])
+    assert outbound.admission.storing(first, deliver_now=True) == []
+    assert outbound.admission.storing(second, deliver_now=True) == []
+    outbound.admission.stored(first, [True])
+    outbound.admission.stored(second, [True])
     assert [m.id for m in outbound.lanes[BILLING].queued()] == ["m0", "m1"]
     third = messages(1, start=2)
-    assert outbound.storing(third, deliver_now=True) == third  # nothing waits any more
+    assert outbound.admission.storing(third, deliver_now=True) == third  # nothing waits any more
 
 
 async def test_without_a_store_that_keeps_them_nothing_is_delivered_before_it_is_kept(outbound: Outbound) -> None:
     items = messages(2)
-    assert outbound.storing(items, deliver_now=False) == []
-    assert await outbound.not_stored(items, []) == (set(), set())
+    assert outbound.admission.storing(items, deliver_now=False) == []
+    assert await outbound.admission.not_stored(items, []) == (set(), set())
     assert outbound.pending == 0
 
 
@@ -199,10 +199,10 @@ async def test_messages_delivering_while_stored_count_once_against_their_memory_
         window=WindowConfig(messages=4),
     )
     try:
-        assert len(outbound.storing(messages(3), deliver_now=True)) == 3
+        assert len(outbound.admission.storing(messages(3), deliver_now=True)) == 3
         fourth, fifth = messages(1, start=3), messages(1, start=4)
-        assert outbound.storing(fourth, deliver_now=True) == fourth  # room for one more, not spilled
-        assert outbound.storing(fifth, deliver_now=True) == []  # the window is full: it waits in the store
+        assert outbound.admission.storing(fourth, deliver_now=True) == fourth  # room for one more, not spilled
+        assert outbound.admission.storing(fifth, deliver_now=True) == []  # the window is full: it waits in the store
         assert fifth[0].spill
     finally:
         await outbound.close(0.0)
@@ -239,9 +239,9 @@ async def test_a_failed_write_accepts_a_timed_out_message_the_receiver_then_says
     outbound: Outbound, outcome: int
 ) -> None:
     items = messages(2)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     receiver = ScriptedReceiver(await timed_out(outbound, items[:1]), (outcome, ""))
-    accepted, unknown = await outbound.not_stored(items, early)
+    accepted, unknown = await outbound.admission.not_stored(items, early)
     assert receiver.asked == [["m0"]]  # m1 was never sent: nothing to ask about
     assert (accepted, unknown) == ({"m0"}, set())
     assert outbound.counters.delivered == 1
@@ -252,10 +252,10 @@ async def test_a_timed_out_message_still_being_stored_by_the_receiver_is_asked_a
     outbound: Outbound,
 ) -> None:
     items = messages(1)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     still_storing = (peer_pb2.OUTCOME_RETRY_LATER, STILL_STORING)
     receiver = ScriptedReceiver(await timed_out(outbound, items), still_storing, None, (peer_pb2.OUTCOME_DUPLICATE, ""))
-    assert await outbound.not_stored(items, early) == ({"m0"}, set())
+    assert await outbound.admission.not_stored(items, early) == ({"m0"}, set())
     assert len(receiver.asked) == 3
 
 
@@ -267,9 +267,9 @@ async def test_a_timed_out_message_the_receiver_then_says_it_does_not_hold_is_re
     outbound: Outbound, outbox: RecordingOutbox, answer: tuple[int, str]
 ) -> None:
     items = messages(1)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     receiver = ScriptedReceiver(await timed_out(outbound, items), answer)
-    assert await outbound.not_stored(items, early) == (set(), set())
+    assert await outbound.admission.not_stored(items, early) == (set(), set())
     assert len(receiver.asked) == 1
     assert outbound.pending == 0
     assert outbound.lanes[BILLING].queued() == []
@@ -280,11 +280,11 @@ async def test_a_message_whose_later_attempt_was_answered_not_stored_is_not_aske
     outbound: Outbound,
 ) -> None:
     items = messages(1)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     lane = await timed_out(outbound, items)
     await outbound.failed(lane, items, "receive queue full", unknown=False)  # the receiver's answer, after it
     receiver = ScriptedReceiver(lane)
-    assert await outbound.not_stored(items, early) == (set(), set())
+    assert await outbound.admission.not_stored(items, early) == (set(), set())
     assert receiver.asked == []
 
 
@@ -292,11 +292,11 @@ async def test_an_attempt_that_never_reached_the_receiver_leaves_an_earlier_unkn
     outbound: Outbound,
 ) -> None:
     items = messages(1)
-    early = outbound.storing(items, deliver_now=True)
+    early = outbound.admission.storing(items, deliver_now=True)
     lane = await timed_out(outbound, items)
     await outbound.failed(lane, items, "billing: no address")  # learned nothing about the earlier attempt
     receiver = ScriptedReceiver(lane, (peer_pb2.OUTCOME_DUPLICATE, ""))
-    assert await outbound.not_stored(items, early) == ({"m0"}, set())
+    assert await outbound.admission.not_stored(items, early) == ({"m0"}, set())
     assert len(receiver.asked) == 1
 
 
@@ -315,10 +315,10 @@ async def test_a_timed_out_message_the_receiver_never_answers_for_is_refused_as_
     )
     try:
         items = messages(2)
-        early = outbound.storing(items, deliver_now=True)
+        early = outbound.admission.storing(items, deliver_now=True)
         receiver = ScriptedReceiver(await timed_out(outbound, items))
         started = time.monotonic()
-        assert await outbound.not_stored(items, early) == (set(), {"m0", "m1"})
+        assert await outbound.admission.not_stored(items, early) == (set(), {"m0", "m1"})
         assert 0.2 <= time.monotonic() - started < 2.0  # asked for settle_timeout, no longer
         assert len(receiver.asked) >= 2
         assert outbound.pending == 0
@@ -343,13 +343,13 @@ async def test_a_message_the_receiver_is_still_storing_past_settle_timeout_is_as
     )
     try:
         items = messages(1)
-        early = outbound.storing(items, deliver_now=True)
+        early = outbound.admission.storing(items, deliver_now=True)
         still_storing = (peer_pb2.OUTCOME_RETRY_LATER, STILL_STORING)
         # Each ask waits RESOLVE_PAUSE (0.25 s): eight "still storing" answers last about 2 s, 4 x settle_timeout.
         answers = [still_storing] * 8 + [(peer_pb2.OUTCOME_ACCEPTED, "")]
         receiver = ScriptedReceiver(await timed_out(outbound, items), *answers)
         started = time.monotonic()
-        assert await outbound.not_stored(items, early) == ({"m0"}, set())
+        assert await outbound.admission.not_stored(items, early) == ({"m0"}, set())
         assert time.monotonic() - started > 1.5
         assert len(receiver.asked) == 9
         assert outbound.pending == 0

@@ -8,7 +8,7 @@ from cryptography import x509
 
 from goq.errors import ConfigError
 from goq.identity import Address
-from goq.operator.certificates import TlsBundle, new_authority
+from goq.operator.certificates import TlsBundle
 from goq.operator.identity_certs import (
     MAX_SECRET_BYTES,
     IdentityAuthority,
@@ -24,6 +24,7 @@ from goq.operator.identity_certs import (
     without_entries,
 )
 from goq.operator.settings import OperatorSettings
+from goq.operator.x509_issuing import new_authority
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 DAY = datetime.timedelta(days=1)

@@ -1,5 +1,8 @@
 """What GoQ's image builds depend on: the files a Dockerfile copies, and the machine's pip configuration."""
 
+import concurrent.futures
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,49 @@ def test_pip_configuration_is_merged_into_one_file_with_its_local_paths_mounted(
     assert "default-timeout = 99\n" in conf
     assert mounts[:2] == ["-v", f"{tmp_path / 'pip.conf'}:/etc/pip.conf:ro"]
     assert f"{wheels}:{wheels}:ro" in mounts
+
+
+def test_pruning_keeps_the_current_archive_and_the_two_used_last(tmp_path: Path) -> None:
+    build = Build("Dockerfile", "goq-sidecar")
+    archives = [tmp_path / f"goq-sidecar-{n}.tar" for n in "abcde"]
+    for age, path in enumerate(archives):
+        path.write_bytes(b"x")
+        os.utime(path, (1_000_000 - age * 60, 1_000_000 - age * 60))  # a used last, e first
+    other_image = tmp_path / "goq-operator-a.tar"
+    other_image.write_bytes(b"x")
+    dockerfiles._prune(build, archives[4])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "goq-operator-a.tar",
+        "goq-sidecar-a.tar",
+        "goq-sidecar-b.tar",
+        "goq-sidecar-e.tar",
+    ]
+
+
+def test_callers_at_once_share_one_build_of_an_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sessions (or work trees) asking for the same image: one builds, the other waits and uses its archive;
+    builds of one image name never overlap (they would overwrite each other's tag in buildah's storage)."""
+    monkeypatch.setattr(dockerfiles.archive, "images_dir", lambda: tmp_path)
+    monkeypatch.setattr(dockerfiles.base_image, "ensure", lambda: (tmp_path / "base.tar", "base-id"))
+    monkeypatch.setattr(dockerfiles, "input_key", lambda build, base_id, context: "k1")
+    monkeypatch.setattr(dockerfiles, "_prepare_builds", lambda base, work: [])
+    running: list[str] = []
+    overlaps: list[str] = []
+    built: list[str] = []
+
+    def build(build: Build, context: Path, mounts: list[str], out: Path) -> None:
+        if running:
+            overlaps.append(build.name)
+        running.append(build.name)
+        time.sleep(0.2)
+        out.write_bytes(b"image")
+        built.append(build.name)
+        running.remove(build.name)
+
+    monkeypatch.setattr(dockerfiles, "_build", build)
+    sidecar = (Build("Dockerfile", "goq-sidecar"),)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: dockerfiles.ensure(sidecar, tmp_path), range(3)))
+    assert built == ["goq-sidecar"]
+    assert not overlaps
+    assert all(r == {"goq.local/goq-sidecar:local": tmp_path / "goq-sidecar-k1.tar"} for r in results)

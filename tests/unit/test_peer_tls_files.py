@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from goq.errors import ConfigError
-from goq.operator.certificates import Authority, new_authority, sign_leaf
+from goq.operator.x509_issuing import Authority, new_authority, sign_leaf
 from goq.sidecar.adapters.peer_tls import TlsFiles, describe
 
 NOW = datetime.datetime.now(datetime.UTC)

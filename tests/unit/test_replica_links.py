@@ -118,7 +118,7 @@ async def test_a_destination_without_a_ready_replica_is_unresolvable(lane: Lane,
 
 async def test_a_probe_asks_the_replica_its_message_last_went_to(lane: Lane) -> None:
     items = messages(2)
-    lane.outbound._unstored.update(m.id for m in items)
+    lane.outbound.admission.unstored.update(m.id for m in items)
     await lane._choose_link()
     lane._sent_on(lane.links[C], items[:1])
     lane.links[C].outstanding = 0

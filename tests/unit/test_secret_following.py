@@ -18,7 +18,7 @@ from cryptography import x509
 
 from goq.devenv.secret_volume import SecretVolume
 from goq.errors import ConfigError
-from goq.operator.certificates import Authority, new_authority, sign_leaf
+from goq.operator.x509_issuing import Authority, new_authority, sign_leaf
 from goq.sidecar.adapters import secret_following
 from goq.sidecar.adapters.keys_watching import KeyringFollower
 from goq.sidecar.adapters.peer_tls import MutualTls

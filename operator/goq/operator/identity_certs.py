@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import serialization
 
 from goq.identity import Address
 from goq.names import TLS_BUNDLE_KEY, service_name, tls_cert_key, tls_key_key
-from goq.operator.certificates import Authority, TlsBundle, backdate, new_authority, sign_leaf
+from goq.operator.certificates import TlsBundle
+from goq.operator.x509_issuing import Authority, backdate, new_authority, sign_leaf
 from goq.spiffe import spiffe_id
 
 __all__ = [

@@ -13,6 +13,8 @@ file its ``COPY`` lines take from the context, and the base image's ID. A second
 that did not change; ``import_into`` loads the archives into the node's containerd.
 """
 
+import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import logging
@@ -193,22 +195,43 @@ def _buildah(*args: str, what: str) -> str:
 
 
 def ensure(builds: tuple[Build, ...] = GOQ_BUILDS, context: Path | None = None) -> dict[str, Path]:
-    """Build what changed; return each image's name and its cached archive. Logs each step's seconds."""
+    """Build what changed; return each image's name and its cached archive. Logs each step's seconds.
+
+    Safe to call from several processes at once (two test sessions, two work trees): each image is built
+    under its own lock, so one build of an archive serves every caller waiting for it, and two builds of one
+    image name never overwrite each other's tag in buildah's shared storage."""
     context = context or context_dir()
     base_archive, base_id = base_image.ensure()
     wanted = {b: archive.images_dir() / f"{b.name}-{input_key(b, base_id, context)}.tar" for b in builds}
-    todo = [b for b, path in wanted.items() if not path.is_file()]
-    if todo:
-        if not shutil.which("buildah"):
-            raise DevEnvError("buildah is missing: run `make setup` (it installs it)")
-        _buildah("pull", "--quiet", f"docker-archive:{base_archive}", what="loading the base image into buildah")
-        with tempfile.TemporaryDirectory(prefix="goq-build-") as work:
-            mounts = pip_config(Path(work))
-            for build in todo:
-                _build(build, context, mounts, wanted[build])
-    for build in builds:
-        _prune(build, wanted[build])
+    with tempfile.TemporaryDirectory(prefix="goq-build-") as work:
+        mounts: list[str] | None = None
+        for build, path in wanted.items():
+            with _image_lock(build):
+                if not path.is_file():
+                    if mounts is None:
+                        mounts = _prepare_builds(base_archive, Path(work))
+                    _build(build, context, mounts, path)
+                os.utime(path)  # used now: what ``_prune`` keeps
+                _prune(build, path)
     return {b.image: path for b, path in wanted.items()}
+
+
+def _prepare_builds(base_archive: Path, work: Path) -> list[str]:
+    """Before the first build of a call: buildah present, the base image loaded, pip's configuration mounts."""
+    if not shutil.which("buildah"):
+        raise DevEnvError("buildah is missing: run `make setup` (it installs it)")
+    _buildah("pull", "--quiet", f"docker-archive:{base_archive}", what="loading the base image into buildah")
+    return pip_config(work)
+
+
+@contextlib.contextmanager
+def _image_lock(build: Build) -> Iterator[None]:
+    """One process at a time builds, exports or prunes ``build``'s image (``flock``, freed if it dies)."""
+    directory = archive.images_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / f"{build.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _build(build: Build, context: Path, mounts: list[str], out: Path) -> None:
@@ -239,11 +262,17 @@ def _build(build: Build, context: Path, mounts: list[str], out: Path) -> None:
     log.info("built %s in %.0f s (%s)", build.image, time.monotonic() - started, out)
 
 
+KEPT_ARCHIVES: Final = 3
+"""Archives kept per image, the newest used: the current one and those other work trees or sessions on the
+machine used last (a caller between ``ensure`` and its import must not find its archive gone)."""
+
+
 def _prune(build: Build, keep: Path) -> None:
-    """Older archives of the same image are of no further use: their inputs changed."""
-    for old in keep.parent.glob(f"{build.name}-*.tar"):
-        if old != keep:
-            old.unlink(missing_ok=True)
+    """Archives of ``build`` beyond the ``KEPT_ARCHIVES`` used last are of no further use: their inputs changed."""
+    archives = sorted(keep.parent.glob(f"{build.name}-*.tar"), key=lambda p: p.stat().st_mtime, reverse=True)
+    others = [p for p in archives if p != keep]
+    for old in others[KEPT_ARCHIVES - 1 :]:
+        old.unlink(missing_ok=True)
 
 
 def import_into(containerd: Containerd, archives: dict[str, Path]) -> None:

@@ -236,19 +236,22 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
         max_in_flight = request.max_in_flight or DEFAULT_IN_FLIGHT
         max_batch = request.max_batch or DEFAULT_IN_FLIGHT
         inbound = self.engine.inbound
-        mine: set[str] = set()
-        while True:
-            mine = {i for i in mine if i in inbound.leased}
-            credit = max_in_flight - len(mine)
-            if credit <= 0:  # the application has its fill: wait for it to acknowledge
-                released = inbound.released
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(released.wait(), 1.0)
-                continue
-            items = await self.engine.receive(min(credit, max_batch), wait=1.0)
-            mine.update(item.id for item in items)
-            for frame in frames(items):
-                yield received_batch(frame)
+        mine: dict[str, int] = {}  # leased to this stream: id -> its hand-over count then
+        try:
+            while True:
+                mine = {i: n for i, n in mine.items() if (m := inbound.leased.get(i)) is not None and m.deliveries == n}
+                credit = max_in_flight - len(mine)
+                if credit <= 0:  # the application has its fill: wait for it to acknowledge
+                    released = inbound.released
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(released.wait(), 1.0)
+                    continue
+                items = await self.engine.receive(min(credit, max_batch), wait=1.0)
+                mine.update((item.id, item.deliveries) for item in items)
+                for frame in frames(items):
+                    yield received_batch(frame)
+        finally:  # the application cancelled the stream: what it did not acknowledge goes back at once
+            inbound.give_back(mine)
 
     async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:  # noqa: N802
         return pb.AckResponse(unknown=self.engine.acknowledge(list(request.ids)))

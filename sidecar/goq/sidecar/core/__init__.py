@@ -1,10 +1,13 @@
 """The engine and delivery both ways: what every API calls, and what moves messages between sidecars.
 
-The engine sits above delivery (the ``core-layers`` contract): ``outbound``, ``lane``, ``inbound`` and ``backlog``
-never import it. Neither reaches MongoDB, even indirectly: only through ``goq.sidecar.ports`` (``engine-port``).
+The engine sits above delivery (the ``core-layers`` contract): ``outbound``, ``admission``, ``lane``, ``inbound``
+and ``backlog`` never import it. Neither reaches MongoDB, even indirectly: only through ``goq.sidecar.ports``
+(``engine-port``).
 
-- ``engine``: ``QueueManager``: send, receive, acknowledge, reject, redrive, stats.
-- ``outbound``: what is still to deliver, a lane per destination, retry with backoff, poison.
+- ``engine``: ``QueueManager``: send (validated and signed, then one call: ``Outbound.admit``), receive,
+  acknowledge, reject, redrive, stats.
+- ``outbound``: the send queue: ``admit``, what is still to deliver, a lane per destination, retry, poison.
+- ``admission``: one send's way in: the send queue's bound, placement, the durable write, early delivery.
 - ``lane``: one destination's messages in order, in batches to its least busy ready replica.
 - ``backlog``: a bounded memory window per destination; persistent messages beyond it wait in the store.
 - ``inbound``: what peers deliver: checks, de-duplication, the receive queue's bound, leases.

@@ -1,8 +1,9 @@
 """The queue manager: what the application APIs call. Everything else in the sidecar serves it.
 
-``send`` validates, signs and bounds, makes persistent messages durable, then hands them to
-outbound delivery; ``receive``/``acknowledge``/``reject`` serve the inbound queue; ``redrive`` hands
-poisoned messages back. REST and gRPC are thin translations of these calls.
+``send`` validates and signs, then hands the messages to ``Outbound.admit``, which bounds the send
+queue, makes persistent messages durable and delivers them; ``receive``/``acknowledge``/``reject``
+serve the inbound queue; ``redrive`` hands poisoned messages back. REST and gRPC are thin
+translations of these calls.
 """
 
 import asyncio
@@ -15,27 +16,25 @@ from typing import Final
 from goq.errors import ConfigError, GoQError
 from goq.identity import Address
 from goq.messages import Message, new_message_id, validate_headers, validate_message_id
-from goq.queue_spec import GoQueueSpec, Overflow
+from goq.queue_spec import GoQueueSpec
 from goq.sidecar.adapters.stores.absent import NoCustody
 from goq.sidecar.core.inbound import Inbound
 from goq.sidecar.core.outbound import Outbound
 from goq.sidecar.core.tracing import Tracing
-from goq.sidecar.domain import poison_reasons as poisons
 from goq.sidecar.domain.batching import GroupCommitter
 from goq.sidecar.domain.counting import Counters
-from goq.sidecar.domain.errors import NotFoundError, PayloadTooLargeError, QueueFullError
+from goq.sidecar.domain.errors import NotFoundError, PayloadTooLargeError
 from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.receipts import POISONED as POISONED
+from goq.sidecar.domain.receipts import QUEUED as QUEUED
+from goq.sidecar.domain.receipts import SendReceipt as SendReceipt
 from goq.sidecar.domain.records import OUTBOUND, Incoming, Outgoing, PoisonRecord, inbound_key
 from goq.sidecar.ports.poison import BrowsablePoisonSink, PoisonSinkError
-from goq.sidecar.ports.stores import Claimed, Custody, InboxStore, OutboxStore, StoreUnavailableError
+from goq.sidecar.ports.stores import Claimed, Custody, InboxStore, OutboxStore
 from goq.signing import Keyring
 
 log = logging.getLogger("goq.sidecar")
 
-QUEUED = "queued"
-POISONED = "poisoned"
-STORE_AGAIN_PAUSE: Final = (0.2, 1.0)
-"""Seconds between writes of a message whose delivery's outcome is unknown (``_store_again``): the first, the most."""
 SINGLES_BATCH: Final = 500
 """Most single sends gathered into one ``send``: a stream's batch."""
 SINGLES_SENDING: Final = 2
@@ -51,14 +50,6 @@ class SendRequest:
     persistent: bool = True
     headers: dict[str, str] | None = None
     id: str | None = None
-
-
-@dataclass
-class SendReceipt:
-    """Accepted: the message's id, and ``queued`` or ``poisoned`` (send queue full, overflow ``poison``)."""
-
-    id: str
-    state: str
 
 
 @dataclass
@@ -108,7 +99,6 @@ class QueueManager:
         """Resumes and adopts the persistent records; none given: there is no store, persistent sends are refused."""
         self.heartbeat = heartbeat
         self.clock = clock
-        self._reserved = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._singles: dict[bool, GroupCommitter[SendRequest, SendReceipt | GoQError]] = {
             persistent: GroupCommitter(self.send, max_batch=SINGLES_BATCH, concurrency=SINGLES_SENDING)
@@ -148,24 +138,23 @@ class QueueManager:
     # Sending.
 
     async def send(self, requests: list[SendRequest]) -> list[SendReceipt | GoQError]:
-        """Accept messages for delivery; per request a receipt, or the error that refused it."""
+        """Accept messages for delivery; per request a receipt, or the error that refused it.
+
+        Validated and signed here (``_prepare``); everything after that (the send queue's bound, the durable
+        write, placement, early delivery) is one call, ``Outbound.admit``."""
         results: list[SendReceipt | GoQError | None] = [None] * len(requests)
         traced = self.tracing.sending(requests) if self.tracing is not None else None
         prepared: list[tuple[int, Outgoing]] = []
-        now = self.clock()
-        limit = min(self.max_payload, self.spec().max_message_size)
+        spec, now = self.spec(), self.clock()
+        limit = min(self.max_payload, spec.max_message_size)
         for index, request in enumerate(requests):
             try:
-                item = self._prepare(request, now, limit)
+                prepared.append((index, self._prepare(request, now, limit)))
             except ConfigError as exc:
                 results[index] = exc
-                continue
-            if item.persistent and self.store.refusal is not None:  # refused before the bound, not poisoned over it
-                results[index] = StoreUnavailableError(self.store.refusal)
-            else:
-                prepared.append((index, item))
-        admitted = await self._bound(prepared, results)
-        await self._keep(admitted, results)
+        admitted = await self.outbound.admit([m for _, m in prepared], spec, refusal=self.store.refusal)
+        for (index, _), result in zip(prepared, admitted, strict=True):
+            results[index] = result
         if traced is not None:
             traced(results)
         return [r if r is not None else GoQError("internal: no result") for r in results]
@@ -210,96 +199,6 @@ class QueueManager:
             created_at=now,
             generated=not request.id,
         )
-
-    async def _bound(
-        self, prepared: list[tuple[int, Outgoing]], results: list[SendReceipt | GoQError | None]
-    ) -> list[tuple[int, Outgoing]]:
-        """Apply the send queue's bound: beyond it, poison (``overflow: poison``) or refuse (``reject``)."""
-        spec = self.spec()
-        room = max(0, spec.send_queue_limit - self.outbound.pending - self._reserved)
-        if len(prepared) <= room:
-            return prepared
-        admitted, over = prepared[:room], prepared[room:]
-        detail = poisons.send_queue_full(spec.send_queue_limit)
-        if spec.overflow is Overflow.REJECT:
-            for index, _ in over:
-                results[index] = QueueFullError(f"{detail}; retry later")
-            return admitted
-        now = self.clock()
-        records = [poisons.send_overflow(str(self.me), m, spec.send_queue_limit, now) for _, m in over]
-        kept = await self.poisoner.poison(records)
-        for index, item in over:
-            results[index] = (
-                SendReceipt(item.id, POISONED) if kept else QueueFullError(f"{detail} and the poison queue failed")
-            )
-        return admitted
-
-    async def _keep(self, admitted: list[tuple[int, Outgoing]], results: list[SendReceipt | GoQError | None]) -> None:
-        """Make persistent messages durable (and both kinds idempotent), then start their delivery."""
-        reserved = len(admitted)
-        self._reserved += reserved
-        try:
-            for persistent in (True, False):
-                group = [(i, m) for i, m in admitted if m.persistent is persistent]
-                if not group:
-                    continue
-                items = [m for _, m in group]
-                early = self.outbound.storing(items, deliver_now=self.store.refusal is None) if persistent else []
-                # Held for delivery now, so counted in ``outbound.pending``: no longer reserved (not counted twice).
-                self._reserved -= len(early)
-                reserved -= len(early)
-                try:
-                    fresh = await self.outboxes[persistent].add(items)
-                except StoreUnavailableError as exc:
-                    # Delivered meanwhile means stored by the receiver: accepted all the same.
-                    delivered, unknown = await self.outbound.not_stored(items, early) if persistent else (set(), set())
-                    if unknown:  # the receiver may store them yet: never refused, kept instead
-                        await self._store_again([m for m in items if m.id in unknown])
-                        delivered |= unknown
-                    for index, item in group:
-                        results[index] = SendReceipt(item.id, QUEUED) if item.id in delivered else exc
-                    self.counters.sent += len(delivered)
-                    continue
-                except BaseException:
-                    if persistent:
-                        self.outbound.not_stored_nowait(items, early)
-                    raise
-                for index, item in group:
-                    results[index] = SendReceipt(item.id, QUEUED)
-                self.counters.sent += sum(fresh)
-                # A known id is a repeated send: nothing new to do if it is held for delivery. If it is
-                # stored but not held (an earlier send's answer was lost to a failed write), hold it now.
-                self.outbound.stored(items, fresh, early)
-        finally:
-            self._reserved -= reserved
-
-    async def _store_again(self, items: list[Outgoing]) -> None:
-        """Write again, until the store takes them, messages whose write failed while their early delivery's
-        outcome stayed unknown (``Outbound.not_stored``), then deliver them as any stored message.
-
-        Why: the receiver may still store such a message (a write of its own that the sender's asking gave up
-        on, queued behind another write while the database was down), so a refusal could be followed by its
-        delivery; accepting it kept nowhere durable could lose it. Only a durable copy here makes ``queued``
-        true, and the receiver recognises a message it stored as a duplicate. The answer waits as long as
-        that takes: the client's deadline (or the sidecar's stop) ends the wait, its outcome then unknown to
-        the client, as it is."""
-        log.warning(
-            "%d message(s) whose write failed have no known outcome at %s: writing them again before answering",
-            len(items),
-            ", ".join(sorted({str(m.destination) for m in items})),
-            extra={"ids": [m.id for m in items[:20]]},
-        )
-        pause = STORE_AGAIN_PAUSE[0]
-        while True:
-            try:
-                await self.outboxes[True].add(items)
-            except StoreUnavailableError as exc:
-                log.debug("writing %d message(s) again failed (%s); trying again", len(items), exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, STORE_AGAIN_PAUSE[1])
-                continue
-            self.outbound.enqueue(items)
-            return
 
     # Receiving.
 
@@ -357,10 +256,9 @@ class QueueManager:
         now = self.clock()
         outgoing = [self._outgoing_again(r, now) for r in records if r.direction == OUTBOUND]
         incoming = [self._incoming_again(r, now) for r in records if r.direction != OUTBOUND]
+        await self.outbound.restore(outgoing)
         for persistent in (True, False):
-            await self.outboxes[persistent].add([m for m in outgoing if m.persistent is persistent])
             await self.inboxes[persistent].restore([m for m in incoming if m.message.persistent is persistent])
-        self.outbound.enqueue(outgoing)
         self.inbound.recover(incoming)
         redriven = list(dict.fromkeys(r.id for r in records))
         try:
@@ -407,9 +305,7 @@ class QueueManager:
 
     def _hold(self, claimed: Claimed) -> None:
         """Take claimed records into the queues: outbound delivery, the backlog's counts, the inbound queue."""
-        self.outbound.enqueue(claimed.outgoing)
-        if self.outbound.backlog:
-            self.outbound.backlog.add(claimed.waiting)
+        self.outbound.adopt(claimed.outgoing, claimed.waiting)
         self.inbound.recover(claimed.incoming)
 
     async def _heartbeat(self, interval: float) -> None:

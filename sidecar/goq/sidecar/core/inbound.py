@@ -4,8 +4,9 @@ Order of checks for each delivered message, the promise's order: verify the sign
 anything else), decode, check it is for this identity and not too old (``goq.freshness``), that
 its sender may send here (``allowFrom``, ``goq.access``), de-duplicate, check the receive queue's
 bound, store it (durably if persistent), and only then answer the sender. The application gets
-messages with a lease; a lease that runs out hands the message out again, and a message handed out
-``max_deliveries`` times without an acknowledgement is poisoned.
+messages with a lease; a lease that runs out hands the message out again (so does the cancelled Receive
+stream that took it, at once: ``give_back``), and a message handed out ``max_deliveries`` times without an
+acknowledgement is poisoned.
 """
 
 import asyncio
@@ -16,7 +17,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from goq.access import access_refusal
@@ -91,6 +92,10 @@ class Inbound:
         self.ready: deque[Incoming] = deque()
         self.waiting: list[tuple[float, int, Incoming]] = []
         self.leased: dict[str, Incoming] = {}
+        self.returned: dict[str, Incoming] = {}
+        """Given back by a cancelled Receive stream (``give_back``) and not handed out again: ready, yet still
+        the application's to acknowledge or reject by id (it may have kept one, as ``next(iter(receive()))``
+        does)."""
         self.live: set[str] = set()
         """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
         self.storing: set[str] = set()
@@ -300,6 +305,7 @@ class Inbound:
             if item.id in self.leased:  # another source used the same id and it is still leased
                 skipped.append(item)
                 continue
+            self.returned.pop(item.id, None)
             item.deliveries += 1
             if item.deliveries > 1:
                 self.counters.redelivered += 1
@@ -323,11 +329,41 @@ class Inbound:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), remaining)
 
+    def give_back(self, held: Mapping[str, int]) -> int:
+        """Put back, first in line, what a cancelled Receive stream held (``held``: id -> hand-over count then;
+        one handed out since is another's): it may never have been read, e.g. handed over just as the
+        application acknowledged the last and left. Not a large one (``ReadPayload`` needs the lease), nor one
+        at ``max_deliveries`` (left to expiry, which poisons it). How many went back."""
+        back: list[Incoming] = []
+        now = self.clock()
+        for message_id, deliveries in held.items():
+            item = self.leased.get(message_id)
+            if item is None or item.deliveries != deliveries or item.message.large is not None:
+                continue
+            if item.deliveries >= self.config.max_deliveries:
+                item.lease_until = now
+                continue
+            del self.leased[message_id]
+            self.returned[message_id] = item
+            back.append(item)
+        if back:
+            self.ready.extendleft(reversed(back))
+            self._signal_released()
+            self._signal_arrived()
+        return len(back)
+
+    def _reclaim(self, message_id: str) -> Incoming | None:
+        """The message leased to the application, or given back and not handed out again (out of the queue)."""
+        item = self.leased.pop(message_id, None)
+        if item is None and (item := self.returned.pop(message_id, None)) is not None:
+            self.ready.remove(item)
+        return item
+
     def acknowledge(self, ids: Sequence[str]) -> list[str]:
         """Done with these; returns the ids that were not leased (unknown, or already acknowledged)."""
         unknown, done = [], []
         for message_id in ids:
-            item = self.leased.pop(message_id, None)
+            item = self._reclaim(message_id)
             if item is None:
                 unknown.append(message_id)
             else:
@@ -345,7 +381,7 @@ class Inbound:
 
     async def reject(self, message_id: str, *, requeue: bool, delay: float, reason: str) -> bool:
         """Give a leased message back: requeue after ``delay`` seconds, or poison it now. False if not leased."""
-        item = self.leased.pop(message_id, None)
+        item = self._reclaim(message_id)
         if item is None:
             return False
         self._signal_released()

@@ -6,8 +6,9 @@ destination: a ``PeerLink`` per replica, the batch going to the link with the fe
 outstanding (ties: the one chosen least recently), up to each link's window at a time. Replicas are
 found again every ``resolve_every`` seconds and after a link fails, so new ones get work within
 seconds and gone ones get no more; a link that failed gets no new batch for a while (longer after
-each failure in a row) unless no other replica is up. What the answers mean for each message is
-``Outbound``'s to decide (``delivered``, ``failed``, ``poison``).
+each failure in a row) unless no other replica is up. What an answer means for each message is the
+rule of ``goq.sidecar.domain.attempts`` (``answered``, as for large messages); ``Outbound`` acts on it
+(``delivered``, ``failed``, ``poison``).
 """
 
 import asyncio
@@ -25,7 +26,7 @@ from goq.errors import TemporaryError
 from goq.identity import Address
 from goq.sidecar.adapters.peering import PeerLink, PeerUnavailableError
 from goq.sidecar.core.inbound import STILL_STORING
-from goq.sidecar.domain import poison_reasons as poisons
+from goq.sidecar.domain.attempts import answered
 from goq.sidecar.domain.records import Outgoing, PoisonRecord
 from goq.signing import NoKeyError
 
@@ -34,8 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("goq.sidecar.outbound")
 
-DELIVERED: Final = (peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_DUPLICATE, peer_pb2.OUTCOME_POISONED)
-"""The outcomes that mean the receiver has the message: it is this sidecar's no longer."""
 LINK_PAUSE: Final = 1.0
 """Seconds a replica whose link failed gets no new batch while another is up; doubled per failure in a row."""
 LINK_PAUSE_MAX: Final = 15.0
@@ -63,7 +62,7 @@ class Lane:
         self._choices = itertools.count(1)
         self._tried_on: dict[str, str] = {}
         """For messages delivered before their write returned: the replica their last attempt went to, which
-        a probe asks first (see ``Outbound.not_stored``): its write of the message may still be in flight."""
+        a probe asks first (see ``Admission.not_stored``): its write of the message may still be in flight."""
         self._closing: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.resident = 0
@@ -134,7 +133,7 @@ class Lane:
             self.in_flight += len(batch)
             self._sent_on(link, batch)
             # The batch's completion is registered before it is written: whoever waits for this lane's
-            # batches in flight (``Outbound.not_stored``) must see it while the write waits for the stream.
+            # batches in flight (``Admission.not_stored``) must see it while the write waits for the stream.
             written: asyncio.Future[asyncio.Future[list[peer_pb2.MessageResult]]] = loop.create_future()
             task = loop.create_task(self._complete(link, batch, written))
             self.completions.add(task)
@@ -195,14 +194,15 @@ class Lane:
         delivered: list[Outgoing] = []
         retry: list[tuple[Outgoing, str]] = []
         rejected: list[tuple[Outgoing, PoisonRecord]] = []
-        now = self.outbound.clock()
+        owner, now = str(self.outbound.owner), self.outbound.clock()
         for item, result in zip(batch, results, strict=True):
-            if result.outcome in DELIVERED:
+            verdict = answered(owner, item, result, now)
+            if verdict.delivered:
                 delivered.append(item)
-            elif result.outcome == peer_pb2.OUTCOME_REJECTED:
-                rejected.append((item, poisons.refused(str(self.outbound.owner), item, result.reason, now)))
+            elif verdict.refused is not None:
+                rejected.append((item, verdict.refused))
             else:
-                retry.append((item, result.reason or "peer asked to retry later"))
+                retry.append((item, verdict.retry))
         self.outbound.delivered(delivered)
         for reason in {r for _, r in retry}:
             items = [m for m, r in retry if r == reason]
@@ -210,7 +210,7 @@ class Lane:
         await self.outbound.poison(self, rejected)
 
     async def probe(self, batch: list[Outgoing], patience: float) -> list[peer_pb2.MessageResult] | None:
-        """One attempt at ``batch`` outside this lane's queue (see ``Outbound.not_stored``): the receivers'
+        """One attempt at ``batch`` outside this lane's queue (see ``Admission.not_stored``): the receivers'
         answers, or None if any part got none within ``patience`` seconds or its stream broke. Each message
         goes to the replica its last attempt went to while that one is resolved (its write of the message
         may still be in flight there), the others to the least busy."""
@@ -345,7 +345,7 @@ class Lane:
         link.outstanding += len(batch)
         if self.outbound.tracing is not None:
             self.outbound.tracing.attempting(batch, link.target)
-        unstored = self.outbound._unstored
+        unstored = self.outbound.admission.unstored
         if not unstored:
             return
         self._tried_on.update((m.id, link.target) for m in batch if m.id in unstored)

@@ -3,7 +3,9 @@
 - ``records``: the records kept per message (``Outgoing``, ``Incoming``, ``PoisonRecord``).
 - ``errors``: the errors the sidecar refuses with (its APIs turn them into statuses).
 - ``batching``: group commit: many callers' writes in one store call.
-- ``attempts``: what a failed delivery attempt does: retry at a time, or poison.
+- ``receipts``: what a send answers per message (``SendReceipt``: ``queued`` or ``poisoned``).
+- ``attempts``: what an answer or a failed attempt does, small and large alike: delivered, retry at a
+  time, or poison.
 - ``poison_reasons``: the one place a poison record is made, a constructor per reason.
 - ``poisoning``: handing messages to the poison sink, counted, never dropping one it did not keep.
 - ``counting``: the running totals read by stats, metrics and the heartbeat.

@@ -1,12 +1,16 @@
 """Handing messages to the poison sink, counted, without ever dropping one the sink did not keep."""
 
 import logging
+from typing import Final
 
 from goq.sidecar.domain.counting import Counters
 from goq.sidecar.domain.records import PoisonRecord
 from goq.sidecar.ports.poison import PoisonSink, PoisonSinkError
 
 log = logging.getLogger("goq.sidecar.poison")
+
+POISON_RETRY: Final = 5.0
+"""Seconds before poisoning is tried again when the sink did not keep the records (small and large alike)."""
 
 
 class Poisoner:

@@ -4,7 +4,9 @@ One task per message, at most ``concurrency`` transferring at once. An attempt s
 envelope, learns from the receiver how many body bytes it already holds, and sends the rest in
 chunks read from the body store; gRPC's flow control paces the writes, so a slow receiver holds back
 the reads. A broken attempt is retried per the RetryPolicy, and resumes where the receiver stopped;
-a refused message (bad HMAC, too large) is poisoned with the receiver's reason.
+a refused message (bad HMAC, too large) is poisoned with the receiver's reason. What an answer or a
+failed attempt means is decided as for small messages, by ``goq.sidecar.domain.attempts`` (``answered``,
+``attempt_failed``), and a poison sink that keeps nothing is tried again after the same ``POISON_RETRY``.
 """
 
 import asyncio
@@ -24,10 +26,9 @@ from goq.sidecar.adapters.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.adapters.peering import PeerUnavailableError, channel_options
 from goq.sidecar.adapters.resolving import Resolver
 from goq.sidecar.core.tracing import Tracing
-from goq.sidecar.domain import poison_reasons as poisons
-from goq.sidecar.domain.attempts import attempt_failed
+from goq.sidecar.domain.attempts import answered, attempt_failed
 from goq.sidecar.domain.counting import Counters
-from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.poisoning import POISON_RETRY, Poisoner
 from goq.sidecar.domain.records import Outgoing, PoisonRecord
 from goq.sidecar.large.bodies import BodyStore, body_name
 from goq.sidecar.large.macs import sending_mac
@@ -59,6 +60,7 @@ class LargeSender:
         credentials: PeerCredentials = PLAINTEXT,
         keyring: Callable[[], Keyring] | None = None,
         tracing: Tracing | None = None,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.credentials = credentials
         self.tracing = tracing
@@ -73,6 +75,7 @@ class LargeSender:
         self.bodies = bodies
         self.slots = asyncio.Semaphore(concurrency)
         self.clock = clock
+        self.rand = rand
         self.pending: dict[str, Outgoing] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -112,19 +115,19 @@ class LargeSender:
                     if await self._failed(item, f"internal error: {_describe(exc)}"):
                         return
                     continue
-            outcome = result.outcome
-            if outcome in (peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_DUPLICATE, peer_pb2.OUTCOME_POISONED):
+            verdict = answered(self.owner, item, result, self.clock())
+            if verdict.delivered:
                 if self.tracing is not None:
                     self.tracing.attempted([item], "delivered")
                 self.counters.delivered += 1
                 await self._forget(item)
                 return
-            if outcome == peer_pb2.OUTCOME_REJECTED:
+            if verdict.refused is not None:
                 if self.tracing is not None:
                     self.tracing.attempted([item], "rejected", result.reason)
-                await self._poison(item, poisons.refused(self.owner, item, result.reason, self.clock()))
+                await self._poison(item, verdict.refused)
                 return
-            if await self._failed(item, result.reason or "the destination asked to retry later"):
+            if await self._failed(item, verdict.retry):
                 return
 
     @staticmethod
@@ -186,7 +189,7 @@ class LargeSender:
         if self.tracing is not None:
             self.tracing.attempted([item], "failed", error)
         self.counters.attempts_failed += 1
-        record = attempt_failed(self.owner, item, self.policy(), error, self.clock(), random.random())
+        record = attempt_failed(self.owner, item, self.policy(), error, self.clock(), self.rand())
         attempts = item.failed_attempts
         log.info("large message %s to %s: attempt %d failed: %s", item.id, item.destination, attempts, error)
         if record is not None:
@@ -198,7 +201,7 @@ class LargeSender:
     async def _poison(self, item: Outgoing, record: PoisonRecord) -> None:
         """The poison queue keeps the envelope; the body is dropped (see docs/sidecar.md)."""
         while not await self.poisoner.poison([record]):  # noqa: ASYNC110 - the sink is polled, nothing to wait on
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(POISON_RETRY)
         await self._forget(item)
 
     async def _forget(self, item: Outgoing) -> None:

@@ -22,12 +22,12 @@ from goq.queue_spec import GoQueueSpec
 from goq.retry import RetryPolicy
 from goq.sidecar.adapters.peer_tls import PLAINTEXT, PeerCredentials
 from goq.sidecar.adapters.resolving import Resolver
-from goq.sidecar.core.engine import QUEUED, SendReceipt
 from goq.sidecar.core.inbound import Inbound
 from goq.sidecar.core.tracing import Downloaded, Tracing
 from goq.sidecar.domain.counting import Counters
 from goq.sidecar.domain.errors import NotFoundError
 from goq.sidecar.domain.poisoning import Poisoner
+from goq.sidecar.domain.receipts import QUEUED, SendReceipt
 from goq.sidecar.domain.records import Incoming
 from goq.sidecar.large.bodies import BodyStore, GridFsBodies, SpillBodies, body_name
 from goq.sidecar.large.outbox import LargeOutbox, MemoryLargeOutbox, MongoLargeOutbox
