@@ -23,6 +23,7 @@ from goq.sidecar.apis.rest_json import (
     send_request_of_json,
 )
 from goq.sidecar.apis.rest_limits import ADDRESS_PATTERN, BASE64_PATTERN, HEADER_NAME_PATTERN, ID_PATTERN
+from goq.sidecar.apis.rest_types import Acks, Redrive
 
 
 def test_a_json_send_becomes_the_engines_request_with_defaults() -> None:
@@ -149,12 +150,12 @@ def test_a_nack_delay_must_be_seconds_within_a_day(delay: object) -> None:
 @pytest.mark.parametrize("body", [{}, {"ids": "a"}, {"ids": [1]}, {"ids": ["a"] * 1001}])
 def test_redrive_needs_a_list_of_ids(body: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match='"ids" is required: a list of at most 1000 message ids'):
-        message_ids(body, "the redrive request", 1000)
+        message_ids(Redrive, body, "the redrive request")
 
 
 def test_a_request_with_ids_names_the_field_it_does_not_know() -> None:
     with pytest.raises(ConfigError, match="the acknowledgement"):
-        message_ids({"ids": [], "id": "x"}, "the acknowledgement", 10)
+        message_ids(Acks, {"ids": [], "id": "x"}, "the acknowledgement")
 
 
 def _accepts(check: object, value: str) -> bool:

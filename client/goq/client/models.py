@@ -1,12 +1,14 @@
 """The client's values, and their conversion to and from the wire (one place for both clients)."""
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import FrozenInstanceError, dataclass, field
 from pathlib import Path
 from typing import Final
 
 from goq.api.v1 import queue_manager_pb2 as pb
 from goq.client.errors import ClientError, error_for
+from goq.errors import ConfigError
+from goq.stats_fields import FIGURES, STAT_NAMES, STATS
 
 ACCEPTED: Final = ("goq-large", "accepted")
 """The initial metadata with which a sidecar accepts a large send's header."""
@@ -134,49 +136,64 @@ def poisoned(m: pb.PoisonedMessage) -> Poisoned:
     )
 
 
-@dataclass(frozen=True)
 class Stats:
-    """A sidecar's queue depths and totals since it started (the ``Stats`` answer of the gRPC API)."""
+    """A sidecar's queue depths and totals since it started (the ``Stats`` answer of the gRPC API).
 
-    identity: str
-    """The sidecar's identity, ``<name>.<namespace>``."""
-    send_queue: int
-    """Messages waiting to be delivered to their destinations."""
-    receive_queue: int
-    """Messages waiting for this application, leased ones included."""
-    in_flight: int
-    """Messages leased to this application and not yet acknowledged."""
-    sent: int
-    delivered: int
-    received: int
-    acknowledged: int
-    poisoned: int
-    """Messages sent to the poison queue, both directions."""
-    duplicates: int
-    """Repeats recognised and dropped by the de-duplication window."""
-    refused: int
-    """Messages from peers refused (bad signature, not allowed, too large...)."""
-    large_bytes_uploaded: int
-    """Large messages' payload bytes received from this application."""
-    large_bytes_received: int
-    """Large messages' payload bytes received from peers."""
-    large_bytes_in_progress: int
-    """Bytes of large bodies being received from peers right now."""
-    large_transfers_resumed: int
-    """Large transfers from peers resumed after a break."""
+    Its figures are the rows of ``goq.stats_fields.STATS``, read as attributes: ``identity`` (text) and the
+    counts and byte figures (``send_queue``, ``in_flight``, ``sent``, ``large_bytes_received``...). Why not
+    one dataclass field per figure: the table is the one place a figure is defined. Immutable, like the
+    client's other values.
+    """
+
+    __slots__ = ("_values",)
+    _values: dict[str, int | str]
+
+    def __init__(self, values: Mapping[str, int | str]) -> None:
+        if list(values) != list(STAT_NAMES):
+            raise ConfigError(
+                f"stats need exactly the figures {', '.join(STAT_NAMES)} in that order, got {list(values)}"
+            )
+        object.__setattr__(self, "_values", dict(values))
+
+    @property
+    def identity(self) -> str:
+        """The sidecar's identity, ``<name>.<namespace>``."""
+        return str(self._values["identity"])
+
+    def __getattr__(self, name: str) -> int:
+        """A figure by its name: ``stats.send_queue``."""
+        if name.startswith("_") or name not in _FIGURES:
+            raise AttributeError(f"Stats has no figure {name!r}; it has {', '.join(STAT_NAMES)}")
+        return int(self._values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: Stats are read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}: Stats are read-only")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stats) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.values()))
+
+    def __repr__(self) -> str:
+        return f"Stats({', '.join(f'{name}={value!r}' for name, value in self._values.items())})"
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *STAT_NAMES]
+
+    def __reduce__(self) -> tuple[type["Stats"], tuple[dict[str, int | str]]]:
+        return (Stats, (self._values,))
 
     def to_dict(self) -> dict[str, int | str]:
         """The figures by the REST API's names (``GET /v1/stats``: ``sendQueue``, ``inFlight``...)."""
-        return {_CAMEL[name]: value for name, value in vars(self).items()}
+        return {f.json_name: self._values[f.name] for f in STATS}
 
 
-def _camel(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(part.capitalize() for part in rest)
-
-
-_CAMEL: Final = {name: _camel(name) for name in Stats.__dataclass_fields__}
+_FIGURES: Final = frozenset(f.name for f in FIGURES)
 
 
 def stats(response: pb.StatsResponse) -> Stats:
-    return Stats(**{name: getattr(response, name) for name in Stats.__dataclass_fields__})
+    return Stats({name: getattr(response, name) for name in STAT_NAMES})

@@ -22,6 +22,7 @@ from goq.cli.goqctl import completing
 from goq.cli.goqctl.errors import EXIT_REFUSED
 from goq.cli.goqctl.output import FORMATS, Output, fields
 from goq.cli.goqctl.targets import VIAS, Target
+from goq.stats_fields import STATS
 from goq.version import __version__
 
 if TYPE_CHECKING:
@@ -340,7 +341,8 @@ def nack(opts: Options, id: str, poison: bool, delay: float, reason: str) -> int
     return 0
 
 
-BYTE_FIGURES = ("largeBytesUploaded", "largeBytesReceived", "largeBytesInProgress")
+BYTE_FIGURES = frozenset(f.json_name for f in STATS if f.kind == "bytes")
+"""Shown as sizes (``512.0 MiB``); ``-o json`` keeps every figure a number."""
 
 
 @command(

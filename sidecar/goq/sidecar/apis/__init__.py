@@ -3,9 +3,12 @@
 - ``app_service``: the application's gRPC API (``goq.v1.QueueManager``, 127.0.0.1:7701).
 - ``rest_api``: the application's REST API (127.0.0.1:7700): its handlers, over the same engine calls.
 - ``rest_json``: the REST API's JSON: requests decoded strictly, answers encoded.
-- ``rest_limits``: the REST API's limits and patterns, enforced by its handlers and published by its document.
-- ``openapi``: the REST API's OpenAPI document (``/openapi.json``): its paths.
-- ``openapi_schemas``: the document's request and response schemas.
+- ``rest_types``: the REST API's request and response types, which ``rest_json`` decodes with.
+- ``rest_operations``: the REST API's routes, each with its parameters, bodies and answers.
+- ``rest_limits``: the REST API's limits and patterns, used by its types.
+- ``typed_json``: JSON checked against ``TypedDict`` types and their JSON Schemas written from them.
+- ``openapi``: the REST API's OpenAPI document (``/openapi.json``), written from its operations and types.
+- ``stats_values``: the figures of ``Stats`` (``goq.stats_fields``) read from the engine, for both APIs.
 - ``http_server``: the small HTTP/1.1 server (asyncio and h11) under the REST API and the health port.
 - ``http_routing``: routes by method and path, and how a failure is rendered.
 - ``statuses``: one table from our exception types to gRPC status, HTTP status and REST error code.

@@ -11,6 +11,7 @@ from goq.api.v1 import queue_manager_pb2 as pb
 from goq.api.v1 import queue_manager_pb2_grpc
 from goq.errors import ConfigError, GoQError
 from goq.messages import Message
+from goq.sidecar.apis.stats_values import stat_values
 from goq.sidecar.apis.statuses import status_of
 from goq.sidecar.core.engine import QueueManager, SendReceipt, SendRequest
 from goq.sidecar.domain.errors import NotFoundError, PayloadTooLargeError
@@ -273,22 +274,8 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
         return pb.NackResponse()
 
     async def Stats(self, request: pb.StatsRequest, context: Context) -> pb.StatsResponse:  # noqa: N802
-        stats = self.engine.stats()
-        c = stats.counters
-        return pb.StatsResponse(
-            identity=stats.identity,
-            send_queue=stats.send_queue,
-            receive_queue=stats.receive_queue,
-            in_flight=stats.in_flight,
-            sent=c.sent,
-            delivered=c.delivered,
-            received=c.received,
-            acknowledged=c.acknowledged,
-            poisoned=sum(c.poisoned.values()),
-            duplicates=c.duplicates,
-            refused=sum(c.refused.values()),
-            **large_stats(self.large),
-        )
+        figures: dict[str, Any] = stat_values(self.engine, self.large)  # identity a str, the rest ints
+        return pb.StatsResponse(**figures)
 
     async def ListPoisoned(  # noqa: N802
         self, request: pb.ListPoisonedRequest, context: Context
@@ -305,19 +292,6 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
         except GoQError as exc:
             await _abort(context, exc)
         return pb.RedriveResponse(ids=ids)
-
-
-def large_stats(large: LargeMessages | None) -> dict[str, int]:
-    """The large-message figures of ``StatsResponse`` (zero without large messages)."""
-    if large is None:
-        return {}
-    p = large.progress
-    return {
-        "large_bytes_uploaded": p.bytes_uploaded,
-        "large_bytes_received": p.bytes_received,
-        "large_bytes_in_progress": p.bytes_in_progress,
-        "large_transfers_resumed": p.transfers_resumed,
-    }
 
 
 def poisoned(record: PoisonRecord) -> pb.PoisonedMessage:

@@ -1,235 +1,75 @@
-"""The REST API's OpenAPI 3.1 document, served at ``/openapi.json``.
+"""The REST API's OpenAPI 3.1 document, served at ``/openapi.json``: written, not kept by hand.
 
-It is built from the same limits and patterns the handlers enforce (``rest_limits``), so that what the
-document allows is what the server accepts; the schema-driven fuzz test holds the two together. The paths
-are here, the request and response schemas in ``openapi_schemas``.
+Its paths come from the table the server routes with (``rest_operations``), its schemas from the types the
+handlers decode and encode with (``rest_types`` through ``typed_json``), so what the document allows is what the
+server accepts; the schema-driven fuzz test (tests/integration/test_rest_fuzz.py) holds the two together.
 """
 
 from typing import Any
 
 from goq.sidecar.apis.http_server import BODY_TIMEOUT, HEAD_TIMEOUT
-from goq.sidecar.apis.openapi_schemas import schemas
-from goq.sidecar.apis.rest_limits import (
-    ADDRESS_PATTERN,
-    DEFAULT_POISON_LIST,
-    DEFAULT_RECEIVE,
-    ID_PATTERN,
-    MAX_POISON_LIST,
-    MAX_RECEIVE,
-    MAX_WAIT,
-)
+from goq.sidecar.apis.rest_operations import BINARY, JSON, OPERATIONS, Operation
+from goq.sidecar.apis.rest_types import REQUESTS
+from goq.sidecar.apis.typed_json import Schemas, fields
+
+_RAW: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+def _content(body: Any, schemas: Schemas) -> dict[str, Any]:
+    if body == BINARY:
+        return _RAW
+    if body == JSON:
+        return {}
+    return {"schema": schemas.of(body)}
+
+
+def _parameters(where: str, tp: Any, schemas: Schemas) -> list[dict[str, Any]]:
+    found = []
+    for name, (bare, metadata) in fields(tp).items():
+        schema = schemas.of(bare, metadata)
+        parameter: dict[str, Any] = {"name": name, "in": where}
+        if where == "path":
+            parameter["required"] = True
+        if "description" in schema:
+            parameter["description"] = schema.pop("description")
+        found.append({**parameter, "schema": schema})
+    return found
+
+
+def _operation(op: Operation, schemas: Schemas) -> dict[str, Any]:
+    written: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
+    if op.description:
+        written["description"] = op.description
+    parameters = []
+    if op.path_params is not None:
+        parameters += _parameters("path", op.path_params, schemas)
+    if op.query is not None:
+        parameters += _parameters("query", op.query, schemas)
+    if parameters:
+        written["parameters"] = parameters
+    if op.bodies:
+        written["requestBody"] = {
+            "required": op.body_required,
+            "content": {media: _content(body, schemas) for media, body in op.bodies.items()},
+        }
+    written["responses"] = {
+        str(status): {"description": answer.description}
+        | ({"content": {_media(answer.body): _content(answer.body, schemas)}} if answer.body is not None else {})
+        for status, answer in op.answers.items()
     }
+    return written
 
 
-def _json(description: str, schema: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
-
-
-_BAD = _error("The request is invalid; the message says what is wrong and what is allowed.")
-_NOT_FOUND = _error("The message is not leased to the application.")
-_MESSAGE_ID = {
-    "name": "id",
-    "in": "path",
-    "required": True,
-    "description": "A message id, as received.",
-    "schema": {"type": "string", "pattern": ID_PATTERN},
-}
-
-
-def _paths() -> dict[str, Any]:
-    return {
-        "/v1/messages": {
-            "post": {
-                "operationId": "send",
-                "summary": "Send a message (gRPC: Send).",
-                "description": (
-                    "A JSON body, or the raw payload as application/octet-stream with to, persistent and id in "
-                    "the query string (only then). A persistent message is durable in MongoDB before the answer. "
-                    "A raw body over 1 MiB (GOQ_LARGE_CHUNK_BYTES), or sent chunked without Content-Length, is a "
-                    "large message: it streams into GridFS (persistent) or the spill area (transient) as it "
-                    "arrives, up to the GoQueue's maxMessageSize (at most 4 GiB); a Content-Length over that "
-                    "limit is refused with 413 before any of the body is read."
-                ),
-                "parameters": [
-                    {
-                        "name": "to",
-                        "in": "query",
-                        "description": "With application/octet-stream only, and then required: the destination.",
-                        "schema": {"type": "string", "pattern": ADDRESS_PATTERN},
-                    },
-                    {
-                        "name": "persistent",
-                        "in": "query",
-                        "description": "With application/octet-stream only: true (default) or false.",
-                        "schema": {"type": "boolean", "default": True},
-                    },
-                    {
-                        "name": "id",
-                        "in": "query",
-                        "description": "With application/octet-stream only: an idempotency key.",
-                        "schema": {"type": "string", "pattern": ID_PATTERN},
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/SendMessage"}},
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                    },
-                },
-                "responses": {
-                    "202": _json("Accepted: queued for delivery, or poisoned (send queue full).", "SendReceipt"),
-                    "400": _BAD,
-                    "413": _error("The payload is over the size limit; nothing was stored."),
-                    "429": _error(
-                        "The send queue is full and its overflow policy is reject, or the spill area for "
-                        "transient large messages is full; retry later."
-                    ),
-                    "503": _error("A persistent message could not be made durable; nothing was accepted."),
-                },
-            },
-            "get": {
-                "operationId": "receive",
-                "summary": "Receive (lease) messages, waiting up to wait seconds for one (gRPC: Receive).",
-                "description": (
-                    "Each message handed out is leased: acknowledge it, or it is handed out again when the lease "
-                    "(GOQ_LEASE) runs out. One answer carries at most 16 MiB of payload, counting each message "
-                    "as large as the payload limit allows, so fewer than max may come back; ask again."
-                ),
-                "parameters": [
-                    {
-                        "name": "max",
-                        "in": "query",
-                        "description": f"Most messages to return (default {DEFAULT_RECEIVE}).",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECEIVE, "default": DEFAULT_RECEIVE},
-                    },
-                    {
-                        "name": "wait",
-                        "in": "query",
-                        "description": "Seconds to wait for a first message (default 0: answer at once).",
-                        "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT, "default": 0},
-                    },
-                ],
-                "responses": {"200": _json("The messages leased, maybe none.", "ReceivedMessages"), "400": _BAD},
-            },
-        },
-        "/v1/messages/ack": {
-            "post": {
-                "operationId": "ackMany",
-                "summary": "Done with many messages at once (gRPC: Ack).",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Acks"}}},
-                },
-                "responses": {
-                    "200": _json("Acknowledged; the ids that were not leased are listed.", "Acknowledged"),
-                    "400": _BAD,
-                },
-            }
-        },
-        "/v1/messages/{id}/ack": {
-            "post": {
-                "operationId": "ack",
-                "summary": "Done with a message (gRPC: Ack).",
-                "parameters": [_MESSAGE_ID],
-                "responses": {"204": {"description": "Acknowledged."}, "404": _NOT_FOUND},
-            }
-        },
-        "/v1/messages/{id}/nack": {
-            "post": {
-                "operationId": "nack",
-                "summary": "Give a message back, or send it to the poison queue (gRPC: Nack).",
-                "parameters": [_MESSAGE_ID],
-                "requestBody": {
-                    "required": False,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Nack"}}},
-                },
-                "responses": {"204": {"description": "Given back or poisoned."}, "400": _BAD, "404": _NOT_FOUND},
-            }
-        },
-        "/v1/messages/{id}/payload": {
-            "get": {
-                "operationId": "readPayload",
-                "summary": "A leased large message's payload, streamed (gRPC: ReadPayload).",
-                "description": "For a received message with large true, while leased; Content-Length is its size.",
-                "parameters": [_MESSAGE_ID],
-                "responses": {
-                    "200": {
-                        "description": "The payload.",
-                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    "404": _error("The message is not leased to the application, or not a large message."),
-                    "503": _error("MongoDB could not be read."),
-                },
-            }
-        },
-        "/v1/stats": {
-            "get": {
-                "operationId": "stats",
-                "summary": "Queue depths and counters since start (gRPC: Stats).",
-                "responses": {"200": _json("The figures.", "Stats")},
-            }
-        },
-        "/v1/poison": {
-            "get": {
-                "operationId": "listPoisoned",
-                "summary": "The newest messages of this identity's poison queue (gRPC: ListPoisoned).",
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "description": f"Most messages to list (default {DEFAULT_POISON_LIST}).",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": MAX_POISON_LIST,
-                            "default": DEFAULT_POISON_LIST,
-                        },
-                    }
-                ],
-                "responses": {
-                    "200": _json("Poisoned messages, newest first.", "PoisonedMessages"),
-                    "400": _error("A bad limit, or a poison sink that keeps nothing to list (use type: mongodb)."),
-                    "503": _error("MongoDB could not be read."),
-                },
-            }
-        },
-        "/v1/poison/redrive": {
-            "post": {
-                "operationId": "redrive",
-                "summary": "Hand poisoned messages back for delivery or consumption (gRPC: Redrive).",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Redrive"}}},
-                },
-                "responses": {
-                    "200": _json("The ids handed back; ids not in the poison queue are left out.", "Redriven"),
-                    "400": _BAD,
-                    "503": _error("MongoDB could not be read or written."),
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document.",
-                "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {}}}},
-            }
-        },
-    }
+def _media(body: Any) -> str:
+    return BINARY if body == BINARY else JSON
 
 
 def openapi_document(max_payload: int) -> dict[str, Any]:
     """The document for a sidecar whose payload limit is ``max_payload`` bytes."""
+    schemas = Schemas(max_payload, closed=REQUESTS)
+    paths: dict[str, Any] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -243,6 +83,6 @@ def openapi_document(max_payload: int) -> dict[str, Any]:
                 f"pause for {BODY_TIMEOUT:g} s (408, then the connection closes)."
             ),
         },
-        "paths": _paths(),
-        "components": {"schemas": schemas(max_payload)},
+        "paths": paths,
+        "components": {"schemas": schemas.components},
     }

@@ -14,32 +14,33 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 from goq.errors import ConfigError, GoQError
-from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS, validate_message_id
-from goq.sidecar.apis.app_service import large_stats
-from goq.sidecar.apis.http_routing import Router
+from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS
+from goq.sidecar.apis.http_routing import Handler, Router
 from goq.sidecar.apis.http_server import HttpError, Request, Response
 from goq.sidecar.apis.openapi import openapi_document
 from goq.sidecar.apis.rest_json import (
     message_ids,
     nack_arguments,
-    parse_bool,
-    parse_int,
     parse_json_object,
-    parse_seconds,
     poisoned_json,
     query_of,
     received_json,
     send_request_of_json,
 )
-from goq.sidecar.apis.rest_limits import (
-    DEFAULT_POISON_LIST,
-    DEFAULT_RECEIVE,
-    MAX_ACK,
-    MAX_POISON_LIST,
-    MAX_RECEIVE,
-    MAX_REDRIVE,
-    MAX_WAIT,
+from goq.sidecar.apis.rest_operations import OPERATIONS
+from goq.sidecar.apis.rest_types import (
+    Acknowledged,
+    Acks,
+    PoisonedMessages,
+    PoisonQuery,
+    RawSendQuery,
+    ReceivedMessages,
+    ReceiveQuery,
+    Redrive,
+    Redriven,
+    SendReceipt,
 )
+from goq.sidecar.apis.stats_values import stats_json
 from goq.sidecar.apis.statuses import code_of_http, status_of
 from goq.sidecar.core.engine import QueueManager, SendRequest
 from goq.sidecar.domain.errors import NotFoundError, PayloadTooLargeError
@@ -107,7 +108,8 @@ def _json_send(body: bytes) -> SendRequest:
 
 
 def _received_text(items: list[Incoming]) -> str:
-    return json.dumps({"messages": [received_json(i) for i in items]}, separators=(",", ":"))
+    answer: ReceivedMessages = {"messages": [received_json(i) for i in items]}
+    return json.dumps(answer, separators=(",", ":"))
 
 
 def json_errors(request: Request, error: Exception) -> Response:
@@ -147,7 +149,8 @@ class RestApi:
         (outcome,) = await self.engine.send_one(send)  # goes on if the application hangs up
         if isinstance(outcome, GoQError):
             raise outcome
-        return json_response({"id": outcome.id, "state": outcome.state}, status=202)
+        answer: SendReceipt = {"id": outcome.id, "state": outcome.state}
+        return json_response(answer, status=202)
 
     def _is_large(self, request: Request) -> bool:
         """A raw body over the chunk size, or of unknown length (chunked), streams: a large message."""
@@ -162,7 +165,8 @@ class RestApi:
         send = LargeSend(to=raw.to, persistent=raw.persistent, id=raw.id, size=request.content_length)
         self.large.check(send)
         receipt = await self.large.send(send, request.chunks())
-        return json_response({"id": receipt.id, "state": receipt.state}, status=202)
+        answer: SendReceipt = {"id": receipt.id, "state": receipt.state}
+        return json_response(answer, status=202)
 
     async def expect_send(self, request: Request) -> Response | None:
         """``Expect: 100-continue`` (curl asks so for bodies over 1 MiB): a large send that will be
@@ -190,19 +194,15 @@ class RestApi:
 
     @staticmethod
     def _raw_send(request: Request, payload: bytes) -> SendRequest:
-        query = query_of(request, "to", "persistent", "id")
+        query = query_of(request, RawSendQuery)
         to = query.get("to")
         if to is None:
             raise ConfigError('query parameter "to" is required: "<identity>" or "<identity>.<namespace>"')
-        persistent = parse_bool(query.get("persistent", "true"), "persistent")
-        message_id = validate_message_id(query["id"]) if "id" in query else None
-        return SendRequest(to=to, payload=payload, persistent=persistent, id=message_id)
+        return SendRequest(to=to, payload=payload, persistent=query["persistent"], id=query.get("id"))
 
     async def receive(self, request: Request) -> Response:
-        query = query_of(request, "max", "wait")
-        limit = parse_int(query.get("max"), "max", DEFAULT_RECEIVE, 1, MAX_RECEIVE)
-        wait = parse_seconds(query.get("wait"), "wait", MAX_WAIT)
-        items = await self._lease(limit, wait)
+        query = query_of(request, ReceiveQuery)
+        items = await self._lease(query["max"], query["wait"])
         size = sum(len(i.message.payload) for i in items)
         text = await _off_loop(size, _received_text, items)
         return Response(body=text.encode(), content_type="application/json")
@@ -235,7 +235,8 @@ class RestApi:
         """Why: a consumer of a batch paid one request per message to acknowledge it."""
         query_of(request)
         body = parse_json_object(await read_body(request, SMALL_BODY, "the acknowledgement body"), "the body")
-        return json_response({"unknown": self.engine.acknowledge(message_ids(body, "the acknowledgement", MAX_ACK))})
+        answer: Acknowledged = {"unknown": self.engine.acknowledge(message_ids(Acks, body, "the acknowledgement"))}
+        return json_response(answer)
 
     async def nack(self, request: Request) -> Response:
         query_of(request)
@@ -246,57 +247,45 @@ class RestApi:
 
     async def stats(self, request: Request) -> Response:
         query_of(request)
-        stats = self.engine.stats()
-        c = stats.counters
-        return json_response(
-            {
-                "identity": stats.identity,
-                "sendQueue": stats.send_queue,
-                "receiveQueue": stats.receive_queue,
-                "inFlight": stats.in_flight,
-                "sent": c.sent,
-                "delivered": c.delivered,
-                "received": c.received,
-                "acknowledged": c.acknowledged,
-                "poisoned": sum(c.poisoned.values()),
-                "duplicates": c.duplicates,
-                "refused": sum(c.refused.values()),
-                **{_camel(k): v for k, v in large_stats(self.large).items()},
-            }
-        )
+        return json_response(stats_json(self.engine, self.large))
 
     async def poisoned(self, request: Request) -> Response:
-        limit = parse_int(query_of(request, "limit").get("limit"), "limit", DEFAULT_POISON_LIST, 1, MAX_POISON_LIST)
-        records = await self.engine.poisoned(limit)
-        return json_response({"messages": [poisoned_json(r) for r in records]})
+        records = await self.engine.poisoned(query_of(request, PoisonQuery)["limit"])
+        answer: PoisonedMessages = {"messages": [poisoned_json(r) for r in records]}
+        return json_response(answer)
 
     async def redrive(self, request: Request) -> Response:
         query_of(request)
         body = parse_json_object(await read_body(request, SMALL_BODY, "the redrive body"), "the body")
-        ids = message_ids(body, "the redrive request", MAX_REDRIVE)
-        return json_response({"ids": await asyncio.shield(self.engine.redrive(ids))})
+        ids = message_ids(Redrive, body, "the redrive request")
+        answer: Redriven = {"ids": await asyncio.shield(self.engine.redrive(ids))}
+        return json_response(answer)
 
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi_document(self.engine.max_payload))
 
 
-def _camel(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(w.title() for w in rest)
-
-
 def rest_routes(engine: QueueManager, large: LargeMessages | None = None) -> Router:
-    """The REST API's routes for ``engine``: exactly those of ``/openapi.json``."""
+    """The REST API's routes for ``engine``: one per operation of ``rest_operations`` (``/openapi.json``'s
+    paths), served by the handler of its ``operation_id``."""
     api = RestApi(engine, large)
+    handlers: dict[str, Handler] = {
+        "send": api.send,
+        "receive": api.receive,
+        "ackMany": api.ack_many,
+        "ack": api.ack,
+        "nack": api.nack,
+        "readPayload": api.payload,
+        "stats": api.stats,
+        "listPoisoned": api.poisoned,
+        "redrive": api.redrive,
+        "openapi": api.openapi,
+    }
+    expects = {"send": api.expect_send}
+    unserved = {op.operation_id for op in OPERATIONS} ^ set(handlers)
+    if unserved:
+        raise AssertionError(f"operations and handlers differ: {sorted(unserved)}")
     routes = Router(json_errors)
-    routes.add("POST", "/v1/messages", api.send, expect=api.expect_send)
-    routes.add("GET", "/v1/messages", api.receive)
-    routes.add("POST", "/v1/messages/ack", api.ack_many)
-    routes.add("POST", "/v1/messages/{id}/ack", api.ack)
-    routes.add("POST", "/v1/messages/{id}/nack", api.nack)
-    routes.add("GET", "/v1/messages/{id}/payload", api.payload)
-    routes.add("GET", "/v1/stats", api.stats)
-    routes.add("GET", "/v1/poison", api.poisoned)
-    routes.add("POST", "/v1/poison/redrive", api.redrive)
-    routes.add("GET", "/openapi.json", api.openapi)
+    for op in OPERATIONS:
+        routes.add(op.method, op.path, handlers[op.operation_id], expect=expects.get(op.operation_id))
     return routes

@@ -1,7 +1,8 @@
 """The REST API's JSON: requests decoded strictly, answers encoded with the fields gRPC's messages have.
 
-Decoding is pure functions that raise ``ConfigError`` (400) saying what is wrong and what is allowed; the limits
-and patterns they enforce are those the OpenAPI document publishes (``goq.sidecar.apis.rest_limits``).
+Decoding is pure functions that raise ``ConfigError`` (400) saying what is wrong and what is allowed. Bodies and
+query strings are checked against the types of ``rest_types`` (``typed_json.decode``), those the OpenAPI
+document is written from; answers are built as those types, so mypy holds the encoders to the document.
 """
 
 import base64
@@ -10,17 +11,17 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from goq.errors import ConfigError
-from goq.messages import Message, validate_message_id
+from goq.messages import Message
 from goq.sidecar.apis.http_server import Request
-from goq.sidecar.apis.rest_limits import MAX_DELAY, SECONDS_PATTERN
+from goq.sidecar.apis.rest_limits import SECONDS_PATTERN
+from goq.sidecar.apis.rest_types import Nack, PoisonedMessage, ReceivedMessage, SendMessage
+from goq.sidecar.apis.typed_json import Parameter, decode, parameters
 from goq.sidecar.core.engine import SendRequest
 from goq.sidecar.domain.records import Incoming, PoisonRecord
 
-SEND_FIELDS: Final = ("to", "payload", "persistent", "headers", "id")
-NACK_FIELDS: Final = ("requeue", "delay", "reason")
 _INTEGER: Final = re.compile(r"[0-9]{1,9}")
 _SECONDS: Final = re.compile(SECONDS_PATTERN)
 _NOT_BASE64: Final = '"payload" is not standard base64 (A-Z, a-z, 0-9, + and /, padded with =)'
@@ -95,27 +96,13 @@ def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _only(body: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{what} has unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
-
-
 def send_request_of_json(body: dict[str, Any]) -> SendRequest:
-    """``{"to", "payload" (base64), "persistent", "headers", "id"}`` as the engine's request."""
-    _only(body, SEND_FIELDS, "the message")
-    to, payload, persistent = body.get("to"), body.get("payload"), body.get("persistent", True)
-    if not isinstance(to, str):
-        raise ConfigError('"to" is required: "<identity>" or "<identity>.<namespace>"')
-    if not isinstance(payload, str):
-        raise ConfigError('"payload" is required: the message bytes in standard base64 ("" for none)')
-    if not isinstance(persistent, bool):
-        raise ConfigError(f'"persistent" must be true or false, got {persistent!r}')
-    headers = body.get("headers", {})
-    if not isinstance(headers, dict):
-        raise ConfigError(f'"headers" must be an object of strings, got {type(headers).__name__}')
-    message_id = validate_message_id(body["id"]) if "id" in body else None
-    return SendRequest(to=to, payload=decode_base64(payload), persistent=persistent, headers=headers, id=message_id)
+    """A ``SendMessage`` (payload in base64) as the engine's request."""
+    send = cast(SendMessage, decode(SendMessage, body, "the message"))
+    payload, headers = decode_base64(send["payload"]), send.get("headers", {})
+    return SendRequest(
+        to=send["to"], payload=payload, persistent=send["persistent"], headers=headers, id=send.get("id")
+    )
 
 
 def decode_base64(text: str) -> bytes:
@@ -131,16 +118,40 @@ def decode_base64(text: str) -> bytes:
         raise ConfigError(_NOT_BASE64) from None
 
 
-def query_of(request: Request, *allowed: str) -> dict[str, str]:
-    """The query parameters, refusing names the call does not take (a likely typo) and repeated ones."""
+def query_of(request: Request, tp: Any = None) -> dict[str, Any]:
+    """The query parameters of the ``TypedDict`` ``tp`` (none if ``None``), read and checked, with their
+    defaults; names the call does not take (a likely typo) and repeated ones are refused."""
+    taken = _parameters(tp)
     names = [name for name, _ in request.query]
-    unknown = sorted(set(names) - set(allowed))
+    unknown = sorted(set(names) - set(taken))
     if unknown:
-        takes = f"allowed: {', '.join(allowed)}" if allowed else "this call takes none"
+        takes = f"allowed: {', '.join(taken)}" if taken else "this call takes none"
         raise ConfigError(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; {takes}")
     if len(names) != len(set(names)):
         raise ConfigError("a query parameter is given more than once")
-    return dict(request.query)
+    given = dict(request.query)
+    values: dict[str, Any] = {}
+    for name, p in taken.items():
+        text = given.get(name)
+        if p.tp is int:
+            values[name] = parse_int(text, name, p.rules["default"], p.rules["minimum"], p.rules["maximum"])
+        elif p.tp is float:
+            values[name] = parse_seconds(text, name, p.rules["maximum"])
+        elif p.tp is bool:
+            values[name] = parse_bool(text, name) if text is not None else p.rules["default"]
+        elif text is not None:
+            values[name] = p.check(text) if p.check is not None else text
+    return values
+
+
+_PARAMETERS: dict[Any, dict[str, Parameter]] = {None: {}}
+
+
+def _parameters(tp: Any) -> dict[str, Parameter]:
+    found = _PARAMETERS.get(tp)
+    if found is None:
+        found = _PARAMETERS[tp] = parameters(tp)
+    return found
 
 
 def parse_bool(value: str, name: str) -> bool:
@@ -171,24 +182,14 @@ def parse_seconds(value: str | None, name: str, high: float) -> float:
 
 
 def nack_arguments(body: dict[str, Any]) -> tuple[bool, float, str]:
-    """``{"requeue" (default true), "delay" (seconds, default 0), "reason"}``."""
-    _only(body, NACK_FIELDS, "the nack")
-    requeue, delay, reason = body.get("requeue", True), body.get("delay", 0), body.get("reason", "")
-    if not isinstance(requeue, bool):
-        raise ConfigError(f'"requeue" must be true or false, got {requeue!r}')
-    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY:
-        raise ConfigError(f'"delay" must be a number of seconds from 0 to {MAX_DELAY}, got {delay!r}')
-    if not isinstance(reason, str):
-        raise ConfigError(f'"reason" must be a string, got {type(reason).__name__}')
-    return requeue, float(delay), reason
+    """A ``Nack``: requeue (default true), delay (seconds, default 0) and reason."""
+    nack = cast(Nack, decode(Nack, body, "the nack"))
+    return nack["requeue"], float(nack["delay"]), nack["reason"]
 
 
-def message_ids(body: dict[str, Any], what: str, limit: int) -> list[str]:
-    """The ``ids`` of a redrive or acknowledgement request."""
-    _only(body, ("ids",), what)
-    ids = body.get("ids")
-    if not isinstance(ids, list) or len(ids) > limit or not all(isinstance(i, str) for i in ids):
-        raise ConfigError(f'"ids" is required: a list of at most {limit} message ids')
+def message_ids(tp: Any, body: dict[str, Any], what: str) -> list[str]:
+    """The ``ids`` of a redrive or acknowledgement request (``Redrive``, ``Acks``)."""
+    ids: list[str] = decode(tp, body, what)["ids"]
     return ids
 
 
@@ -199,7 +200,7 @@ def _timestamp(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def received_json(item: Incoming) -> dict[str, Any]:
+def received_json(item: Incoming) -> ReceivedMessage:
     """A leased message as the application sees it (the same fields as gRPC ``ReceivedMessage``)."""
     m = item.message
     return {
@@ -216,7 +217,7 @@ def received_json(item: Incoming) -> dict[str, Any]:
     }
 
 
-def poisoned_json(record: PoisonRecord) -> dict[str, Any]:
+def poisoned_json(record: PoisonRecord) -> PoisonedMessage:
     """A poison-queue entry (the same fields as gRPC ``PoisonedMessage``)."""
     message = Message.decode(record.body)
     return {

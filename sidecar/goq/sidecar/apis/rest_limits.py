@@ -1,7 +1,9 @@
 """The REST API's limits and patterns: what its handlers enforce and its OpenAPI document publishes.
 
-One place for both (``rest_json`` and ``rest_api`` check requests against them, ``openapi`` and
-``openapi_schemas`` write them into ``/openapi.json``), so the document allows what the server accepts.
+One place for both: the request and response types of ``rest_types`` carry them, ``rest_json`` checks requests
+against those types and ``openapi`` writes its schemas from them, so the document allows what the server accepts.
+The patterns restate the domain's own rules (``goq.messages``, ``goq.identity``); tests/unit/test_rest_requests.py
+holds each to the validator it describes.
 """
 
 from typing import Final
