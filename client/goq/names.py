@@ -16,6 +16,11 @@ LABEL_ID: Final = "goq.io/id"
 """Added by the webhook: Services select labels, not annotations."""
 ANNOTATION_INJECTED: Final = "goq.io/injected"
 """Added by the webhook: the GoQ version that injected the sidecar; its presence prevents a second injection."""
+LABEL_INJECTION: Final = "goq.io/injection"
+"""On a namespace or a pod: ``disabled`` (never sent to the pod webhook) or ``required`` (sent to an entry with
+``failurePolicy: Fail``: a pod is created only once a replica answered). Any other value is refused."""
+INJECTION_DISABLED: Final = "disabled"
+INJECTION_REQUIRED: Final = "required"
 SIDECAR_CONTAINER: Final = "goq-sidecar"
 """The injected sidecar container's name (the operator finds its status in a pod by it)."""
 

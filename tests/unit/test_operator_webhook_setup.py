@@ -54,15 +54,16 @@ def test_after_a_renewal_the_ca_bundle_trusts_the_new_and_the_previous_ca_only()
 
 
 def test_pod_injection_is_registered_so_that_a_broken_webhook_never_blocks_pods() -> None:
-    [hook] = mutating_configuration(IN_CLUSTER, b"CA")["webhooks"]
+    hook, *strict = mutating_configuration(IN_CLUSTER, b"CA")["webhooks"]
     assert hook["failurePolicy"] == "Ignore"
+    assert [h["failurePolicy"] for h in strict] == ["Fail", "Fail"]  # opt-in only: tests/unit/test_strict_injection.py
     assert hook["timeoutSeconds"] <= 5
     assert hook["sideEffects"] == "None"
     assert hook["rules"][0]["operations"] == ["CREATE"]
     assert hook["rules"][0]["resources"] == ["pods"]
-    disabled = {"key": "goq.io/injection", "operator": "NotIn", "values": ["disabled"]}
-    assert hook["namespaceSelector"]["matchExpressions"] == [disabled]
-    assert hook["objectSelector"]["matchExpressions"] == [disabled]
+    lenient = {"key": "goq.io/injection", "operator": "NotIn", "values": ["disabled", "required"]}
+    assert hook["namespaceSelector"]["matchExpressions"] == [lenient]
+    assert hook["objectSelector"]["matchExpressions"] == [lenient]
     assert hook["clientConfig"]["service"] == {
         "name": "goq-webhook",
         "namespace": "goq-system",
@@ -73,7 +74,7 @@ def test_pod_injection_is_registered_so_that_a_broken_webhook_never_blocks_pods(
 
 
 def test_creates_must_pass_the_webhook_updates_pass_when_it_is_down_and_only_goq_kinds_are_sent() -> None:
-    create, update = validating_configuration(LOCAL, b"CA")["webhooks"]
+    create, update, _ = validating_configuration(LOCAL, b"CA")["webhooks"]
     assert (create["name"], create["rules"][0]["operations"], create["failurePolicy"]) == (
         "validate.goq.io",
         ["CREATE"],

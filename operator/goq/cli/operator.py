@@ -25,6 +25,7 @@ from goq.webhook import (
     supports_native_sidecars,
     validate_custom_object,
 )
+from goq.webhook.injection_label import check_injection_label, validate_namespace
 
 log = logging.getLogger("goq.operator")
 
@@ -65,6 +66,9 @@ def mutator_for(settings: OperatorSettings) -> MutatorFactory:
         log.info("injecting %s as a %s", injection.image, "native sidecar" if injection.native_sidecar else "container")
 
         def mutate(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+            meta = pod.get("metadata") or {}
+            name = meta.get("name") or f"{meta.get('generateName') or ''}*"
+            check_injection_label(pod, f"pod {meta.get('namespace')}/{name}")
             return injection_patch(pod, for_goqueue(injection, pod, sidecar_specs))
 
         return mutate
@@ -91,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = OperatorSettings.from_env()
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one INFO line per handled pod is noise
-        asyncio.run(run(settings, mutator_for(settings), validator_for(settings)))
+        asyncio.run(
+            run(settings, mutator_for(settings), validator_for(settings), namespace_validator=validate_namespace)
+        )
     except GoQError as exc:
         print(f"goq-operator: {exc}", file=sys.stderr)
         return 1

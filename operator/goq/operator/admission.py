@@ -5,12 +5,19 @@ functions of ``goq.webhook``). A mutator that fails unexpectedly lets the pod th
 operator later reports the pod as not injected) rather than blocking it; a ConfigError from either
 function is a refusal whose message the user sees; warnings a validator returns are shown by kubectl
 (``Warning: ...``) on an admitted object.
+
+It runs on a thread and event loop of its own (``goq.operator.admission_thread``), so that nothing the rest
+of the operator does (kopf starting, a leadership takeover, a sweep) can delay an answer; ``load_certificate``
+may be called from any thread.
 """
 
+import asyncio
 import base64
+import concurrent.futures
 import json
 import logging
 import ssl
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -31,7 +38,10 @@ Validator = Callable[[Mapping[str, Any]], Sequence[str] | None]
 
 MUTATE_PATH: Final = "/mutate-pods"
 VALIDATE_PATH: Final = "/validate-goq"
+VALIDATE_NAMESPACE_PATH: Final = "/validate-namespaces"
 HEALTH_PATH: Final = "/healthz"
+LIVE_PATH: Final = "/livez"
+READY_PATH: Final = "/readyz"
 METRICS_PATH: Final = "/metrics"
 
 
@@ -74,14 +84,17 @@ def review_mutation(review: Mapping[str, Any], mutator: Mutator, outcomes: Count
     return _response(uid, True, patch=patch)
 
 
-def review_validation(review: Mapping[str, Any], validator: Validator, outcomes: Counter[str]) -> dict[str, Any]:
-    """Answer one custom-object AdmissionReview; an update that leaves the spec alone always passes
-    (so metadata and finalizer changes never get stuck on an object that an older rule allowed)."""
+def review_validation(
+    review: Mapping[str, Any], validator: Validator, outcomes: Counter[str], unchanged_spec_passes: bool = True
+) -> dict[str, Any]:
+    """Answer one object's AdmissionReview. With ``unchanged_spec_passes`` (custom objects), an update that
+    leaves the spec alone always passes (so metadata and finalizer changes never get stuck on an object that an
+    older rule allowed); without it (namespaces, whose labels are what is checked) every update is validated."""
     request = review.get("request") or {}
     uid = str(request.get("uid", ""))
     obj = request.get("object") or {}
     old = request.get("oldObject") or {}
-    if request.get("operation") == "UPDATE" and old.get("spec") == obj.get("spec"):
+    if unchanged_spec_passes and request.get("operation") == "UPDATE" and old.get("spec") == obj.get("spec"):
         outcomes["unchanged"] += 1
         return _response(uid, True)
     try:
@@ -93,24 +106,49 @@ def review_validation(review: Mapping[str, Any], validator: Validator, outcomes:
     return _response(uid, True, warnings=warnings)
 
 
+def _passes(_: Mapping[str, Any]) -> None:
+    return None
+
+
 class AdmissionServer:
     """An aiohttp HTTPS server; its certificate can be swapped while it runs (``load_certificate``)."""
 
-    def __init__(self, mutator: Mutator, validator: Validator) -> None:
+    def __init__(self, mutator: Mutator, validator: Validator, namespace_validator: Validator | None = None) -> None:
         self.mutator = mutator
         self.validator = validator
+        self.namespace_validator = namespace_validator or _passes
+        """Namespaces the registration sends (a wrong ``goq.io/injection`` value); none: every one passes."""
         self.outcomes: Counter[str] = Counter()
         """Count of answers by outcome (injected, untouched, refused, error, valid, unchanged)."""
         self.registry = operator_registry(self.outcomes)
         self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
         self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self.draining = False
         """Stopping: answer every request, then close its connection (``drain``)."""
 
     def load_certificate(self, cert_file: str, key_file: str) -> None:
-        """Serve with this certificate from the next handshake on."""
-        self.ssl.load_cert_chain(cert_file, key_file)
+        """Serve with this certificate from the next handshake on. Called from another thread while the server
+        runs, the load happens on the server's loop (no handshake uses the context meanwhile) and this waits
+        for it, so the files may be removed as soon as it returns."""
+        loop = self._loop
+        if loop is None or threading.current_thread() is self._thread or loop.is_closed():
+            self.ssl.load_cert_chain(cert_file, key_file)
+            return
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def load() -> None:
+            try:
+                self.ssl.load_cert_chain(cert_file, key_file)
+            except BaseException as exc:  # handed to the caller's thread
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        loop.call_soon_threadsafe(load)
+        done.result(timeout=30)
 
     def drain(self) -> None:
         """Go on answering, but close each connection after its answer, so that the API server dials again.
@@ -127,12 +165,16 @@ class AdmissionServer:
         app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[self._closing_when_draining])
         app.router.add_post(MUTATE_PATH, self._mutate)
         app.router.add_post(VALIDATE_PATH, self._validate)
+        app.router.add_post(VALIDATE_NAMESPACE_PATH, self._validate_namespace)
         app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get(LIVE_PATH, self._live)
+        app.router.add_get(READY_PATH, self._health)
         app.router.add_get(METRICS_PATH, self._metrics)
         return app
 
     async def start(self, host: str, port: int) -> None:
-        """Listen on ``host:port`` with TLS."""
+        """Listen on ``host:port`` with TLS, on the running loop (from then on, the server's loop)."""
+        self._loop, self._thread = asyncio.get_running_loop(), threading.current_thread()
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port, ssl_context=self.ssl).start()
@@ -170,10 +212,25 @@ class AdmissionServer:
             return web.json_response({"error": "expected an AdmissionReview JSON object"}, status=400)
         return web.json_response(review_validation(review, self.validator, self.outcomes))
 
+    async def _validate_namespace(self, request: web.Request) -> web.Response:
+        review = await self._read(request)
+        if review is None:
+            return web.json_response({"error": "expected an AdmissionReview JSON object"}, status=400)
+        return web.json_response(
+            review_validation(review, self.namespace_validator, self.outcomes, unchanged_spec_passes=False)
+        )
+
     async def _health(self, _: web.Request) -> web.Response:
-        if self.draining:  # not ready: no new connection should come here
+        """``/readyz`` (and ``/healthz``, as before): answered on the loop that answers reviews, over the same
+        TLS listener, so a 200 means a review sent now is answered; 503 while draining (no new connection
+        should come here)."""
+        if self.draining:
             return web.json_response({"status": "draining", "outcomes": dict(self.outcomes)}, status=503)
         return web.json_response({"status": "ok", "outcomes": dict(self.outcomes)})
+
+    async def _live(self, _: web.Request) -> web.Response:
+        """``/livez``: the admission loop answers (a draining replica is still alive)."""
+        return web.json_response({"status": "draining" if self.draining else "ok"})
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

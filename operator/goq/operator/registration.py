@@ -4,6 +4,13 @@ Choices that keep a broken or slow webhook from blocking unrelated pods (docs/op
 - pod injection: ``failurePolicy: Ignore``, ``timeoutSeconds`` 5, CREATE only, and namespaces or pods
   labelled ``goq.io/injection=disabled`` (the operator's own namespace, kube-system) are never sent.
   A pod that slips through uninjected is reported by the operator on its GoQueue and as an Event.
+- strict injection, opt-in: pods in a namespace labelled ``goq.io/injection=required``, or labelled so
+  themselves, go to entries with ``failurePolicy: Fail`` instead (as Istio's injector and Linkerd's in HA
+  mode do): with no replica answering (a rollout, a replica killed mid-review) the pod is refused and its
+  ReplicaSet (Job, StatefulSet) creates it again, so no pod of theirs runs without its sidecar. Each pod
+  matches exactly one of the three entries.
+- namespaces: one whose ``goq.io/injection`` label has any other value is refused when it is labelled
+  (``failurePolicy: Ignore``: namespaces never wait for GoQ), since a typo would silently be lenient.
 - GoQ custom resources: CREATE with ``failurePolicy: Fail`` (an unchecked GoQueue could break its
   sidecars); UPDATE with ``failurePolicy: Ignore``, so that with the operator down a label, annotation or
   finalizer change is not stuck (webhook rules cannot tell a metadata change from a spec change). The
@@ -28,15 +35,33 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from goq import names
 from goq.errors import TemporaryError
 from goq.operator import certificates
-from goq.operator.admission import MUTATE_PATH, VALIDATE_PATH, AdmissionServer
+from goq.operator.admission import MUTATE_PATH, VALIDATE_NAMESPACE_PATH, VALIDATE_PATH, AdmissionServer
 from goq.operator.kube import body as as_body
 from goq.operator.kube import call, get_or_none, status_of
 from goq.operator.settings import OperatorSettings
 
 log = logging.getLogger("goq.operator")
 
-OPT_OUT_LABEL: Final = "goq.io/injection"
-_NOT_DISABLED: Final = {"matchExpressions": [{"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["disabled"]}]}
+OPT_OUT_LABEL: Final = names.LABEL_INJECTION
+DISABLED, REQUIRED = names.INJECTION_DISABLED, names.INJECTION_REQUIRED
+
+
+def _label(operator: str, *values: str) -> dict[str, Any]:
+    return {"matchExpressions": [{"key": OPT_OUT_LABEL, "operator": operator, "values": list(values)}]}
+
+
+_NOT_DISABLED: Final = _label("NotIn", DISABLED)
+_LENIENT: Final = _label("NotIn", DISABLED, REQUIRED)
+_REQUIRED: Final = _label("In", REQUIRED)
+_UNKNOWN_VALUE: Final = {
+    "matchExpressions": [
+        {"key": OPT_OUT_LABEL, "operator": "Exists"},
+        {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": [DISABLED, REQUIRED]},
+    ]
+}
+INJECT: Final = "inject.goq.io"
+INJECT_REQUIRED: Final = "inject-required.goq.io"
+INJECT_REQUIRED_POD: Final = "inject-required-pod.goq.io"
 
 
 def webhook_hosts(settings: OperatorSettings) -> tuple[str, ...]:
@@ -63,44 +88,53 @@ def _client_config(settings: OperatorSettings, path: str, ca: bytes) -> dict[str
 
 
 def mutating_configuration(settings: OperatorSettings, ca: bytes) -> dict[str, Any]:
-    """The MutatingWebhookConfiguration for sidecar injection."""
+    """The MutatingWebhookConfiguration for sidecar injection: the lenient entry first, then the two strict ones
+    (namespace labelled ``required``; pod labelled ``required`` in any other namespace). No pod matches two."""
+
+    def webhook(name: str, failure_policy: str, namespaces: dict[str, Any], pods: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": failure_policy,
+            "timeoutSeconds": settings.webhook.timeout,
+            "reinvocationPolicy": "Never",
+            "matchPolicy": "Equivalent",
+            "namespaceSelector": namespaces,
+            "objectSelector": pods,
+            "rules": [
+                {
+                    "operations": ["CREATE"],
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": ["pods"],
+                    "scope": "Namespaced",
+                }
+            ],
+            "clientConfig": _client_config(settings, MUTATE_PATH, ca),
+        }
+
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": settings.webhook.mutating_name, "labels": {"app.kubernetes.io/part-of": "goq"}},
         "webhooks": [
-            {
-                "name": "inject.goq.io",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Ignore",
-                "timeoutSeconds": settings.webhook.timeout,
-                "reinvocationPolicy": "Never",
-                "matchPolicy": "Equivalent",
-                "namespaceSelector": _NOT_DISABLED,
-                "objectSelector": _NOT_DISABLED,
-                "rules": [
-                    {
-                        "operations": ["CREATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "clientConfig": _client_config(settings, MUTATE_PATH, ca),
-            }
+            webhook(INJECT, "Ignore", _LENIENT, _LENIENT),
+            webhook(INJECT_REQUIRED, "Fail", _REQUIRED, _NOT_DISABLED),
+            webhook(INJECT_REQUIRED_POD, "Fail", _LENIENT, _REQUIRED),
         ],
     }
 
 
 VALIDATE_CREATE: Final = "validate.goq.io"
 VALIDATE_UPDATE: Final = "validate-update.goq.io"
+VALIDATE_NAMESPACE: Final = "validate-namespace.goq.io"
 
 
 def validating_configuration(settings: OperatorSettings, ca: bytes) -> dict[str, Any]:
     """The ValidatingWebhookConfiguration for GoQueue and RetryPolicy: creates must pass the webhook;
-    updates are checked when it answers and admitted when it cannot (see the module's docstring)."""
+    updates are checked when it answers and admitted when it cannot (see the module's docstring). A third
+    entry sends only namespaces whose ``goq.io/injection`` label has a value GoQ does not know."""
 
     def webhook(name: str, operation: str, failure_policy: str) -> dict[str, Any]:
         return {
@@ -122,11 +156,34 @@ def validating_configuration(settings: OperatorSettings, ca: bytes) -> dict[str,
             "clientConfig": _client_config(settings, VALIDATE_PATH, ca),
         }
 
+    namespaces = {
+        "name": VALIDATE_NAMESPACE,
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "failurePolicy": "Ignore",
+        "timeoutSeconds": settings.webhook.timeout,
+        "matchPolicy": "Equivalent",
+        "objectSelector": _UNKNOWN_VALUE,
+        "rules": [
+            {
+                "operations": ["CREATE", "UPDATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["namespaces"],
+                "scope": "Cluster",
+            }
+        ],
+        "clientConfig": _client_config(settings, VALIDATE_NAMESPACE_PATH, ca),
+    }
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": settings.webhook.validating_name, "labels": {"app.kubernetes.io/part-of": "goq"}},
-        "webhooks": [webhook(VALIDATE_CREATE, "CREATE", "Fail"), webhook(VALIDATE_UPDATE, "UPDATE", "Ignore")],
+        "webhooks": [
+            webhook(VALIDATE_CREATE, "CREATE", "Fail"),
+            webhook(VALIDATE_UPDATE, "UPDATE", "Ignore"),
+            namespaces,
+        ],
     }
 
 

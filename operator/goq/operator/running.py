@@ -5,9 +5,10 @@ pods, pods gone, pods not injected, Service, key ring and certificate repairs), 
 rotation, the webhook and identity certificates) and removes the certificates of deleted GoQueues. kopf
 is the event-triggered half, for quick reactions.
 
-Several replicas may run: each serves the admission webhook (with the certificate the Secret holds), and
-only the holder of the leader Lease (``goq.operator.leadership``) registers the webhooks, sweeps and runs
-kopf, so that no two replicas reconcile, issue or rotate at once.
+Several replicas may run: each serves the admission webhook (with the certificate the Secret holds), on a
+thread and event loop of its own (``goq.operator.admission_thread``) that nothing here can delay, and only the
+holder of the leader Lease (``goq.operator.leadership``) registers the webhooks, sweeps and runs kopf, so that
+no two replicas reconcile, issue or rotate at once.
 """
 
 import asyncio
@@ -27,6 +28,7 @@ from goq import names
 from goq.errors import GoQError
 from goq.operator import identity_tls, keys, registration
 from goq.operator.admission import AdmissionServer, Mutator, Validator
+from goq.operator.admission_thread import AdmissionThread
 from goq.operator.handlers import build_registry
 from goq.operator.identity_tls import Issuer
 from goq.operator.kube import call, connect, custom
@@ -194,12 +196,15 @@ async def run(
     mutator_for: MutatorFactory,
     validator: Validator,
     stop: asyncio.Event | None = None,
+    namespace_validator: Validator | None = None,
 ) -> None:
     """Run the operator until ``stop`` is set or the process is signalled (SIGTERM, SIGINT).
 
-    Every replica serves the admission webhook from the moment it starts; the one that holds the Lease
-    (``goq.operator.leadership``) also registers the webhooks, sweeps and runs the kopf handlers. A leader
-    that loses the Lease raises ``LeadershipLostError`` (the process exits and is restarted as a follower)."""
+    Every replica serves the admission webhook from the moment it starts, on its own thread, before and
+    whatever the leadership; the one that holds the Lease (``goq.operator.leadership``) also registers the
+    webhooks, sweeps and runs the kopf handlers. A leader that loses the Lease raises ``LeadershipLostError``
+    (the process exits and is restarted as a follower). ``namespace_validator`` checks namespaces whose
+    ``goq.io/injection`` label the registration sends (``registration.validating_configuration``)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):  # kopf installs its own while it runs, on the leader
@@ -209,13 +214,15 @@ async def run(
         version = await call("reading the server version", k8s.VersionApi(api).get_code())
         log.info("Kubernetes %s", version.git_version)
         specs = SidecarSpecs()
-        server = AdmissionServer(mutator_for(version.major, version.minor, specs.get), validator)
+        mutator = mutator_for(version.major, version.minor, specs.get)
+        server = AdmissionServer(mutator, validator, namespace_validator)
         cert = await registration.current_certificate(api, settings)  # made by whichever replica comes first
         registration.load_into(server, cert)
         await refresh_specs(api, specs)  # a follower too injects each GoQueue's sidecar overrides from the start
         leadership = Leadership(api, settings.namespace, settings.leader, replica_identity())
         server.registry.register(LeaderCollector(leadership.status))  # goq_operator_leader at /metrics
-        await server.start(settings.webhook.host, settings.webhook.port)  # listening before it is registered
+        admission = AdmissionThread(server)
+        await asyncio.to_thread(admission.start, settings.webhook.host, settings.webhook.port)  # before it leads
         reloader = asyncio.create_task(_follow(api, settings, server, specs, cert.cert), name="goq-follow")
         try:
             if await leadership.acquire(stop):
@@ -227,6 +234,6 @@ async def run(
             reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
-            server.drain()  # reviews in flight or sent on a kept-alive connection still get their answer
+            admission.drain()  # reviews in flight or sent on a kept-alive connection still get their answer
             await asyncio.sleep(settings.webhook.drain)
-            await server.stop()
+            await asyncio.to_thread(admission.stop)
