@@ -61,6 +61,8 @@ def _error(description: str) -> Answer:
 BAD: Final = _error("The request is invalid; the message says what is wrong and what is allowed.")
 NOT_LEASED: Final = _error("The message is not leased to the application.")
 UNREADABLE: Final = _error("MongoDB could not be read.")
+TOO_LARGE: Final = _error("The body is over its size limit; nothing was done.")
+"""Every operation that takes a body may answer it (``rest_api.read_body``)."""
 
 OPERATIONS: Final = (
     Operation(
@@ -108,7 +110,11 @@ OPERATIONS: Final = (
         "ackMany",
         "Done with many messages at once (gRPC: Ack).",
         bodies={JSON: Acks},
-        answers={200: Answer("Acknowledged; the ids that were not leased are listed.", Acknowledged), 400: BAD},
+        answers={
+            200: Answer("Acknowledged; the ids that were not leased are listed.", Acknowledged),
+            400: BAD,
+            413: TOO_LARGE,
+        },
     ),
     Operation(
         "POST",
@@ -126,7 +132,7 @@ OPERATIONS: Final = (
         path_params=MessagePath,
         bodies={JSON: Nack},
         body_required=False,
-        answers={204: Answer("Given back or poisoned."), 400: BAD, 404: NOT_LEASED},
+        answers={204: Answer("Given back or poisoned."), 400: BAD, 404: NOT_LEASED, 413: TOO_LARGE},
     ),
     Operation(
         "GET",
@@ -169,6 +175,7 @@ OPERATIONS: Final = (
         answers={
             200: Answer("The ids handed back; ids not in the poison queue are left out.", Redriven),
             400: BAD,
+            413: TOO_LARGE,
             503: _error("MongoDB could not be read or written."),
         },
     ),

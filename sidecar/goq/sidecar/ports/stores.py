@@ -84,6 +84,10 @@ class Custody(Protocol):
     refusal: str | None
     """Why persistent messages cannot be kept (no store to keep them), or None when they can."""
 
+    store_id: str | None
+    """The id of the store these records are kept in, known once ``resume`` returned: two sidecars that read
+    the same id share one store (one copy of a message can serve both). None: no store, or not opened yet."""
+
     async def resume(self) -> Claimed:
         """Open the store and claim what this instance held before it started."""
         ...

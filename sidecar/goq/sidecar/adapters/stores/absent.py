@@ -48,6 +48,7 @@ class NoCustody:
     """Holds no records: nothing to resume at start, nothing to adopt from stopped replicas."""
 
     refusal: str | None = REASON
+    store_id: str | None = None
 
     async def resume(self) -> Claimed:
         return Claimed()

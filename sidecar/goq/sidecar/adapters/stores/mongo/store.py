@@ -2,16 +2,18 @@
 heartbeats and adoption, and the messages that wait in the store only."""
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import os
+import uuid
 from collections.abc import Sequence
 from typing import Final
 
 import pymongo
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 
 from goq.sidecar.adapters.stores.mongo.common import RECOVERY_TIMEOUT, Doc
@@ -29,6 +31,8 @@ WAITING_STEP: Final = 8
 UNAUTHORIZED: Final = 13
 AUTHENTICATION_FAILED: Final = 18
 """MongoDB's codes for a user without the right asked for, and a user or password it does not know."""
+STORE_DOCUMENT: Final = "store"
+"""The ``_id`` of the ``meta`` document that holds the database's store id."""
 
 
 def why_not_opened(exc: PyMongoError, database: str) -> StoreUnavailableError:
@@ -52,6 +56,8 @@ class MongoStore:
 
     refusal: str | None = None
     """Persistent messages are kept here."""
+    store_id: str | None = None
+    """The database's id (``meta``), the same for every sidecar that uses it; read by ``open``."""
 
     def __init__(
         self,
@@ -84,6 +90,9 @@ class MongoStore:
         )
         self._inbox: AsyncCollection[Doc] = db.get_collection("inbox", write_concern=background)
         self._instances: AsyncCollection[Doc] = db.get_collection("instances", write_concern=background)
+        self._meta: AsyncCollection[Doc] = db.get_collection(
+            "meta", write_concern=majority, read_concern=ReadConcern("majority")
+        )
         self.outbox = MongoOutbox(self)
         self.inbox = MongoInbox(self, dedupe_window)
 
@@ -96,9 +105,10 @@ class MongoStore:
         return {"_id": {"$gte": f"{self.owner}|", "$lt": f"{self.owner}{_AFTER_SEPARATOR}"}}
 
     async def open(self) -> None:
-        """Create indexes, announce this instance, and withdraw what a run that died left pending (its
-        journal): before anything is recovered, which would deliver those refused messages."""
+        """Read the store id, create indexes, announce this instance, and withdraw what a run that died left
+        pending (its journal): before anything is recovered, which would deliver those refused messages."""
         try:
+            self.store_id = await self.identify()
             await self._inbox.create_index("t", expireAfterSeconds=0, sparse=True, name="tombstone_ttl")
             await self.inbox.open()
             # Only messages waiting beyond a memory window are in it, so ordinary inserts do not pay for it.
@@ -112,6 +122,26 @@ class MongoStore:
             left = await asyncio.to_thread(self.journal.load)
             await self.outbox.resume_withdrawals(left.get("outbox", []))
             await self.inbox.resume_withdrawals(left.get("inbox", []))
+
+    async def identify(self) -> str:
+        """The id of this database as a store: made by the first sidecar that opens it, kept for good.
+
+        Why: two sidecars share one store exactly when they read the same id, so a receiver can take over a
+        sender's stored message instead of copying it (one durable copy per message, issue 21). The
+        write and the read are majority: an id a rollback could undo would be read differently by another
+        sidecar. Sidecars opening a new database at once race on one ``_id``: one insert wins, the others
+        find its id (an upsert that lost the race reports a duplicate key, or matches and changes nothing).
+        """
+        made = {"id": uuid.uuid4().hex, "at": datetime.datetime.now(datetime.UTC)}
+        with contextlib.suppress(DuplicateKeyError):  # another sidecar's upsert inserted it first: its id wins
+            await self._meta.update_one({"_id": STORE_DOCUMENT}, {"$setOnInsert": made}, upsert=True)
+        found = await self._meta.find_one({"_id": STORE_DOCUMENT})
+        if found is None or not isinstance(found.get("id"), str) or not found["id"]:
+            raise StoreUnavailableError(
+                f"MongoDB database {self._meta.database.name!r} holds a 'meta' document {STORE_DOCUMENT!r} "
+                f"without a store id (a non-empty string 'id'): {found!r}; remove it to let GoQ write one"
+            )
+        return str(found["id"])
 
     async def resume(self) -> Claimed:
         """Open, then claim this instance's own records: those to deliver and receive now, and count those
