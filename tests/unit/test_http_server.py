@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from goq.sidecar.adapters.kube.http_client import HttpClientError, request
+from goq.sidecar.apis.http_protocol import Request, Response
 from goq.sidecar.apis.http_routing import Router
-from goq.sidecar.apis.http_server import HttpServer, Request, Response
+from goq.sidecar.apis.http_server import HttpServer
 
 
 async def echo(request: Request) -> Response:

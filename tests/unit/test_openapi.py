@@ -14,7 +14,7 @@ import schemathesis
 from goq.errors import ConfigError
 from goq.identity import Address
 from goq.messages import Message
-from goq.sidecar.apis.http_server import Request
+from goq.sidecar.apis.http_protocol import Request
 from goq.sidecar.apis.openapi import openapi_document
 from goq.sidecar.apis.rest_json import poisoned_json, query_of, received_json
 from goq.sidecar.apis.rest_operations import OPERATIONS

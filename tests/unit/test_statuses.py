@@ -16,7 +16,7 @@ from goq.client.errors import ClientError, InvalidMessageError, MessageNotFoundE
 from goq.client.errors import QueueFullError as ClientQueueFullError
 from goq.errors import ConfigError, GoQError, PermanentError, TemporaryError
 from goq.sidecar.apis.app_service import _batch_result
-from goq.sidecar.apis.http_server import HttpError, Request
+from goq.sidecar.apis.http_protocol import HttpError, Request
 from goq.sidecar.apis.openapi import openapi_document
 from goq.sidecar.apis.rest_api import json_errors
 from goq.sidecar.apis.statuses import ERROR_CODES, HTTP_ONLY, STATUSES, status_of

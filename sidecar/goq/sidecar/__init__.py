@@ -3,7 +3,8 @@
 Its packages are its layers, from the top; each imports only those below it (the ``sidecar-layers`` contract in
 pyproject.toml, docs/architecture.md):
 
-- ``runtime``: the process: builds every part from ``settings`` and is the only module that picks the adapters.
+- ``runtime``: the process: starts the servers over the engine, and stops them in order.
+- ``wiring``: builds the engine and large messages from ``settings``: the module that picks the stores and sinks.
 - ``settings``, ``collecting``, ``grpc_core``: the process's environment, garbage collection and gRPC I/O engine.
 - ``apis``: what the sidecar serves: the application's gRPC and REST APIs, the peer port, health.
 - ``metrics``: the figures out: Prometheus collectors and the metrics sinks.

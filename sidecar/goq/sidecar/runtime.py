@@ -1,4 +1,4 @@
-"""The sidecar process: build the parts from settings, serve, and shut down in order on SIGTERM.
+"""The sidecar process: build the parts from settings (``wiring``), serve, and shut down in order on SIGTERM.
 
 Start: stores and recovery, then the peer, application and health servers; ready after that.
 Stop: not ready; stop accepting from the application and from peers; let deliveries in flight get
@@ -10,10 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from prometheus_client.registry import CollectorRegistry
@@ -22,20 +19,12 @@ from pymongo import AsyncMongoClient
 from goq.api.v1 import peer_pb2_grpc, queue_manager_pb2_grpc
 from goq.errors import ConfigError
 from goq.freshness import within_window
-from goq.queue_spec import GoQueueSpec
 from goq.queue_status import PodFigures
-from goq.retry import RetryPolicy
 from goq.sidecar.adapters.keys_watching import KeyringFollower
 from goq.sidecar.adapters.kube import QueueSettingsWatcher, StatusReporter, connect, heartbeat
 from goq.sidecar.adapters.kube.api import KubeApi
 from goq.sidecar.adapters.peer_tls import PLAINTEXT, MutualTls, PeerCredentials, peer_credentials
 from goq.sidecar.adapters.peering import server_options
-from goq.sidecar.adapters.poison.loading import load_poison_sink
-from goq.sidecar.adapters.resolving import DnsResolver, Resolver, StaticResolver
-from goq.sidecar.adapters.stores.absent import NoInbox, NoOutbox
-from goq.sidecar.adapters.stores.memory import MemoryInbox, MemoryOutbox
-from goq.sidecar.adapters.stores.mongo import MongoStore
-from goq.sidecar.adapters.stores.withdrawal_journal import JOURNAL_FILE, WithdrawalJournal
 from goq.sidecar.apis.app_service import AppService
 from goq.sidecar.apis.health import MAX_CONNECTIONS as HEALTH_CONNECTIONS
 from goq.sidecar.apis.health import health_routes
@@ -47,163 +36,18 @@ from goq.sidecar.apis.peer_service import PeerService
 from goq.sidecar.apis.rest_api import rest_routes
 from goq.sidecar.apis.standard_services import ServingStatus, add_standard_services
 from goq.sidecar.collecting import settle
-from goq.sidecar.core.backlog import WindowConfig
 from goq.sidecar.core.engine import QueueManager
-from goq.sidecar.core.inbound import Inbound, InboundConfig
-from goq.sidecar.core.outbound import Outbound, OutboundConfig
 from goq.sidecar.core.tracing import Tracing, tracing_from_env
-from goq.sidecar.domain.counting import Counters
 from goq.sidecar.domain.histograms import Histograms
-from goq.sidecar.domain.poisoning import Poisoner
 from goq.sidecar.large.memory import keep_large_buffers_off_the_heap
-from goq.sidecar.large.service import LargeConfig, LargeMessages
+from goq.sidecar.large.service import LargeMessages
 from goq.sidecar.metrics.collectors import EngineCollector, KeyRingCollector, register_process_collectors
 from goq.sidecar.metrics.sinks.base import MetricsContext
 from goq.sidecar.metrics.sinks.flushing import Flusher, load_metrics_sinks
-from goq.sidecar.ports.poison import SinkContext
-from goq.sidecar.ports.stores import InboxStore, OutboxStore
 from goq.sidecar.settings import SidecarSettings
-from goq.signing import Keyring
+from goq.sidecar.wiring import LiveSettings, build, build_large
 
 log = logging.getLogger("goq.sidecar")
-
-SPILLED_BODIES = "bodies"
-"""The subdirectory of ``local_directory`` where transient large bodies spill."""
-
-
-@dataclass
-class LiveSettings:
-    """The GoQueue spec and RetryPolicy in force now: from the environment, or followed in Kubernetes."""
-
-    spec: GoQueueSpec
-    retry: RetryPolicy
-
-
-def build(
-    settings: SidecarSettings,
-    mongo: AsyncMongoClient[dict[str, object]] | None,
-    live: LiveSettings,
-    histograms: Histograms | None = None,
-    keys: Callable[[], Keyring] | None = None,
-    credentials: PeerCredentials = PLAINTEXT,
-    tracing: Tracing | None = None,
-) -> QueueManager:
-    """Wire the engine's parts as ``settings`` say; limits and retries follow ``live`` as it changes, the
-    key ring follows ``keys`` (by default: the ring read at start), peers are reached with ``credentials``,
-    and spans go to ``tracing`` (none: no tracing)."""
-    if settings.keyring is None:
-        raise ConfigError("no HMAC keys: set GOQ_KEYS_DIR (a mounted key Secret) or GOQ_HMAC_KEYS")
-    started_with = settings.keyring
-    keyring = keys or (lambda: started_with)
-    me, counters = settings.address, Counters()
-    store: MongoStore | None = None
-    persistent_outbox: OutboxStore = NoOutbox()
-    persistent_inbox: InboxStore = NoInbox()
-    if mongo is not None:
-        store = MongoStore(
-            mongo,
-            settings.mongodb_database,
-            str(me),
-            settings.instance,
-            dedupe_window=settings.dedupe_window,
-            stale_after=settings.adopt_after,
-            journal=WithdrawalJournal(local_directory(settings) / JOURNAL_FILE),
-        )
-        persistent_outbox, persistent_inbox = store.outbox, store.inbox
-    context = SinkContext(str(me), mongo=mongo, database=settings.mongodb_database)
-    poisoner = Poisoner(load_poison_sink(live.spec.poison_queue, context), counters)
-    resolver: Resolver = (
-        StaticResolver.parse(settings.peers, settings.namespace)
-        if settings.resolver == "static"
-        else DnsResolver(settings.cluster_domain, server=settings.dns_server)
-    )
-    outboxes: dict[bool, OutboxStore] = {True: persistent_outbox, False: MemoryOutbox()}
-    inboxes: dict[bool, InboxStore] = {True: persistent_inbox, False: MemoryInbox(settings.dedupe_window)}
-    outbound = Outbound(
-        me,
-        lambda: live.retry,
-        resolver,
-        outboxes,
-        poisoner,
-        counters,
-        OutboundConfig(
-            max_batch=settings.batch_max,
-            window=settings.window,
-            max_message_bytes=settings.max_payload,
-            settle_timeout=settings.store_timeout,
-            credentials=credentials,
-        ),
-        histograms=histograms,
-        spill_store=store.outbox if store else None,
-        window=WindowConfig(settings.lane_window, settings.lane_window_bytes),
-        tracing=tracing,
-        keyring=keyring,
-    )
-    inbound = Inbound(
-        me,
-        keyring,
-        lambda: live.spec,
-        inboxes,
-        poisoner,
-        counters,
-        InboundConfig(
-            lease=settings.lease, max_deliveries=settings.max_deliveries, dedupe_window=settings.dedupe_window
-        ),
-        histograms=histograms,
-    )
-    return QueueManager(
-        me,
-        keyring,
-        lambda: live.spec,
-        outbound,
-        inbound,
-        outboxes,
-        inboxes,
-        poisoner,
-        counters,
-        max_payload=settings.max_payload,
-        store=store,
-        heartbeat=settings.heartbeat,
-        tracing=tracing,
-    )
-
-
-def local_directory(settings: SidecarSettings) -> Path:
-    """The sidecar's own directory: ``GOQ_SPILL_DIR`` (in a pod an ``emptyDir``, which outlives a restart of
-    the container), or one in the system's temporary area. It holds the spilled transient bodies and the
-    journal of pending withdrawals."""
-    s = settings
-    return s.spill_dir or Path(tempfile.gettempdir()) / f"goq-spill-{s.identity}-{s.instance}"
-
-
-def build_large(
-    settings: SidecarSettings,
-    mongo: AsyncMongoClient[dict[str, object]] | None,
-    live: LiveSettings,
-    engine: QueueManager,
-) -> LargeMessages:
-    """Large messages beside the engine: bodies in GridFS (persistent) or the spill area (transient), traced
-    as the engine's messages are."""
-    s = settings
-    spill = local_directory(s) / SPILLED_BODIES  # emptied at start: the journal beside it must stay
-    return LargeMessages(
-        s.address,
-        engine.keyring,
-        lambda: live.spec,
-        lambda: live.retry,
-        engine.inbound,
-        engine.outbound.resolver,
-        engine.poisoner,
-        engine.counters,
-        LargeConfig(
-            chunk_size=s.large_chunk,
-            spill_dir=spill,
-            spill_limit=s.spill_limit,
-            credentials=engine.outbound.config.credentials,
-        ),
-        mongo.get_database(s.mongodb_database) if mongo is not None else None,
-        tracing=engine.tracing,
-    )
 
 
 @dataclass

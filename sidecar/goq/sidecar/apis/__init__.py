@@ -10,6 +10,7 @@
 - ``openapi``: the REST API's OpenAPI document (``/openapi.json``), written from its operations and types.
 - ``stats_values``: the figures of ``Stats`` (``goq.stats_fields``) read from the engine, for both APIs.
 - ``http_server``: the small HTTP/1.1 server (asyncio and h11) under the REST API and the health port.
+- ``http_protocol``: HTTP/1.1 on one connection (h11): the ``Request`` and ``Response`` handlers see.
 - ``http_routing``: routes by method and path, and how a failure is rendered.
 - ``statuses``: one table from our exception types to gRPC status, HTTP status and REST error code.
 - ``standard_services``: gRPC health and reflection beside ``goq.v1.QueueManager``.

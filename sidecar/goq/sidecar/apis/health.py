@@ -13,8 +13,8 @@ from typing import Final
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from goq.sidecar.apis.http_protocol import Request, Response
 from goq.sidecar.apis.http_routing import Router
-from goq.sidecar.apis.http_server import Request, Response
 
 TEXT = "text/plain; charset=utf-8"
 MAX_CONNECTIONS: Final = 64

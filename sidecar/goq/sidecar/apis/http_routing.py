@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from goq.sidecar.apis.http_server import HttpError, Request, Response
+from goq.sidecar.apis.http_protocol import HttpError, Request, Response
 
 log = logging.getLogger("goq.sidecar.http")
 

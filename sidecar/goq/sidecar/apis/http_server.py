@@ -2,10 +2,11 @@
 
 Why not aiohttp's: importing ``aiohttp.web`` costs a sidecar 11 MB of memory in every pod, a sixth of
 an idle sidecar, for a handful of JSON routes. h11 (the protocol state machine under httpx and
-uvicorn) parses and frames requests and responses correctly; this module adds what the sidecar needs
-around it: request bodies read as a stream, ``Expect: 100-continue`` answered (or refused before the body
-is sent), responses whole or streamed, keep-alive, and a shutdown that gives running requests a grace
-period. Routes with ``{name}`` parts are ``http_routing``'s.
+uvicorn) parses and frames requests and responses correctly; ``http_protocol`` adds a connection's side of it
+(request bodies read as a stream, the ``Request`` and ``Response`` handlers see), and this module what the
+sidecar needs around it: ``Expect: 100-continue`` answered (or refused before the body is sent), responses whole
+or streamed, keep-alive, and a shutdown that gives running requests a grace period. Routes with ``{name}``
+parts are ``http_routing``'s.
 
 It holds up against clients that are slow or gone (the health port listens on every interface): a
 request head must arrive whole within ``HEAD_TIMEOUT``, a body may not stall for ``BODY_TIMEOUT``, an
@@ -19,14 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
-from urllib.parse import parse_qsl, unquote
 
 import h11
 
+from goq.sidecar.apis.http_protocol import READ_SIZE, BodyError, Channel, Request, Response, request_of
 from goq.sidecar.domain.throttling import ThrottledLog
 
 if TYPE_CHECKING:
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("goq.sidecar.http")
 
-READ_SIZE: Final = 64 * 1024
-MAX_HEAD: Final = 64 * 1024
-"""Most bytes of a request line and headers; more is refused (431). h11 measures a head only while it is
-incomplete, so while one arrives no read takes its buffer past ``MAX_HEAD + 1`` bytes (``_Channel.read_size``):
-otherwise a 100 KB head arriving in two reads would be taken whole."""
 _REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
 DRAIN_LIMIT: Final = 64 * 1024
 """Most bytes of an unread request body read and dropped to keep the connection; beyond, it closes."""
@@ -71,148 +66,6 @@ _REFUSED_FIRST: Final = "HTTP server {detail}: refused 1 new one"
 _REFUSED_MORE: Final = "HTTP server {detail}: refused {count} more in the last {seconds:.0f}s"
 
 
-class HttpError(Exception):
-    """A request the server refuses with ``status`` (e.g. 404 no route, 405 wrong method)."""
-
-    def __init__(self, status: int, message: str, allowed: Iterable[str] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.allowed = sorted(allowed)
-
-
-class BodyError(HttpError):
-    """The request body broke off (400) or stalled (408): answered if the client can still read, and
-    the connection closed, since the rest of its bytes cannot be trusted to start a next request."""
-
-
-class _Channel:
-    """One connection: h11's state machine between a socket's reader and writer."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body_timeout: float, send_timeout: float
-    ) -> None:
-        self.reader, self.writer = reader, writer
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.body_timeout, self.send_timeout = body_timeout, send_timeout
-        self.must_close = False
-        """The rest of this request's body will not come (it broke off, stalled, or was refused before
-        ``100 Continue``): answer if possible, then close."""
-        self.waiting_since: float | None = time.monotonic()
-        """Since when the connection waits for a request (idle, or reading a head, or draining an
-        answered request's body); None while a request is being handled. At the bound, the longest
-        waiting connection is closed to make room."""
-        self.served = False
-        self.head_bytes = 0
-        """Bytes in h11's buffer while it waits for a request head: what was left from the last request, and
-        what was read since (h11 takes a head whole or not at all, so none of it was consumed yet)."""
-        self.method = b""
-        """The method of the request being answered: the answer to a ``HEAD`` has a head and no body."""
-        self.dismissed = False
-        """The server cancelled this connection (to make room, or on shutdown): an end, not an error."""
-
-    async def next_event(self) -> object:
-        while True:
-            event = self.h11.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            self.feed(await self.reader.read(self.read_size()))
-
-    def read_size(self) -> int:
-        """How much to read next: while a head arrives, no more than fills h11's buffer to ``MAX_HEAD + 1`` bytes,
-        so that a longer head is found incomplete there and refused (431)."""
-        if self.h11.their_state is not h11.IDLE:
-            return READ_SIZE
-        return max(1, min(READ_SIZE, MAX_HEAD + 1 - self.head_bytes))
-
-    def feed(self, data: bytes) -> None:
-        if self.h11.their_state is h11.IDLE:
-            self.head_bytes += len(data)
-        self.h11.receive_data(data)
-
-    def next_cycle(self) -> None:
-        """Ready for the next request on a kept-alive connection."""
-        self.h11.start_next_cycle()
-        self.head_bytes = len(self.h11.trailing_data[0])  # a pipelined request, or part of one
-
-    async def send(self, *events: h11.Event) -> None:
-        """One write for all ``events``: a small answer leaves in one segment, not one per part."""
-        self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
-        async with asyncio.timeout(self.send_timeout):
-            await self.writer.drain()
-
-    async def body_event(self) -> object:
-        """The next event of a request body, or ``BodyError`` when it broke off or stalled."""
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                return await self.next_event()
-        except TimeoutError:
-            self.must_close = True
-            message = f"no byte of the request body arrived for {self.body_timeout:g} s; send the body without pauses"
-            log.debug("HTTP request body stalled: %s", message)
-            raise BodyError(408, message) from None
-        except h11.RemoteProtocolError as exc:
-            self.must_close = True
-            log.debug("HTTP request body broke off: %s", exc)
-            raise BodyError(400, f"the request body broke off before its end ({exc}); send the whole body") from None
-
-
-@dataclass
-class Request:
-    """What a handler sees: the request line and headers; the body is read on demand (``chunks``)."""
-
-    method: str
-    raw_path: str
-    """The path as sent (percent-encoded): routes match it segment by segment, so ``%2F`` in a part stays in it."""
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
-    params: dict[str, str] = field(default_factory=dict)
-    """The ``{name}`` parts of the matched route."""
-    _channel: _Channel | None = None
-    _body_done: bool = False
-
-    @property
-    def path(self) -> str:
-        return unquote(self.raw_path)
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("content-length")
-        return int(value) if value is not None else None  # h11 has checked it is a number
-
-    @property
-    def content_type(self) -> str:
-        """The media type without parameters, lower-case; ``application/octet-stream`` when absent (RFC 9110)."""
-        value = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        return value or "application/octet-stream"
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives; a client that hangs up mid-body, or sends nothing for the body
-        timeout, raises ``BodyError`` (400 or 408), which the router answers like any refusal."""
-        while self._channel is not None and not self._body_done:
-            if self._channel.must_close:
-                raise BodyError(400, "the request body broke off before its end; send the whole body")
-            event = await self._channel.body_event()
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                self._body_done = True
-            else:
-                self._channel.must_close = True
-                raise BodyError(400, f"the request body broke off ({type(event).__name__}); send the whole body")
-
-
-@dataclass
-class Response:
-    """A whole answer (``body``), or a streamed one (``stream``, with its ``length`` when known)."""
-
-    status: int = 200
-    body: bytes = b""
-    content_type: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    stream: AsyncIterator[bytes] | None = None
-    length: int | None = None
-
-
 class HttpServer:
     """Serves one ``Router`` on one address; ``close`` lets running requests finish for a grace period.
 
@@ -237,7 +90,7 @@ class HttpServer:
         self.refused = 0
         """Connections refused at the bound since the server started."""
         self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task[None], _Channel] = {}
+        self._connections: dict[asyncio.Task[None], Channel] = {}
         self._refusals = ThrottledLog(log, _REFUSED_FIRST, _REFUSED_MORE, interval=refusal_log_interval)
 
     async def start(self, host: str, port: int) -> None:
@@ -277,7 +130,7 @@ class HttpServer:
         if len(self._connections) >= self.max_connections and not self._make_room():
             await self._refuse_busy(reader, writer)
             return
-        channel = _Channel(reader, writer, self.body_timeout, self.send_timeout)
+        channel = Channel(reader, writer, self.body_timeout, self.send_timeout)
         self._connections[task] = channel
         try:
             await self._requests(channel)
@@ -305,7 +158,7 @@ class HttpServer:
         return True
 
     @staticmethod
-    def _dismiss(task: asyncio.Task[None], channel: _Channel) -> None:
+    def _dismiss(task: asyncio.Task[None], channel: Channel) -> None:
         channel.dismissed = True
         task.cancel()
 
@@ -335,14 +188,14 @@ class HttpServer:
                     pass
         writer.close()
 
-    async def _requests(self, channel: _Channel) -> None:
+    async def _requests(self, channel: Channel) -> None:
         while True:
             event = await self._next_request(channel)
             if event is None:
                 return  # the client closed the connection, or stayed silent
             channel.waiting_since = None
             channel.method = event.method
-            request = _request_of(event, channel)
+            request = request_of(event, channel)
             response = None
             if channel.h11.they_are_waiting_for_100_continue or "expect" in request.headers:
                 response = await self.router.expect(request)
@@ -360,7 +213,7 @@ class HttpServer:
                 return  # the connection is not kept alive
             channel.next_cycle()
 
-    async def _next_request(self, channel: _Channel) -> h11.Request | None:
+    async def _next_request(self, channel: Channel) -> h11.Request | None:
         """The next request's head: a kept-alive connection waits ``idle_timeout`` for its first
         byte; the head must then be whole within ``head_timeout`` (from the accept, for a new one)."""
         if channel.served and not channel.h11.trailing_data[0]:
@@ -396,7 +249,7 @@ class HttpServer:
             return False
         return True
 
-    async def _respond(self, channel: _Channel, response: Response) -> None:
+    async def _respond(self, channel: Channel, response: Response) -> None:
         headers = [(name.lower(), value) for name, value in response.headers.items()]
         if response.content_type is not None:
             headers.append(("content-type", response.content_type))
@@ -422,30 +275,13 @@ class HttpServer:
             await channel.send(h11.Data(data=data))
         await channel.send(h11.EndOfMessage())
 
-    async def _refuse_malformed(self, channel: _Channel, error: h11.RemoteProtocolError) -> None:
+    async def _refuse_malformed(self, channel: Channel, error: h11.RemoteProtocolError) -> None:
         await self._refuse(channel, error.error_status_hint, f"malformed HTTP request: {error}\n")
 
-    async def _refuse(self, channel: _Channel, status: int, message: str) -> None:
+    async def _refuse(self, channel: Channel, status: int, message: str) -> None:
         """Answer ``status`` before the connection closes, unless an answer has begun already."""
         if channel.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return  # an answer has begun: all that is left is to close
         response = Response(status, message.encode(), "text/plain; charset=utf-8", {"connection": "close"})
         with contextlib.suppress(ConnectionError, TimeoutError, h11.LocalProtocolError):
             await self._respond(channel, response)
-
-
-def _request_of(event: h11.Request, channel: _Channel) -> Request:
-    target = event.target.decode("ascii", "replace")
-    path, _, query = target.partition("?")
-    headers: dict[str, str] = {}
-    for name, value in event.headers:
-        key = name.decode("ascii")
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return Request(
-        method=event.method.decode("ascii"),
-        raw_path=path,
-        query=parse_qsl(query, keep_blank_values=True),
-        headers=headers,
-        _channel=channel,
-    )

@@ -15,8 +15,8 @@ from typing import Any, Final, TypeVar
 
 from goq.errors import ConfigError, GoQError
 from goq.messages import MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS
+from goq.sidecar.apis.http_protocol import HttpError, Request, Response
 from goq.sidecar.apis.http_routing import Handler, Router
-from goq.sidecar.apis.http_server import HttpError, Request, Response
 from goq.sidecar.apis.openapi import openapi_document
 from goq.sidecar.apis.rest_json import (
     message_ids,

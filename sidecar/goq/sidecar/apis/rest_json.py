@@ -15,7 +15,7 @@ from typing import Any, Final, cast
 
 from goq.errors import ConfigError
 from goq.messages import Message
-from goq.sidecar.apis.http_server import Request
+from goq.sidecar.apis.http_protocol import Request
 from goq.sidecar.apis.rest_limits import SECONDS_PATTERN
 from goq.sidecar.apis.rest_types import Nack, PoisonedMessage, ReceivedMessage, SendMessage
 from goq.sidecar.apis.typed_json import Parameter, decode, parameters

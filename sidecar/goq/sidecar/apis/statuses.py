@@ -40,7 +40,7 @@ STATUSES: Final[dict[type[GoQError], Status]] = {
 }
 
 HTTP_ONLY: Final[dict[int, str]] = {405: "method_not_allowed", 408: "request_timeout", 417: "bad_request"}
-"""The ``error.code`` of refusals by the HTTP server itself (``http_server.HttpError``: a wrong method, a body
+"""The ``error.code`` of refusals by the HTTP server itself (``http_protocol.HttpError``: a wrong method, a body
 that stalled, an ``Expect`` other than ``100-continue``), which no exception of ours and no gRPC call has.
 Its 400 (a body cut short) and 404 (no such endpoint) share their codes with the table's."""
 

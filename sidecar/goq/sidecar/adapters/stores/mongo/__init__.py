@@ -17,7 +17,7 @@ subtype 0): wrapping them in ``bson.Binary`` first cost a tenth of a sidecar's C
 - ``withdrawals``: the documents of writes that failed in appearance, deleted until MongoDB confirms it.
 - ``common``: the document type, inserts that tell new from duplicate, background writes, group progress.
 
-Only ``goq.sidecar.runtime`` imports this package (the ``mongodb-adapters`` contract), for ``MongoStore``.
+Only ``goq.sidecar.wiring`` imports this package (the ``mongodb-adapters`` contract), for ``MongoStore``.
 """
 
 from goq.sidecar.adapters.stores.mongo.store import MongoStore
