@@ -60,9 +60,10 @@ def test_two_operator_pods_run_from_the_built_image_one_leads_and_the_webhooks_g
 
     # The operator registers its webhooks by the Service, never by a URL: the API server resolves it.
     registered = goq_cluster.kubectl("get", "mutatingwebhookconfiguration", "goq-sidecar-injector", "-o", "json")
-    [webhook] = json.loads(registered)["webhooks"]
-    assert "url" not in webhook["clientConfig"]
-    assert webhook["clientConfig"]["service"]["name"] == "goq-webhook"
+    webhooks = json.loads(registered)["webhooks"]  # the default entry and the strict ones (goq.io/injection=required)
+    assert {w["name"] for w in webhooks} == {"inject.goq.io", "inject-required.goq.io", "inject-required-pod.goq.io"}
+    assert all("url" not in w["clientConfig"] for w in webhooks)
+    assert {w["clientConfig"]["service"]["name"] for w in webhooks} == {"goq-webhook"}
     # The validating webhook (failurePolicy Fail) answers through the Service: a RetryPolicy it must refuse.
     too_old = {
         "apiVersion": "goq.io/v1alpha1",
