@@ -68,12 +68,16 @@ class GoQSystem:
         extra_env: dict[str, str] | None = None,
         replica_set: bool = False,
         peer_tls: bool = False,
+        history_window: int | None = None,
     ):
         self.identities = identities
         self.extra_env = extra_env or {}
         self.peer_tls = peer_tls
         """Mutual TLS between the sidecars, as a cluster runs them by default (certificates as the operator
         issues them, made here)."""
+        self.history_window = history_window
+        """mongod's ``minSnapshotHistoryWindowInSeconds``, set on every member after start; ``None``: as the
+        dev environment starts mongod."""
         self.workdir = Path(tempfile.mkdtemp(prefix="goq-bench-"))
         self.mongo: MongoServer | None = None
         self.replica_set: MongoReplicaSet | None = None
@@ -96,6 +100,8 @@ class GoQSystem:
         else:
             assert self.mongo is not None
             self.mongo.start()
+        if self.history_window is not None:
+            self._set_history_window(self.history_window)
         env = {
             "GOQ_MONGODB_URI": self.mongo_uri,
             "GOQ_HMAC_KEYS": hmac_keys({"bench": b"b" * 32}),
@@ -195,6 +201,14 @@ class GoQSystem:
             with MongoClient(uri) as client:
                 client.admin.command("fsync")
 
+    def _set_history_window(self, seconds: int) -> None:
+        """How long WiredTiger keeps old versions of documents for reads at a past time (GoQ makes none):
+        every update or delete of a message's document writes its old version to the history store while
+        this window lasts (docs/deploy.md)."""
+        for uri in self.member_uris():
+            with MongoClient(uri) as client:
+                client.admin.command({"setParameter": 1, "minSnapshotHistoryWindowInSeconds": seconds})
+
     def member_uris(self) -> list[str]:
         """One direct connection string per mongod: what each member wrote is its own."""
         if self.replica_set:
@@ -214,7 +228,7 @@ class GoQSystem:
     def describe(self) -> dict[str, Any]:
         store = "replica set of 3" if self.replica_set else "one mongod"
         described = {"identities": list(self.identities), "env": dict(self.extra_env), "mongodb": store}
-        return {**described, "peer_tls": self.peer_tls}
+        return {**described, "peer_tls": self.peer_tls, "history_window": self.history_window}
 
     def stop(self) -> None:
         """Stop everything and remove the data: a backlog run leaves gigabytes of it."""

@@ -12,7 +12,8 @@ from stats import STREAM, engine_ratios, hygiene_lines, markdown_tables, through
 
 CONFIGURATIONS = """\
 - **GoQ** (every variant): mongod (single-node replica set, WiredTiger cache 2 GB, journal flushed every
-  10 ms: `--journalCommitInterval 10`, see docs/deploy.md) and two `goq-sidecar` processes (orders ->
+  10 ms: `--journalCommitInterval 10`, no snapshot history kept: `minSnapshotHistoryWindowInSeconds=0`,
+  both see docs/deploy.md) and two `goq-sidecar` processes (orders ->
   billing) on loopback, default settings (lease 30 s, batch 256, window 8, gRPC core's iomgr engine), queue
   limits raised to 2,000,000 so that the overflow policy never acts. *Transient* messages live in the sidecars'
   memory; *persistent* ones are written to MongoDB (majority) before they are accepted, and again by the

@@ -251,6 +251,12 @@ def main() -> None:
         help="mutual TLS between GoQ's sidecars, as a cluster runs them by default",
     )
     parser.add_argument(
+        "--mongod-history-window",
+        type=int,
+        metavar="SECONDS",
+        help="GoQ's mongod: minSnapshotHistoryWindowInSeconds (default: as the dev environment starts it)",
+    )
+    parser.add_argument(
         "--slower-clients",
         action="store_true",
         help="also the peers' slower client setups (aio-pika; nats-py on asyncio): rows, never the verdicts",
@@ -302,6 +308,7 @@ def main() -> None:
             "slower_clients": args.slower_clients,
             "mongodb": args.mongodb,
             "peer_tls": args.peer_tls,
+            "mongod_history_window": args.mongod_history_window,
         },
         "load_average": load_average,
         "versions": report.versions(),
@@ -311,7 +318,11 @@ def main() -> None:
     try:
         for key in chosen if main_phases else []:
             server = (
-                GoQSystem(replica_set=args.mongodb == "replica-set", peer_tls=args.peer_tls)
+                GoQSystem(
+                    replica_set=args.mongodb == "replica-set",
+                    peer_tls=args.peer_tls,
+                    history_window=args.mongod_history_window,
+                )
                 if key == "goq"
                 else makers[key]()
             )

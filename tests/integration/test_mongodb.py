@@ -10,7 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 
-from goq.devenv.mongo import JOURNAL_COMMIT_INTERVAL_MS, MongoServer
+from goq.devenv.mongo import JOURNAL_COMMIT_INTERVAL_MS, SNAPSHOT_HISTORY_SECONDS, MongoServer
 
 Doc = dict[str, object]
 
@@ -73,3 +73,13 @@ async def test_the_local_mongod_flushes_its_journal_often_enough_for_low_latency
     finally:
         await client.close()
     assert options["parsed"]["storage"]["journal"]["commitIntervalMs"] == JOURNAL_COMMIT_INTERVAL_MS == 10
+
+
+async def test_the_local_mongod_keeps_no_old_versions_of_documents_for_snapshot_reads(mongo_uri: str) -> None:
+    """GoQ reads nothing at a past time; a window would write every deleted or updated message body again."""
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(mongo_uri)
+    try:
+        window = await client.admin.command({"getParameter": 1, "minSnapshotHistoryWindowInSeconds": 1})
+    finally:
+        await client.close()
+    assert window["minSnapshotHistoryWindowInSeconds"] == SNAPSHOT_HISTORY_SECONDS == 0

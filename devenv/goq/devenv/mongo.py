@@ -31,6 +31,8 @@ log = logging.getLogger("goq.devenv")
 REPLICA_SET = "rs0"
 JOURNAL_COMMIT_INTERVAL_MS = 10
 """How often mongod flushes its journal unasked (its default is 100): see the comment in ``start``."""
+SNAPSHOT_HISTORY_SECONDS = 0
+"""mongod's ``minSnapshotHistoryWindowInSeconds`` (its default is 5): see the comment in ``start``."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,10 @@ class MongoServer:
             # every 100 ms by default, seen as 100-110 ms stalls of every write in flight, a few a minute
             # at 1,000 messages/s. At 10 ms they are gone, for about 1% of a core (docs/deploy.md).
             "--journalCommitInterval", str(JOURNAL_COMMIT_INTERVAL_MS),
+            # GoQ never reads at a past cluster time, and with mongod's 5 s window every update or delete of a
+            # message's document also wrote its old version, bodies included, to WiredTiger's history store:
+            # a third of what mongod wrote per persistent message (docs/deploy.md).
+            "--setParameter", f"minSnapshotHistoryWindowInSeconds={SNAPSHOT_HISTORY_SECONDS}",
         ]  # fmt: skip
         if self.auth is not None:
             argv += ["--keyFile", str(self._key_file().resolve())]

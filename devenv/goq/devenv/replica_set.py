@@ -22,7 +22,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from goq.devenv import processes
 from goq.devenv.errors import DevEnvError
-from goq.devenv.mongo import JOURNAL_COMMIT_INTERVAL_MS, find_mongod
+from goq.devenv.mongo import JOURNAL_COMMIT_INTERVAL_MS, SNAPSHOT_HISTORY_SECONDS, find_mongod
 from goq.devenv.ports import free_ports, is_listening
 
 log = logging.getLogger("goq.devenv")
@@ -186,6 +186,7 @@ class MongoReplicaSet:
             # members stopping at once never do.
             "--setParameter", f"shutdownTimeoutMillisForSignaledShutdown={SHUTDOWN_WAIT_MS}",
             "--journalCommitInterval", str(JOURNAL_COMMIT_INTERVAL_MS),  # see MongoServer.start
+            "--setParameter", f"minSnapshotHistoryWindowInSeconds={SNAPSHOT_HISTORY_SECONDS}",  # the same
         ]  # fmt: skip
         if self._launcher is None:
             self._launcher = ThreadPoolExecutor(1, thread_name_prefix="mongod-launcher")
