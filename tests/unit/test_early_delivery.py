@@ -14,9 +14,9 @@ from goq.identity import Address
 from goq.retry import RetryPolicy
 from goq.sidecar.adapters.resolving import StaticResolver
 from goq.sidecar.core.backlog import WindowConfig
-from goq.sidecar.core.inbound import STILL_STORING
 from goq.sidecar.core.lane import Lane
 from goq.sidecar.core.outbound import Outbound, OutboundConfig
+from goq.sidecar.domain.attempts import STILL_STORING
 from goq.sidecar.domain.counting import Counters
 from goq.sidecar.domain.poisoning import Poisoner
 from goq.sidecar.domain.records import Outgoing, PoisonRecord

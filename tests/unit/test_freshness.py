@@ -141,7 +141,7 @@ async def test_the_receiver_refuses_an_expired_or_future_envelope_and_counts_it(
     assert results[1].reason.startswith("expired: ")
     assert results[2].reason.startswith("clock-skew: ")
     assert inbound.counters.refused == {"expired": 1, "clock-skew": 1}
-    assert [m.id for m in inbound.take(10)] == ["fresh"]
+    assert [m.id for m in inbound.leases.take(10)] == ["fresh"]
 
 
 async def test_the_signature_is_checked_before_the_age() -> None:

@@ -123,7 +123,7 @@ async def test_after_a_failed_write_the_senders_retry_is_stored_anew(inbound: In
     retried = await inbound.accept([envelope("m1")])
 
     assert outcomes(retried) == [ACCEPTED]
-    assert [m.id for m in inbound.take(10)] == ["m1"]
+    assert [m.id for m in inbound.leases.take(10)] == ["m1"]
 
 
 async def test_a_cancelled_write_lets_go_of_its_messages(inbound: Inbound, inbox: GatedInbox) -> None:
@@ -142,8 +142,8 @@ async def test_a_cancelled_write_lets_go_of_its_messages(inbound: Inbound, inbox
 async def test_an_acknowledged_message_delivered_again_is_a_duplicate(inbound: Inbound, inbox: GatedInbox) -> None:
     inbox.gate.set()
     await inbound.accept([envelope("m1")])
-    (taken,) = inbound.take(1)
-    assert inbound.acknowledge([taken.id]) == []
+    (taken,) = inbound.leases.take(1)
+    assert inbound.leases.acknowledge([taken.id]) == []
 
     assert outcomes(await inbound.accept([envelope("m1")])) == [DUPLICATE]
-    assert inbound.take(1) == []
+    assert inbound.leases.take(1) == []

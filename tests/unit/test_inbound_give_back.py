@@ -1,7 +1,7 @@
-"""What a cancelled Receive stream gives back (``Inbound.give_back``): its unacknowledged messages, first in line
-and still acknowledgeable by id until handed out again; never one handed out again since, never a large one
-(its body is read while leased), and one handed out ``max_deliveries`` times is left to lease expiry, which
-poisons it. Pure: memory inboxes, a fake clock."""
+"""What a cancelled Receive stream gives back (``Leases.give_back``, an ``Inbound``'s ``leases``): its unacknowledged
+messages, first in line and still acknowledgeable by id until handed out again; never one handed out again since,
+never a large one (its body is read while leased), and one handed out ``max_deliveries`` times is left to lease
+expiry, which poisons it. Pure: memory inboxes, a fake clock."""
 
 from goq.identity import Address
 from goq.messages import LargeRef, Message
@@ -44,7 +44,7 @@ def inbound_with(*ids: str, sink: KeepingSink | None = None, max_deliveries: int
         InboundConfig(lease=30.0, max_deliveries=max_deliveries),
         clock=lambda: NOW,
     )
-    inbound.recover([incoming(i, large=i.startswith("large")) for i in ids])
+    inbound.leases.recover([incoming(i, large=i.startswith("large")) for i in ids])
     return inbound
 
 
@@ -55,63 +55,63 @@ def held(items: list[Incoming]) -> dict[str, int]:
 
 def test_what_a_cancelled_stream_held_goes_back_first_in_line_in_order() -> None:
     inbound = inbound_with("a", "b", "c")
-    stream = held(inbound.take(2))
+    stream = held(inbound.leases.take(2))
 
-    assert inbound.give_back(stream) == 2
-    assert inbound.leased == {}
-    assert [(m.id, m.deliveries) for m in inbound.take(3)] == [("a", 2), ("b", 2), ("c", 1)]
-    assert inbound.returned == {}  # handed out again: the new holder's lease applies
+    assert inbound.leases.give_back(stream) == 2
+    assert inbound.leases.leased == {}
+    assert [(m.id, m.deliveries) for m in inbound.leases.take(3)] == [("a", 2), ("b", 2), ("c", 1)]
+    assert inbound.leases.returned == {}  # handed out again: the new holder's lease applies
 
 
 def test_a_message_given_back_is_still_the_applications_to_acknowledge_until_handed_out_again() -> None:
     inbound = inbound_with("a", "b")
-    inbound.give_back(held(inbound.take(2)))
+    inbound.leases.give_back(held(inbound.leases.take(2)))
 
-    assert inbound.acknowledge(["a"]) == []
-    assert [m.id for m in inbound.ready] == ["b"]
-    assert inbound.acknowledge(["a"]) == ["a"]  # once
+    assert inbound.leases.acknowledge(["a"]) == []
+    assert [m.id for m in inbound.leases.ready] == ["b"]
+    assert inbound.leases.acknowledge(["a"]) == ["a"]  # once
     assert inbound.depth == 1
 
 
 async def test_a_message_given_back_can_be_rejected_by_id() -> None:
     sink = KeepingSink()
     inbound = inbound_with("a", "b", sink=sink)
-    inbound.give_back(held(inbound.take(2)))
+    inbound.leases.give_back(held(inbound.leases.take(2)))
 
-    assert await inbound.reject("a", requeue=False, delay=0.0, reason="cannot parse")
+    assert await inbound.leases.reject("a", requeue=False, delay=0.0, reason="cannot parse")
     assert [r.id for r in sink.records] == ["a"]
-    assert [m.id for m in inbound.ready] == ["b"]
+    assert [m.id for m in inbound.leases.ready] == ["b"]
 
 
 async def test_a_message_handed_out_again_since_is_not_taken_from_its_new_holder() -> None:
     inbound = inbound_with("a")
-    first = held(inbound.take(1))
-    inbound.leased["a"].lease_until = NOW  # its lease ran out while the first stream was open
-    await inbound.expire_leases()
-    second = held(inbound.take(1))  # another stream took it
+    first = held(inbound.leases.take(1))
+    inbound.leases.leased["a"].lease_until = NOW  # its lease ran out while the first stream was open
+    await inbound.leases.expire_leases()
+    second = held(inbound.leases.take(1))  # another stream took it
     assert second == {"a": 2}
 
-    assert inbound.give_back(first) == 0  # the first stream's record is of hand-over 1
-    assert "a" in inbound.leased
+    assert inbound.leases.give_back(first) == 0  # the first stream's record is of hand-over 1
+    assert "a" in inbound.leases.leased
 
 
 def test_a_large_message_keeps_its_lease() -> None:
     inbound = inbound_with("large-1", "a")
-    stream = held(inbound.take(2))
+    stream = held(inbound.leases.take(2))
 
-    assert inbound.give_back(stream) == 1
-    assert list(inbound.leased) == ["large-1"]
-    assert [m.id for m in inbound.ready] == ["a"]
+    assert inbound.leases.give_back(stream) == 1
+    assert list(inbound.leases.leased) == ["large-1"]
+    assert [m.id for m in inbound.leases.ready] == ["a"]
 
 
 async def test_a_message_handed_out_max_deliveries_times_is_left_to_lease_expiry_which_poisons_it() -> None:
     sink = KeepingSink()
     inbound = inbound_with("a", sink=sink, max_deliveries=2)
-    inbound.give_back(held(inbound.take(1)))
-    last = held(inbound.take(1))  # the second hand-over: the last allowed
+    inbound.leases.give_back(held(inbound.leases.take(1)))
+    last = held(inbound.leases.take(1))  # the second hand-over: the last allowed
 
-    assert inbound.give_back(last) == 0
-    assert inbound.leased["a"].lease_until <= NOW
-    await inbound.expire_leases()
+    assert inbound.leases.give_back(last) == 0
+    assert inbound.leases.leased["a"].lease_until <= NOW
+    await inbound.leases.expire_leases()
     assert [(r.id, r.reason) for r in sink.records] == [("a", "max-deliveries")]
-    assert inbound.leased == {}
+    assert inbound.leases.leased == {}

@@ -126,7 +126,7 @@ async def test_a_batch_over_the_envelope_bound_is_refused_whole_after_the_answer
     assert f"batch-too-large: a batch of {over} envelopes" in details
     assert f"at most {MAX_BATCH_ENVELOPES}" in details
     assert service.inbound.counters.refused == {"batch-too-large": over}
-    assert [m.id for m in service.inbound.take(10)] == ["m1"]
+    assert [m.id for m in service.inbound.leases.take(10)] == ["m1"]
 
 
 async def test_a_large_batch_is_checked_in_chunks_that_let_other_work_in_and_keep_its_order(
@@ -150,7 +150,8 @@ async def test_a_large_batch_is_checked_in_chunks_that_let_other_work_in_and_kee
     assert len([n for n in seen if 0 < n < forgeries]) >= 5  # 10 chunks: 9 points in between
     expected = [peer_pb2.OUTCOME_ACCEPTED if i % 3 == 0 else peer_pb2.OUTCOME_REJECTED for i in range(len(envelopes))]
     assert (ack.seq, [r.outcome for r in ack.results]) == (7, expected)
-    assert [m.id for m in service.inbound.take(MAX_BATCH_ENVELOPES)] == [f"m{i}" for i in range(0, len(envelopes), 3)]
+    taken = service.inbound.leases.take(MAX_BATCH_ENVELOPES)
+    assert [m.id for m in taken] == [f"m{i}" for i in range(0, len(envelopes), 3)]
     assert service.inbound.counters.refused == {"bad-signature": forgeries}
 
 

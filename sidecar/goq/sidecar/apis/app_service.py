@@ -236,14 +236,14 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
     ) -> AsyncIterator[pb.ReceivedBatch]:
         max_in_flight = request.max_in_flight or DEFAULT_IN_FLIGHT
         max_batch = request.max_batch or DEFAULT_IN_FLIGHT
-        inbound = self.engine.inbound
+        leases = self.engine.inbound.leases
         mine: dict[str, int] = {}  # leased to this stream: id -> its hand-over count then
         try:
             while True:
-                mine = {i: n for i, n in mine.items() if (m := inbound.leased.get(i)) is not None and m.deliveries == n}
+                mine = {i: n for i, n in mine.items() if (m := leases.leased.get(i)) is not None and m.deliveries == n}
                 credit = max_in_flight - len(mine)
                 if credit <= 0:  # the application has its fill: wait for it to acknowledge
-                    released = inbound.released
+                    released = leases.released
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(released.wait(), 1.0)
                     continue
@@ -252,7 +252,7 @@ class AppService(queue_manager_pb2_grpc.QueueManagerServicer):
                 for frame in frames(items):
                     yield received_batch(frame)
         finally:  # the application cancelled the stream: what it did not acknowledge goes back at once
-            inbound.give_back(mine)
+            leases.give_back(mine)
 
     async def Ack(self, request: pb.AckRequest, context: Context) -> pb.AckResponse:  # noqa: N802
         return pb.AckResponse(unknown=self.engine.acknowledge(list(request.ids)))

@@ -20,9 +20,8 @@ from goq.api.v1 import peer_pb2
 from goq.errors import GoQError
 from goq.identity import Address
 from goq.queue_spec import GoQueueSpec, Overflow
-from goq.sidecar.core.inbound import STILL_STORING
 from goq.sidecar.domain import poison_reasons as poisons
-from goq.sidecar.domain.attempts import DELIVERED
+from goq.sidecar.domain.attempts import DELIVERED, STILL_STORING
 from goq.sidecar.domain.errors import QueueFullError
 from goq.sidecar.domain.receipts import POISONED, QUEUED, SendReceipt
 from goq.sidecar.domain.records import Outgoing

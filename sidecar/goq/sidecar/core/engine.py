@@ -204,7 +204,7 @@ class QueueManager:
 
     async def receive(self, limit: int, wait: float) -> list[Incoming]:
         """Lease up to ``limit`` messages, waiting up to ``wait`` seconds for one."""
-        items = await self.inbound.receive(limit, wait)
+        items = await self.inbound.leases.receive(limit, wait)
         if self.tracing is not None and items:
             self.tracing.received(items)
         return items
@@ -212,15 +212,15 @@ class QueueManager:
     def acknowledge(self, ids: list[str]) -> list[str]:
         """Done with these messages; returns the ids that were not leased."""
         if self.tracing is not None:
-            leased = self.inbound.leased
+            leased = self.inbound.leases.leased
             self.tracing.acknowledged([leased[i] for i in ids if i in leased])
-        return self.inbound.acknowledge(ids)
+        return self.inbound.leases.acknowledge(ids)
 
     async def reject(self, message_id: str, *, requeue: bool, delay: float = 0.0, reason: str = "") -> None:
         """Give a leased message back (after ``delay`` s) or poison it now."""
         if delay < 0 or delay > 86400:
             raise ConfigError(f"delay must be from 0 to 86400 seconds, got {delay}")
-        if not await self.inbound.reject(message_id, requeue=requeue, delay=delay, reason=reason):
+        if not await self.inbound.leases.reject(message_id, requeue=requeue, delay=delay, reason=reason):
             raise NotFoundError(f"message {message_id!r} is not leased to the application")
 
     def stats(self) -> Stats:
@@ -228,7 +228,7 @@ class QueueManager:
             identity=str(self.me),
             send_queue=self.outbound.pending,
             receive_queue=self.inbound.depth,
-            in_flight=len(self.inbound.leased),
+            in_flight=len(self.inbound.leases.leased),
             counters=self.counters,
         )
 
@@ -259,7 +259,7 @@ class QueueManager:
         await self.outbound.restore(outgoing)
         for persistent in (True, False):
             await self.inboxes[persistent].restore([m for m in incoming if m.message.persistent is persistent])
-        self.inbound.recover(incoming)
+        self.inbound.leases.recover(incoming)
         redriven = list(dict.fromkeys(r.id for r in records))
         try:
             await sink.remove(str(self.me), redriven)
@@ -299,14 +299,14 @@ class QueueManager:
         while True:
             await asyncio.sleep(0.25)
             try:
-                await self.inbound.expire_leases()
+                await self.inbound.leases.expire_leases()
             except Exception:
                 log.exception("lease expiry failed; trying again")
 
     def _hold(self, claimed: Claimed) -> None:
         """Take claimed records into the queues: outbound delivery, the backlog's counts, the inbound queue."""
         self.outbound.adopt(claimed.outgoing, claimed.waiting)
-        self.inbound.recover(claimed.incoming)
+        self.inbound.leases.recover(claimed.incoming)
 
     async def _heartbeat(self, interval: float) -> None:
         """Keep this instance's records its own, and adopt those of replicas that died."""

@@ -3,16 +3,13 @@
 Order of checks for each delivered message, the promise's order: verify the signature (before
 anything else), decode, check it is for this identity and not too old (``goq.freshness``), that
 its sender may send here (``allowFrom``, ``goq.access``), de-duplicate, check the receive queue's
-bound, store it (durably if persistent), and only then answer the sender. The application gets
-messages with a lease (``leases``, ``Inbound``'s base).
+bound, store it (durably if persistent), and only then answer the sender. The application's side, the
+messages it gets with a lease, is ``Inbound.leases`` (``core.leases``).
 """
 
-import asyncio
 import functools
-import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,11 +22,11 @@ from goq.queue_spec import GoQueueSpec, Overflow
 from goq.sidecar.core.leases import InboundConfig as InboundConfig
 from goq.sidecar.core.leases import Leases
 from goq.sidecar.domain import poison_reasons as poisons
+from goq.sidecar.domain.attempts import STILL_STORING
 from goq.sidecar.domain.counting import Counters
 from goq.sidecar.domain.histograms import Histograms
 from goq.sidecar.domain.peer_identity import IDENTITY_MISMATCH, identity_mismatch
 from goq.sidecar.domain.poisoning import Poisoner
-from goq.sidecar.domain.recent_keys import RecentKeys
 from goq.sidecar.domain.records import Incoming, inbound_key
 from goq.sidecar.domain.refusing import Refusals
 from goq.sidecar.ports.stores import InboxStore, StoreUnavailableError
@@ -38,9 +35,6 @@ from goq.signing import UNKNOWN_KEY, Keyring, SignatureError
 log = logging.getLogger("goq.sidecar.inbound")
 
 Result = peer_pb2.MessageResult
-STILL_STORING = "an earlier delivery of this message is still being stored here; try again"
-CONSUMED_MEMORY = 60.0
-"""Seconds a consumed key is remembered in memory, well past the store's tombstone write."""
 
 
 @dataclass
@@ -52,8 +46,9 @@ class Arrival:
     stored: list[Incoming] = field(default_factory=list)
 
 
-class Inbound(Leases):
-    """The receive queue of one sidecar: ready, waiting (nack delay), and leased messages."""
+class Inbound:
+    """The receive queue of one sidecar: what peers deliver, checked and stored into ``leases``, the messages
+    held for the application."""
 
     def __init__(
         self,
@@ -77,36 +72,22 @@ class Inbound(Leases):
         self.counters = counters
         self.config = config
         self.clock = clock
-        self.ready: deque[Incoming] = deque()
-        self.waiting: list[tuple[float, int, Incoming]] = []
-        self.leased: dict[str, Incoming] = {}
-        self.returned: dict[str, Incoming] = {}
-        """Given back by a cancelled Receive stream (``give_back``) and not handed out again: ready, yet still
-        the application's to acknowledge or reject by id (it may have kept one, as ``next(iter(receive()))``
-        does)."""
-        self.live: set[str] = set()
-        """Keys of every message held (ready, waiting, leased, or being stored): the queue's depth."""
+        self.leases = Leases(me, stores, poisoner, counters, config, clock=clock)
         self.storing: set[str] = set()
-        """Keys in ``live`` whose store write has not returned: not durably held yet, so a repeat of one is
-        answered "retry later", never "duplicate" (the sender would forget a message the write may still lose)."""
+        """Keys in ``leases.live`` whose store write has not returned: not durably held yet, so a repeat of one
+        is answered "retry later", never "duplicate" (the sender would forget a message the write may still
+        lose)."""
         self._admitting = 0
-        """Keys in ``live`` reserved by arrivals whose bound is not applied yet."""
+        """Keys in ``leases.live`` reserved by arrivals whose bound is not applied yet."""
         self.large_ready: set[str] = set()
         """Keys of large messages whose bodies were received and verified (``goq.sidecar.large``): only
         their envelopes are accepted; a large envelope without its body is refused."""
-        self.consumed = RecentKeys(CONSUMED_MEMORY, 100_000)
-        """Keys acknowledged or poisoned lately: a redelivery racing the store's tombstone is still a duplicate."""
-        self._order = itertools.count()
-        self.arrived = asyncio.Event()
-        """Replaced by a fresh event each time it is set: every waiter that held it wakes."""
-        self.released = asyncio.Event()
-        """Likewise, when leased messages are acknowledged, given back or expire."""
 
     @property
     def depth(self) -> int:
         """Messages held for the application; those of batches still being checked against the bound
         are not counted yet (some of them may be refused)."""
-        return len(self.live) - self._admitting
+        return len(self.leases.live) - self._admitting
 
     # From peers.
 
@@ -125,11 +106,11 @@ class Inbound(Leases):
             elif checked.key in self.storing:
                 self.counters.repeats_while_storing += 1
                 arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=STILL_STORING)
-            elif checked.key in self.live or checked.key in self.consumed:
+            elif checked.key in self.leases.live or checked.key in self.leases.consumed:
                 self.counters.duplicates += 1
                 arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
             else:
-                self.live.add(checked.key)
+                self.leases.live.add(checked.key)
                 self.storing.add(checked.key)
                 arrival.candidates.append((index, checked))
         self._admitting += len(arrival.candidates)
@@ -159,7 +140,7 @@ class Inbound(Leases):
 
     def _let_go(self, arrival: "Arrival", reason: str) -> None:
         for index, item in arrival.candidates:
-            self.live.discard(item.key)
+            self.leases.live.discard(item.key)
             arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=reason)
         arrival.stored = []
 
@@ -217,12 +198,12 @@ class Inbound(Leases):
         """Apply the receive queue's bound: beyond it, poison (``overflow: poison``) or refuse for now."""
         spec = self.spec()
         # Other arrivals' reservations count as taken: never more than the limit, even while several wait.
-        room = spec.receive_queue_limit - (len(self.live) - len(candidates))
+        room = spec.receive_queue_limit - (len(self.leases.live) - len(candidates))
         if len(candidates) <= room:
             return candidates
         admitted, over = candidates[: max(room, 0)], candidates[max(room, 0) :]
         for _, item in over:
-            self.live.discard(item.key)
+            self.leases.live.discard(item.key)
         limit = spec.receive_queue_limit
         detail = poisons.receive_queue_full(limit)
         if spec.overflow is Overflow.REJECT:
@@ -247,7 +228,7 @@ class Inbound(Leases):
                 fresh = await self.stores[persistent].add([m for _, m in group])
             except StoreUnavailableError as exc:
                 for index, item in group:
-                    self.live.discard(item.key)
+                    self.leases.live.discard(item.key)
                     results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=str(exc))
                 continue
             for (index, item), new in zip(group, fresh, strict=True):
@@ -255,7 +236,7 @@ class Inbound(Leases):
                     stored.append(item)
                     results[index] = Result(outcome=peer_pb2.OUTCOME_ACCEPTED)
                 else:
-                    self.live.discard(item.key)
+                    self.leases.live.discard(item.key)
                     self.counters.duplicates += 1
                     results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
         return stored
@@ -269,13 +250,4 @@ class Inbound(Leases):
             self.counters.received += len(items)
             if self.histograms is not None:
                 self.histograms.received_after([m.received_at - m.message.created_at_ms / 1000 for m in items])
-            self.ready.extend(items)
-            self._signal_arrived()
-
-    def recover(self, items: list[Incoming]) -> None:
-        """Queue messages a store recovered (received before a restart, never acknowledged)."""
-        fresh = [m for m in items if m.key not in self.live]
-        self.live.update(m.key for m in fresh)
-        self.ready.extend(fresh)
-        if fresh:
-            self._signal_arrived()
+            self.leases.add(items)

@@ -25,8 +25,7 @@ from goq.api.v1 import peer_pb2
 from goq.errors import TemporaryError
 from goq.identity import Address
 from goq.sidecar.adapters.peering import PeerLink, PeerUnavailableError
-from goq.sidecar.core.inbound import STILL_STORING
-from goq.sidecar.domain.attempts import answered
+from goq.sidecar.domain.attempts import STILL_STORING, answered
 from goq.sidecar.domain.records import Outgoing, PoisonRecord
 from goq.signing import NoKeyError
 

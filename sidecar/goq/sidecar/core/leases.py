@@ -1,4 +1,4 @@
-"""Leases: the application's side of the receive queue, a part of ``Inbound``.
+"""Leases: the application's side of the receive queue, held by ``Inbound`` (the peers' side).
 
 The application gets messages with a lease (``take``, ``receive``); a lease that runs out hands the message out
 again (so does the cancelled Receive stream that took it, at once: ``give_back``), and a message handed out
@@ -23,6 +23,9 @@ from goq.sidecar.domain.recent_keys import RecentKeys
 from goq.sidecar.domain.records import Incoming
 from goq.sidecar.ports.stores import InboxStore
 
+CONSUMED_MEMORY = 60.0
+"""Seconds a consumed key is remembered in memory, well past the store's tombstone write."""
+
 
 @dataclass
 class InboundConfig:
@@ -35,24 +38,55 @@ class InboundConfig:
 
 
 class Leases:
-    """The receive queue's leases, ``Inbound``'s base: ``Inbound.__init__`` sets what is declared here
-    (described there)."""
+    """The messages held for the application: ready, waiting (nack delay), leased, and given back."""
 
-    me: Address
-    stores: dict[bool, InboxStore]
-    poisoner: Poisoner
-    counters: Counters
-    config: InboundConfig
-    clock: Callable[[], float]
-    ready: deque[Incoming]
-    waiting: list[tuple[float, int, Incoming]]
-    leased: dict[str, Incoming]
-    returned: dict[str, Incoming]
-    live: set[str]
-    consumed: RecentKeys
-    _order: "itertools.count[int]"
-    arrived: asyncio.Event
-    released: asyncio.Event
+    def __init__(
+        self,
+        me: Address,
+        stores: dict[bool, InboxStore],
+        poisoner: Poisoner,
+        counters: Counters,
+        config: InboundConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.me = me
+        self.stores = stores
+        self.poisoner = poisoner
+        self.counters = counters
+        self.config = config
+        self.clock = clock
+        self.ready: deque[Incoming] = deque()
+        self.waiting: list[tuple[float, int, Incoming]] = []
+        self.leased: dict[str, Incoming] = {}
+        self.returned: dict[str, Incoming] = {}
+        """Given back by a cancelled Receive stream (``give_back``) and not handed out again: ready, yet still
+        the application's to acknowledge or reject by id (it may have kept one, as ``next(iter(receive()))``
+        does)."""
+        self.live: set[str] = set()
+        """Keys of every message held (ready, waiting, leased, or being stored by ``Inbound``, which reserves
+        its arrivals' keys here): the queue's depth."""
+        self.consumed = RecentKeys(CONSUMED_MEMORY, 100_000)
+        """Keys acknowledged or poisoned lately: a redelivery racing the store's tombstone is still a duplicate."""
+        self._order = itertools.count()
+        self.arrived = asyncio.Event()
+        """Replaced by a fresh event each time it is set: every waiter that held it wakes."""
+        self.released = asyncio.Event()
+        """Likewise, when leased messages are acknowledged, given back or expire."""
+
+    def add(self, items: list[Incoming]) -> None:
+        """Queue stored deliveries (their keys already ``live``) for the application."""
+        if items:
+            self.ready.extend(items)
+            self._signal_arrived()
+
+    def recover(self, items: list[Incoming]) -> None:
+        """Queue messages a store recovered (received before a restart, never acknowledged)."""
+        fresh = [m for m in items if m.key not in self.live]
+        self.live.update(m.key for m in fresh)
+        self.ready.extend(fresh)
+        if fresh:
+            self._signal_arrived()
 
     def take(self, limit: int) -> list[Incoming]:
         """Lease up to ``limit`` ready messages to the application, now."""

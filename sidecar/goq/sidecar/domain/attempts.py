@@ -19,6 +19,10 @@ DELIVERED: Final = (peer_pb2.OUTCOME_ACCEPTED, peer_pb2.OUTCOME_DUPLICATE, peer_
 """The outcomes that mean the receiver has the message: it is this sidecar's no longer."""
 RETRY_LATER: Final = "peer asked to retry later"
 """The failed attempt's error when the receiver asked to retry later without saying why."""
+STILL_STORING: Final = "an earlier delivery of this message is still being stored here; try again"
+"""The receiver's reason for "retry later" while its write of an earlier delivery of the message is in flight
+(``core.inbound``): the sender must not forget the message, which the receiver may yet hold (``core.admission``,
+``core.lane``)."""
 
 
 @dataclass(frozen=True, slots=True)

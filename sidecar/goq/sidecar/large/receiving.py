@@ -129,7 +129,7 @@ class LargeReceiver:
             return
         key = inbound_key(message.source, message.id)
         async with self._exclusive(key):
-            if key in self.inbound.live or key in self.inbound.consumed:
+            if key in self.inbound.leases.live or key in self.inbound.leases.consumed:
                 self.inbound.counters.duplicates += 1
                 yield peer_pb2.TransferAck(result=Result(outcome=peer_pb2.OUTCOME_DUPLICATE))
                 return

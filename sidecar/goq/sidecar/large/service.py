@@ -177,7 +177,7 @@ class LargeMessages:
 
     def leased(self, message_id: str) -> Incoming:
         """The leased large message ``message_id``, or ``NotFoundError``."""
-        item = self.inbound.leased.get(message_id)
+        item = self.inbound.leases.leased.get(message_id)
         if item is None:
             raise NotFoundError(f"message {message_id!r} is not leased to the application")
         if item.message.large is None:
@@ -244,7 +244,7 @@ class LargeMessages:
                 continue
             for name, completed in await store.complete(str(self.me), "in"):
                 key = name[len(prefix) :]
-                if key in self.inbound.live or self.receiver.receiving(key) or now - completed < CLEAN_GRACE:
+                if key in self.inbound.leases.live or self.receiver.receiving(key) or now - completed < CLEAN_GRACE:
                     continue
                 await store.delete(name)
                 dropped += 1
