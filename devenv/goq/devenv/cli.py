@@ -27,7 +27,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 from goq.devenv import demo, kube, processes, shop
 from goq.devenv.errors import DevEnvError
@@ -75,6 +75,48 @@ def _recorded(state: dict[str, object]) -> list[dict[str, object]]:
 
 def _running(state: dict[str, object]) -> list[dict[str, object]]:
     return [s for s in _recorded(state) if processes.pid_runs(int(str(s["pid"])), str(s["executable"]))]
+
+
+def _write_state(directory: Path, state: dict[str, Any]) -> None:
+    """Replace the state file whole (a rename): a command killed meanwhile leaves the old one or the new one."""
+    partial = directory / "state.json.partial"
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(_state_file(directory))
+
+
+def _server_record(server: processes.ServerProcess) -> dict[str, object]:
+    return {"name": server.name, "pid": server.pid, "executable": server.executable, "log": str(server.log_path)}
+
+
+def _starter(state: dict[str, object]) -> int | None:
+    """The PID of the ``goq-dev up`` still starting what ``state`` records, if it runs; None once it finished or
+    when it was killed (what it started is then recorded, for ``down`` or the next ``up`` to stop)."""
+    starting = state.get("starting")
+    if not isinstance(starting, dict):
+        return None
+    pid = int(str(starting["pid"]))
+    return pid if processes.pid_started_at(pid) == starting.get("started_at") else None
+
+
+def _refuse_while_starting(directory: Path, state: dict[str, object]) -> None:
+    if (pid := _starter(state)) is not None:
+        raise DevEnvError(
+            f"`goq-dev up` (pid {pid}) is still starting the servers in {directory}: wait for it, or stop it with "
+            "Ctrl-C (it stops what it started)"
+        )
+
+
+def _stop(state: dict[str, object], *, out: TextIO | None = None) -> None:
+    """Stop the recorded servers that run, in reverse order of their start, by PID; each said on ``out``."""
+    for record in reversed(_running(state)):
+        server = processes.ServerProcess(
+            str(record["name"]),
+            int(str(record["pid"])),
+            Path(str(record.get("log", "/dev/null"))),
+            str(record["executable"]),
+        )
+        print(f"stopping {server.name} (pid {server.pid})", file=out or sys.stdout, flush=True)
+        server.stop()
 
 
 def _env_lines(state: dict[str, object]) -> list[str]:
@@ -128,36 +170,51 @@ def start(
             raise DevEnvError("GoQ needs both MongoDB and the control plane: drop --no-kube/--no-mongo")
         logging.getLogger("goq.devenv").setLevel(logging.WARNING)  # the steps say it all, with each one's time
         return _start_cluster(directory, p, examples=with_examples)
-    new_state: dict[str, Any] = {"servers": []}
+    me = os.getpid()
+    new_state: dict[str, Any] = {"servers": [], "starting": {"pid": me, "started_at": processes.pid_started_at(me)}}
     servers: list[processes.ServerProcess] = []
+
+    def started(server: processes.ServerProcess) -> None:
+        """Record each server as soon as it runs, before it is waited for: killed meanwhile (a SIGKILL, a
+        closed terminal), this command leaves nothing ``down`` or the next ``up`` cannot find and stop."""
+        servers.append(server)
+        new_state["servers"].append(_server_record(server))
+        _write_state(directory, new_state)
+
+    _write_state(directory, new_state)
     try:
-        if with_mongo:
-            p.step("Starting MongoDB 6.0 (a single-node replica set, as change streams need)")
-            mongo = MongoServer(directory / "mongo")
-            mongo.start(detached=True)
-            assert mongo.process is not None
-            servers.append(mongo.process)
-            new_state["mongodb_uri"] = mongo.uri
-            p.detail(f"mongod ready at {mongo.uri} (pid {mongo.process.pid})")
-        if with_kube:
-            p.step(f"Starting Kubernetes {kube.KUBE_VERSION}: etcd, kube-apiserver, kube-controller-manager")
-            plane = kube.KubeControlPlane(directory / "kube")
-            timings = plane.start(detached=True)
-            servers.extend(plane.servers)
-            new_state["kubeconfig"] = str(plane.kubeconfig)
-            new_state["apiserver"] = plane.url
-            for name, seconds in timings.items():
-                p.detail(f"{name} ready in {seconds:.1f} s")
-            p.detail(f"API server at {plane.url}")
+        with processes.recording(started):
+            _start_servers(directory, new_state, p, with_mongo=with_mongo, with_kube=with_kube)
     except BaseException:
         for server in reversed(servers):
             server.stop()
+        _state_file(directory).unlink(missing_ok=True)
         raise
-    new_state["servers"] = [
-        {"name": s.name, "pid": s.pid, "executable": s.executable, "log": str(s.log_path)} for s in servers
-    ]
-    _state_file(directory).write_text(json.dumps(new_state, indent=2))
+    del new_state["starting"]
+    _write_state(directory, new_state)
     return new_state
+
+
+def _start_servers(
+    directory: Path, new_state: dict[str, Any], p: Progress, *, with_mongo: bool, with_kube: bool
+) -> None:
+    """MongoDB and the control plane, detached; what to reach them by into ``new_state``."""
+    if with_mongo:
+        p.step("Starting MongoDB 6.0 (a single-node replica set, as change streams need)")
+        mongo = MongoServer(directory / "mongo")
+        mongo.start(detached=True)
+        assert mongo.process is not None
+        new_state["mongodb_uri"] = mongo.uri
+        p.detail(f"mongod ready at {mongo.uri} (pid {mongo.process.pid})")
+    if with_kube:
+        p.step(f"Starting Kubernetes {kube.KUBE_VERSION}: etcd, kube-apiserver, kube-controller-manager")
+        plane = kube.KubeControlPlane(directory / "kube")
+        timings = plane.start(detached=True)
+        new_state["kubeconfig"] = str(plane.kubeconfig)
+        new_state["apiserver"] = plane.url
+        for name, seconds in timings.items():
+            p.detail(f"{name} ready in {seconds:.1f} s")
+        p.detail(f"API server at {plane.url}")
 
 
 def _check_node_dir(directory: Path) -> None:
@@ -171,9 +228,19 @@ def _check_node_dir(directory: Path) -> None:
 
 
 def _fresh(directory: Path) -> None:
-    """Refuse if what ``directory`` records still runs; else empty it."""
+    """Refuse if what ``directory`` records still runs; else empty it. What an interrupted ``up`` started is
+    stopped first: nobody else knows of it."""
     state = _read_state(directory)
-    if state and (_running(state) or _node_runs(state)):
+    if state and state.get("starting"):
+        _refuse_while_starting(directory, state)
+        print(
+            f"goq-dev: an earlier `goq-dev up` was stopped while starting (state in {directory}); "
+            "stopping what it started",
+            file=sys.stderr,
+            flush=True,
+        )
+        _stop(state, out=sys.stderr)  # stdout is for the environment ``up`` prints
+    elif state and (_running(state) or _node_runs(state)):
         raise DevEnvError(f"already up (state in {directory}); run `goq-dev down` first")
     if state and state.get("node_record"):
         cleanup.teardown(Path(str(state["node_record"])))  # a node left half-stopped: undo it before reusing
@@ -318,15 +385,8 @@ def down(directory: Path) -> int:
     if state is None:
         print(f"nothing to stop: no state in {directory}")
         return 0
-    for record in reversed(_running(state)):
-        server = processes.ServerProcess(
-            str(record["name"]),
-            int(str(record["pid"])),
-            Path(str(record.get("log", "/dev/null"))),
-            str(record["executable"]),
-        )
-        print(f"stopping {server.name} (pid {server.pid})", flush=True)
-        server.stop()
+    _refuse_while_starting(directory, state)
+    _stop(state)
     left: list[str] = []
     if path := state.get("node_record"):
         try:
@@ -346,11 +406,18 @@ def down(directory: Path) -> int:
 
 
 def status(directory: Path) -> int:
-    """Print what runs; exit 0 when everything recorded runs, 1 otherwise."""
+    """Print what runs; exit 0 when everything recorded runs (and ``up`` finished), 1 otherwise."""
     state = _read_state(directory)
     if state is None:
         print(f"down (no state in {directory})")
         return 1
+    if state.get("starting"):
+        starter = _starter(state)
+        print(
+            f"starting: `goq-dev up` (pid {starter}) is at work"
+            if starter is not None
+            else "interrupted: `goq-dev up` was stopped while starting; `goq-dev down` stops what it started"
+        )
     running = {int(str(s["pid"])) for s in _running(state)}
     every: list[dict[str, object]] = [*_recorded(state)]
     node = NodeRecord.load(Path(str(state["node_record"]))) if state.get("node_record") else None
@@ -363,7 +430,7 @@ def status(directory: Path) -> int:
         print(f"{record['name']:<26} pid {record['pid']!s:<8} {word}{log_file}")
     if node is not None:
         print(f"node {node.name}: address {node.node_address}, pods {node.pod_cidr}, Services {node.service_cidr}")
-    return 0 if len(running) == len(every) else 1
+    return 0 if len(running) == len(every) and not state.get("starting") else 1
 
 
 def env(directory: Path) -> int:

@@ -2,7 +2,8 @@
 
 A server started for a test session is tied to the process that started it (Linux
 ``PR_SET_PDEATHSIG``), so that even a killed test run leaves nothing behind. A server started by
-``goq-dev up`` is detached instead, and its PID is recorded so that ``goq-dev down`` stops exactly it.
+``goq-dev up`` is detached instead, and its PID is recorded (``recording``, as soon as it is started) so that
+``goq-dev down`` stops exactly it.
 """
 
 import contextlib
@@ -12,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from goq.devenv.errors import DevEnvError
 log = logging.getLogger("goq.devenv")
 
 _PR_SET_PDEATHSIG = 1
+
+_noting: list[Callable[["ServerProcess"], None]] = []
+"""What ``recording`` blocks ask to be told of each server started."""
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -120,7 +124,21 @@ def start(
         except OSError as exc:
             raise DevEnvError(f"cannot start {name} ({argv[0]}): {exc}") from exc
     log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
-    return ServerProcess(name, popen.pid, log_path, os.path.basename(argv[0]), popen)
+    server = ServerProcess(name, popen.pid, log_path, os.path.basename(argv[0]), popen)
+    for note in _noting:
+        note(server)
+    return server
+
+
+@contextlib.contextmanager
+def recording(note: Callable[[ServerProcess], None]) -> Iterator[None]:
+    """Call ``note`` with each server ``start`` starts within the block, at once, before anyone waits for it to be
+    ready: ``goq-dev up`` records each PID so, and an ``up`` killed while it waits leaves no server unrecorded."""
+    _noting.append(note)
+    try:
+        yield
+    finally:
+        _noting.remove(note)
 
 
 def wait_until(
@@ -158,6 +176,17 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def pid_started_at(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), or None if no such process runs: with the PID, names one
+    process even after the PID is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else int(fields[19])
 
 
 def pid_runs(pid: int, executable: str) -> bool:
