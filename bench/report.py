@@ -1,6 +1,7 @@
 """docs/benchmarks.md from one run's results: the tables, the configurations and versions, the machine, a reading."""
 
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
@@ -8,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from stats import STREAM, engine_ratios, hygiene_lines, markdown_tables, throughput_row
+from stats import STREAM, TITLES, engine_ratios, hygiene_lines, tables, throughput_row
 
 CONFIGURATIONS = """\
 - **GoQ** (every variant): mongod (single-node replica set, WiredTiger cache 2 GB, journal flushed every
@@ -52,7 +53,11 @@ CONFIGURATIONS = """\
   the brokers do not, and no real payload is one repeated byte.
 - **GoQ's store**: one mongod by default; `--mongodb replica-set` runs three members on this machine, as a
   production store is. For persistent rows the run records what MongoDB wrote (data files and journal, from
-  `serverStatus`, every member) per message.
+  `serverStatus`, every member) per message. The section "GoQ on a three-member replica set" comes from a
+  second run, GoQ alone: `bench/run.py --systems goq --scenarios throughput,latency --mongodb replica-set
+  --no-docs --no-plot --results bench/results/replica-set`, then the page is built with
+  `--replica-set-results bench/results/replica-set/latest.json` added to the main run's command (or to
+  `bench/run.py --from-json bench/results/latest.json`); without it the page has no such section.
 - **gRPC hop (bare)**: `bench/grpc_hop.py`, a grpc.aio server that hands raw-bytes batches (500 messages of
   1 KiB or 16 of 64 KiB per call; one message per call at a fixed rate) from a producer's client stream to
   one consumer's server stream through a 64-item in-memory queue: no storage, no acknowledgement.
@@ -550,7 +555,173 @@ CAVEATS = """\
 """
 
 
-def write(results: dict[str, Any], path: Path, plot: bool = True) -> None:
+class ResultsError(Exception):
+    """Saved results that cannot serve what they were given for; the message says what was wrong and what is
+    needed instead."""
+
+
+REPLICA_SET = "replica-set"
+REPLICA_SET_TITLE = "GoQ on a three-member replica set"
+PERSISTENT = "GoQ persistent"
+KIB, LARGE = "1024", "65536"
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A results file written by bench/run.py (``latest.json`` or ``run-*.json``)."""
+    try:
+        found = json.loads(path.read_text())
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ResultsError(f"{path} is not JSON ({exc}): give a results file that bench/run.py wrote") from None
+    if not isinstance(found, dict) or not isinstance(found.get("settings"), dict) or "systems" not in found:
+        raise ResultsError(f"{path} is not a results file of bench/run.py: it has no 'settings' or 'systems'")
+    return found
+
+
+def persistent_rows(results: dict[str, Any]) -> list[str]:
+    """The run's GoQ persistent rows that measured something (a throughput or latency run)."""
+    return [
+        name
+        for name, entry in results.get("systems", {}).items()
+        if name.startswith(PERSISTENT) and (any(entry.get("throughput", {}).values()) or entry.get("latency"))
+    ]
+
+
+def check_replica_set(results: dict[str, Any]) -> list[str]:
+    """Refuse what is not a GoQ run on three members; its GoQ persistent rows otherwise."""
+    store = results.get("settings", {}).get("mongodb", "single")
+    if store != REPLICA_SET:
+        raise ResultsError(
+            f"the replica-set results were measured with --mongodb {store}, not on a replica set: give the"
+            " latest.json of a run made with `bench/run.py --systems goq --mongodb replica-set`"
+        )
+    rows = persistent_rows(results)
+    if not rows:
+        raise ResultsError(
+            "the replica-set results have no GoQ persistent row with figures: run `bench/run.py --mongodb"
+            " replica-set` with --systems goq and the throughput or latency scenario"
+        )
+    return rows
+
+
+def shared_rows(single_rows: list[str], single_store: str, replica_set: dict[str, Any]) -> list[str]:
+    """The GoQ persistent rows to show side by side: measured on one mongod and on the replica set."""
+    if single_store != "single":
+        raise ResultsError(
+            f"the main run's GoQ store is --mongodb {single_store}: the replica-set section sets a run on one"
+            " mongod (--mongodb single, the default) beside the replica-set one"
+        )
+    theirs = check_replica_set(replica_set)
+    shared = [name for name in single_rows if name in theirs]
+    if not shared:
+        raise ResultsError(
+            f"no GoQ persistent row is in both runs: one mongod has {single_rows or 'none'}, the replica set"
+            f" {theirs}; measure the same --apis in both"
+        )
+    return shared
+
+
+def _stored(entry: dict[str, Any], size: str) -> float | None:
+    """Median MongoDB bytes written per message of the throughput runs, as a multiple of the payload."""
+    runs = [
+        r["mongodb_bytes_per_msg"] for r in entry.get("throughput", {}).get(size, []) if r.get("mongodb_bytes_per_msg")
+    ]
+    return statistics.median(runs) / int(size) if runs else None
+
+
+def _figures(entry: dict[str, Any]) -> dict[str, float | None]:
+    throughput, latency = entry.get("throughput", {}), entry.get("latency") or {}
+    return {
+        "small": throughput_row(throughput[KIB])["msgs_per_s"] if throughput.get(KIB) else None,
+        "large": throughput_row(throughput[LARGE])["mb_per_s"] if throughput.get(LARGE) else None,
+        "p50": float(latency["p50_ms"]) if "p50_ms" in latency else None,
+        "p99": float(latency["p99_ms"]) if "p99_ms" in latency else None,
+        "stored_small": _stored(entry, KIB),
+        "stored_large": _stored(entry, LARGE),
+    }
+
+
+FIGURES = (  # key, label, format of a cell
+    ("small", "1 KiB msg/s", "{:,.0f}"),
+    ("large", "64 KiB MB/s", "{:.1f}"),
+    ("p50", "p50 ms at 1,000 msg/s", "{:.2f}"),
+    ("p99", "p99 ms at 1,000 msg/s", "{:.2f}"),
+    ("stored_small", "MongoDB wrote per 1 KiB message, x payload", "{:.2f}x"),
+    ("stored_large", "MongoDB wrote per 64 KiB message, x payload", "{:.2f}x"),
+)
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return fmt.format(value) if value is not None else "-"
+
+
+def _replica_set_reading(name: str, one: dict[str, float | None], three: dict[str, float | None]) -> str | None:
+    parts = []
+    if one["small"] and three["small"] is not None:
+        parts.append(f"{three['small'] / one['small']:.0%} of one mongod's 1 KiB rate")
+    if one["large"] and three["large"] is not None:
+        parts.append(f"{three['large'] / one['large']:.0%} of its 64 KiB MB/s")
+    if None not in (one["p50"], one["p99"], three["p50"], three["p99"]):
+        parts.append(
+            f"p50 / p99 at 1,000 msg/s {three['p50']:.2f} / {three['p99']:.2f} ms against"
+            f" {one['p50']:.2f} / {one['p99']:.2f} ms"
+        )
+    if one["stored_large"] is not None and three["stored_large"] is not None:
+        parts.append(
+            f"MongoDB wrote {three['stored_large']:.2f}x the 64 KiB payload per message, the three members together,"
+            f" against {one['stored_large']:.2f}x on one"
+        )
+    return f"- {name}, three members: {'; '.join(parts)}." if parts else None
+
+
+def replica_set_section(results: dict[str, Any], replica_set: dict[str, Any]) -> list[str]:
+    """The GoQ persistent rows of a run on three mongod members beside the same rows on one mongod."""
+    rows = shared_rows(persistent_rows(results), results["settings"].get("mongodb", "single"), replica_set)
+    settings = replica_set["settings"]
+    counts = settings.get("counts", {})
+    lines = [
+        f"### {REPLICA_SET_TITLE}",
+        "",
+        "The GoQ persistent rows of a second run, `bench/run.py --mongodb replica-set` (finished"
+        f" {replica_set.get('finished', '?')} UTC, load average {replica_set.get('load_average', '?')} at its"
+        f" start; {counts.get(KIB, 0):,} x 1 KiB and {counts.get(LARGE, 0):,} x 64 KiB, {settings.get('runs', '?')}"
+        " run(s)), beside the same rows of this run on one mongod. Its store is three mongod members on this"
+        " machine, as a production store is: a primary and two secondaries, every majority write waiting for a"
+        " second member's journal. What MongoDB wrote (data files and journal, from `serverStatus`) is summed"
+        " over the three members, each of which keeps a full copy. These are two runs: the machine's load may"
+        " have differed between them.",
+        "",
+        "| GoQ | figure | one mongod | three members | three / one |",
+        "|---|---|---:|---:|---:|",
+    ]
+    readings = []
+    for name in rows:
+        one, three = _figures(results["systems"][name]), _figures(replica_set["systems"][name])
+        for i, (key, label, fmt) in enumerate(FIGURES):
+            a, b = one[key], three[key]
+            ratio = f"{b / a:.2f}x" if a and b is not None else "-"
+            lines.append(f"| {name if i == 0 else ''} | {label} | {_cell(a, fmt)} | {_cell(b, fmt)} | {ratio} |")
+        reading_line = _replica_set_reading(name, one, three)
+        if reading_line:
+            readings.append(reading_line)
+    return [*lines, "", *readings, ""] if readings else [*lines, ""]
+
+
+def _tables(results: dict[str, Any], replica_set: dict[str, Any] | None) -> str:
+    """The figures' tables, with the replica-set section right after the floor's place when there is one."""
+    section = replica_set_section(results, replica_set) if replica_set is not None else []
+    lines: list[str] = []
+    for key, table in tables(results, markdown=True).items():
+        if table:
+            lines += [f"### {TITLES[key]}", "", *table, ""]
+        if key == "floor":
+            lines += section
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], path: Path, plot: bool = True, replica_set: dict[str, Any] | None = None) -> None:
+    """docs/benchmarks.md from one run; with ``replica_set``, a run of GoQ on three members shown beside it."""
     settings = results["settings"]
     mode = "`--quick`, as `make bench-quick` runs it" if settings["quick"] else "the full run of `make bench`"
     counts = settings["counts"]
@@ -567,7 +738,7 @@ def write(results: dict[str, Any], path: Path, plot: bool = True) -> None:
         f" {settings['backlog']:,} persistent messages. All on one machine, in one run.",
         "",
         *(["![throughput, latency and memory under a backlog](benchmarks.png)", ""] if plot else []),
-        markdown_tables(results),
+        _tables(results, replica_set),
         "## Reading",
         "",
         reading(results),

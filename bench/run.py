@@ -266,9 +266,29 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md and .png")
     parser.add_argument("--no-plot", action="store_true", help="no PNG (matplotlib not needed)")
     parser.add_argument("--from-json", type=Path, help="measure nothing: table, plot and docs from saved results")
+    parser.add_argument(
+        "--replica-set-results",
+        type=Path,
+        metavar="JSON",
+        help="the results of a GoQ run made with --mongodb replica-set: docs/benchmarks.md shows its GoQ persistent"
+        " rows beside this run's on one mongod",
+    )
     args = parser.parse_args()
-    if args.from_json:
-        publish(json.loads(args.from_json.read_text()), args)
+    try:
+        saved = report.read_results(args.from_json) if args.from_json else None
+        replica_set = report.read_results(args.replica_set_results) if args.replica_set_results else None
+        if replica_set is not None:  # refused now, not after a run of half an hour
+            if saved is not None:
+                rows, store = report.persistent_rows(saved), saved["settings"].get("mongodb", "single")
+            else:
+                with_goq = "goq" in args.systems.split(",")
+                rows = [f"GoQ persistent, {APIS[api][0]}" for api in args.apis.split(",") if with_goq and api in APIS]
+                store = args.mongodb
+            report.shared_rows(rows, store, replica_set)
+    except report.ResultsError as exc:
+        parser.error(str(exc))
+    if saved is not None:
+        publish(saved, args, replica_set)
         return
     counts = {
         1024: args.count or (5_000 if args.quick else 50_000),
@@ -401,11 +421,12 @@ def main() -> None:
     stamp = results["finished"].replace(" ", "T").replace(":", "")
     for name in (f"run-{stamp}.json", "latest.json"):
         (args.results / name).write_text(json.dumps(results, indent=1))
-    publish(results, args)
+    publish(results, args, replica_set)
 
 
-def publish(results: dict[str, Any], args: argparse.Namespace) -> None:
-    """Print the tables; write the plot next to the results, and docs/benchmarks.md and .png."""
+def publish(results: dict[str, Any], args: argparse.Namespace, replica_set: dict[str, Any] | None = None) -> None:
+    """Print the tables; write the plot next to the results, and docs/benchmarks.md and .png (with a run on a
+    replica set beside this one when ``replica_set`` is given)."""
     print("\n" + text_table(results))
     args.results.mkdir(parents=True, exist_ok=True)
     written = [] if args.from_json else [str(args.results / "latest.json")]
@@ -418,7 +439,11 @@ def publish(results: dict[str, Any], args: argparse.Namespace) -> None:
         docs = HERE.parent / "docs"
         if not args.no_plot:
             shutil.copyfile(args.results / "benchmarks.png", docs / "benchmarks.png")
-        report.write(results, docs / "benchmarks.md", plot=not args.no_plot)
+        try:
+            report.write(results, docs / "benchmarks.md", plot=not args.no_plot, replica_set=replica_set)
+        except report.ResultsError as exc:
+            saved = args.from_json or args.results / "latest.json"
+            raise SystemExit(f"docs/benchmarks.md not written: {exc} (rebuild it with --from-json {saved})") from None
         written += ["docs/benchmarks.md", "docs/benchmarks.png"]
     print("wrote " + ", ".join(written))
 
