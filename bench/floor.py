@@ -12,10 +12,13 @@ above these figures is the cost of its own processes; below them no design with 
 (one durable copy per message): the sender's insert as today, then per delivered batch one small
 majority update of the sender's document by the receiver ("W2": the members' ``to``, their keys in ``hk``,
 the receiver in ``ho``, matched on the member's exact body, or on a 16-byte digest of it), then the
-receiver's finishing update that makes the document a tombstone. Variants and sizes are interleaved, each
+receiver's finishing update that makes the document a tombstone; and ("head") the same with the bodies
+apart: the sender inserts a body document that is never updated and a small head document that W2 and the
+finisher update (the finisher deletes the body document with it). Variants and sizes are interleaved, each
 run on empty collections, with the bytes MongoDB wrote per payload byte (``serverStatus``, as ``run.py``).
 
-    python bench/floor.py [--count N] [--large-count N] [--latency-seconds S] [--handoff]
+    python bench/floor.py [--count N] [--large-count N] [--latency-seconds S]
+        [--handoff [--variants copy,head,...] [--history-window S]]
 """
 
 import argparse
@@ -35,7 +38,7 @@ from typing import Any
 import bson
 from goq_system import MONGO_CACHE_GB
 from procs import cpu_seconds
-from pymongo import AsyncMongoClient, MongoClient, WriteConcern
+from pymongo import AsyncMongoClient, DeleteMany, MongoClient, UpdateMany, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from stats import latency_summary, spread
 
@@ -102,10 +105,16 @@ class Copy:
     a tombstone."""
 
     name = "copy"
+    key = "copy"
+    """What ``--variants`` calls it."""
     digest = False
 
     def __init__(self, uri: str) -> None:
         self.sender, self.receiver = Side(uri, "outbox"), Side(uri, "inbox")
+
+    async def store(self, batch: Doc) -> None:
+        """The sender's durable write of a batch."""
+        await self.sender.durable.insert_one(batch)
 
     async def receive(self, sent: Doc) -> None:
         await self.receiver.durable.insert_one(inbox_document(sent))
@@ -129,6 +138,7 @@ class Handoff(Copy):
         self.by = by
         self.by_index = by_index
         self.name = f"handoff, {by} filter" + (" by index" if by_index else "")
+        self.key = by + ("-by-index" if by_index else "")
         self.digest = by == "digest"
 
     async def receive(self, sent: Doc) -> None:
@@ -139,6 +149,41 @@ class Handoff(Copy):
 
     async def finish(self, ids: list[str]) -> None:
         await self.receiver.background.update_many({"_id": {"$in": ids}}, finisher(RECEIVER))
+
+
+class HeadHandoff(Handoff):
+    """The handoff with the bodies apart: the sender inserts, in one ``insert_many``, a body document (the
+    batch's bodies, never updated) and then a small head document (the members without bodies, each with
+    its body's digest); W2 and the finisher update only the head, and the finisher deletes the body
+    document with it. Why: an update of a document that holds the bodies costs mongod about what their
+    insert does, and with the default history window writes their old version to the history store."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri, "digest", by_index=True)
+        self.name = "handoff, head and body apart"
+        self.key = "head"
+
+    async def store(self, batch: Doc) -> None:
+        await self.sender.durable.insert_many(head_and_body(batch))
+
+    async def finish(self, ids: list[str]) -> None:
+        await self.receiver.background.bulk_write(
+            [
+                UpdateMany({"_id": {"$in": ids}}, finisher(RECEIVER)),
+                DeleteMany({"_id": {"$in": [body_id(i) for i in ids]}}),
+            ]
+        )
+
+
+def body_id(group: str) -> str:
+    return f"{group}.b"
+
+
+def head_and_body(batch: Doc) -> list[Doc]:
+    """A batch as two documents, the body first: a head that exists always has its body."""
+    bodies = {"_id": body_id(batch["_id"]), "h": batch["h"], "b": [m["b"] for m in batch["m"]]}
+    members = [{k: v for k, v in m.items() if k != "b"} for m in batch["m"]]
+    return [bodies, {**batch, "m": members}]
 
 
 def handoff(sent: Doc, by: str) -> tuple[Doc, Doc]:
@@ -223,6 +268,7 @@ def patterns(uri: str) -> list[Copy]:
         Handoff(uri, "digest"),
         Handoff(uri, "body", by_index=True),
         Handoff(uri, "digest", by_index=True),
+        HeadHandoff(uri),
     ]
 
 
@@ -240,7 +286,7 @@ async def latency(uri: str, seconds: float, rate: float = 1000.0, pattern: str =
             await asyncio.sleep(delay)
         began = time.perf_counter()
         doc = outbox_document(i, 1, 1024, digest=way.digest)
-        await way.sender.durable.insert_one(doc)
+        await way.store(doc)
         await way.receive(doc)
         took.append((time.perf_counter() - began) * 1000)
         pending.append(doc["_id"])
@@ -264,7 +310,7 @@ async def throughput(uri: str, count: int, size: int, pattern: str = "copy") -> 
     async def send() -> None:
         for first in range(0, count, per_batch):
             batch = outbox_document(first, min(per_batch, count - first), size, digest=way.digest)
-            await way.sender.durable.insert_one(batch)
+            await way.store(batch)
             await handover.put(batch)
         await handover.put(None)
 
@@ -356,7 +402,11 @@ def _latency_run(server: MongoServer, seconds: float) -> dict[str, float]:
 
 
 def compare(
-    counts: dict[int, int], runs: int, latency_seconds: float, history_window: int | None = None
+    counts: dict[int, int],
+    runs: int,
+    latency_seconds: float,
+    history_window: int | None = None,
+    variants: list[str] | None = None,
 ) -> dict[str, Any]:
     """Today's copy beside the handoff (body and digest filters): throughput and MongoDB bytes written per
     payload byte per size, latency at 1,000 msg/s, every variant interleaved with the others in each of
@@ -365,7 +415,7 @@ def compare(
     versions it keeps for snapshot reads; an update of a large document writes its old version there."""
     workdir = Path(tempfile.mkdtemp(prefix="goq-bench-floor-"))
     server = MongoServer(workdir / "mongo", cache_gb=MONGO_CACHE_GB)
-    names = [p.name for p in patterns("mongodb://unused")]
+    names = [p.name for p in patterns("mongodb://unused") if variants is None or p.key in variants]
     rates: dict[str, dict[str, list[float]]] = {n: {str(s): [] for s in counts} for n in names}
     ratios: dict[str, dict[str, list[float]]] = {n: {str(s): [] for s in counts} for n in names}
     cpus: dict[str, dict[str, list[float]]] = {n: {str(s): [] for s in counts} for n in names}
@@ -456,11 +506,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--handoff", action="store_true", help="today's copy beside the one-copy handoff")
-    parser.add_argument("--history-window", type=int, help="with --handoff: mongod's minSnapshotHistoryWindowInSeconds")
+    parser.add_argument(
+        "--history-window",
+        type=int,
+        help="with --handoff: mongod's minSnapshotHistoryWindowInSeconds (default: as goq-devenv starts mongod, 0)",
+    )
+    parser.add_argument(
+        "--variants",
+        help="with --handoff: a comma-separated subset of copy,body,digest,body-by-index,digest-by-index,head",
+    )
     args = parser.parse_args()
     counts = {1024: args.count, 65536: args.large_count}
     if args.handoff:
-        print(json.dumps(compare(counts, args.runs, args.latency_seconds, args.history_window), indent=1))
+        variants = args.variants.split(",") if args.variants else None
+        print(json.dumps(compare(counts, args.runs, args.latency_seconds, args.history_window, variants), indent=1))
     else:
         print(json.dumps(floor(counts, args.runs, args.latency_seconds), indent=1))
 
