@@ -169,11 +169,31 @@ def test_the_floor_is_shown_beside_goq_persistent_streaming_and_the_peers() -> N
     assert "| NATS JetStream | 19,000 | - | - | 0.30 | 3.30 |" in markdown
 
 
+RABBITMQ_AT_64_KIB = {
+    "group": "peer",
+    "throughput": {"65536": [{"msgs_per_s": 3500.0, "mb_per_s": 229.4}]},
+    "latency": None,
+    "rss_idle_mb": {},
+    "rss_after_mb": {},
+    "cpu_s_per_10k": {},
+}
+
+
 def test_the_reading_says_which_targets_lie_beyond_the_store_itself() -> None:
-    text = report.reading({**RESULTS, "floor": FLOOR})
+    systems = {**RESULTS["systems"], "RabbitMQ, quorum, pika": RABBITMQ_AT_64_KIB}
+    text = report.reading({**RESULTS, "systems": systems, "floor": FLOOR})
     assert "GoQ persistent, gRPC stream reaches 27% at 1 KiB and 25% at 64 KiB of that floor's rate." in text
-    assert "the store alone takes 131 MB/s" in text
+    assert (
+        "the store alone takes 131 MB/s for the two copies the delivery promise needs, so the target"
+        " (RabbitMQ's best, RabbitMQ, quorum, pika, 229 MB/s) is beyond MongoDB" in text
+    )
     assert "the two majority writes alone take p99 4.20 ms" in text
+
+
+def test_the_reading_does_not_blame_the_store_for_a_target_it_can_reach() -> None:
+    slow_rabbit = {**RABBITMQ_AT_64_KIB, "throughput": {"65536": [{"msgs_per_s": 1000.0, "mb_per_s": 65.5}]}}
+    systems = {**RESULTS["systems"], "RabbitMQ, quorum, pika": slow_rabbit}
+    assert "the store alone takes" not in report.reading({**RESULTS, "systems": systems, "floor": FLOOR})
 
 
 def test_a_run_without_the_floor_has_no_floor_table_or_reading() -> None:
