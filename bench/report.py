@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from stats import STREAM, TITLES, engine_ratios, hygiene_lines, tables, throughput_row
+from stats import STREAM, TITLES, engine_ratios, goq_row, hygiene_lines, tables, throughput_row
 
 CONFIGURATIONS = """\
 - **GoQ** (every variant): mongod (single-node replica set, WiredTiger cache 2 GB, journal flushed every
@@ -196,13 +196,13 @@ def reading(results: dict[str, Any]) -> str:
                 line += f"; target >= RabbitMQ's best: {_verdict(mine[best] >= rabbit[1])}"
         lines.append(line + ".")
     for kind in ("persistent", "transient"):
-        stream = small.get(f"GoQ {kind}, {STREAM}")
+        stream = small.get(goq_row(kind, STREAM))
         if not stream:
             continue
         others = [
-            f"{label} {small[f'GoQ {kind}, {label}'] / stream:.0%}"
+            f"{label} {small[goq_row(kind, label)] / stream:.0%}"
             for label in ("gRPC unary", "REST JSON", "REST raw")
-            if f"GoQ {kind}, {label}" in small
+            if goq_row(kind, label) in small
         ]
         if others:
             lines.append(f"- GoQ {kind}, 1 KiB, other APIs as a share of gRPC streaming: {', '.join(others)}.")
@@ -329,7 +329,7 @@ def _per_message_api_lines(results: dict[str, Any]) -> list[str]:
     """The sending sidecar's CPU per message through the per-message APIs, 1 KiB persistent."""
     lines = []
     for label, target in API_CPU_TARGETS_US.items():
-        entry = results["systems"].get(f"GoQ persistent, {label}")
+        entry = results["systems"].get(goq_row("persistent", label))
         cpu = (entry or {}).get("cpu_s_per_10k", {}).get("orders")
         if cpu is not None:
             micros = float(cpu) * 100  # s per 10,000 messages -> µs per message
@@ -357,7 +357,7 @@ def _floor_lines(results: dict[str, Any], small: dict[str, float], large: dict[s
         "- The floor, MongoDB alone making GoQ's writes for persistent messages (per batch: two majority inserts"
         " in sequence, a delete and a tombstone; no sidecars, no gRPC): " + "; ".join(parts) + "."
     ]
-    mine = f"GoQ persistent, {STREAM}"
+    mine = goq_row("persistent", STREAM)
     shares = []
     for size, table, unit in (("1024", small, "1 KiB"), ("65536", large, "64 KiB")):
         if mine in table and size in rates:

@@ -27,7 +27,7 @@ from grpc_hop import HopSystem
 from nats_system import NatsSystem
 from procs import QUIET_WAIT, BenchError, cpu_seconds, finish, kill_clients, rss_mb, spawn, wait_quiet, wait_ready
 from rabbitmq_system import RabbitMQSystem
-from stats import latency_summary, text_table
+from stats import goq_row, latency_summary, text_table
 
 HERE = Path(__file__).resolve().parent
 SIZES = (1024, 65536)
@@ -102,7 +102,7 @@ def goq_contenders(system: GoQSystem, apis: list[str]) -> list[Contender]:
                 send.append("--persistent")
             receive_argv = [script, "consume", "--api", receive, "--target", consumer.grpc_target]
             receive_argv += ["--rest", consumer.rest_url]
-            contenders.append(Contender(f"GoQ {kind}, {label}", system, send, receive_argv, goq=system))
+            contenders.append(Contender(goq_row(kind, label), system, send, receive_argv, goq=system))
     return contenders
 
 
@@ -203,7 +203,7 @@ def engine_once(system: GoQSystem, hygiene: Hygiene, kind: str, count: int, size
     got = finish(consumer, f"GoQ {kind} engine drain")
     rate = received / (done - float(sent["start"]))
     drain = float(got["received"]) / (float(got["last"]) - float(got["start"])) if got["last"] else 0.0
-    name = f"GoQ {kind}, engine"
+    name = goq_row(kind, "engine")
     print(f"  {name:<30} {rate:>9,.0f} msg/s  (receive path alone: {drain:,.0f} msg/s)", flush=True)
     return {
         "count": count,
@@ -282,7 +282,7 @@ def main() -> None:
                 rows, store = report.persistent_rows(saved), saved["settings"].get("mongodb", "single")
             else:
                 with_goq = "goq" in args.systems.split(",")
-                rows = [f"GoQ persistent, {APIS[api][0]}" for api in args.apis.split(",") if with_goq and api in APIS]
+                rows = [goq_row("persistent", APIS[api][0]) for api in args.apis.split(",") if with_goq and api in APIS]
                 store = args.mongodb
             report.shared_rows(rows, store, replica_set)
     except report.ResultsError as exc:

@@ -12,6 +12,11 @@ SIZES = ("1024", "65536")
 STREAM = "gRPC stream"
 
 
+def goq_row(kind: str, api_label: str) -> str:
+    """The name of GoQ's row for messages of ``kind`` (persistent, transient) sent through ``api_label``."""
+    return f"GoQ {kind}, {api_label}"
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     """The nearest-rank percentile ``p`` (0-100) of ``values``; 0.0 for none."""
     if not values:
@@ -237,7 +242,7 @@ def _floor_rows(
         (FLOOR, found.get("throughput", {}), found.get("latency"))
     ]
     for name, entry in results.get("systems", {}).items():
-        if name == f"GoQ persistent, {STREAM}" or entry.get("group") == "peer":
+        if name == goq_row("persistent", STREAM) or entry.get("group") == "peer":
             runs = entry.get("throughput", {})
             throughput = {size: throughput_row(runs[size]) for size in SIZES if runs.get(size)}
             rows.append((name, throughput, entry.get("latency")))

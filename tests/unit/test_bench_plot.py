@@ -1,23 +1,8 @@
 """The benchmark's plot (bench/plot.py) is drawn from a run's results, whatever scenarios the run left out."""
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from .bench_modules import load_bench
 
 RESULTS = {
     "settings": {"quick": True},
@@ -44,9 +29,8 @@ RESULTS = {
 }
 
 
-def test_the_plot_is_a_png_even_without_scale_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "stats", load("stats"))  # plot.py imports its sibling by name
-    plot = load("plot")
+def test_the_plot_is_a_png_even_without_scale_figures(tmp_path: Path) -> None:
+    plot = load_bench("plot")
     path = tmp_path / "benchmarks.png"
     plot.write(RESULTS, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

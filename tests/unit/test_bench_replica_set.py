@@ -2,31 +2,18 @@
 (bench/report.py), and refuses results that are not such a run."""
 
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from .bench_modules import BENCH, load_bench
 
-
-def load(name: str, as_name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(as_name, BENCH / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# report.py imports "stats" by that name, as bench/run.py runs it.
-stats = sys.modules.setdefault("stats", load("stats", "stats"))
-report = load("report", "goq_bench_report_replica_set")
+report = load_bench("report", "goq_bench_report_replica_set")
+stats = sys.modules["stats"]  # the one report.py imports
 
 STREAM, UNARY = "GoQ persistent, gRPC stream", "GoQ persistent, gRPC unary"
 SECTION = f"### {report.REPLICA_SET_TITLE}"

@@ -1,30 +1,13 @@
 """The benchmark's pure figures: percentiles, summaries of repeated runs and the tables (bench/stats.py)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-# bench/ is scripts, not a package: load its module by path, under a name of its own.
-_spec = importlib.util.spec_from_file_location(
-    "goq_bench_stats", Path(__file__).resolve().parents[2] / "bench/stats.py"
-)
-assert _spec is not None
-assert _spec.loader is not None
-stats = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(stats)
+from .bench_modules import load_bench
+
+stats = load_bench("stats")
 percentile, latency_summary, spread = stats.percentile, stats.latency_summary, stats.spread
 throughput_row, text_table, markdown_tables = stats.throughput_row, stats.text_table, stats.markdown_tables
-# report.py imports "stats" by that name, as bench/run.py runs it: give it this one.
-sys.modules.setdefault("stats", stats)
-_report_spec = importlib.util.spec_from_file_location(
-    "goq_bench_report", Path(__file__).resolve().parents[2] / "bench/report.py"
-)
-assert _report_spec is not None
-assert _report_spec.loader is not None
-report = importlib.util.module_from_spec(_report_spec)
-_report_spec.loader.exec_module(report)
+report = load_bench("report")
 
 
 @pytest.mark.parametrize(
