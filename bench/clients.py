@@ -75,7 +75,18 @@ async def windowed(count: int, rate: float, one: Callable[[], Awaitable[bool]]) 
     return accepted
 
 
-async def produce_stream(target: str, to: str, count: int, size: int, persistent: bool, rate: float, tag: bytes) -> int:
+async def produce_stream(
+    target: str,
+    to: str,
+    count: int,
+    size: int,
+    persistent: bool,
+    rate: float,
+    tag: bytes,
+    accepted_ids: list[str] | None = None,
+) -> int:
+    """Send ``count`` messages over ``SendStream``; return how many were accepted, their ids in ``accepted_ids``
+    if given."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = queue_manager_pb2_grpc.QueueManagerStub(channel)
         start = time.time()
@@ -93,7 +104,10 @@ async def produce_stream(target: str, to: str, count: int, size: int, persistent
 
         accepted = 0
         async for answer in stub.SendStream(batches()):
-            accepted += sum(r.WhichOneof("result") == "accepted" for r in answer.results)
+            ids = [r.accepted.id for r in answer.results if r.WhichOneof("result") == "accepted"]
+            accepted += len(ids)
+            if accepted_ids is not None:
+                accepted_ids.extend(ids)
         return accepted
 
 
@@ -136,22 +150,27 @@ async def produce_rest(
 
 
 class Arrivals:
-    """What a consumer saw: every latency of this run, messages of earlier runs, first and last arrival."""
+    """What a consumer saw: each message of this run once (its id and latency), how many came again (at least
+    once allows it), messages of earlier runs, first and last arrival."""
 
     def __init__(self, count: int, tag: bytes) -> None:
         self.count, self.tag = count, tag
+        self.ids: set[str] = set()
         self.latencies: list[float] = []
-        self.stale = 0
+        self.duplicates = self.stale = 0
         self.start = self.first = self.last = 0.0
 
-    def add(self, body: bytes, now: float) -> None:
+    def add(self, message_id: str, body: bytes, now: float) -> None:
         sent, tagged = STAMP.unpack_from(body)
-        if tagged == self.tag:
+        if tagged != self.tag:
+            self.stale += 1
+        elif message_id in self.ids:
+            self.duplicates += 1
+        else:
+            self.ids.add(message_id)
             self.latencies.append(now - sent)
             self.first = self.first or now
             self.last = now
-        else:
-            self.stale += 1
 
     @property
     def done(self) -> bool:
@@ -160,6 +179,7 @@ class Arrivals:
     def result(self) -> dict[str, Any]:
         return {
             "received": len(self.latencies),
+            "duplicates": self.duplicates,
             "stale": self.stale,
             "start": self.start,
             "first": self.first,
@@ -173,9 +193,15 @@ def say_ready() -> None:
 
 
 async def consume_grpc(
-    target: str, arrivals: Arrivals, within: float, size: int, ready: Callable[[], None] = say_ready
+    target: str,
+    arrivals: Arrivals,
+    within: float,
+    size: int,
+    ready: Callable[[], None] = say_ready,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """Receive over the gRPC stream until ``count`` arrived, drain, acknowledge; return leases left behind."""
+    """Receive over the gRPC stream until ``count`` arrived (or ``stop`` is set), drain, acknowledge; return
+    leases left behind."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = queue_manager_pb2_grpc.QueueManagerStub(channel)
         await channel.channel_ready()
@@ -209,7 +235,7 @@ async def consume_grpc(
                 now = time.time()
                 arrived.set()
                 for m in batch.messages:
-                    arrivals.add(m.payload, now)
+                    arrivals.add(m.id, m.payload, now)
                 unacked.extend(m.id for m in batch.messages)
                 if arrivals.done:
                     done.set()
@@ -217,8 +243,10 @@ async def consume_grpc(
         acker = asyncio.ensure_future(acknowledge())
         reader = asyncio.ensure_future(read())
         finished = asyncio.ensure_future(done.wait())
-        await asyncio.wait({finished, reader}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
+        await asyncio.wait({finished, reader, stopped}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
         finished.cancel()
+        stopped.cancel()
         if reader.done() and not done.is_set():
             reader.result()  # the stream failed: say why rather than wait
         # Drain: whatever the stream still hands out (a redelivery, a message of an earlier run) is read and
@@ -262,7 +290,7 @@ async def consume_rest(url: str, target: str, arrivals: Arrivals, within: float)
                 answer = await response.json()
             now = time.time()
             for m in answer["messages"]:
-                arrivals.add(base64.b64decode(m["payload"]), now)
+                arrivals.add(m["id"], base64.b64decode(m["payload"]), now)
             if answer["messages"]:
                 await window.acquire()
                 task = asyncio.ensure_future(ack([m["id"] for m in answer["messages"]]))

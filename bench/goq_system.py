@@ -52,6 +52,15 @@ def stats_of(target: str, timeout: float = 10.0) -> dict[str, int]:
     return {name: int(getattr(answer, name)) for name in STATS_FIELDS}
 
 
+def poisoned_of(target: str, limit: int, timeout: float = 30.0) -> list[str]:
+    """The ids in one sidecar's poison queue (outbound and inbound), up to ``limit``."""
+    with grpc.insecure_channel(target) as channel:
+        answer = queue_manager_pb2_grpc.QueueManagerStub(channel).ListPoisoned(
+            pb.ListPoisonedRequest(limit=limit), timeout=timeout
+        )
+    return [m.id for m in answer.messages]
+
+
 PRODUCTION_ELECTION_TIMEOUT_MS = 10_000
 """MongoDB's default: the benchmark's replica set is tuned as in production, not for fast elections in tests."""
 

@@ -294,10 +294,17 @@ def reading(results: dict[str, Any]) -> str:
     scale = results.get("scale")
     if scale:
         total = scale["identities"] * scale["count_each"]
+        if "accepted" in scale:
+            arrived = (
+                f"{scale['received']:,} of the {scale['accepted']:,} accepted (of {total:,}) arrived,"
+                f" {scale['poisoned']:,} went to a poison queue, {scale['lost']:,} lost;"
+            )
+        else:  # results of a run before the benchmark counted accepted, poisoned and lost messages
+            arrived = f"{scale['received']:,} of {total:,} messages arrived,"
         lines.append(
-            f"- {scale['identities']} identities at once: {scale['received']:,} of {total:,} messages arrived,"
-            f" {scale['msgs_per_s']:,.0f} msg/s in all, p99 {scale['p99_ms']:.0f} ms; the sidecars took"
-            f" {scale['sidecar_rss_after_mb']['sum'] / 1024:.1f} GB together."
+            f"- {scale['identities']} identities at once: {arrived} {scale['msgs_per_s']:,.0f} msg/s in all, p99"
+            f" {scale['p99_ms']:.0f} ms; the sidecars took {scale['sidecar_rss_after_mb']['sum'] / 1024:.1f} GB"
+            " together."
         )
     return "\n".join(lines)
 

@@ -1,14 +1,17 @@
 """Producer and consumer processes of the scale scenario: many identities exchanging messages at once.
 
 ``ring_clients.py produce|consume --ring FILE --count N``: FILE lists ``[identity, gRPC target]`` pairs; each
-identity sends N persistent messages to the next one in the ring over ``SendStream``, and each receives its
-N over its own ``Receive`` stream, all at once from one process per role. The consumer prints ``ready`` once
-every stream is attached and, at the end, one line of JSON like ``clients.py``.
+identity sends N persistent messages to the next one in the ring over ``SendStream``, and each receives from
+the previous one over its own ``Receive`` stream, all at once from one process per role. The producer's JSON
+names the ids each identity's sidecar accepted; the consumer's the ids each identity received. The consumer
+prints ``ready`` once every stream is attached, and stops when every identity has N, on SIGUSR1 (the runner's
+sign that nothing is on its way any more: some sends were refused or poisoned), or after ``--within`` seconds.
 """
 
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,17 +19,21 @@ from pathlib import Path
 from clients import Arrivals, consume_grpc, produce_stream, tag_of
 
 
-async def produce(ring: list[tuple[str, str]], count: int, size: int, tag: bytes) -> int:
+async def produce(ring: list[tuple[str, str]], count: int, size: int, tag: bytes) -> dict[str, object]:
+    accepted: dict[str, list[str]] = {identity: [] for identity, _ in ring}
     sends = [
-        produce_stream(target, ring[(i + 1) % len(ring)][0], count, size, True, 0.0, tag)
-        for i, (_, target) in enumerate(ring)
+        produce_stream(target, ring[(i + 1) % len(ring)][0], count, size, True, 0.0, tag, accepted[identity])
+        for i, (identity, target) in enumerate(ring)
     ]
-    return sum(await asyncio.gather(*sends))
+    total = sum(await asyncio.gather(*sends))
+    return {"accepted": total, "accepted_ids": accepted}
 
 
 async def consume(ring: list[tuple[str, str]], count: int, size: int, within: float, tag: bytes) -> dict[str, object]:
     arrivals = [Arrivals(count, tag) for _ in ring]
     attached = 0
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
 
     def ready() -> None:
         nonlocal attached
@@ -35,17 +42,18 @@ async def consume(ring: list[tuple[str, str]], count: int, size: int, within: fl
             print("ready", flush=True)
 
     left = await asyncio.gather(
-        *(consume_grpc(target, a, within, size, ready) for (_, target), a in zip(ring, arrivals, strict=True))
+        *(consume_grpc(target, a, within, size, ready, stop) for (_, target), a in zip(ring, arrivals, strict=True))
     )
     return {
         "received": sum(len(a.latencies) for a in arrivals),
+        "duplicates": sum(a.duplicates for a in arrivals),
         "stale": sum(a.stale for a in arrivals),
         "start": min(a.start for a in arrivals),
         "first": min((a.first for a in arrivals if a.first), default=0.0),
         "last": max(a.last for a in arrivals),
         "latencies": [x for a in arrivals for x in a.latencies],
         "left_in_flight": sum(left),
-        "short": sorted(a.count - len(a.latencies) for a in arrivals if not a.done),
+        "received_ids": {identity: sorted(a.ids) for (identity, _), a in zip(ring, arrivals, strict=True)},
     }
 
 
@@ -62,8 +70,7 @@ def main() -> None:
     tag = tag_of(args.queue)
     if args.role == "produce":
         start = time.time()
-        accepted = asyncio.run(produce(ring, args.count, args.size, tag))
-        result: dict[str, object] = {"accepted": accepted, "start": start, "end": time.time()}
+        result = {**asyncio.run(produce(ring, args.count, args.size, tag)), "start": start, "end": time.time()}
     else:
         result = asyncio.run(consume(ring, args.count, args.size, args.within, tag))
     json.dump(result, sys.stdout)

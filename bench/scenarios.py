@@ -8,12 +8,15 @@
 """
 
 import json
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import grpc
-from goq_system import GoQSystem, stats_of
+from accounting import account
+from goq_system import GoQSystem, poisoned_of, stats_of
 from procs import BenchError, cpu_seconds, finish, rss_mb, spawn, wait_ready
 from stats import latency_summary
 
@@ -22,6 +25,7 @@ from goq.devenv.sidecars import SidecarProcess
 
 HERE = Path(__file__).resolve().parent
 SAMPLE_EVERY = 1.0  # seconds between memory samples while a backlog builds
+SETTLE_POLL = 2.0  # seconds between looks at every sidecar's queues while the last messages travel
 RESTARTS = 3  # attempts to start the receiving sidecar again after the backlog built
 
 
@@ -42,23 +46,28 @@ def scale(identities: int, count: int, size: int = 1024) -> dict[str, Any]:
         consumer = spawn([str(HERE / "ring_clients.py"), "consume", *options])
         wait_ready(consumer, "scale")
         producer = spawn([str(HERE / "ring_clients.py"), "produce", *options])
-        sent, got = finish(producer, "scale producer"), finish(consumer, "scale consumer")
+        sent = finish(producer, "scale producer")
+        targets = [system.sidecars[n].grpc_target for n in names]
+        if not _wait_delivered_or_poisoned(targets, consumer):
+            consumer.send_signal(signal.SIGUSR1)  # what is missing is not on its way
+        got = finish(consumer, "scale consumer")
         after = {name: rss_mb(pid) for name, pid in pids.items()}
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-        elapsed = float(got["last"]) - float(sent["start"])
         total = identities * count
+        poisoned = [i for target in targets for i in poisoned_of(target, limit=total)]
+        where = account(sent["accepted_ids"], got["received_ids"], poisoned, sent=total)
+        elapsed = float(got["last"]) - float(sent["start"])
         sidecars = [n for n in names if n in idle]
         result = {
             "identities": identities,
             "count_each": count,
             "size": size,
-            "accepted": sent["accepted"],
-            "received": got["received"],
+            **where,
+            "duplicates": got["duplicates"],
             "stale": got["stale"],
-            "short": got.get("short", []),
             "left_in_flight": got["left_in_flight"],
             "seconds": elapsed,
-            "msgs_per_s": got["received"] / elapsed if elapsed > 0 else 0.0,
+            "msgs_per_s": int(where["received"]) / elapsed if elapsed > 0 else 0.0,
             **latency_summary([x * 1000 for x in got["latencies"]]),
             "start_all_s": start_s,
             "sidecar_rss_idle_mb": _median_and_sum([idle[n] for n in sidecars]),
@@ -71,12 +80,30 @@ def scale(identities: int, count: int, size: int = 1024) -> dict[str, Any]:
         }
         print(
             f"  {identities} identities: {result['msgs_per_s']:,.0f} msg/s in all, p99 {result['p99_ms']:.1f} ms;"
-            f" {result['received']:,} of {total:,} received; all started in {start_s:.1f} s",
+            f" {where['received']:,} of {where['accepted']:,} accepted received ({where['refused']:,} refused,"
+            f" {where['poisoned']:,} poisoned, {where['lost']:,} lost); all started in {start_s:.1f} s",
             flush=True,
         )
+        if where["lost"]:
+            print(f"  LOST: {where['lost']:,} accepted messages neither received nor poisoned: {where['lost_ids']}")
         return result
     finally:
         system.stop()
+
+
+def _wait_delivered_or_poisoned(targets: list[str], consumer: subprocess.Popen[str], within: float = 600.0) -> bool:
+    """Until the consumer has every message (True) or nothing is on its way any more: every sidecar's send
+    and receive queues empty and nothing leased, twice in a row (a message poisoned after its last attempt,
+    or refused, never arrives)."""
+    deadline, quiet = time.time() + within, 0
+    while quiet < 2 and consumer.poll() is None and time.time() < deadline:
+        time.sleep(SETTLE_POLL)
+        try:
+            busy = sum(s["send_queue"] + s["receive_queue"] + s["in_flight"] for s in (stats_of(t) for t in targets))
+        except grpc.RpcError:
+            busy = 1  # a sidecar that does not answer may still hold messages
+        quiet = quiet + 1 if busy == 0 else 0
+    return consumer.poll() is not None
 
 
 def _median_and_sum(values: list[float]) -> dict[str, float]:

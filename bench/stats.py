@@ -156,7 +156,8 @@ def scale_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
     headers = [
         "identities",
         "msgs each",
-        "received",
+        "received of accepted",
+        "refused / poisoned / lost",
         "msg/s in all",
         "p50 ms",
         "p99 ms",
@@ -169,7 +170,8 @@ def scale_table(results: Mapping[str, Any], markdown: bool) -> list[str]:
     row = [
         f"{s['identities']}",
         f"{s['count_each']:,}",
-        f"{s['received']:,}",
+        f"{s['received']:,} of {s.get('accepted', s['received']):,}",
+        f"{s.get('refused', 0):,} / {s.get('poisoned', 0):,} / {s.get('lost', 0):,}",
         f"{s['msgs_per_s']:,.0f}",
         f"{s['p50_ms']:.1f}",
         f"{s['p99_ms']:.1f}",
