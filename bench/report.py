@@ -72,7 +72,11 @@ CONFIGURATIONS = """\
 - **Scale**: a GoQ of its own: one mongod and one sidecar per identity, every sidecar knowing all others
   (static peer map); each identity sends its messages (persistent, 1 KiB, `SendStream`) to the next one in
   a ring and receives the previous one's over its own `Receive` stream; one producer and one consumer
-  process drive all identities at once (`bench/ring_clients.py`).
+  process drive all identities at once (`bench/ring_clients.py`). Every message is accounted for by id:
+  the producer records what each sidecar accepted, the consumer what arrived (duplicates apart); once every
+  sidecar's queues are empty the runner lists every poison queue, and the row says how many accepted
+  messages arrived, were poisoned (with their reason, in that sidecar's poison queue) or were lost, and how
+  many sends were refused (`bench/accounting.py`). A hundred sidecars and mongod share this machine's cores.
 - **The floor** (`bench/floor.py`): one process with two MongoDB clients (one per "sidecar") against a
   mongod started like GoQ's, making exactly the writes GoQ makes for persistent messages, a batch's messages
   in one document as GoQ stores them: insert into `outbox` (majority), then into `inbox` (majority, with the

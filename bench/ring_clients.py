@@ -33,7 +33,13 @@ async def consume(ring: list[tuple[str, str]], count: int, size: int, within: fl
     arrivals = [Arrivals(count, tag) for _ in ring]
     attached = 0
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
+    loop = asyncio.get_running_loop()
+
+    def stopped(signum: int, frame: object) -> None:
+        if not loop.is_closed():  # a sign that comes while the results are written changes nothing
+            loop.call_soon_threadsafe(stop.set)
+
+    signal.signal(signal.SIGUSR1, stopped)  # not the loop's handler: asyncio resets that to the default on close
 
     def ready() -> None:
         nonlocal attached
