@@ -223,6 +223,8 @@ async def operator_process(
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env |= {
         "KUBECONFIG": str(kubeconfig),
+        "TMPDIR": str(workdir),  # the Kubernetes client writes inline CA data to temporary files: a killed
+        # operator leaves them in its workdir, not in /tmp
         "GOQ_OPERATOR_NAMESPACE": ns,
         "GOQ_WEBHOOK_HOST": "127.0.0.1",
         "GOQ_WEBHOOK_PORT": str(port),
