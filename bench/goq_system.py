@@ -8,10 +8,12 @@ import socket
 import ssl
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
 from goq.api.v1 import queue_manager_pb2 as pb
@@ -50,6 +52,26 @@ def stats_of(target: str, timeout: float = 10.0) -> dict[str, int]:
     with grpc.insecure_channel(target) as channel:
         answer = queue_manager_pb2_grpc.QueueManagerStub(channel).Stats(pb.StatsRequest(), timeout=timeout)
     return {name: int(getattr(answer, name)) for name in STATS_FIELDS}
+
+
+DELIVERY_COUNTERS = (
+    "goq_delivery_attempts_failed",
+    "goq_deliveries_deferred_while_storing",
+    "goq_messages_duplicate",
+    "goq_messages_redelivered",
+)
+"""What a sidecar counts of the deliveries that did not go through the first time."""
+
+
+def delivery_counters(health_url: str, timeout: float = 10.0) -> dict[str, float]:
+    """One sidecar's DELIVERY_COUNTERS, from its Prometheus ``/metrics``."""
+    with urllib.request.urlopen(f"{health_url}/metrics", timeout=timeout) as response:
+        text = response.read().decode()
+    found = dict.fromkeys(DELIVERY_COUNTERS, 0.0)
+    for family in text_string_to_metric_families(text):  # a counter family's name is without "_total"
+        if family.name in found:
+            found[family.name] += sum(sample.value for sample in family.samples if sample.name.endswith("_total"))
+    return found
 
 
 def poisoned_of(target: str, limit: int, timeout: float = 30.0) -> list[str]:

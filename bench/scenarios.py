@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 from accounting import account
-from goq_system import GoQSystem, poisoned_of, stats_of
+from goq_system import DELIVERY_COUNTERS, GoQSystem, delivery_counters, poisoned_of, stats_of
 from procs import BenchError, cpu_seconds, finish, rss_mb, spawn, wait_ready
 from stats import latency_summary
 
@@ -55,6 +55,10 @@ def scale(identities: int, count: int, size: int = 1024) -> dict[str, Any]:
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         total = identities * count
         poisoned = [i for target in targets for i in poisoned_of(target, limit=total)]
+        retried = dict.fromkeys(DELIVERY_COUNTERS, 0.0)
+        for name in names:
+            for counter, value in delivery_counters(system.sidecars[name].health_url).items():
+                retried[counter] += value
         where = account(sent["accepted_ids"], got["received_ids"], poisoned, sent=total)
         elapsed = float(got["last"]) - float(sent["start"])
         sidecars = [n for n in names if n in idle]
@@ -64,6 +68,7 @@ def scale(identities: int, count: int, size: int = 1024) -> dict[str, Any]:
             "size": size,
             **where,
             "duplicates": got["duplicates"],
+            "delivery_counters": retried,
             "stale": got["stale"],
             "left_in_flight": got["left_in_flight"],
             "seconds": elapsed,
@@ -81,7 +86,8 @@ def scale(identities: int, count: int, size: int = 1024) -> dict[str, Any]:
         print(
             f"  {identities} identities: {result['msgs_per_s']:,.0f} msg/s in all, p99 {result['p99_ms']:.1f} ms;"
             f" {where['received']:,} of {where['accepted']:,} accepted received ({where['refused']:,} refused,"
-            f" {where['poisoned']:,} poisoned, {where['lost']:,} lost); all started in {start_s:.1f} s",
+            f" {where['poisoned']:,} poisoned, {where['lost']:,} lost); all started in {start_s:.1f} s;"
+            f" {retried['goq_delivery_attempts_failed']:,.0f} failed delivery attempts",
             flush=True,
         )
         if where["lost"]:

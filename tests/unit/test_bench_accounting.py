@@ -42,11 +42,12 @@ def scale_results(**figures: object) -> dict[str, object]:
     return {"scale": row}
 
 
-def test_the_scale_table_shows_received_of_accepted_and_refused_poisoned_lost() -> None:
-    table = "\n".join(stats.scale_table(scale_results(accepted=6, refused=0, poisoned=1, lost=0), markdown=True))
-    assert "| 5 of 6 | 0 / 1 / 0 |" in table
+def test_the_scale_table_shows_received_of_accepted_refused_poisoned_lost_and_failed_attempts() -> None:
+    failed = {"goq_delivery_attempts_failed": 1234.0}
+    row = scale_results(accepted=6, refused=0, poisoned=1, lost=0, delivery_counters=failed)
+    assert "| 5 of 6 | 0 / 1 / 0 | 1,234 |" in "\n".join(stats.scale_table(row, markdown=True))
 
 
 def test_the_scale_table_reads_results_from_before_the_accounting() -> None:
     table = "\n".join(stats.scale_table(scale_results(), markdown=True))
-    assert "| 5 of 5 | 0 / 0 / 0 |" in table
+    assert "| 5 of 5 | 0 / 0 / 0 | 0 |" in table
