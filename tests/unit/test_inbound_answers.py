@@ -1,6 +1,7 @@
 """What the receiver answers a delivery, and the invariant each answer relies on: DUPLICATE (the sender
 forgets the message) only for a message this sidecar holds durably or has consumed; a repeat of a message
-whose store write has not returned is answered RETRY_LATER, whether that write then succeeds or fails."""
+whose store write has not returned waits for that write: DUPLICATE once it held, RETRY_LATER if it failed or
+outlasted JOIN_WAIT."""
 
 import asyncio
 import time
@@ -11,6 +12,7 @@ from goq.api.v1 import envelope_pb2, peer_pb2
 from goq.identity import Address
 from goq.messages import Message
 from goq.queue_spec import GoQueueSpec
+from goq.sidecar.core import inbound as inbound_module
 from goq.sidecar.core.inbound import Inbound, InboundConfig
 from goq.sidecar.domain.counting import Counters
 from goq.sidecar.domain.poisoning import Poisoner
@@ -87,18 +89,34 @@ def outcomes(results: list[peer_pb2.MessageResult]) -> list[int]:
     return [r.outcome for r in results]
 
 
-async def test_a_repeat_while_the_first_write_is_in_flight_is_answered_retry_later(
+async def test_a_repeat_while_the_first_write_is_in_flight_waits_and_is_a_duplicate_once_it_held(
     inbound: Inbound, inbox: GatedInbox
 ) -> None:
     first = asyncio.create_task(inbound.accept([envelope("m1")]))
     await asyncio.sleep(0)  # the first delivery is checked and its write waits on the gate
+    repeat = asyncio.create_task(inbound.accept([envelope("m1")]))
+    await asyncio.sleep(0.05)
+    assert not repeat.done()  # never DUPLICATE before the write held: the sender would forget the message
+
+    inbox.gate.set()
+
+    assert outcomes(await first) == [ACCEPTED]
+    assert outcomes(await repeat) == [DUPLICATE]
+    assert (inbound.counters.duplicates, inbound.counters.repeats_while_storing) == (1, 1)
+
+
+async def test_a_repeat_whose_first_write_outlasts_the_join_wait_is_answered_retry_later(
+    inbound: Inbound, inbox: GatedInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbound_module, "JOIN_WAIT", 0.05)
+    first = asyncio.create_task(inbound.accept([envelope("m1")]))
+    await asyncio.sleep(0)
 
     repeat = await inbound.accept([envelope("m1")])
 
     assert outcomes(repeat) == [RETRY_LATER]
     assert "still being stored" in repeat[0].reason
-    assert inbound.counters.duplicates == 0
-    assert inbound.counters.repeats_while_storing == 1
+    assert (inbound.counters.duplicates, inbound.counters.repeats_while_storing) == (0, 1)
     inbox.gate.set()
     assert outcomes(await first) == [ACCEPTED]
 
@@ -114,10 +132,12 @@ async def test_a_repeat_after_the_write_returned_is_a_duplicate(inbound: Inbound
 async def test_after_a_failed_write_the_senders_retry_is_stored_anew(inbound: Inbound, inbox: GatedInbox) -> None:
     first = asyncio.create_task(inbound.accept([envelope("m1")]))
     await asyncio.sleep(0)
-    assert outcomes(await inbound.accept([envelope("m1")])) == [RETRY_LATER]
+    repeat = asyncio.create_task(inbound.accept([envelope("m1")]))
+    await asyncio.sleep(0)
     inbox.fail = True
     inbox.gate.set()
     assert outcomes(await first) == [RETRY_LATER]  # what the sender's timed-out attempt no longer hears
+    assert outcomes(await repeat) == [RETRY_LATER]  # the write it waited for did not hold
 
     inbox.fail = False
     retried = await inbound.accept([envelope("m1")])
@@ -132,7 +152,7 @@ async def test_a_cancelled_write_lets_go_of_its_messages(inbound: Inbound, inbox
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
-    assert inbound.storing == set()
+    assert inbound.storing == {}
     assert inbound.depth == 0
 
     inbox.gate.set()

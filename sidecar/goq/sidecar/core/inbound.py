@@ -7,6 +7,8 @@ bound, store it (durably if persistent), and only then answer the sender. The ap
 messages it gets with a lease, is ``Inbound.leases`` (``core.leases``).
 """
 
+import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -44,6 +46,15 @@ class Arrival:
     results: list[Result | None]
     candidates: list[tuple[int, Incoming]] = field(default_factory=list)
     stored: list[Incoming] = field(default_factory=list)
+    joined: list[tuple[int, str, asyncio.Event]] = field(default_factory=list)
+    """Repeats of messages an earlier arrival is storing: index, key, and that arrival's ``written``."""
+    written: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once this arrival's store write has returned, held or not."""
+
+
+JOIN_WAIT = 5.0
+"""Longest a repeat of a message being stored waits for that write before it is answered "retry later": the
+default ``attemptTimeout``, within which the sender still waits for this answer."""
 
 
 class Inbound:
@@ -73,10 +84,10 @@ class Inbound:
         self.config = config
         self.clock = clock
         self.leases = Leases(me, stores, poisoner, counters, config, clock=clock)
-        self.storing: set[str] = set()
-        """Keys in ``leases.live`` whose store write has not returned: not durably held yet, so a repeat of one
-        is answered "retry later", never "duplicate" (the sender would forget a message the write may still
-        lose)."""
+        self.storing: dict[str, asyncio.Event] = {}
+        """Keys in ``leases.live`` whose store write has not returned, and the event set when it has: not durably
+        held yet, so a repeat of one waits for that write (``_join``) and is never answered "duplicate" before
+        it held (the sender would forget a message the write may still lose)."""
         self._admitting = 0
         """Keys in ``leases.live`` reserved by arrivals whose bound is not applied yet."""
         self.large_ready: set[str] = set()
@@ -103,15 +114,15 @@ class Inbound:
             checked = self._check(envelope, now)
             if isinstance(checked, Result):
                 arrival.results[index] = checked
-            elif checked.key in self.storing:
+            elif (write := self.storing.get(checked.key)) is not None:
                 self.counters.repeats_while_storing += 1
-                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=STILL_STORING)
+                arrival.joined.append((index, checked.key, write))
             elif checked.key in self.leases.live or checked.key in self.leases.consumed:
                 self.counters.duplicates += 1
                 arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
             else:
                 self.leases.live.add(checked.key)
-                self.storing.add(checked.key)
+                self.storing[checked.key] = arrival.written
                 arrival.candidates.append((index, checked))
         self._admitting += len(arrival.candidates)
         return arrival
@@ -135,8 +146,29 @@ class Inbound:
             self._let_go(arrival, "receiver stopping")
             raise
         finally:
-            self.storing.difference_update(item.key for _, item in arrival.candidates)
+            for _, item in arrival.candidates:
+                del self.storing[item.key]
+            arrival.written.set()
+        await self._join(arrival)
         return arrival
+
+    async def _join(self, arrival: "Arrival") -> None:
+        """Answer the repeats of messages that were being stored when they came, once those writes returned
+        (up to JOIN_WAIT): "duplicate" if held, "retry later" if not. A sender whose attempt outlived a slow
+        write then learns the outcome instead of sending the batch again and again while it lands: under
+        overload those repeats (each checked and signed anew) were most of the sidecars' work."""
+        if not arrival.joined:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(JOIN_WAIT):
+                for write in {id(w): w for _, _, w in arrival.joined}.values():
+                    await write.wait()
+        for index, key, _ in arrival.joined:
+            if key not in self.storing and (key in self.leases.live or key in self.leases.consumed):
+                self.counters.duplicates += 1
+                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_DUPLICATE)
+            else:  # still being stored, or let go (the sender's next attempt is stored anew)
+                arrival.results[index] = Result(outcome=peer_pb2.OUTCOME_RETRY_LATER, reason=STILL_STORING)
 
     def _let_go(self, arrival: "Arrival", reason: str) -> None:
         for index, item in arrival.candidates:

@@ -35,7 +35,7 @@ class EngineCollector(Collector):
             ("goq_messages_duplicate", "Deliveries recognised as already received.", c.duplicates),
             (
                 "goq_deliveries_deferred_while_storing",
-                "Repeated deliveries answered 'retry later' because the first one's store write had not returned.",
+                "Repeated deliveries that came while the first one's store write had not returned (they wait for it).",
                 c.repeats_while_storing,
             ),
             ("goq_transient_messages_lost", "Transient messages dropped at shutdown.", c.lost_transient),
