@@ -167,3 +167,22 @@ async def test_an_acknowledged_message_delivered_again_is_a_duplicate(inbound: I
 
     assert outcomes(await inbound.accept([envelope("m1")])) == [DUPLICATE]
     assert inbound.leases.take(1) == []
+
+
+async def test_a_repeat_waiting_on_a_cancelled_write_is_answered_retry_later_at_once(
+    inbound: Inbound, inbox: GatedInbox
+) -> None:
+    first = asyncio.create_task(inbound.accept([envelope("m1")]))
+    await asyncio.sleep(0)
+    repeat = asyncio.create_task(inbound.accept([envelope("m1")]))
+    await asyncio.sleep(0)
+
+    first.cancel()  # the sidecar stops while the write runs: the repeat must not wait out JOIN_WAIT
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    answer = await asyncio.wait_for(repeat, timeout=1.0)
+
+    assert outcomes(answer) == [RETRY_LATER]
+    assert inbound.counters.duplicates == 0
+    inbox.gate.set()
+    assert outcomes(await inbound.accept([envelope("m1")])) == [ACCEPTED]  # the sender's retry is stored anew
