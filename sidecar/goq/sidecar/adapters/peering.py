@@ -8,7 +8,10 @@ outstanding (``sidecar/core/lane.py``).
 """
 
 import asyncio
+import functools
 import logging
+import math
+import time
 from typing import Final
 
 import grpc
@@ -88,6 +91,8 @@ class PeerLink:
         self._call: grpc.aio.StreamStreamCall[peer_pb2.DeliverBatch, peer_pb2.DeliverAck] | None = None
         self._pending: dict[int, asyncio.Future[Results]] = {}
         self._seq = 0
+        self._heard_at = -math.inf
+        """When the current stream last answered a batch, or opened (monotonic clock)."""
         self._reader: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -99,6 +104,7 @@ class PeerLink:
         batch.seq = self._seq
         future: asyncio.Future[Results] = asyncio.get_running_loop().create_future()
         self._pending[self._seq] = future
+        future.add_done_callback(functools.partial(self._forget, self._seq))
         # A write waits for the stream (its headers, flow control). gRPC does not end a write that waits for
         # the headers of a call cancelled meanwhile (``reset`` after a timeout): it would wait for ever, and
         # so would the lane. The write is given up once its batch failed.
@@ -115,6 +121,12 @@ class PeerLink:
                 raise exc
             self._break(call, f"write failed: {_describe(exc)}")
         return future
+
+    def silent(self, seconds: float) -> bool:
+        """Whether the stream has answered nothing for ``seconds`` (since it opened, if never): a stream that
+        still answers other batches is alive, and one batch's late answer is no reason to break it (and fail
+        every batch in flight on it with that one)."""
+        return time.monotonic() - self._heard_at >= seconds
 
     def reset(self, reason: str) -> None:
         """Give up on the current stream (e.g. no answer in time): fail its batches, open anew next time."""
@@ -135,12 +147,15 @@ class PeerLink:
                 self._channel = self.credentials.channel(self.target, self.destination, self._options)
             call = peer_pb2_grpc.PeerStub(self._channel).Deliver()
             self._call = call
+            self._heard_at = time.monotonic()
             self._reader = asyncio.get_running_loop().create_task(self._read(call))
         return self._call
 
     async def _read(self, call: "grpc.aio.StreamStreamCall[peer_pb2.DeliverBatch, peer_pb2.DeliverAck]") -> None:
         try:
             async for ack in call:
+                if call is self._call:
+                    self._heard_at = time.monotonic()
                 future = self._pending.pop(ack.seq, None)
                 if future is not None and not future.done():
                     future.set_result(list(ack.results))
@@ -149,6 +164,11 @@ class PeerLink:
             self._break(call, "stream cancelled")
         except grpc.aio.AioRpcError as exc:
             self._break(call, _describe(exc))
+
+    def _forget(self, seq: int, future: "asyncio.Future[Results]") -> None:
+        """A batch nobody waits for any more (its attempt timed out): its answer, if it comes, is dropped."""
+        if self._pending.get(seq) is future:
+            del self._pending[seq]
 
     def _break(self, call: object, reason: str) -> None:
         if call is not self._call:

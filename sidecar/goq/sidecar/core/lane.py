@@ -166,11 +166,13 @@ class Lane:
         written: "asyncio.Future[asyncio.Future[list[peer_pb2.MessageResult]]]",
     ) -> None:
         try:
+            patience = self.outbound.policy().attempt_timeout
             try:
                 answer = await written
-                results = await asyncio.wait_for(answer, self.outbound.policy().attempt_timeout)
+                results = await asyncio.wait_for(answer, patience)
             except TimeoutError:
-                link.reset("no answer within attemptTimeout")
+                if link.silent(patience):  # the stream answers nothing: it may be dead; a new one is tried
+                    link.reset("no answer within attemptTimeout")
                 self._failing(link)
                 error = f"{link.target}: no answer within attemptTimeout"
                 await self.outbound.failed(self, batch, error, unknown=True)
