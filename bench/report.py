@@ -479,6 +479,17 @@ the benchmark starts them; CPU from /proc, Python stacks from `py-spy`):
 - **Tails**: full garbage collections of the sidecar's ~600 modules' objects took 20-35 ms mid-run until the
   sidecar froze them at start (`gc.freeze`); majority writes stalled 100-110 ms, both sidecars' at once, a few
   times a minute, until mongod flushed its journal every 10 ms instead of 100 (docs/deploy.md).
+- **What is left of the transient tail is this machine's** (2026-12-05; a probe client sending 6,000-12,000
+  messages at 1,000 msg/s over `SendStream` and receiving them, with the arrival in each sidecar's API timed):
+  p50 1.0-1.1 ms, p99 3.0-4.4 ms. Every message over 5 ms fell into a pause 5-14 ms long, about every 1.05 s,
+  in whichever hop ran then (client to sender, sender to receiver, receiver to client). Not the client's
+  garbage collector (disabled: the same), nor mongod's TTL monitor or diagnostic capture (both off: the same),
+  nor a long callback in a sidecar (none over 1.5 ms). The CPU time of every thread on the machine, sampled
+  every 10 ms (`/proc/*/task/*/schedstat`), has one thread with bursts at that period: the sandbox's own agent
+  (PID 1, no part of GoQ or of the benchmark) takes 5-8 ms of CPU about every 1.05 s, with or without a command
+  of ours running; on 2 cores already 1.3 busy, that preempts one of the hops (period matched, not each pause
+  timed against each burst). A process sleeping 0.5 ms in a loop on the idle
+  machine saw two such pauses (4-5 ms) in 6 s.
 
 ### Per-message APIs: CPU per message of the sending sidecar (2026-12-05)
 
