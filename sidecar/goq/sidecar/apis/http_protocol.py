@@ -89,14 +89,20 @@ class Channel:
         self.head_bytes = len(self.h11.trailing_data[0])  # a pipelined request, or part of one
 
     async def send(self, *events: h11.Event) -> None:
-        """One write for all ``events``: a small answer leaves in one segment, not one per part."""
+        """One write for all ``events``: a small answer leaves in one segment, not one per part. Only what the
+        socket did not take at once is waited for (a timer per answer cost more than the answer's own code)."""
         self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
-        async with asyncio.timeout(self.send_timeout):
-            await self.writer.drain()
+        if self.writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(self.send_timeout):
+                await self.writer.drain()
 
     async def body_event(self) -> object:
-        """The next event of a request body, or ``BodyError`` when it broke off or stalled."""
+        """The next event of a request body, or ``BodyError`` when it broke off or stalled. What has arrived
+        already is taken without a timer: only a wait for the client is bounded."""
         try:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
             async with asyncio.timeout(self.body_timeout):
                 return await self.next_event()
         except TimeoutError:
@@ -138,6 +144,11 @@ class Request:
         """The media type without parameters, lower-case; ``application/octet-stream`` when absent (RFC 9110)."""
         value = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         return value or "application/octet-stream"
+
+    @property
+    def body_read(self) -> bool:
+        """Whether the body was read to its end (or there is no connection to read it from)."""
+        return self._channel is None or self._body_done
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives; a client that hangs up mid-body, or sends nothing for the body

@@ -224,8 +224,10 @@ class HttpServer:
                 return None
             channel.feed(data)
         try:
-            async with asyncio.timeout(self.head_timeout):
-                event = await channel.next_event()
+            event: object = channel.h11.next_event()  # a head that has arrived whole needs no timer
+            if event is h11.NEED_DATA:
+                async with asyncio.timeout(self.head_timeout):
+                    event = await channel.next_event()
         except TimeoutError:
             if channel.h11.trailing_data[0]:  # a head begun and not finished: say why it ends
                 log.debug("HTTP request head not complete within %g s; closing", self.head_timeout)
@@ -238,6 +240,8 @@ class HttpServer:
         """Read what is left of the request (a GET's end, a refused small body) so the connection can be
         reused; a body left unread beyond ``DRAIN_LIMIT`` bytes, or not all there within the body
         timeout, closes it instead."""
+        if request.body_read:
+            return True
         drained = 0
         try:
             async with asyncio.timeout(self.body_timeout):
