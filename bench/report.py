@@ -525,6 +525,13 @@ single sends arriving one at a time make groups of 1-4 messages (1.3 transient, 
 in the engine), so each delivery, store write and delete is paid for a few messages, where a stream pays it
 for 500 (24 us per message). What could go further: grpcio's synchronous server took 135 us per bare unary
 call (212 us bridged to the event loop), and a C HTTP parser (httptools) would replace most of h11's share.
+
+Later the same day, the REST server's timers: a JSON send went through six or seven `asyncio.timeout` scopes
+(its head, each body event, the answer's drain, the end of its body), though head and body had arrived in one
+segment and the answer left in one write. Only a wait for the client is timed now (the timeouts mean what they
+meant): persistent REST JSON, 1 KiB, 20,000 messages, 3 interleaved runs each, 219-237 us of the sending
+sidecar's CPU per message (median 228) against 250-270 (median 256): 11% less. What py-spy then finds in that
+sidecar: the socket `send` of the answer 15%, h11 about 13%, the store's group commits 11%, delivery 4%.
 """
 
 
