@@ -445,6 +445,41 @@ async def test_an_answer_nobody_reads_is_given_up_after_the_send_timeout(caplog:
     assert _problems(caplog) == []
 
 
+async def test_a_streamed_answer_whose_client_went_away_ends_with_its_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Small pieces leave at once (nothing waits in the buffer), so the write alone never finds out that
+    the client is gone: the connection must still end, the stream stop, and nothing be logged."""
+    produced = 0
+
+    async def endless(request: Request) -> Response:
+        async def pieces() -> AsyncIterator[bytes]:
+            nonlocal produced
+            while True:
+                produced += 1
+                yield b"x" * 512
+                await asyncio.sleep(0.005)
+
+        return Response(stream=pieces(), content_type="application/octet-stream")
+
+    routes = Router()
+    routes.add("GET", "/endless", endless)
+    http = HttpServer(routes)
+    await http.start("127.0.0.1", 0)
+    try:
+        raw = socket.create_connection(("127.0.0.1", http.port), timeout=2)
+        raw.sendall(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.to_thread(raw.recv, 4096)
+        raw.close()
+        await until(lambda: http.connections == 0, within=3.0)
+        stopped_at = produced
+        await asyncio.sleep(0.2)
+        assert produced == stopped_at  # the stream was closed with its connection
+    finally:
+        await http.close()
+    assert _problems(caplog) == []
+
+
 async def test_idle_connections_beyond_the_bound_make_room_and_a_request_is_still_served(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -90,9 +90,12 @@ class Channel:
 
     async def send(self, *events: h11.Event) -> None:
         """One write for all ``events``: a small answer leaves in one segment, not one per part. Only what the
-        socket did not take at once is waited for (a timer per answer cost more than the answer's own code)."""
+        socket did not take at once is waited for (a timer per answer cost more than the answer's own code),
+        or a connection that is closing, where ``drain`` raises: a write alone drops its bytes quietly and
+        would let a streamed answer to a client that went away run on."""
         self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
-        if self.writer.transport.get_write_buffer_size():
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() or transport.is_closing():
             async with asyncio.timeout(self.send_timeout):
                 await self.writer.drain()
 
