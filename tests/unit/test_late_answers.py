@@ -15,6 +15,7 @@ from goq.api.v1 import peer_pb2, peer_pb2_grpc
 from goq.identity import Address
 from goq.retry import RetryPolicy
 from goq.sidecar.adapters.resolving import StaticResolver
+from goq.sidecar.adapters.stores.memory import MemoryOutbox
 from goq.sidecar.core.outbound import Outbound, OutboundConfig
 from goq.sidecar.domain.counting import Counters
 from goq.sidecar.domain.poisoning import Poisoner
@@ -65,23 +66,6 @@ class Receiver(peer_pb2_grpc.PeerServicer):
                 task.cancel()
 
 
-class NoOutbox:
-    async def add(self, items: list[Outgoing]) -> list[bool]:
-        return [True] * len(items)
-
-    def forget(self, ids: list[str]) -> None:
-        return None
-
-    def record_failures(self, items: list[Outgoing]) -> None:
-        return None
-
-    async def recover(self) -> list[Outgoing]:
-        return []
-
-    async def close(self) -> None:
-        return None
-
-
 class NoSink:
     async def put(self, records: list[PoisonRecord]) -> None:
         raise AssertionError(f"nothing is poisoned here: {records}")
@@ -101,7 +85,7 @@ def outbound_to(port: int, counters: Counters) -> Outbound:
         Address.parse("orders.shop"),
         lambda: policy,
         StaticResolver({str(BILLING): f"127.0.0.1:{port}"}),
-        {True: NoOutbox(), False: NoOutbox()},
+        {True: MemoryOutbox(), False: MemoryOutbox()},  # the lane under test needs no durable store
         Poisoner(NoSink(), counters),
         counters,
         OutboundConfig(),
