@@ -104,7 +104,10 @@ async def test_a_refused_send_is_not_delivered_after_its_sidecars_die_before_its
         await asyncio.to_thread(sidecar.kill)
 
     await asyncio.to_thread(replica_set.restart_member, secondaries[0])
-    assert await asyncio.to_thread(replica_set.wait_for_primary, 60) == old_primary
+    if await asyncio.to_thread(replica_set.wait_for_primary, 60) != old_primary:
+        # The restarted member could only win the election if the old primary held nothing newer than it:
+        # the refused writes never landed, and the double fault this test needs did not happen.
+        pytest.skip("the restarted secondary was elected over the old primary: the refused writes did not land")
     await asyncio.to_thread(replica_set.restart_member, secondaries[1])
     for collection, written in (("outbox", refused), ("inbox", set(generated))):
         landed = await held(replica_set.uri, database, collection)
